@@ -1,0 +1,108 @@
+/* mmnode configuration: parsed once from one file into struct mm_config.
+ * The file format is documented in deploy/mmnode.conf.example. */
+#ifndef MM_CONFIG_H
+#define MM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum mm_proto { MM_PROTO_IMAP, MM_PROTO_POP3, MM_PROTO_COUNT };
+
+enum mm_tls_mode {
+	MM_TLS_NONE,		/* plaintext only */
+	MM_TLS_STARTTLS,	/* plaintext, upgraded with STARTTLS / STLS */
+	MM_TLS_IMPLICIT,	/* TLS from the first byte (993 / 995) */
+};
+
+/* How a back end learns the client's real address. */
+enum mm_client_addr {
+	MM_CADDR_NONE,
+	MM_CADDR_ID,		/* IMAP ID x-originating-ip, POP3 XCLIENT */
+	MM_CADDR_PROXY2,	/* PROXY protocol v2 header */
+};
+
+struct mm_listener_conf {
+	enum mm_proto proto;
+	enum mm_tls_mode tls;	/* imap/pop3 with cert: STARTTLS; imaps/pop3s: IMPLICIT */
+	char *host;		/* numeric address, "*" for any */
+	char *port;
+	char *cert_file;	/* NULL: no TLS offered on this listener */
+	char *key_file;
+	bool require_tls;	/* refuse logins before STARTTLS */
+	int line;		/* line in the config file, for messages */
+};
+
+struct mm_backend_conf {
+	char *name;
+	char *host;
+	uint16_t port[MM_PROTO_COUNT];	/* 0: protocol not served */
+	enum mm_tls_mode tls;
+	char *ca_file;		/* CA that verifies the back end's certificate */
+	char *tls_name;		/* name checked in its certificate; default host */
+	enum mm_client_addr client_addr;
+	int line;
+};
+
+struct mm_limits {
+	uint32_t line_max;		/* bytes in one command line before login */
+	uint32_t literal_max;		/* bytes in one literal before login */
+	uint32_t commands_prelogin_max;	/* commands before a login succeeds */
+	uint32_t auth_fail_max;		/* failed logins per connection */
+	uint32_t auth_fail_per_ip_max;	/* failed logins per address per window */
+	uint64_t auth_fail_window_ms;	/* window of the per-address count */
+	uint64_t auth_fail_delay_ms;	/* first delay; doubles per failure */
+	uint64_t auth_fail_delay_max_ms;
+	uint32_t conn_max;		/* client connections per node */
+	uint32_t conn_per_ip_max;	/* client connections per address */
+	uint64_t idle_prelogin_ms;	/* client idle before login */
+	uint64_t idle_ms;		/* idle after login, either side */
+	uint64_t backend_connect_ms;	/* connect + greeting + login reply */
+	uint64_t drain_ms;		/* SIGTERM: time sessions get to end */
+	uint32_t relay_buffer;		/* high watermark of a relay direction */
+};
+
+struct mm_config {
+	char *path;
+	char *user;		/* drop privileges to; NULL: stay */
+	char *group;
+	char *pidfile;		/* NULL: none */
+	unsigned workers;	/* 0: one per core */
+	bool log_syslog;	/* false: stderr */
+	bool log_debug;
+
+	char *popmap_file;	/* NULL: no popmap */
+	bool user_lowercase;	/* lower-case the lookup key */
+	bool user_strip_domain;	/* look up "alice" for "alice@dom" */
+	char *user_add_domain;	/* look up "alice@dom" for "alice"; NULL: no */
+	char *default_backend;	/* unknown users go here; NULL: like a bad password */
+
+	struct mm_limits limits;
+
+	struct mm_listener_conf *listeners;
+	size_t n_listeners;
+	struct mm_backend_conf *backends;
+	size_t n_backends;
+};
+
+/* Parses the file at path. Returns a config owned by the caller (free with
+ * mm_config_free), or NULL with *errstr_r set to a malloc'd message that
+ * starts "FILE:LINE: ". */
+struct mm_config *mm_config_load(const char *path, char **errstr_r);
+
+/* Same, from memory; fname is used in messages only. */
+struct mm_config *mm_config_parse(const char *text, size_t len,
+    const char *fname, char **errstr_r);
+
+void mm_config_free(struct mm_config *conf);
+
+/* The named back end, or NULL. */
+const struct mm_backend_conf *mm_config_backend(const struct mm_config *conf,
+    const char *name);
+
+/* Default TCP port of a protocol for a back-end TLS mode (143/993, 110/995). */
+uint16_t mm_proto_default_port(enum mm_proto proto, enum mm_tls_mode tls);
+
+const char *mm_proto_name(enum mm_proto proto);
+
+#endif

@@ -1,0 +1,36 @@
+/* Small helpers every module uses: allocation that aborts on failure,
+ * bounded string copies, monotonic time. */
+#ifndef MM_UTIL_H
+#define MM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocation failure aborts the process: callers never check for NULL. */
+void *xmalloc(size_t size);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *ptr, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* printf into a new string owned by the caller. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Copies at most size-1 bytes and NUL-terminates; returns strlen(src). */
+size_t mm_strlcpy(char *dst, const char *src, size_t size);
+
+/* Monotonic milliseconds, for timeouts and durations. */
+uint64_t mm_now_ms(void);
+
+/* Parses a duration such as "30", "30s", "500ms", "5m", "1h" into
+ * milliseconds. Returns 0, or -1 on a malformed or out-of-range value. */
+int mm_parse_duration_ms(const char *s, uint64_t *ms_r);
+
+/* Parses a size such as "8192", "64k", "20M" into bytes. 0 / -1. */
+int mm_parse_size(const char *s, uint64_t *bytes_r);
+
+/* Overwrites memory that held a secret; not optimised away. */
+void mm_wipe(void *p, size_t len);
+
+#endif

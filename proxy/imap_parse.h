@@ -1,0 +1,116 @@
+/* IMAP parsing for the proxy: client commands before login (resumable,
+ * pure: no I/O, no allocation) and back-end response lines. */
+#ifndef IMAP_PARSE_H
+#define IMAP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define IMAP_TAG_MAX 64		/* longest accepted tag */
+#define IMAP_ARGS_MAX 64	/* arguments of one command (ID lists included) */
+#define IMAP_LIST_DEPTH_MAX 4	/* nesting of parenthesised lists */
+
+enum imap_arg_type {
+	IMAP_ARG_ATOM,		/* also numbers and NIL-looking atoms other than NIL */
+	IMAP_ARG_QUOTED,	/* "..."; may hold \" and \\ (see escaped) */
+	IMAP_ARG_LITERAL,	/* {n}, {n+} or {n-} followed by n bytes */
+	IMAP_ARG_NIL,
+	IMAP_ARG_LIST_BEGIN,	/* "(" */
+	IMAP_ARG_LIST_END,	/* ")" */
+};
+
+/* A slice of the caller's buffer: buf[off .. off+len). For QUOTED, the
+ * bytes between the quotes, escapes not yet removed. */
+struct imap_arg {
+	enum imap_arg_type type;
+	size_t off;
+	size_t len;
+	bool escaped;
+};
+
+struct imap_cmd {
+	size_t tag_off, tag_len;
+	size_t name_off, name_len;	/* command name, e.g. "login" */
+	struct imap_arg args[IMAP_ARGS_MAX];
+	size_t n_args;
+};
+
+enum imap_parse_rc {
+	IMAP_PARSE_INVALID = -1,	/* see imap_parser.error, .fatal */
+	IMAP_PARSE_AGAIN = 0,		/* call again when more input arrived */
+	IMAP_PARSE_OK = 1,		/* .cmd holds a whole command */
+	IMAP_PARSE_CONTINUE = 2,	/* send "+ ..." then call again with more */
+};
+
+struct imap_parser {
+	/* Private parse state. */
+	int state;
+	size_t pos;		/* bytes of input examined so far */
+	size_t line_start;	/* start of the current line (after a literal) */
+	size_t literal_left;
+	size_t literal_off;
+	int depth;
+	bool in_error;
+	size_t line_max;
+	size_t literal_max;
+
+	/* Results. */
+	struct imap_cmd cmd;
+	const char *error;	/* after INVALID: a short reason for the client */
+	bool fatal;		/* after INVALID: a limit was hit; end the session */
+	bool have_tag;		/* after INVALID: cmd.tag_* is valid, reply with it */
+	size_t consumed;	/* after OK or non-fatal INVALID: bytes to discard */
+};
+
+/* line_max bounds every line of a command, literal_max every literal. */
+void imap_parser_init(struct imap_parser *p, size_t line_max,
+    size_t literal_max);
+
+/* Parses one command from buf[0..len): the caller's unconsumed input, the
+ * same start on every call, growing between calls (the parser resumes and
+ * does not re-read what it has examined). After OK or a non-fatal INVALID
+ * the caller drains p->consumed bytes and calls imap_parser_reset. */
+enum imap_parse_rc imap_parse(struct imap_parser *p, const unsigned char *buf,
+    size_t len);
+
+/* Ready for the next command; keeps the limits. */
+void imap_parser_reset(struct imap_parser *p);
+
+/* Case-insensitive comparison of a slice with a NUL-terminated word. */
+bool imap_slice_eq(const unsigned char *buf, size_t off, size_t len,
+    const char *word);
+
+/* Copies an ATOM, QUOTED (unescaped) or LITERAL argument into out as a
+ * NUL-terminated string. Returns its length, or -1 if it holds a NUL byte,
+ * does not fit, or is of another type. */
+int imap_arg_copy(const unsigned char *buf, const struct imap_arg *arg,
+    char *out, size_t outlen);
+
+/* Writes s (len bytes) as an IMAP quoted string, quotes included, to out.
+ * Returns the length written, or -1 if s cannot be quoted (CR, LF, NUL,
+ * 8-bit: use a literal) or out is too small. */
+int imap_quote(const char *s, size_t len, char *out, size_t outlen);
+
+/* One response line from a server, CRLF excluded. */
+enum imap_resp_status {
+	IMAP_RESP_OK, IMAP_RESP_NO, IMAP_RESP_BAD, IMAP_RESP_PREAUTH,
+	IMAP_RESP_BYE, IMAP_RESP_OTHER,	/* untagged data such as "* CAPABILITY" */
+	IMAP_RESP_CONTINUE,		/* "+ ..." */
+};
+
+struct imap_resp {
+	size_t tag_off, tag_len;	/* "*", "+" or the tag */
+	enum imap_resp_status status;
+	size_t code_off, code_len;	/* inside [ ], 0 length if none */
+	size_t text_off, text_len;	/* after the code */
+};
+
+/* Returns 0, or -1 if the line is not a response. */
+int imap_parse_response(const char *line, size_t len, struct imap_resp *r);
+
+/* Whether a capability list (space-separated atoms, e.g. the code of
+ * "[CAPABILITY IMAP4rev1 LITERAL+ SASL-IR]" or the text of a
+ * "* CAPABILITY" line) holds the capability cap, case-insensitively. */
+bool imap_capability_has(const char *caps, size_t len, const char *cap);
+
+#endif
