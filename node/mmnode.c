@@ -1,1 +1,464 @@
-int main(void) { return 1; }
+/* mmnode: the relay node. The parent reads the config, binds the
+ * listeners, loads TLS keys, drops root, forks the proxy workers and
+ * restarts any that dies. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "dir.h"
+#include "iptable.h"
+#include "mm_config.h"
+#include "mm_log.h"
+#include "mm_util.h"
+#include "proxy.h"
+#include "proxy_tls.h"
+
+#define DEFAULT_CONFIG "/etc/mailmesh/mmnode.conf"
+#define LISTEN_BACKLOG 1024
+#define RESTART_DELAY_MS 1000	/* a worker that died young waits this */
+#define STOP_GRACE_MS 5000	/* past the drain time, workers are killed */
+
+struct worker {
+	pid_t pid;
+	uint64_t started_ms;
+	struct event *restart_ev;
+};
+
+static struct {
+	struct mm_config *conf;
+	struct dir *dir;
+	struct proxy_tls *tls;
+	struct iptable *ipt;
+	unsigned n_workers;
+	int **fds;		/* fds[worker][listener] */
+	struct worker *workers;
+	struct event_base *base;
+	struct event *kill_ev;
+	bool stopping;
+} node;
+
+static void start_worker(unsigned i);
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: mmnode [-t] [-d] [-c FILE]\n"
+	    "  -c FILE  configuration (default " DEFAULT_CONFIG ")\n"
+	    "  -t       check the configuration and exit\n"
+	    "  -d       log debug events\n");
+	exit(2);
+}
+
+/* ---- listening sockets ---------------------------------------------- */
+
+static int
+bind_one(const struct mm_listener_conf *lc, char **errstr_r)
+{
+	struct addrinfo hints, *res = NULL;
+	const char *host = strcmp(lc->host, "*") == 0 ? NULL : lc->host;
+	int fd = -1, one = 1, zero = 0, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = host == NULL ? AF_INET6 : AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	rc = getaddrinfo(host, lc->port, &hints, &res);
+	if (rc != 0 && host == NULL) {
+		hints.ai_family = AF_INET;	/* no IPv6 on this host */
+		rc = getaddrinfo(host, lc->port, &hints, &res);
+	}
+	if (rc != 0) {
+		*errstr_r = xasprintf("line %d: %s:%s: %s", lc->line, lc->host,
+		    lc->port, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* One socket per worker: the kernel spreads connections. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+		goto fail;
+	if (res->ai_family == AF_INET6 && host == NULL)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, LISTEN_BACKLOG) != 0)
+		goto fail;
+	freeaddrinfo(res);
+	return fd;
+fail:
+	*errstr_r = xasprintf("%s:%d: cannot listen on %s:%s: %s",
+	    node.conf->path, lc->line, lc->host, lc->port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	return -1;
+}
+
+static int
+bind_all(char **errstr_r)
+{
+	unsigned w;
+	size_t l;
+
+	node.fds = xcalloc(node.n_workers, sizeof(int *));
+	for (w = 0; w < node.n_workers; w++) {
+		node.fds[w] = xcalloc(node.conf->n_listeners, sizeof(int));
+		for (l = 0; l < node.conf->n_listeners; l++) {
+			node.fds[w][l] = bind_one(&node.conf->listeners[l],
+			    errstr_r);
+			if (node.fds[w][l] < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+drop_privileges(char **errstr_r)
+{
+	struct passwd *pw;
+	gid_t gid;
+
+	if (node.conf->user == NULL)
+		return 0;
+	if ((pw = getpwnam(node.conf->user)) == NULL) {
+		*errstr_r = xasprintf("%s: unknown user %s", node.conf->path,
+		    node.conf->user);
+		return -1;
+	}
+	gid = pw->pw_gid;
+	if (node.conf->group != NULL) {
+		struct group *gr = getgrnam(node.conf->group);
+
+		if (gr == NULL) {
+			*errstr_r = xasprintf("%s: unknown group %s",
+			    node.conf->path, node.conf->group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0) {
+		*errstr_r = xasprintf("cannot become %s: %s", node.conf->user,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- worker --------------------------------------------------------- */
+
+static struct proxy *worker_px;
+static struct event_base *worker_base;
+
+static void
+worker_drained(void *arg)
+{
+	event_base_loopexit(worker_base, NULL);
+}
+
+static void
+worker_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	char *err = NULL;
+
+	switch (sig) {
+	case SIGHUP:
+		if (dir_reload(node.dir, &err) != 0) {
+			log_warnx("- dir reload-failed error=\"%s\" "
+			    "action=kept-old-map", err);
+			free(err);
+		} else {
+			log_info("- dir reloaded");
+		}
+		break;
+	case SIGTERM:
+	case SIGINT:
+		log_info("- node draining sessions=%zu",
+		    proxy_session_count(worker_px));
+		proxy_drain(worker_px, mm_now_ms() +
+		    node.conf->limits.drain_ms, worker_drained, NULL);
+		break;
+	}
+}
+
+static void __attribute__((noreturn))
+worker_main(unsigned i)
+{
+	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT };
+	struct event *sev[MM_ARRAY_SIZE(sigs)];
+	char ident[32];
+	unsigned w;
+	size_t l;
+
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	signal(SIGCHLD, SIG_DFL);
+	snprintf(ident, sizeof(ident), "mmnode[worker%u]", i);
+	mm_log_set_ident(ident);
+	for (w = 0; w < node.n_workers; w++)
+		if (w != i)
+			for (l = 0; l < node.conf->n_listeners; l++)
+				close(node.fds[w][l]);
+	/* The parent's loop and its signal handlers are not ours. */
+	event_base_free(node.base);
+	node.base = NULL;
+	worker_base = event_base_new();
+	if (worker_base == NULL)
+		fatalx("event_base_new failed");
+	worker_px = proxy_new(worker_base, node.conf, node.dir, node.tls,
+	    node.ipt, i);
+	for (l = 0; l < node.conf->n_listeners; l++)
+		if (proxy_listen(worker_px, &node.conf->listeners[l],
+		    node.fds[i][l]) != 0)
+			fatalx("listener %zu failed", l);
+	for (l = 0; l < MM_ARRAY_SIZE(sigs); l++) {
+		sev[l] = evsignal_new(worker_base, sigs[l], worker_signal_cb,
+		    NULL);
+		evsignal_add(sev[l], NULL);
+	}
+	event_base_dispatch(worker_base);
+	proxy_free(worker_px);
+	for (l = 0; l < MM_ARRAY_SIZE(sigs); l++)
+		event_free(sev[l]);
+	event_base_free(worker_base);
+	_exit(0);
+}
+
+/* ---- parent --------------------------------------------------------- */
+
+static void
+restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	start_worker((unsigned)(uintptr_t)arg);
+}
+
+static void
+start_worker(unsigned i)
+{
+	pid_t pid;
+
+	if (node.stopping)
+		return;
+	iptable_reset_worker(node.ipt, i);
+	pid = fork();
+	if (pid < 0) {
+		struct timeval tv = { 1, 0 };
+
+		log_warn("- node fork-failed worker=%u", i);
+		event_add(node.workers[i].restart_ev, &tv);
+		return;
+	}
+	if (pid == 0)
+		worker_main(i);
+	node.workers[i].pid = pid;
+	node.workers[i].started_ms = mm_now_ms();
+	log_debug("- node worker-started worker=%u pid=%d", i, (int)pid);
+}
+
+static bool
+any_worker(void)
+{
+	unsigned i;
+
+	for (i = 0; i < node.n_workers; i++)
+		if (node.workers[i].pid > 0)
+			return true;
+	return false;
+}
+
+static void
+reap(void)
+{
+	pid_t pid;
+	int status;
+	unsigned i;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < node.n_workers; i++) {
+			struct worker *w = &node.workers[i];
+
+			if (w->pid != pid)
+				continue;
+			w->pid = 0;
+			if (node.stopping)
+				break;
+			if (WIFSIGNALED(status))
+				log_warnx("- node worker-died worker=%u "
+				    "signal=%d action=restart", i,
+				    WTERMSIG(status));
+			else
+				log_warnx("- node worker-exited worker=%u "
+				    "status=%d action=restart", i,
+				    WEXITSTATUS(status));
+			if (mm_now_ms() - w->started_ms < RESTART_DELAY_MS) {
+				struct timeval tv = { 0,
+					RESTART_DELAY_MS * 1000 };
+
+				event_add(w->restart_ev, &tv);
+			} else {
+				start_worker(i);
+			}
+		}
+	}
+	if (node.stopping && !any_worker())
+		event_base_loopexit(node.base, NULL);
+}
+
+static void
+signal_workers(int sig)
+{
+	unsigned i;
+
+	for (i = 0; i < node.n_workers; i++)
+		if (node.workers[i].pid > 0)
+			kill(node.workers[i].pid, sig);
+}
+
+static void
+kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_warnx("- node workers-killed reason=drain-overrun");
+	signal_workers(SIGKILL);
+}
+
+static void
+parent_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	switch (sig) {
+	case SIGCHLD:
+		reap();
+		break;
+	case SIGHUP:
+		log_info("- node reload");
+		signal_workers(SIGHUP);
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (node.stopping)
+			break;
+		log_info("- node stopping drain_ms=%llu",
+		    (unsigned long long)node.conf->limits.drain_ms);
+		node.stopping = true;
+		signal_workers(SIGTERM);
+		{
+			uint64_t ms = node.conf->limits.drain_ms + STOP_GRACE_MS;
+			struct timeval tv = { (time_t)(ms / 1000),
+				(suseconds_t)(ms % 1000) * 1000 };
+
+			node.kill_ev = evtimer_new(node.base, kill_cb, NULL);
+			evtimer_add(node.kill_ev, &tv);
+		}
+		if (!any_worker())
+			event_base_loopexit(node.base, NULL);
+		break;
+	}
+}
+
+static void
+write_pidfile(void)
+{
+	FILE *f;
+
+	if (node.conf->pidfile == NULL)
+		return;
+	if ((f = fopen(node.conf->pidfile, "w")) == NULL)
+		fatal("cannot write pidfile %s", node.conf->pidfile);
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT };
+	struct event *sev[MM_ARRAY_SIZE(sigs)];
+	const char *path = DEFAULT_CONFIG;
+	bool check = false, debug = false;
+	char *err = NULL;
+	long cores;
+	unsigned i;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "c:dt")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'd':
+			debug = true;
+			break;
+		case 't':
+			check = true;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	if ((node.conf = mm_config_load(path, &err)) == NULL) {
+		fprintf(stderr, "mmnode: %s\n", err);
+		return 1;
+	}
+	mm_log_init("mmnode", node.conf->log_syslog ? MM_LOG_SYSLOG :
+	    MM_LOG_STDERR, debug || node.conf->log_debug);
+	if ((node.dir = dir_open(node.conf, &err)) == NULL ||
+	    (node.tls = proxy_tls_new(node.conf, &err)) == NULL) {
+		fprintf(stderr, "mmnode: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration OK\n", path);
+		return 0;
+	}
+
+	cores = sysconf(_SC_NPROCESSORS_ONLN);
+	node.n_workers = node.conf->workers != 0 ? node.conf->workers :
+	    (cores > 0 ? (unsigned)cores : 1);
+	if (node.n_workers > IPTABLE_WORKERS_MAX)
+		node.n_workers = IPTABLE_WORKERS_MAX;
+	if (bind_all(&err) != 0 || drop_privileges(&err) != 0) {
+		fprintf(stderr, "mmnode: %s\n", err);
+		return 1;
+	}
+	write_pidfile();
+	signal(SIGPIPE, SIG_IGN);
+	node.ipt = iptable_new();
+	node.base = event_base_new();
+	if (node.base == NULL)
+		fatalx("event_base_new failed");
+	node.workers = xcalloc(node.n_workers, sizeof(*node.workers));
+	for (i = 0; i < node.n_workers; i++)
+		node.workers[i].restart_ev = evtimer_new(node.base, restart_cb,
+		    (void *)(uintptr_t)i);
+	for (i = 0; i < MM_ARRAY_SIZE(sigs); i++) {
+		sev[i] = evsignal_new(node.base, sigs[i], parent_signal_cb,
+		    NULL);
+		evsignal_add(sev[i], NULL);
+	}
+	log_info("- node start config=%s workers=%u listeners=%zu", path,
+	    node.n_workers, node.conf->n_listeners);
+	for (i = 0; i < node.n_workers; i++)
+		start_worker(i);
+	event_base_dispatch(node.base);
+	log_info("- node stopped");
+	return 0;
+}

@@ -50,7 +50,8 @@ struct imap_parser {
 	size_t literal_left;
 	size_t literal_off;
 	int depth;
-	bool in_error;
+	bool in_error;		/* a syntax error was seen; skipping the line */
+	bool literal_sync;	/* the literal being read is "{n}", not "{n+}" */
 	size_t line_max;
 	size_t literal_max;
 
@@ -62,14 +63,25 @@ struct imap_parser {
 	size_t consumed;	/* after OK or non-fatal INVALID: bytes to discard */
 };
 
-/* line_max bounds every line of a command, literal_max every literal. */
+/* line_max bounds every line of a command, literal_max every literal. A
+ * line runs from the start of the command or the end of a literal to the
+ * next LF; line_max counts its bytes without the CRLF (or bare LF). */
 void imap_parser_init(struct imap_parser *p, size_t line_max,
     size_t literal_max);
 
 /* Parses one command from buf[0..len): the caller's unconsumed input, the
  * same start on every call, growing between calls (the parser resumes and
  * does not re-read what it has examined). After OK or a non-fatal INVALID
- * the caller drains p->consumed bytes and calls imap_parser_reset. */
+ * the caller drains p->consumed bytes and calls imap_parser_reset.
+ * The parser keeps offsets only, so the buffer may move between calls.
+ * CONTINUE comes once per synchronising literal whose bytes are not all
+ * in the buffer yet; for "{0}" when nothing follows the CRLF yet, since the
+ * client waits for "+" before sending the rest of the line.
+ * INVALID with fatal set means a limit was hit ("Line too long" as soon
+ * as a line exceeds line_max, "Literal too big" as soon as the size in
+ * "{n" exceeds literal_max); consumed is 0 then. A syntax error is reported
+ * only once the LF ending the bad line has arrived, so consumed covers it.
+ * Calling again after OK or INVALID, before the reset, repeats the result. */
 enum imap_parse_rc imap_parse(struct imap_parser *p, const unsigned char *buf,
     size_t len);
 
@@ -86,9 +98,10 @@ bool imap_slice_eq(const unsigned char *buf, size_t off, size_t len,
 int imap_arg_copy(const unsigned char *buf, const struct imap_arg *arg,
     char *out, size_t outlen);
 
-/* Writes s (len bytes) as an IMAP quoted string, quotes included, to out.
- * Returns the length written, or -1 if s cannot be quoted (CR, LF, NUL,
- * 8-bit: use a literal) or out is too small. */
+/* Writes s (len bytes) as an IMAP quoted string, quotes included, to out
+ * and NUL-terminates it. Returns the length written (without the NUL), or
+ * -1 if s cannot be quoted (CR, LF, NUL, 8-bit: use a literal) or out is
+ * too small. */
 int imap_quote(const char *s, size_t len, char *out, size_t outlen);
 
 /* One response line from a server, CRLF excluded. */
@@ -105,12 +118,18 @@ struct imap_resp {
 	size_t text_off, text_len;	/* after the code */
 };
 
-/* Returns 0, or -1 if the line is not a response. */
+/* Splits a response line. For OK/NO/BAD/PREAUTH/BYE and "+", an optional
+ * "[code]" (up to the first ']') is split from the text; for other lines
+ * (OTHER) the text is everything after the tag, e.g. "CAPABILITY ..." or
+ * "3 EXISTS". A trailing CR or LF is ignored. Returns 0, or -1 if the line
+ * is empty or has no space after the tag (a lone "+" is accepted). */
 int imap_parse_response(const char *line, size_t len, struct imap_resp *r);
 
 /* Whether a capability list (space-separated atoms, e.g. the code of
  * "[CAPABILITY IMAP4rev1 LITERAL+ SASL-IR]" or the text of a
- * "* CAPABILITY" line) holds the capability cap, case-insensitively. */
+ * "* CAPABILITY" line) holds the capability cap, case-insensitively and as
+ * a whole word ("AUTH" does not match "AUTH=PLAIN"). A leading word
+ * "CAPABILITY" is not itself a capability. */
 bool imap_capability_has(const char *caps, size_t len, const char *cap);
 
 #endif

@@ -1,1 +1,1034 @@
-/* placeholder: being written */
+/* Sessions of one worker: accept, the pre-login phase (through the
+ * protocol table), the back-end login, the relay and the close. */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+
+#include "mm_log.h"
+#include "mm_util.h"
+#include "proxy_int.h"
+
+#define RELAY_MAX_SINGLE_IO (256 * 1024)	/* bytes per read/write call */
+#define PROXY2_HEADER_MAX 232
+
+struct listener {
+	struct proxy *px;
+	struct evconnlistener *evl;
+	const struct mm_listener_conf *lc;
+	size_t index;
+};
+
+struct proxy {
+	struct event_base *base;
+	struct evdns_base *dns;
+	const struct mm_config *conf;
+	struct dir *dir;
+	const struct proxy_tls *tls;
+	struct iptable *ipt;
+	unsigned worker;
+	struct listener *listeners;
+	size_t n_listeners;
+	struct session *sessions;	/* list of live sessions */
+	size_t n_sessions;
+	uint64_t next_id;
+	bool draining;
+	struct event *drain_timer;
+	void (*drain_done)(void *);
+	void *drain_arg;
+};
+
+static void session_free(struct session *s);
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void backend_read_cb(struct bufferevent *bev, void *arg);
+static void backend_write_cb(struct bufferevent *bev, void *arg);
+static void backend_event_cb(struct bufferevent *bev, short what, void *arg);
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+static void check_drained(struct proxy *px);
+
+static const struct proxy_proto *
+proto_of(enum mm_proto p)
+{
+	return p == MM_PROTO_POP3 ? &proxy_pop3 : &proxy_imap;
+}
+
+struct proxy *
+proxy_new(struct event_base *base, const struct mm_config *conf,
+    struct dir *dir, const struct proxy_tls *tls, struct iptable *ipt,
+    unsigned worker)
+{
+	struct proxy *px = xcalloc(1, sizeof(*px));
+
+	px->base = base;
+	px->conf = conf;
+	px->dir = dir;
+	px->tls = tls;
+	px->ipt = ipt;
+	px->worker = worker;
+	/* Host names in the popmap are resolved without blocking the loop;
+	 * numeric addresses need no resolver at all. */
+	px->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (px->dns == NULL)
+		px->dns = evdns_base_new(base, 0);
+	px->next_id = ((uint64_t)getpid() << 24);
+	return px;
+}
+
+void
+proxy_free(struct proxy *px)
+{
+	size_t i;
+
+	if (px == NULL)
+		return;
+	while (px->sessions != NULL)
+		session_free(px->sessions);
+	for (i = 0; i < px->n_listeners; i++)
+		if (px->listeners[i].evl != NULL)
+			evconnlistener_free(px->listeners[i].evl);
+	free(px->listeners);
+	if (px->drain_timer != NULL)
+		event_free(px->drain_timer);
+	if (px->dns != NULL)
+		evdns_base_free(px->dns, 0);
+	free(px);
+}
+
+size_t
+proxy_session_count(const struct proxy *px)
+{
+	return px->n_sessions;
+}
+
+const struct mm_config *
+session_conf(const struct session *s)
+{
+	return s->px->conf;
+}
+
+/* ---- addresses ------------------------------------------------------ */
+
+static void
+addr_to_str(const struct sockaddr *sa, char *host, size_t hostlen,
+    char *port, size_t portlen)
+{
+	uint16_t p = 0;
+
+	mm_strlcpy(host, "?", hostlen);
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)hostlen);
+		p = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 =
+		    (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)hostlen);
+		p = ntohs(in6->sin6_port);
+	}
+	snprintf(port, portlen, "%u", p);
+}
+
+static void
+set_nodelay(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	int one = 1;
+
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* ---- session life --------------------------------------------------- */
+
+static void
+session_log_close(struct session *s, const char *result)
+{
+	char user[2 * DIR_USER_MAX];
+
+	log_info("%s proxy close proto=%s user=%s client=%s:%s backend=%s "
+	    "result=%s in=%llu out=%llu duration_ms=%llu", s->sid,
+	    mm_proto_name(s->lc->proto),
+	    mm_log_escape(s->user[0] ? s->user : "-", user, sizeof(user)),
+	    s->caddr_str, s->cport_str,
+	    s->route.backend != NULL ? s->route.backend->name : "-", result,
+	    (unsigned long long)s->bytes_c2b,
+	    (unsigned long long)s->bytes_b2c,
+	    (unsigned long long)(mm_now_ms() - s->start_ms));
+}
+
+static void
+login_free(struct login *l)
+{
+	if (l != NULL) {
+		mm_wipe(l, sizeof(*l));
+		free(l);
+	}
+}
+
+static void
+session_free(struct session *s)
+{
+	struct proxy *px = s->px;
+
+	if (s->proto != NULL && s->pstate != NULL)
+		s->proto->free_state(s);
+	login_free(s->login);
+	if (s->cbev != NULL)
+		bufferevent_free(s->cbev);
+	if (s->bbev != NULL)
+		bufferevent_free(s->bbev);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->counted)
+		iptable_conn_close(px->ipt, px->worker,
+		    (struct sockaddr *)&s->caddr);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		px->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	px->n_sessions--;
+	free(s);
+	check_drained(px);
+}
+
+static void
+deferred_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_free(arg);
+}
+
+/* Frees s from the event loop, outside any callback chain of its own. */
+static void
+session_free_later(struct session *s)
+{
+	static const struct timeval zero = { 0, 0 };
+
+	if (s->cbev != NULL)
+		bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
+	if (s->bbev != NULL)
+		bufferevent_disable(s->bbev, EV_READ | EV_WRITE);
+	event_del(s->timer);
+	if (event_base_once(s->px->base, -1, EV_TIMEOUT, deferred_free_cb, s,
+	    &zero) != 0)
+		fatalx("event_base_once failed");
+}
+
+static void
+timer_set(struct session *s, uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000),
+		(suseconds_t)((ms % 1000) * 1000) };
+
+	event_add(s->timer, &tv);
+}
+
+void
+session_close(struct session *s, const char *result)
+{
+	if (s->state == S_CLOSING)
+		return;
+	session_log_close(s, result);
+	s->state = S_CLOSING;
+	login_free(s->login);
+	s->login = NULL;
+	if (s->bbev != NULL) {
+		bufferevent_free(s->bbev);
+		s->bbev = NULL;
+	}
+	if (s->cbev == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0) {
+		session_free_later(s);
+		return;
+	}
+	/* Flush the last reply, bounded in time. */
+	bufferevent_disable(s->cbev, EV_READ);
+	bufferevent_setwatermark(s->cbev, EV_WRITE, 0, 0);
+	bufferevent_setcb(s->cbev, NULL, client_write_cb, client_event_cb, s);
+	timer_set(s, CLOSE_FLUSH_MS);
+}
+
+static void
+accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *l = arg;
+	struct proxy *px = l->px;
+	const struct mm_config *conf = px->conf;
+	struct session *s;
+	socklen_t llen;
+	SSL_CTX *ctx;
+	int one = 1;
+
+	s = xcalloc(1, sizeof(*s));
+	s->px = px;
+	s->lc = l->lc;
+	s->listener_index = l->index;
+	s->proto = proto_of(l->lc->proto);
+	s->state = S_PRELOGIN;
+	s->id = ++px->next_id;
+	snprintf(s->sid, sizeof(s->sid), "%012llx", (unsigned long long)s->id);
+	s->start_ms = s->last_active_ms = mm_now_ms();
+	memcpy(&s->caddr, sa, (size_t)salen < sizeof(s->caddr) ?
+	    (size_t)salen : sizeof(s->caddr));
+	addr_to_str(sa, s->caddr_str, sizeof(s->caddr_str), s->cport_str,
+	    sizeof(s->cport_str));
+	llen = sizeof(s->laddr);
+	if (getsockname(fd, (struct sockaddr *)&s->laddr, &llen) == 0)
+		addr_to_str((struct sockaddr *)&s->laddr, s->laddr_str,
+		    sizeof(s->laddr_str), s->lport_str, sizeof(s->lport_str));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	evutil_make_socket_nonblocking(fd);
+
+	s->next = px->sessions;
+	if (px->sessions != NULL)
+		px->sessions->prev = s;
+	px->sessions = s;
+	px->n_sessions++;
+	s->timer = evtimer_new(px->base, timer_cb, s);
+
+	ctx = proxy_tls_server_ctx(px->tls, l->index);
+	if (l->lc->tls == MM_TLS_IMPLICIT && ctx != NULL) {
+		SSL *ssl = SSL_new(ctx);
+
+		if (ssl == NULL) {
+			log_warnx("%s proxy tls-new-failed", s->sid);
+			close(fd);
+			session_free_later(s);
+			return;
+		}
+		s->cbev = bufferevent_openssl_socket_new(px->base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		bufferevent_openssl_set_allow_dirty_shutdown(s->cbev, 1);
+		s->client_tls = true;
+	} else {
+		s->cbev = bufferevent_socket_new(px->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (s->cbev == NULL) {
+		log_warnx("%s proxy bufferevent-failed", s->sid);
+		close(fd);
+		session_free_later(s);
+		return;
+	}
+	bufferevent_setcb(s->cbev, client_read_cb, client_write_cb,
+	    client_event_cb, s);
+	bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+	log_debug("%s proxy connect proto=%s client=%s:%s tls=%s", s->sid,
+	    mm_proto_name(l->lc->proto), s->caddr_str, s->cport_str,
+	    s->client_tls ? "implicit" : "no");
+
+	if (!iptable_conn_open(px->ipt, px->worker, sa,
+	    conf->limits.conn_per_ip_max, conf->limits.conn_max)) {
+		log_info("%s proxy refuse client=%s:%s reason=connection-limit",
+		    s->sid, s->caddr_str, s->cport_str);
+		s->proto->bye(s, "Too many connections, try again later.");
+		session_close(s, "connection-limit");
+		return;
+	}
+	s->counted = true;
+	timer_set(s, conf->limits.idle_prelogin_ms);
+	s->proto->greet(s);
+}
+
+int
+proxy_listen(struct proxy *px, const struct mm_listener_conf *lc, int fd)
+{
+	struct listener *l;
+	size_t index = (size_t)(lc - px->conf->listeners);
+
+	px->listeners = xrealloc(px->listeners,
+	    (px->n_listeners + 1) * sizeof(*px->listeners));
+	l = &px->listeners[px->n_listeners++];
+	l->px = px;
+	l->lc = lc;
+	l->index = index;
+	l->evl = evconnlistener_new(px->base, accept_cb, l,
+	    LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (l->evl == NULL) {
+		px->n_listeners--;
+		return -1;
+	}
+	/* The array may have moved: fix the callbacks' pointers. */
+	for (size_t i = 0; i < px->n_listeners; i++)
+		evconnlistener_set_cb(px->listeners[i].evl, accept_cb,
+		    &px->listeners[i]);
+	return 0;
+}
+
+/* ---- writing -------------------------------------------------------- */
+
+void
+session_write(struct session *s, const void *data, size_t len)
+{
+	if (s->cbev != NULL && s->state != S_CLOSING)
+		bufferevent_write(s->cbev, data, len);
+}
+
+void
+session_printf(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->cbev == NULL || s->state == S_CLOSING)
+		return;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(s->cbev), fmt, ap);
+	va_end(ap);
+}
+
+void
+session_backend_write(struct session *s, const void *data, size_t len)
+{
+	if (s->bbev != NULL)
+		bufferevent_write(s->bbev, data, len);
+}
+
+void
+session_backend_printf(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->bbev == NULL)
+		return;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(s->bbev), fmt, ap);
+	va_end(ap);
+}
+
+int
+session_evbuf_line(struct evbuffer *in, size_t max, const char **line_r,
+    size_t *len_r, size_t *consumed_r)
+{
+	struct evbuffer_ptr p;
+	size_t eol_len = 0;
+	unsigned char *data;
+
+	p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (p.pos < 0) {
+		if (evbuffer_get_length(in) > max)
+			return -1;
+		return 0;
+	}
+	if ((size_t)p.pos > max)
+		return -1;
+	data = evbuffer_pullup(in, p.pos + (ev_ssize_t)eol_len);
+	*line_r = (const char *)data;
+	*len_r = (size_t)p.pos;
+	*consumed_r = (size_t)p.pos + eol_len;
+	return 1;
+}
+
+/* ---- pre-login helpers ---------------------------------------------- */
+
+bool
+session_count_command(struct session *s)
+{
+	if (++s->n_commands <= s->px->conf->limits.commands_prelogin_max)
+		return true;
+	s->proto->bye(s, "Too many commands before login.");
+	session_close(s, "command-limit");
+	return false;
+}
+
+bool
+session_login_allowed(const struct session *s)
+{
+	return !s->lc->require_tls || s->client_tls;
+}
+
+bool
+session_can_starttls(const struct session *s)
+{
+	return !s->client_tls &&
+	    proxy_tls_server_ctx(s->px->tls, s->listener_index) != NULL;
+}
+
+void
+session_starttls(struct session *s)
+{
+	SSL_CTX *ctx = proxy_tls_server_ctx(s->px->tls, s->listener_index);
+	struct evbuffer *in = bufferevent_get_input(s->cbev);
+	struct bufferevent *tls;
+	SSL *ssl;
+	size_t injected = evbuffer_get_length(in);
+
+	if (injected > 0) {
+		/* Bytes sent behind STARTTLS before the handshake would be
+		 * taken as coming from inside TLS: never execute them. */
+		log_info("%s proxy starttls-discard client=%s:%s bytes=%zu",
+		    s->sid, s->caddr_str, s->cport_str, injected);
+		evbuffer_drain(in, injected);
+	}
+	if (s->proto->free_state != NULL && s->pstate != NULL) {
+		/* The protocol resets its parser: nothing carries over. */
+		s->proto->free_state(s);
+	}
+	ssl = SSL_new(ctx);
+	if (ssl == NULL) {
+		session_close(s, "tls-error");
+		return;
+	}
+	tls = bufferevent_openssl_filter_new(s->px->base, s->cbev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		SSL_free(ssl);
+		session_close(s, "tls-error");
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	s->cbev = tls;
+	s->client_tls = true;
+	bufferevent_setcb(s->cbev, client_read_cb, client_write_cb,
+	    client_event_cb, s);
+	bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+}
+
+void
+session_resume(struct session *s)
+{
+	if (s->state != S_PRELOGIN)
+		return;
+	bufferevent_enable(s->cbev, EV_READ);
+	timer_set(s, s->px->conf->limits.idle_prelogin_ms);
+	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
+		s->proto->client_input(s);
+}
+
+/* ---- back-end login ------------------------------------------------- */
+
+static void
+log_login(struct session *s, const char *result, const char *reason)
+{
+	char user[2 * DIR_USER_MAX];
+
+	log_info("%s proxy login proto=%s user=%s client=%s:%s backend=%s "
+	    "addr=%s:%u result=%s%s%s", s->sid,
+	    mm_proto_name(s->lc->proto),
+	    mm_log_escape(s->user, user, sizeof(user)), s->caddr_str,
+	    s->cport_str,
+	    s->route.backend != NULL ? s->route.backend->name : "-",
+	    s->route.host[0] ? s->route.host : "-", s->route.port, result,
+	    reason != NULL ? " reason=" : "", reason != NULL ? reason : "");
+}
+
+/* PROXY protocol v2 header for a TCP stream from the client to us. */
+static size_t
+proxy2_header(const struct session *s, unsigned char *out)
+{
+	static const unsigned char sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00,
+		0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+	size_t n = 16;
+
+	memcpy(out, sig, 12);
+	out[12] = 0x21;		/* version 2, PROXY */
+	if (s->caddr.ss_family == AF_INET &&
+	    s->laddr.ss_family == AF_INET) {
+		const struct sockaddr_in *c = (const void *)&s->caddr;
+		const struct sockaddr_in *l = (const void *)&s->laddr;
+
+		out[13] = 0x11;	/* TCP over IPv4 */
+		memcpy(out + n, &c->sin_addr, 4);
+		memcpy(out + n + 4, &l->sin_addr, 4);
+		memcpy(out + n + 8, &c->sin_port, 2);
+		memcpy(out + n + 10, &l->sin_port, 2);
+		n += 12;
+	} else if (s->caddr.ss_family == AF_INET6 &&
+	    s->laddr.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *c = (const void *)&s->caddr;
+		const struct sockaddr_in6 *l = (const void *)&s->laddr;
+
+		out[13] = 0x21;	/* TCP over IPv6 */
+		memcpy(out + n, &c->sin6_addr, 16);
+		memcpy(out + n + 16, &l->sin6_addr, 16);
+		memcpy(out + n + 32, &c->sin6_port, 2);
+		memcpy(out + n + 34, &l->sin6_port, 2);
+		n += 36;
+	} else {
+		out[13] = 0x00;	/* UNSPEC: the back end uses the socket */
+	}
+	out[14] = (unsigned char)((n - 16) >> 8);
+	out[15] = (unsigned char)((n - 16) & 0xff);
+	return n;
+}
+
+static void
+backend_connect(struct session *s)
+{
+	struct proxy *px = s->px;
+	const struct mm_backend_conf *be = s->route.backend;
+	struct bufferevent *bev;
+
+	if (be->tls == MM_TLS_IMPLICIT) {
+		SSL *ssl = proxy_tls_client_ssl(
+		    proxy_tls_client_ctx(px->tls, be),
+		    be->tls_name != NULL ? be->tls_name : s->route.host);
+
+		if (ssl == NULL) {
+			session_login_fail(s, LOGIN_FAIL_TEMP, "tls-setup");
+			return;
+		}
+		bev = bufferevent_openssl_socket_new(px->base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		bev = bufferevent_socket_new(px->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (bev == NULL) {
+		session_login_fail(s, LOGIN_FAIL_TEMP, "bufferevent");
+		return;
+	}
+	s->bbev = bev;
+	bufferevent_setcb(bev, backend_read_cb, backend_write_cb,
+	    backend_event_cb, s);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	timer_set(s, px->conf->limits.backend_connect_ms);
+	if (bufferevent_socket_connect_hostname(bev, px->dns, AF_UNSPEC,
+	    s->route.host, s->route.port) != 0) {
+		session_login_fail(s, LOGIN_FAIL_TEMP, "connect");
+		return;
+	}
+}
+
+void
+session_login(struct session *s, struct login *l)
+{
+	struct proxy *px = s->px;
+	const struct mm_limits *lim = &px->conf->limits;
+	enum dir_result r;
+
+	login_free(s->login);
+	s->login = l;
+	mm_strlcpy(s->user, l->user, sizeof(s->user));
+	s->state = S_LOGIN;
+	bufferevent_disable(s->cbev, EV_READ);
+	memset(&s->route, 0, sizeof(s->route));
+
+	if (iptable_fail_count(px->ipt, (struct sockaddr *)&s->caddr,
+	    mm_now_ms(), lim->auth_fail_window_ms) >=
+	    lim->auth_fail_per_ip_max) {
+		session_login_fail(s, LOGIN_FAIL_AUTH, "address-fail-limit");
+		return;
+	}
+	r = dir_lookup(px->dir, l->user, s->lc->proto, &s->route);
+	switch (r) {
+	case DIR_FOUND:
+		backend_connect(s);
+		return;
+	case DIR_NOTFOUND:
+		session_login_fail(s, LOGIN_FAIL_AUTH, "unknown-user");
+		return;
+	case DIR_TEMPFAIL:
+	case DIR_REMOTE:
+		session_login_fail(s, LOGIN_FAIL_TEMP, dir_result_name(r));
+		return;
+	}
+}
+
+static void
+relay_start(struct session *s)
+{
+	const struct mm_limits *lim = &s->px->conf->limits;
+
+	s->state = S_RELAY;
+	if (s->pstate != NULL)
+		s->proto->free_state(s);
+	login_free(s->login);
+	s->login = NULL;
+	s->last_active_ms = mm_now_ms();
+	timer_set(s, lim->idle_ms);
+	bufferevent_set_max_single_read(s->cbev, RELAY_MAX_SINGLE_IO);
+	bufferevent_set_max_single_write(s->cbev, RELAY_MAX_SINGLE_IO);
+	bufferevent_set_max_single_read(s->bbev, RELAY_MAX_SINGLE_IO);
+	bufferevent_set_max_single_write(s->bbev, RELAY_MAX_SINGLE_IO);
+	/* Write callbacks fire once the output is below half the buffer. */
+	bufferevent_setwatermark(s->cbev, EV_WRITE, lim->relay_buffer / 2, 0);
+	bufferevent_setwatermark(s->bbev, EV_WRITE, lim->relay_buffer / 2, 0);
+	bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+	bufferevent_enable(s->bbev, EV_READ | EV_WRITE);
+	/* Commands pipelined behind the login, and anything the back end
+	 * sent after its reply, go through now. */
+	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
+		client_read_cb(s->cbev, s);
+	if (s->state == S_RELAY &&
+	    evbuffer_get_length(bufferevent_get_input(s->bbev)) > 0)
+		backend_read_cb(s->bbev, s);
+}
+
+void
+session_login_ok(struct session *s)
+{
+	log_login(s, "ok", NULL);
+	relay_start(s);
+}
+
+static uint64_t
+fail_delay(const struct session *s)
+{
+	const struct mm_limits *lim = &s->px->conf->limits;
+	uint64_t d = lim->auth_fail_delay_ms;
+	unsigned i;
+
+	for (i = 1; i < s->n_fail && d < lim->auth_fail_delay_max_ms; i++)
+		d *= 2;
+	return d < lim->auth_fail_delay_max_ms ? d :
+	    lim->auth_fail_delay_max_ms;
+}
+
+void
+session_login_fail(struct session *s, enum login_fail kind,
+    const char *reason)
+{
+	struct proxy *px = s->px;
+	const struct mm_limits *lim = &px->conf->limits;
+
+	if (s->state != S_LOGIN)
+		return;
+	log_login(s, kind == LOGIN_FAIL_AUTH ? "authfail" : "tempfail",
+	    reason);
+	login_free(s->login);
+	s->login = NULL;
+	if (s->bbev != NULL) {
+		bufferevent_free(s->bbev);
+		s->bbev = NULL;
+	}
+	/* The reply always comes from the timer, never from inside the
+	 * caller's callback chain; a temporary failure waits 0 ms. */
+	s->pending_fail = kind;
+	s->state = S_DELAY;
+	if (kind == LOGIN_FAIL_TEMP) {
+		timer_set(s, 0);
+		return;
+	}
+	s->n_fail++;
+	iptable_fail_add(px->ipt, (struct sockaddr *)&s->caddr, mm_now_ms(),
+	    lim->auth_fail_window_ms);
+	log_debug("%s proxy fail-delay failures=%u delay_ms=%llu", s->sid,
+	    s->n_fail, (unsigned long long)fail_delay(s));
+	timer_set(s, fail_delay(s));
+}
+
+/* The delay of a failed login is over: answer, maybe say goodbye. */
+static void
+delay_done(struct session *s)
+{
+	s->state = S_PRELOGIN;
+	s->proto->login_failed(s, s->pending_fail);
+	if (s->state != S_PRELOGIN)
+		return;
+	if (s->pending_fail == LOGIN_FAIL_AUTH &&
+	    s->n_fail >= s->px->conf->limits.auth_fail_max) {
+		s->proto->bye(s, "Too many failed logins.");
+		session_close(s, "auth-limit");
+		return;
+	}
+	session_resume(s);
+}
+
+void
+session_backend_starttls(struct session *s)
+{
+	const struct mm_backend_conf *be = s->route.backend;
+	struct bufferevent *tls;
+	SSL *ssl;
+
+	ssl = proxy_tls_client_ssl(proxy_tls_client_ctx(s->px->tls, be),
+	    be->tls_name != NULL ? be->tls_name : s->route.host);
+	if (ssl == NULL) {
+		session_login_fail(s, LOGIN_FAIL_TEMP, "tls-setup");
+		return;
+	}
+	/* Anything the back end sent after its STARTTLS reply is not ours
+	 * to read as plaintext. */
+	evbuffer_drain(bufferevent_get_input(s->bbev),
+	    evbuffer_get_length(bufferevent_get_input(s->bbev)));
+	tls = bufferevent_openssl_filter_new(s->px->base, s->bbev, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		SSL_free(ssl);
+		session_login_fail(s, LOGIN_FAIL_TEMP, "tls-setup");
+		return;
+	}
+	s->bbev = tls;
+	bufferevent_setcb(tls, backend_read_cb, backend_write_cb,
+	    backend_event_cb, s);
+	bufferevent_enable(tls, EV_READ | EV_WRITE);
+}
+
+/* ---- callbacks ------------------------------------------------------ */
+
+static void
+relay(struct session *s, struct bufferevent *src, struct bufferevent *dst,
+    int dir)
+{
+	struct evbuffer *in = bufferevent_get_input(src);
+	struct evbuffer *out = bufferevent_get_output(dst);
+	size_t n = evbuffer_get_length(in);
+
+	if (n == 0)
+		return;
+	if (dir == 0)
+		s->bytes_c2b += n;
+	else
+		s->bytes_b2c += n;
+	evbuffer_add_buffer(out, in);
+	s->last_active_ms = mm_now_ms();
+	if (evbuffer_get_length(out) >= s->px->conf->limits.relay_buffer) {
+		/* The other side is slow: stop reading until it drains. */
+		bufferevent_disable(src, EV_READ);
+		s->src_paused[dir] = true;
+	}
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	switch (s->state) {
+	case S_PRELOGIN:
+		timer_set(s, s->px->conf->limits.idle_prelogin_ms);
+		s->proto->client_input(s);
+		break;
+	case S_RELAY:
+		relay(s, s->cbev, s->bbev, 0);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_free_later(s);
+		return;
+	}
+	if (s->state == S_RELAY && s->src_paused[1]) {
+		s->src_paused[1] = false;
+		bufferevent_enable(s->bbev, EV_READ);
+	}
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;		/* TLS handshake done */
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		const char *result = "client-closed";
+
+		if (what & BEV_EVENT_ERROR) {
+			unsigned long e = bufferevent_get_openssl_error(bev);
+
+			result = e != 0 ? "client-tls-error" : "client-error";
+			while (bufferevent_get_openssl_error(bev) != 0)
+				;
+		}
+		if (s->state == S_CLOSING) {
+			session_free_later(s);
+			return;
+		}
+		if (s->state == S_RELAY && s->bbev != NULL) {
+			/* Hand what the client sent last to the back end. */
+			relay(s, s->cbev, s->bbev, 0);
+		}
+		bufferevent_free(s->cbev);
+		s->cbev = NULL;
+		session_close(s, result);
+	}
+}
+
+static void
+backend_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	switch (s->state) {
+	case S_LOGIN:
+		s->proto->backend_input(s);
+		break;
+	case S_RELAY:
+		relay(s, s->bbev, s->cbev, 1);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+backend_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_RELAY && s->src_paused[0]) {
+		s->src_paused[0] = false;
+		bufferevent_enable(s->cbev, EV_READ);
+	}
+}
+
+static void
+backend_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state != S_LOGIN)
+			return;
+		set_nodelay(bev);
+		if (s->proto->backend_tls_done != NULL &&
+		    bufferevent_get_underlying(bev) != NULL) {
+			s->proto->backend_tls_done(s);	/* STARTTLS done */
+			return;
+		}
+		if (s->route.backend->client_addr == MM_CADDR_PROXY2) {
+			unsigned char hdr[PROXY2_HEADER_MAX];
+
+			session_backend_write(s, hdr, proxy2_header(s, hdr));
+		}
+		s->proto->backend_connected(s);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (s->state == S_LOGIN) {
+			const char *reason = "backend-closed";
+
+			if (what & BEV_EVENT_ERROR) {
+				int dns = bufferevent_socket_get_dns_error(bev);
+
+				reason = bufferevent_get_openssl_error(bev) != 0 ?
+				    "backend-tls-error" : dns != 0 ?
+				    "backend-dns-error" : "backend-unreachable";
+				while (bufferevent_get_openssl_error(bev) != 0)
+					;
+			}
+			session_login_fail(s, LOGIN_FAIL_TEMP, reason);
+			return;
+		}
+		if (s->state == S_RELAY) {
+			/* The back end's last words go to the client. */
+			relay(s, s->bbev, s->cbev, 1);
+			session_close(s, (what & BEV_EVENT_ERROR) ?
+			    "backend-error" : "backend-closed");
+		}
+	}
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	const struct mm_limits *lim = &s->px->conf->limits;
+	uint64_t now, idle;
+
+	switch (s->state) {
+	case S_PRELOGIN:
+		s->proto->bye(s, "Idle for too long.");
+		session_close(s, "idle-timeout");
+		break;
+	case S_LOGIN:
+		session_login_fail(s, LOGIN_FAIL_TEMP, "backend-timeout");
+		break;
+	case S_DELAY:
+		delay_done(s);
+		break;
+	case S_RELAY:
+		/* Activity only stamps a time; the timer checks it lazily. */
+		now = mm_now_ms();
+		idle = now - s->last_active_ms;
+		if (idle >= lim->idle_ms) {
+			session_close(s, "idle-timeout");
+			break;
+		}
+		timer_set(s, lim->idle_ms - idle);
+		break;
+	case S_CLOSING:
+		session_free_later(s);
+		break;
+	}
+}
+
+/* ---- drain ---------------------------------------------------------- */
+
+static void
+check_drained(struct proxy *px)
+{
+	if (px->draining && px->n_sessions == 0 && px->drain_done != NULL) {
+		void (*cb)(void *) = px->drain_done;
+
+		px->drain_done = NULL;
+		cb(px->drain_arg);
+	}
+}
+
+static void
+drain_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+	struct session *s, *next;
+
+	for (s = px->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == S_CLOSING)
+			continue;
+		if (s->state != S_RELAY && s->cbev != NULL)
+			s->proto->bye(s, "Server shutting down.");
+		session_close(s, "shutdown");
+	}
+}
+
+void
+proxy_drain(struct proxy *px, uint64_t deadline_ms,
+    void (*done_cb)(void *), void *arg)
+{
+	struct session *s, *next;
+	uint64_t now = mm_now_ms();
+	size_t i;
+	struct timeval tv;
+
+	px->draining = true;
+	px->drain_done = done_cb;
+	px->drain_arg = arg;
+	for (i = 0; i < px->n_listeners; i++) {
+		evconnlistener_free(px->listeners[i].evl);
+		px->listeners[i].evl = NULL;
+	}
+	/* Nobody has logged in on these yet: end them now. */
+	for (s = px->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == S_PRELOGIN || s->state == S_DELAY) {
+			s->proto->bye(s, "Server shutting down.");
+			session_close(s, "shutdown");
+		}
+	}
+	if (px->drain_timer == NULL)
+		px->drain_timer = evtimer_new(px->base, drain_timer_cb, px);
+	deadline_ms = deadline_ms > now ? deadline_ms - now : 0;
+	tv.tv_sec = (time_t)(deadline_ms / 1000);
+	tv.tv_usec = (suseconds_t)((deadline_ms % 1000) * 1000);
+	evtimer_add(px->drain_timer, &tv);
+	check_drained(px);
+}

@@ -1,1 +1,1041 @@
-/* placeholder: being written */
+/* The mmnode configuration file: one directive per line, words separated by
+ * blanks, '#' to the end of the line a comment. The format is documented in
+ * deploy/mmnode.conf.example. Parsing stops at the first problem; the message
+ * names the file, the line and the offending word. */
+#include "mm_config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mm_util.h"
+
+#define CONF_FILE_MAX		(1024 * 1024)	/* bytes in a config file */
+#define CONF_LINE_MAX		4096	/* bytes in a line, without newline */
+#define CONF_WORDS_MAX		16	/* more than any directive takes */
+#define CONF_LISTENERS_MAX	64
+#define CONF_BACKENDS_MAX	4096	/* keeps the duplicate search cheap */
+#define CONF_WORKERS_MAX	256
+#define CONF_NAME_MAX		64	/* bytes in a back-end name */
+#define CONF_HOST_MAX		253	/* a DNS name in text form */
+#define CONF_LABEL_MAX		63	/* one label of a DNS name */
+#define CONF_PORT_DIGITS	5
+
+struct parser;
+struct directive;
+
+typedef int directive_cb(struct parser *, const struct directive *, int,
+    char **);
+
+struct directive {
+	const char *name;
+	const char *usage;	/* the arguments, for messages */
+	int args_min;		/* words after the directive's name */
+	int args_max;
+	bool repeat;		/* may appear on more than one line */
+	directive_cb *parse;
+	size_t off;		/* field of struct mm_config, generic parsers */
+};
+
+static directive_cb parse_string, parse_bool, parse_workers, parse_log,
+    parse_add_domain, parse_listen, parse_backend, parse_limit;
+
+#define CONF_FIELD(f) offsetof(struct mm_config, f)
+
+static const struct directive directives[] = {
+	{ "user", "NAME", 1, 1, false, parse_string, CONF_FIELD(user) },
+	{ "group", "NAME", 1, 1, false, parse_string, CONF_FIELD(group) },
+	{ "workers", "COUNT", 1, 1, false, parse_workers, 0 },
+	{ "log", "stderr|syslog", 1, 1, false, parse_log, 0 },
+	{ "log-debug", "yes|no", 1, 1, false, parse_bool,
+	    CONF_FIELD(log_debug) },
+	{ "pidfile", "FILE", 1, 1, false, parse_string, CONF_FIELD(pidfile) },
+	{ "popmap", "FILE", 1, 1, false, parse_string,
+	    CONF_FIELD(popmap_file) },
+	{ "user-lowercase", "yes|no", 1, 1, false, parse_bool,
+	    CONF_FIELD(user_lowercase) },
+	{ "user-strip-domain", "yes|no", 1, 1, false, parse_bool,
+	    CONF_FIELD(user_strip_domain) },
+	{ "user-add-domain", "DOMAIN", 1, 1, false, parse_add_domain, 0 },
+	{ "default-backend", "NAME", 1, 1, false, parse_string,
+	    CONF_FIELD(default_backend) },
+	{ "listen", "PROTO ADDRESS:PORT [cert=FILE key=FILE] [require-tls]",
+	    2, 5, true, parse_listen, 0 },
+	{ "backend", "NAME HOST [imap=PORT] [pop3=PORT] "
+	    "[tls=none|starttls|implicit] [ca=FILE] [tls-name=NAME] "
+	    "[client-addr=none|id|proxy]", 2, 8, true, parse_backend, 0 },
+	/* limit and timeout check duplicates per name themselves. */
+	{ "limit", "NAME VALUE", 2, 2, true, parse_limit, 0 },
+	{ "timeout", "NAME VALUE", 2, 2, true, parse_limit, 0 },
+};
+
+enum value_kind { VAL_COUNT, VAL_SIZE, VAL_DURATION };
+
+/* One "limit" or "timeout" setting: its default and the range outside
+ * which a value is a mistake rather than a choice. */
+struct limit_def {
+	const char *directive;
+	const char *name;
+	enum value_kind kind;
+	size_t off;		/* field of struct mm_limits */
+	size_t width;		/* 4 or 8 bytes */
+	uint64_t def;
+	uint64_t min;
+	uint64_t max;
+	const char *why_min;	/* what a smaller value would break */
+};
+
+#define LIM_FIELD(f) \
+	offsetof(struct mm_limits, f), sizeof(((struct mm_limits *)NULL)->f)
+#define KB	UINT64_C(1024)
+#define MB	(KB * 1024)
+#define SEC	UINT64_C(1000)
+#define MIN	(SEC * 60)
+#define HOUR	(MIN * 60)
+
+static const struct limit_def limit_defs[] = {
+	{ "limit", "line-length", VAL_SIZE, LIM_FIELD(line_max),
+	    8192, 512, MB, "ordinary IMAP and POP3 commands would not fit" },
+	{ "limit", "literal-size", VAL_SIZE, LIM_FIELD(literal_max),
+	    8192, 512, MB, "a LOGIN literal with a long password would not fit" },
+	{ "limit", "commands-before-login", VAL_COUNT,
+	    LIM_FIELD(commands_prelogin_max), 32, 8, 10000,
+	    "clients send CAPABILITY, STARTTLS and more before they log in" },
+	{ "limit", "auth-failures", VAL_COUNT, LIM_FIELD(auth_fail_max),
+	    3, 1, 1000, "no login could ever succeed" },
+	{ "limit", "auth-failures-per-ip", VAL_COUNT,
+	    LIM_FIELD(auth_fail_per_ip_max), 20, 1, 1000000,
+	    "no login could ever succeed" },
+	{ "limit", "auth-failure-window", VAL_DURATION,
+	    LIM_FIELD(auth_fail_window_ms), 5 * MIN, SEC, 24 * HOUR,
+	    "the per-address count needs a window to count in" },
+	{ "limit", "auth-failure-delay", VAL_DURATION,
+	    LIM_FIELD(auth_fail_delay_ms), SEC, 0, MIN, NULL },
+	{ "limit", "auth-failure-delay-max", VAL_DURATION,
+	    LIM_FIELD(auth_fail_delay_max_ms), 8 * SEC, 0, 10 * MIN, NULL },
+	{ "limit", "connections", VAL_COUNT, LIM_FIELD(conn_max),
+	    10000, 1, 1000000, "no client could connect" },
+	{ "limit", "connections-per-ip", VAL_COUNT, LIM_FIELD(conn_per_ip_max),
+	    50, 1, 1000000, "no client could connect" },
+	{ "limit", "relay-buffer", VAL_SIZE, LIM_FIELD(relay_buffer),
+	    256 * KB, 16 * KB, 64 * MB, "a TLS record would not fit" },
+	{ "timeout", "idle-before-login", VAL_DURATION,
+	    LIM_FIELD(idle_prelogin_ms), 60 * SEC, SEC, HOUR,
+	    "clients would be cut off while they connect" },
+	{ "timeout", "idle", VAL_DURATION, LIM_FIELD(idle_ms),
+	    30 * MIN, SEC, 24 * HOUR, "every session would end at once" },
+	{ "timeout", "backend", VAL_DURATION, LIM_FIELD(backend_connect_ms),
+	    10 * SEC, 100, 10 * MIN, "no back end could answer in time" },
+	{ "timeout", "drain", VAL_DURATION, LIM_FIELD(drain_ms),
+	    30 * SEC, 0, HOUR, NULL },
+};
+
+struct parser {
+	const char *fname;
+	int line;			/* 0: messages about the whole file */
+	char *err;			/* first error; parsing stops there */
+	struct mm_config *conf;
+	int directive_line[MM_ARRAY_SIZE(directives)];	/* 0: not seen */
+	int limit_line[MM_ARRAY_SIZE(limit_defs)];
+};
+
+static int conf_error(struct parser *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Records the first error as "FILE:LINE: message" and returns -1. */
+static int
+conf_error(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg = NULL;
+	int n;
+
+	if (p->err != NULL)
+		return -1;
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	msg = xmalloc((size_t)n + 1);
+	msg[0] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(msg, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	if (p->line > 0)
+		p->err = xasprintf("%s:%d: %s", p->fname, p->line, msg);
+	else
+		p->err = xasprintf("%s: %s", p->fname, msg);
+	free(msg);
+	return -1;
+}
+
+/* Writes a limit's value the way a config file would spell it. */
+static const char *
+format_value(enum value_kind kind, uint64_t v, char *buf, size_t len)
+{
+	unsigned long long u = (unsigned long long)v;
+
+	if (kind == VAL_SIZE && v != 0 && v % MB == 0)
+		snprintf(buf, len, "%lluM", u / MB);
+	else if (kind == VAL_SIZE && v != 0 && v % KB == 0)
+		snprintf(buf, len, "%lluk", u / KB);
+	else if (kind == VAL_DURATION && v != 0 && v % HOUR == 0)
+		snprintf(buf, len, "%lluh", u / HOUR);
+	else if (kind == VAL_DURATION && v != 0 && v % MIN == 0)
+		snprintf(buf, len, "%llum", u / MIN);
+	else if (kind == VAL_DURATION && v % SEC == 0)
+		snprintf(buf, len, "%llus", u / SEC);
+	else if (kind == VAL_DURATION)
+		snprintf(buf, len, "%llums", u);
+	else
+		snprintf(buf, len, "%llu", u);
+	return buf;
+}
+
+/* Plain decimal digits, no sign and no unit. 0 / -1. */
+static int
+parse_uint(const char *s, uint64_t *v_r)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*v_r = v;
+	return 0;
+}
+
+/* A TCP port, 1..65535. 0 / -1. */
+static int
+parse_port(const char *s, uint16_t *port_r)
+{
+	uint64_t v;
+
+	if (strlen(s) > CONF_PORT_DIGITS || parse_uint(s, &v) != 0 ||
+	    v < 1 || v > UINT16_MAX)
+		return -1;
+	*port_r = (uint16_t)v;
+	return 0;
+}
+
+static int
+parse_boolean(const char *s, bool *b_r)
+{
+	static const char *const yes[] = { "yes", "on", "true" };
+	static const char *const no[] = { "no", "off", "false" };
+	size_t i;
+
+	for (i = 0; i < MM_ARRAY_SIZE(yes); i++) {
+		if (strcmp(s, yes[i]) == 0) {
+			*b_r = true;
+			return 0;
+		}
+		if (strcmp(s, no[i]) == 0) {
+			*b_r = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* If word is "key=value", points *val_r at the value. */
+static bool
+option_is(const char *word, const char *key, const char **val_r)
+{
+	size_t n = strlen(key);
+
+	if (strncmp(word, key, n) != 0 || word[n] != '=')
+		return false;
+	*val_r = word + n + 1;
+	return true;
+}
+
+static int
+parse_string(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	char **field = (char **)(void *)((char *)p->conf + d->off);
+
+	free(*field);
+	*field = xstrdup(argv[1]);
+	return 0;
+}
+
+static int
+parse_bool(struct parser *p, const struct directive *d, int argc, char **argv)
+{
+	bool *field = (bool *)(void *)((char *)p->conf + d->off);
+
+	if (parse_boolean(argv[1], field) != 0)
+		return conf_error(p, "%s: '%s' is not a boolean "
+		    "(yes/no, on/off, true/false)", d->name, argv[1]);
+	return 0;
+}
+
+static int
+parse_workers(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	uint64_t v;
+
+	if (parse_uint(argv[1], &v) != 0 || v > CONF_WORKERS_MAX)
+		return conf_error(p, "workers: '%s' is not a number from 0 "
+		    "to %d", argv[1], CONF_WORKERS_MAX);
+	p->conf->workers = (unsigned)v;
+	return 0;
+}
+
+static int
+parse_log(struct parser *p, const struct directive *d, int argc, char **argv)
+{
+	if (strcmp(argv[1], "stderr") == 0)
+		p->conf->log_syslog = false;
+	else if (strcmp(argv[1], "syslog") == 0)
+		p->conf->log_syslog = true;
+	else
+		return conf_error(p, "log: unknown target '%s' "
+		    "(stderr or syslog)", argv[1]);
+	return 0;
+}
+
+static int
+parse_add_domain(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	/* The lookup key is built as user "@" domain. */
+	if (strchr(argv[1], '@') != NULL)
+		return conf_error(p, "user-add-domain: '%s': give the domain "
+		    "without '@'", argv[1]);
+	free(p->conf->user_add_domain);
+	p->conf->user_add_domain = xstrdup(argv[1]);
+	return 0;
+}
+
+/* Splits a listen address into host ("*" or numeric) and port. */
+static int
+parse_listen_addr(struct parser *p, const char *word, char **host_r,
+    char **port_r)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	const char *colon, *close;
+	char *host = NULL;
+	uint16_t port;
+	int rc = -1;
+
+	if (word[0] == '[') {
+		close = strchr(word, ']');
+		if (close == NULL || close[1] != ':') {
+			conf_error(p, "listen: '%s': expected [IPv6]:PORT",
+			    word);
+			goto done;
+		}
+		host = xstrndup(word + 1, (size_t)(close - word - 1));
+		if (inet_pton(AF_INET6, host, &a6) != 1) {
+			conf_error(p, "listen: '%s' is not a numeric IPv6 "
+			    "address", host);
+			goto done;
+		}
+		colon = close + 1;
+	} else {
+		colon = strrchr(word, ':');
+		if (colon == NULL) {
+			conf_error(p, "listen: '%s' has no port "
+			    "(ADDRESS:PORT)", word);
+			goto done;
+		}
+		host = xstrndup(word, (size_t)(colon - word));
+		if (strchr(host, ':') != NULL) {
+			conf_error(p, "listen: '%s': an IPv6 address goes in "
+			    "brackets, as in [::1]:143", word);
+			goto done;
+		}
+		if (strcmp(host, "*") != 0 &&
+		    inet_pton(AF_INET, host, &a4) != 1) {
+			conf_error(p, "listen: '%s' is not a numeric IPv4 "
+			    "address, [IPv6] or *", host);
+			goto done;
+		}
+	}
+	if (parse_port(colon + 1, &port) != 0) {
+		conf_error(p, "listen: '%s' is not a port (1-65535)",
+		    colon + 1);
+		goto done;
+	}
+	*host_r = host;
+	host = NULL;
+	/* Normalised, so that "0143" and "143" compare equal. */
+	*port_r = xasprintf("%u", (unsigned)port);
+	rc = 0;
+done:
+	free(host);
+	return rc;
+}
+
+static void
+listener_clear(struct mm_listener_conf *l)
+{
+	free(l->host);
+	free(l->port);
+	free(l->cert_file);
+	free(l->key_file);
+}
+
+static int
+parse_listen(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	static const struct {
+		const char *name;
+		enum mm_proto proto;
+		bool implicit;
+	} listen_protos[] = {
+		{ "imap", MM_PROTO_IMAP, false },
+		{ "imaps", MM_PROTO_IMAP, true },
+		{ "pop3", MM_PROTO_POP3, false },
+		{ "pop3s", MM_PROTO_POP3, true },
+	};
+	struct mm_config *conf = p->conf;
+	struct mm_listener_conf l;
+	bool implicit, seen_require = false;
+	const char *val;
+	size_t i;
+	int a, rc = -1;
+
+	memset(&l, 0, sizeof(l));
+	l.line = p->line;
+	if (conf->n_listeners >= CONF_LISTENERS_MAX) {
+		conf_error(p, "listen: more than %d listeners",
+		    CONF_LISTENERS_MAX);
+		goto done;
+	}
+	for (i = 0; i < MM_ARRAY_SIZE(listen_protos); i++)
+		if (strcmp(listen_protos[i].name, argv[1]) == 0)
+			break;
+	if (i == MM_ARRAY_SIZE(listen_protos)) {
+		conf_error(p, "listen: unknown protocol '%s' "
+		    "(imap, imaps, pop3 or pop3s)", argv[1]);
+		goto done;
+	}
+	l.proto = listen_protos[i].proto;
+	implicit = listen_protos[i].implicit;
+	if (parse_listen_addr(p, argv[2], &l.host, &l.port) != 0)
+		goto done;
+
+	for (a = 3; a < argc; a++) {
+		char **field = NULL;
+
+		if (strcmp(argv[a], "require-tls") == 0) {
+			if (seen_require) {
+				conf_error(p, "listen: duplicate "
+				    "'require-tls'");
+				goto done;
+			}
+			seen_require = l.require_tls = true;
+			continue;
+		}
+		if (option_is(argv[a], "cert", &val))
+			field = &l.cert_file;
+		else if (option_is(argv[a], "key", &val))
+			field = &l.key_file;
+		else {
+			conf_error(p, "listen: unknown option '%s'", argv[a]);
+			goto done;
+		}
+		if (*field != NULL) {
+			conf_error(p, "listen: duplicate option '%s'",
+			    argv[a]);
+			goto done;
+		}
+		if (*val == '\0') {
+			conf_error(p, "listen: empty value in '%s'", argv[a]);
+			goto done;
+		}
+		*field = xstrdup(val);
+	}
+
+	if (l.cert_file != NULL && l.key_file == NULL) {
+		conf_error(p, "listen: 'cert=%s' without key=", l.cert_file);
+		goto done;
+	}
+	if (l.key_file != NULL && l.cert_file == NULL) {
+		conf_error(p, "listen: 'key=%s' without cert=", l.key_file);
+		goto done;
+	}
+	if (implicit && l.cert_file == NULL) {
+		conf_error(p, "listen: '%s' needs cert= and key=", argv[1]);
+		goto done;
+	}
+	if (l.require_tls && l.cert_file == NULL) {
+		conf_error(p, "listen: 'require-tls' needs cert= and key=");
+		goto done;
+	}
+	if (implicit)
+		l.tls = MM_TLS_IMPLICIT;
+	else if (l.cert_file != NULL)
+		l.tls = MM_TLS_STARTTLS;
+	else
+		l.tls = MM_TLS_NONE;
+
+	/* Caught here, the mistake is reported with its line rather than
+	 * as a bind failure at start-up. */
+	for (i = 0; i < conf->n_listeners; i++) {
+		const struct mm_listener_conf *o = &conf->listeners[i];
+
+		if (strcmp(o->host, l.host) == 0 &&
+		    strcmp(o->port, l.port) == 0) {
+			conf_error(p, "listen: '%s' is already used on line %d",
+			    argv[2], o->line);
+			goto done;
+		}
+	}
+
+	conf->listeners = xrealloc(conf->listeners,
+	    (conf->n_listeners + 1) * sizeof(*conf->listeners));
+	conf->listeners[conf->n_listeners++] = l;
+	memset(&l, 0, sizeof(l));
+	rc = 0;
+done:
+	listener_clear(&l);
+	return rc;
+}
+
+static bool
+valid_backend_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > CONF_NAME_MAX)
+		return false;
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789._-") == n;
+}
+
+/* NULL if host is a DNS name or a numeric address; else what is wrong. */
+static const char *
+host_problem(const char *host)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	const char *s;
+	size_t label = 0;
+
+	if (strchr(host, '[') != NULL || strchr(host, ']') != NULL)
+		return "give an IPv6 address without brackets";
+	if (strchr(host, ':') != NULL) {
+		if (inet_pton(AF_INET6, host, &a6) == 1)
+			return NULL;
+		if (strchr(host, ':') == strrchr(host, ':'))
+			return "a port goes in imap= or pop3=";
+		return "not a numeric IPv6 address";
+	}
+	/* The resolver would read a dotted number as an address, so it
+	 * must be a valid one. */
+	if (strspn(host, "0123456789.") == strlen(host)) {
+		if (inet_pton(AF_INET, host, &a4) == 1)
+			return NULL;
+		return "not a numeric IPv4 address";
+	}
+	if (strlen(host) > CONF_HOST_MAX)
+		return "host name too long";
+	for (s = host; ; s++) {
+		if (*s == '.' || *s == '\0') {
+			if (label == 0)
+				return "empty label in host name";
+			if (*s == '\0')
+				break;
+			label = 0;
+			continue;
+		}
+		if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		    "0123456789-_", *s) == NULL)
+			return "invalid character in host name";
+		if (label == 0 && *s == '-')
+			return "host name label starts with '-'";
+		if (++label > CONF_LABEL_MAX)
+			return "host name label longer than 63 bytes";
+	}
+	return NULL;
+}
+
+static void
+backend_clear(struct mm_backend_conf *b)
+{
+	free(b->name);
+	free(b->host);
+	free(b->ca_file);
+	free(b->tls_name);
+}
+
+enum backend_opt {
+	BOPT_IMAP, BOPT_POP3, BOPT_TLS, BOPT_CA, BOPT_TLS_NAME,
+	BOPT_CLIENT_ADDR, BOPT_COUNT
+};
+
+static int
+parse_backend(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	static const char *const opt_keys[BOPT_COUNT] = {
+		"imap", "pop3", "tls", "ca", "tls-name", "client-addr",
+	};
+	struct mm_config *conf = p->conf;
+	struct mm_backend_conf b;
+	bool seen[BOPT_COUNT] = { false };
+	const char *why, *val = NULL;
+	size_t i;
+	int a, o, rc = -1;
+
+	memset(&b, 0, sizeof(b));
+	b.line = p->line;
+	if (conf->n_backends >= CONF_BACKENDS_MAX) {
+		conf_error(p, "backend: more than %d back ends",
+		    CONF_BACKENDS_MAX);
+		goto done;
+	}
+	if (!valid_backend_name(argv[1])) {
+		conf_error(p, "backend: bad name '%s' (1-%d of A-Z a-z 0-9 "
+		    ". _ -)", argv[1], CONF_NAME_MAX);
+		goto done;
+	}
+	for (i = 0; i < conf->n_backends; i++) {
+		if (strcmp(conf->backends[i].name, argv[1]) == 0) {
+			conf_error(p, "backend: '%s' is already defined on "
+			    "line %d", argv[1], conf->backends[i].line);
+			goto done;
+		}
+	}
+	if ((why = host_problem(argv[2])) != NULL) {
+		conf_error(p, "backend: bad host '%s': %s", argv[2], why);
+		goto done;
+	}
+	b.name = xstrdup(argv[1]);
+	b.host = xstrdup(argv[2]);
+	b.tls = MM_TLS_NONE;
+	b.client_addr = MM_CADDR_NONE;
+
+	for (a = 3; a < argc; a++) {
+		for (o = 0; o < BOPT_COUNT; o++)
+			if (option_is(argv[a], opt_keys[o], &val))
+				break;
+		if (o == BOPT_COUNT) {
+			conf_error(p, "backend: unknown option '%s'", argv[a]);
+			goto done;
+		}
+		if (seen[o]) {
+			conf_error(p, "backend: duplicate option '%s'",
+			    argv[a]);
+			goto done;
+		}
+		seen[o] = true;
+		if (*val == '\0') {
+			conf_error(p, "backend: empty value in '%s'", argv[a]);
+			goto done;
+		}
+		switch (o) {
+		case BOPT_IMAP:
+		case BOPT_POP3:
+			if (parse_port(val, &b.port[o == BOPT_IMAP ?
+			    MM_PROTO_IMAP : MM_PROTO_POP3]) != 0) {
+				conf_error(p, "backend: '%s': not a port "
+				    "(1-65535)", argv[a]);
+				goto done;
+			}
+			break;
+		case BOPT_TLS:
+			if (strcmp(val, "none") == 0)
+				b.tls = MM_TLS_NONE;
+			else if (strcmp(val, "starttls") == 0)
+				b.tls = MM_TLS_STARTTLS;
+			else if (strcmp(val, "implicit") == 0)
+				b.tls = MM_TLS_IMPLICIT;
+			else {
+				conf_error(p, "backend: '%s': tls is none, "
+				    "starttls or implicit", argv[a]);
+				goto done;
+			}
+			break;
+		case BOPT_CA:
+			b.ca_file = xstrdup(val);
+			break;
+		case BOPT_TLS_NAME:
+			if ((why = host_problem(val)) != NULL) {
+				conf_error(p, "backend: bad '%s': %s",
+				    argv[a], why);
+				goto done;
+			}
+			b.tls_name = xstrdup(val);
+			break;
+		case BOPT_CLIENT_ADDR:
+			if (strcmp(val, "none") == 0)
+				b.client_addr = MM_CADDR_NONE;
+			else if (strcmp(val, "id") == 0)
+				b.client_addr = MM_CADDR_ID;
+			else if (strcmp(val, "proxy") == 0)
+				b.client_addr = MM_CADDR_PROXY2;
+			else {
+				conf_error(p, "backend: '%s': client-addr is "
+				    "none, id or proxy", argv[a]);
+				goto done;
+			}
+			break;
+		}
+	}
+
+	/* Certificate settings on a plaintext back end suggest the TLS mode
+	 * was forgotten; better refused than silently ignored. */
+	if (b.tls == MM_TLS_NONE && (seen[BOPT_CA] || seen[BOPT_TLS_NAME])) {
+		conf_error(p, "backend: '%s' needs tls=starttls or "
+		    "tls=implicit", seen[BOPT_CA] ? "ca=" : "tls-name=");
+		goto done;
+	}
+	if (!seen[BOPT_IMAP] && !seen[BOPT_POP3]) {
+		b.port[MM_PROTO_IMAP] = mm_proto_default_port(MM_PROTO_IMAP,
+		    b.tls);
+		b.port[MM_PROTO_POP3] = mm_proto_default_port(MM_PROTO_POP3,
+		    b.tls);
+	}
+	if (b.tls_name == NULL)
+		b.tls_name = xstrdup(b.host);
+
+	conf->backends = xrealloc(conf->backends,
+	    (conf->n_backends + 1) * sizeof(*conf->backends));
+	conf->backends[conf->n_backends++] = b;
+	memset(&b, 0, sizeof(b));
+	rc = 0;
+done:
+	backend_clear(&b);
+	return rc;
+}
+
+static int
+parse_limit(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	const struct limit_def *ld = NULL;
+	char bound[32];
+	uint64_t v = 0;
+	void *field;
+	size_t i;
+	int r;
+
+	for (i = 0; i < MM_ARRAY_SIZE(limit_defs); i++) {
+		if (strcmp(limit_defs[i].directive, d->name) == 0 &&
+		    strcmp(limit_defs[i].name, argv[1]) == 0) {
+			ld = &limit_defs[i];
+			break;
+		}
+	}
+	if (ld == NULL)
+		return conf_error(p, "unknown %s '%s'", d->name, argv[1]);
+	if (p->limit_line[i] != 0)
+		return conf_error(p, "duplicate %s '%s' (first on line %d)",
+		    d->name, argv[1], p->limit_line[i]);
+	p->limit_line[i] = p->line;
+
+	switch (ld->kind) {
+	case VAL_COUNT:
+		r = parse_uint(argv[2], &v);
+		break;
+	case VAL_SIZE:
+		r = mm_parse_size(argv[2], &v);
+		break;
+	case VAL_DURATION:
+	default:
+		r = mm_parse_duration_ms(argv[2], &v);
+		break;
+	}
+	if (r != 0)
+		return conf_error(p, "%s %s: bad value '%s' (%s)", d->name,
+		    ld->name, argv[2], ld->kind == VAL_COUNT ? "a number" :
+		    ld->kind == VAL_SIZE ? "a size such as 8192, 64k, 20M" :
+		    "a duration such as 30s, 500ms, 5m, 1h");
+	if (v < ld->min)
+		return conf_error(p, "%s %s: '%s' is below the minimum %s: %s",
+		    d->name, ld->name, argv[2],
+		    format_value(ld->kind, ld->min, bound, sizeof(bound)),
+		    ld->why_min != NULL ? ld->why_min : "too small");
+	if (v > ld->max)
+		return conf_error(p, "%s %s: '%s' is above the maximum %s",
+		    d->name, ld->name, argv[2],
+		    format_value(ld->kind, ld->max, bound, sizeof(bound)));
+
+	field = (char *)&p->conf->limits + ld->off;
+	if (ld->width == sizeof(uint32_t))
+		*(uint32_t *)field = (uint32_t)v;
+	else
+		*(uint64_t *)field = v;
+	return 0;
+}
+
+/* Parses one line, NUL-terminated, newline removed. Modifies it. */
+static int
+parse_line(struct parser *p, char *s)
+{
+	const struct directive *d = NULL;
+	char *argv[CONF_WORDS_MAX], *hash;
+	unsigned char c;
+	size_t i;
+	int argc = 0;
+
+	if ((hash = strchr(s, '#')) != NULL)
+		*hash = '\0';
+	for (i = 0; s[i] != '\0'; i++) {
+		c = (unsigned char)s[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return conf_error(p, "control character 0x%02x",
+			    (unsigned)c);
+	}
+	/* Words past CONF_WORDS_MAX are dropped: the array is then longer
+	 * than any directive's usage, which the count check reports. */
+	for (;;) {
+		s += strspn(s, " \t");
+		if (*s == '\0' || argc == CONF_WORDS_MAX)
+			break;
+		argv[argc++] = s;
+		s += strcspn(s, " \t");
+		if (*s != '\0')
+			*s++ = '\0';
+	}
+	if (argc == 0)
+		return 0;
+
+	for (i = 0; i < MM_ARRAY_SIZE(directives); i++) {
+		if (strcmp(directives[i].name, argv[0]) == 0) {
+			d = &directives[i];
+			break;
+		}
+	}
+	if (d == NULL)
+		return conf_error(p, "unknown directive '%s'", argv[0]);
+	if (argc - 1 < d->args_min)
+		return conf_error(p, "%s: missing argument (usage: %s %s)",
+		    d->name, d->name, d->usage);
+	if (argc - 1 > d->args_max)
+		return conf_error(p, "%s: unexpected '%s' (usage: %s %s)",
+		    d->name, argv[d->args_max + 1], d->name, d->usage);
+	if (!d->repeat && p->directive_line[i] != 0)
+		return conf_error(p, "duplicate '%s' (first on line %d)",
+		    d->name, p->directive_line[i]);
+	p->directive_line[i] = p->line;
+	return d->parse(p, d, argc, argv);
+}
+
+static size_t
+limit_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < MM_ARRAY_SIZE(limit_defs); i++)
+		if (strcmp(limit_defs[i].name, name) == 0)
+			break;
+	return i;
+}
+
+/* Rules that involve more than one line. */
+static int
+check_config(struct parser *p)
+{
+	const struct mm_limits *lim = &p->conf->limits;
+	size_t di = limit_index("auth-failure-delay");
+	size_t mi = limit_index("auth-failure-delay-max");
+
+	p->line = 0;
+	if (p->conf->n_listeners == 0)
+		return conf_error(p, "no listen directive");
+	if (lim->auth_fail_delay_max_ms < lim->auth_fail_delay_ms) {
+		p->line = p->limit_line[mi] > p->limit_line[di] ?
+		    p->limit_line[mi] : p->limit_line[di];
+		return conf_error(p, "limit auth-failure-delay-max is below "
+		    "auth-failure-delay");
+	}
+	return 0;
+}
+
+static struct mm_config *
+config_new(const char *fname)
+{
+	struct mm_config *conf = xcalloc(1, sizeof(*conf));
+	size_t i;
+
+	conf->path = xstrdup(fname);
+	conf->user_lowercase = true;
+	for (i = 0; i < MM_ARRAY_SIZE(limit_defs); i++) {
+		const struct limit_def *ld = &limit_defs[i];
+		void *field = (char *)&conf->limits + ld->off;
+
+		if (ld->width == sizeof(uint32_t))
+			*(uint32_t *)field = (uint32_t)ld->def;
+		else
+			*(uint64_t *)field = ld->def;
+	}
+	return conf;
+}
+
+struct mm_config *
+mm_config_parse(const char *text, size_t len, const char *fname,
+    char **errstr_r)
+{
+	struct mm_config *conf = NULL;
+	struct parser p;
+	char buf[CONF_LINE_MAX + 1];
+	const char *s, *nl;
+	size_t pos = 0, n;
+
+	memset(&p, 0, sizeof(p));
+	p.fname = fname;
+	p.conf = config_new(fname);
+	if (len > CONF_FILE_MAX) {
+		conf_error(&p, "larger than %d bytes", CONF_FILE_MAX);
+		goto done;
+	}
+	while (pos < len) {
+		s = text + pos;
+		nl = memchr(s, '\n', len - pos);
+		n = nl != NULL ? (size_t)(nl - s) : len - pos;
+		pos += n + (nl != NULL);
+		p.line++;
+		if (n > 0 && s[n - 1] == '\r')
+			n--;	/* CRLF from an editor elsewhere */
+		if (n > CONF_LINE_MAX) {
+			conf_error(&p, "line longer than %d bytes",
+			    CONF_LINE_MAX);
+			goto done;
+		}
+		if (memchr(s, '\0', n) != NULL) {
+			conf_error(&p, "NUL byte in line");
+			goto done;
+		}
+		memcpy(buf, s, n);
+		buf[n] = '\0';
+		if (parse_line(&p, buf) != 0)
+			goto done;
+	}
+	if (check_config(&p) != 0)
+		goto done;
+	conf = p.conf;
+	p.conf = NULL;
+done:
+	mm_config_free(p.conf);
+	if (errstr_r != NULL)
+		*errstr_r = p.err;
+	else
+		free(p.err);
+	return conf;
+}
+
+struct mm_config *
+mm_config_load(const char *path, char **errstr_r)
+{
+	struct mm_config *conf = NULL;
+	char *buf = NULL, *err = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd = -1;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		err = xasprintf("%s: %s", path, strerror(errno));
+		goto done;
+	}
+	/* One byte more than allowed tells an oversized file apart. */
+	buf = xmalloc(CONF_FILE_MAX + 1);
+	for (;;) {
+		n = read(fd, buf + len, CONF_FILE_MAX + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			err = xasprintf("%s: %s", path, strerror(errno));
+			goto done;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > CONF_FILE_MAX) {
+			err = xasprintf("%s: larger than %d bytes", path,
+			    CONF_FILE_MAX);
+			goto done;
+		}
+	}
+	conf = mm_config_parse(buf, len, path, &err);
+done:
+	free(buf);
+	if (fd != -1)
+		close(fd);
+	if (errstr_r != NULL)
+		*errstr_r = err;
+	else
+		free(err);
+	return conf;
+}
+
+void
+mm_config_free(struct mm_config *conf)
+{
+	size_t i;
+
+	if (conf == NULL)
+		return;
+	for (i = 0; i < conf->n_backends; i++)
+		backend_clear(&conf->backends[i]);
+	free(conf->backends);
+	for (i = 0; i < conf->n_listeners; i++)
+		listener_clear(&conf->listeners[i]);
+	free(conf->listeners);
+	free(conf->default_backend);
+	free(conf->user_add_domain);
+	free(conf->popmap_file);
+	free(conf->pidfile);
+	free(conf->group);
+	free(conf->user);
+	free(conf->path);
+	free(conf);
+}
+
+const struct mm_backend_conf *
+mm_config_backend(const struct mm_config *conf, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < conf->n_backends; i++)
+		if (strcmp(conf->backends[i].name, name) == 0)
+			return &conf->backends[i];
+	return NULL;
+}
+
+uint16_t
+mm_proto_default_port(enum mm_proto proto, enum mm_tls_mode tls)
+{
+	switch (proto) {
+	case MM_PROTO_IMAP:
+		return tls == MM_TLS_IMPLICIT ? 993 : 143;
+	case MM_PROTO_POP3:
+		return tls == MM_TLS_IMPLICIT ? 995 : 110;
+	default:
+		return 0;
+	}
+}
+
+const char *
+mm_proto_name(enum mm_proto proto)
+{
+	switch (proto) {
+	case MM_PROTO_IMAP:
+		return "imap";
+	case MM_PROTO_POP3:
+		return "pop3";
+	default:
+		return "unknown";
+	}
+}

@@ -25,8 +25,8 @@ enum mm_client_addr {
 struct mm_listener_conf {
 	enum mm_proto proto;
 	enum mm_tls_mode tls;	/* imap/pop3 with cert: STARTTLS; imaps/pop3s: IMPLICIT */
-	char *host;		/* numeric address, "*" for any */
-	char *port;
+	char *host;		/* numeric address, "*" for any; no brackets */
+	char *port;		/* decimal, 1-65535, without leading zeros */
 	char *cert_file;	/* NULL: no TLS offered on this listener */
 	char *key_file;
 	bool require_tls;	/* refuse logins before STARTTLS */
@@ -39,11 +39,13 @@ struct mm_backend_conf {
 	uint16_t port[MM_PROTO_COUNT];	/* 0: protocol not served */
 	enum mm_tls_mode tls;
 	char *ca_file;		/* CA that verifies the back end's certificate */
-	char *tls_name;		/* name checked in its certificate; default host */
+	char *tls_name;		/* name checked in its certificate; never NULL:
+				 * tls-name= if given, else host */
 	enum mm_client_addr client_addr;
-	int line;
+	int line;		/* line in the config file, for messages */
 };
 
+/* Defaults and accepted ranges are those in the example file. */
 struct mm_limits {
 	uint32_t line_max;		/* bytes in one command line before login */
 	uint32_t literal_max;		/* bytes in one literal before login */
@@ -75,34 +77,43 @@ struct mm_config {
 	bool user_lowercase;	/* lower-case the lookup key */
 	bool user_strip_domain;	/* look up "alice" for "alice@dom" */
 	char *user_add_domain;	/* look up "alice@dom" for "alice"; NULL: no */
-	char *default_backend;	/* unknown users go here; NULL: like a bad password */
+	char *default_backend;	/* unknown users go here: a back-end name or
+				 * host[:port], not checked; NULL: like a
+				 * bad password */
 
 	struct mm_limits limits;
 
-	struct mm_listener_conf *listeners;
+	struct mm_listener_conf *listeners;	/* in file order; at least one */
 	size_t n_listeners;
-	struct mm_backend_conf *backends;
+	struct mm_backend_conf *backends;	/* in file order; names unique */
 	size_t n_backends;
 };
 
-/* Parses the file at path. Returns a config owned by the caller (free with
- * mm_config_free), or NULL with *errstr_r set to a malloc'd message that
- * starts "FILE:LINE: ". */
+/* Parses the file at path (at most 1 MiB). Returns a config owned by the
+ * caller (free with mm_config_free), or NULL with *errstr_r set to a
+ * malloc'd message owned by the caller: "FILE:LINE: ..." for a problem on
+ * a line, "FILE: ..." for one with the whole file (unreadable, too large,
+ * no listener). *errstr_r is NULL on success; errstr_r itself may be NULL
+ * when the message is not wanted. */
 struct mm_config *mm_config_load(const char *path, char **errstr_r);
 
-/* Same, from memory; fname is used in messages only. */
+/* Same, from len bytes of memory that need no NUL terminator; fname (not
+ * NULL) is copied into conf->path and used in messages. */
 struct mm_config *mm_config_parse(const char *text, size_t len,
     const char *fname, char **errstr_r);
 
+/* Frees conf and everything it points to; NULL is ignored. */
 void mm_config_free(struct mm_config *conf);
 
-/* The named back end, or NULL. */
+/* The back end named exactly name (case matters), or NULL. The pointer is
+ * owned by conf. */
 const struct mm_backend_conf *mm_config_backend(const struct mm_config *conf,
     const char *name);
 
 /* Default TCP port of a protocol for a back-end TLS mode (143/993, 110/995). */
 uint16_t mm_proto_default_port(enum mm_proto proto, enum mm_tls_mode tls);
 
+/* "imap" or "pop3"; a static string. */
 const char *mm_proto_name(enum mm_proto proto);
 
 #endif

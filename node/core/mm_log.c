@@ -36,7 +36,7 @@ mm_log_debug_enabled(void)
 	return log_debug_on;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 vlog(int prio, const char *fmt, va_list ap, const char *suffix)
 {
 	char line[2048];

@@ -5,6 +5,7 @@
 #define MM_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum mm_log_target { MM_LOG_STDERR, MM_LOG_SYSLOG };
 

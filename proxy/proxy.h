@@ -1,0 +1,39 @@
+/* The proxy of one worker process: listeners, client sessions, back-end
+ * logins and the relay. Protocol details live behind struct proxy_proto
+ * (proxy_int.h); this is the face the daemon sees. */
+#ifndef PROXY_H
+#define PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "dir.h"
+#include "iptable.h"
+#include "mm_config.h"
+#include "proxy_tls.h"
+
+struct proxy;
+
+/* Creates the proxy of one worker. conf, dir, tls and ipt are borrowed and
+ * must outlive it; worker is this worker's index for the shared counters. */
+struct proxy *proxy_new(struct event_base *base, const struct mm_config *conf,
+    struct dir *dir, const struct proxy_tls *tls, struct iptable *ipt,
+    unsigned worker);
+
+void proxy_free(struct proxy *px);
+
+/* Starts accepting on fd (a bound, listening socket) for listener lc.
+ * Returns 0 or -1. */
+int proxy_listen(struct proxy *px, const struct mm_listener_conf *lc, int fd);
+
+/* SIGTERM: stop accepting; sessions carry on until they end or until
+ * deadline (monotonic ms), when the rest are closed. done_cb runs once
+ * no session is left. */
+void proxy_drain(struct proxy *px, uint64_t deadline_ms,
+    void (*done_cb)(void *), void *arg);
+
+size_t proxy_session_count(const struct proxy *px);
+
+#endif

@@ -1,0 +1,148 @@
+/* Inside the proxy: the session and the protocol table that IMAP and POP3
+ * implement. Only proxy*.c include this. */
+#ifndef PROXY_INT_H
+#define PROXY_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "dir.h"
+#include "mm_config.h"
+#include "proxy.h"
+#include "sasl.h"
+
+#define SESSION_ADDR_MAX 64		/* "[v6]:port" as text */
+#define BACKEND_LINE_MAX 16384		/* a back-end line during login */
+#define CLOSE_FLUSH_MS 5000		/* time to flush a last reply */
+
+enum session_state {
+	S_PRELOGIN,	/* reading the client's commands */
+	S_LOGIN,	/* talking to the back end for this client */
+	S_DELAY,	/* a failed login waits before its reply */
+	S_RELAY,	/* logged in: bytes flow both ways */
+	S_CLOSING,	/* flushing the last reply, then freed */
+};
+
+enum login_fail {
+	LOGIN_FAIL_AUTH,	/* bad credentials or unknown user */
+	LOGIN_FAIL_TEMP,	/* back end down, slow, or confused */
+};
+
+/* Credentials of the login in progress; wiped and freed when it ends. */
+struct login {
+	char user[DIR_USER_MAX + 1];
+	char authz[SASL_FIELD_MAX + 1];
+	char pass[SASL_FIELD_MAX + 1];
+};
+
+struct session;
+
+struct proxy_proto {
+	enum mm_proto proto;
+	/* Sends the greeting on a new connection. */
+	void (*greet)(struct session *s);
+	/* Client bytes arrived before login: handle whole commands. */
+	void (*client_input)(struct session *s);
+	/* The back end is connected (and any PROXY header sent). */
+	void (*backend_connected)(struct session *s);
+	/* Back-end bytes arrived during the login conversation. */
+	void (*backend_input)(struct session *s);
+	/* The back-end STARTTLS handshake finished. */
+	void (*backend_tls_done)(struct session *s);
+	/* Tells the client its login failed (after any delay). */
+	void (*login_failed)(struct session *s, enum login_fail kind);
+	/* Says goodbye with text (a limit, shutdown) before the close. */
+	void (*bye)(struct session *s, const char *text);
+	/* Frees the protocol's pre-login state. */
+	void (*free_state)(struct session *s);
+};
+
+extern const struct proxy_proto proxy_imap;
+extern const struct proxy_proto proxy_pop3;
+
+struct session {
+	uint64_t id;
+	char sid[24];			/* id as text, for logs */
+	struct proxy *px;
+	const struct proxy_proto *proto;
+	const struct mm_listener_conf *lc;
+	size_t listener_index;
+	enum session_state state;
+	struct bufferevent *cbev;	/* client */
+	struct bufferevent *bbev;	/* back end */
+	struct event *timer;		/* idle, back-end and delay timeouts */
+	struct sockaddr_storage caddr;
+	struct sockaddr_storage laddr;	/* our address the client reached */
+	char caddr_str[SESSION_ADDR_MAX];
+	char cport_str[8];
+	char laddr_str[SESSION_ADDR_MAX];
+	char lport_str[8];
+	bool client_tls;		/* TLS active or being negotiated */
+	bool counted;			/* holds an iptable connection slot */
+	bool src_paused[2];		/* relay read paused for backpressure */
+	unsigned n_commands;
+	unsigned n_fail;
+	enum login_fail pending_fail;
+	struct login *login;
+	char user[DIR_USER_MAX + 1];	/* logged-in or last tried user */
+	struct dir_route route;
+	void *pstate;			/* protocol state before login */
+	uint64_t start_ms;
+	uint64_t last_active_ms;
+	uint64_t bytes_c2b, bytes_b2c;
+	struct session *prev, *next;
+};
+
+/* For the protocol modules. */
+
+void session_write(struct session *s, const void *data, size_t len);
+void session_printf(struct session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void session_backend_write(struct session *s, const void *data, size_t len);
+void session_backend_printf(struct session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Flushes what was written to the client, then closes. result is logged. */
+void session_close(struct session *s, const char *result);
+
+/* Counts a command before login; false (and the session says goodbye)
+ * when the limit is passed. */
+bool session_count_command(struct session *s);
+
+/* True if logins are allowed now (TLS when required). */
+bool session_login_allowed(const struct session *s);
+/* True if the listener can start TLS and it has not started yet. */
+bool session_can_starttls(const struct session *s);
+/* Starts TLS on the client side. Input still buffered is thrown away:
+ * bytes sent with the STARTTLS command are never executed. */
+void session_starttls(struct session *s);
+
+/* Takes ownership of l (wiped and freed by the session), looks the user
+ * up and starts the back-end login; the outcome arrives through
+ * session_login_ok / session_login_fail. Client reading pauses meanwhile,
+ * so pipelined commands wait in the input buffer. */
+void session_login(struct session *s, struct login *l);
+/* The back end accepted: reply already sent by the protocol; relay now. */
+void session_login_ok(struct session *s);
+/* The back end (or the directory) refused; reason is for the log. */
+void session_login_fail(struct session *s, enum login_fail kind,
+    const char *reason);
+/* Upgrades the back-end connection with STARTTLS. */
+void session_backend_starttls(struct session *s);
+
+/* Resumes reading client commands (after a reply that ended a wait). */
+void session_resume(struct session *s);
+
+/* Finds a whole line in in: 1 with *line_r and *len_r (EOL excluded, pointer
+ * valid until the caller drains *consumed_r bytes), 0 if no line yet,
+ * -1 if a line is longer than max. */
+int session_evbuf_line(struct evbuffer *in, size_t max, const char **line_r,
+    size_t *len_r, size_t *consumed_r);
+
+const struct mm_config *session_conf(const struct session *s);
+
+#endif
