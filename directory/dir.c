@@ -1,1 +1,325 @@
-/* placeholder: being written */
+/* User lookup: normalise the login name, ask the popmap, turn the value
+ * into a back end, host and port. */
+#include "dir.h"
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mm_log.h"
+#include "mm_util.h"
+#include "popmap.h"
+
+#define DIR_BUILTIN_NAME	"popmap"
+#define DIR_LOG_VALUE_MAX	(4 * POPMAP_VALUE_MAX + 1)
+
+struct dir {
+	const struct mm_config *conf;
+	struct popmap *map;		/* NULL: no popmap configured */
+	/* Settings for "host[:port]" values: plaintext, no client address.
+	 * Its host and tls_name are empty and its ports 0: dir_route
+	 * carries the address. */
+	struct mm_backend_conf builtin;
+	char builtin_name[sizeof(DIR_BUILTIN_NAME)];
+	char builtin_host[1];
+};
+
+static bool
+is_host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+}
+
+/* Decimal 1..65535, digits only. */
+static int
+parse_port(const char *s, uint16_t *port_r)
+{
+	unsigned long v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(*s - '0');
+		if (v > 65535)
+			return -1;
+	}
+	if (v == 0)
+		return -1;
+	*port_r = (uint16_t)v;
+	return 0;
+}
+
+/*
+ * Splits "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address
+ * into host (brackets removed) and port (0 if none). IPv6 literals must be
+ * plain addresses: inet_pton has no zone ids.
+ */
+static int
+parse_hostport(const char *value, char *host, size_t hostlen,
+    uint16_t *port_r)
+{
+	struct in6_addr a6;
+	const char *colon, *p;
+	size_t n;
+
+	*port_r = 0;
+	if (value[0] == '[') {
+		const char *close = strchr(value, ']');
+
+		if (close == NULL)
+			return -1;
+		n = (size_t)(close - (value + 1));
+		if (n == 0 || n >= hostlen)
+			return -1;
+		memcpy(host, value + 1, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return -1;
+		if (close[1] == '\0')
+			return 0;
+		if (close[1] != ':')
+			return -1;
+		return parse_port(close + 2, port_r);
+	}
+
+	colon = strchr(value, ':');
+	if (colon != NULL && strchr(colon + 1, ':') != NULL) {
+		/* Two colons and no brackets: only a whole IPv6 address. */
+		if (mm_strlcpy(host, value, hostlen) >= hostlen ||
+		    inet_pton(AF_INET6, host, &a6) != 1)
+			return -1;
+		return 0;
+	}
+	n = colon ? (size_t)(colon - value) : strlen(value);
+	if (n == 0 || n >= hostlen)
+		return -1;
+	for (p = value; p < value + n; p++)
+		if (!is_host_char(*p))
+			return -1;
+	memcpy(host, value, n);
+	host[n] = '\0';
+	if (colon != NULL)
+		return parse_port(colon + 1, port_r);
+	return 0;
+}
+
+/*
+ * A back-end name wins over a host of the same spelling. A named back end
+ * that does not serve proto gives DIR_TEMPFAIL, not DIR_NOTFOUND: the map
+ * or config is wrong, and the user must not be told the password was bad.
+ */
+static enum dir_result
+resolve(struct dir *dir, const char *value, enum mm_proto proto,
+    struct dir_route *route_r)
+{
+	const struct mm_backend_conf *b;
+	char esc[DIR_LOG_VALUE_MAX];
+	uint16_t port;
+
+	if ((b = mm_config_backend(dir->conf, value)) != NULL) {
+		if (b->port[proto] == 0) {
+			log_warnx("- dir backend-no-proto backend=%s proto=%s",
+			    mm_log_escape(b->name, esc, sizeof(esc)),
+			    mm_proto_name(proto));
+			return DIR_TEMPFAIL;
+		}
+		if (b->host == NULL || mm_strlcpy(route_r->host, b->host,
+		    sizeof(route_r->host)) >= sizeof(route_r->host)) {
+			log_warnx("- dir bad-backend-host backend=%s",
+			    mm_log_escape(b->name, esc, sizeof(esc)));
+			route_r->host[0] = '\0';
+			return DIR_TEMPFAIL;
+		}
+		route_r->backend = b;
+		route_r->port = b->port[proto];
+		return DIR_FOUND;
+	}
+
+	if (parse_hostport(value, route_r->host, sizeof(route_r->host),
+	    &port) != 0) {
+		log_warnx("- dir bad-route value=%s",
+		    mm_log_escape(value, esc, sizeof(esc)));
+		route_r->host[0] = '\0';
+		return DIR_TEMPFAIL;
+	}
+	route_r->backend = &dir->builtin;
+	route_r->port = port ? port : mm_proto_default_port(proto,
+	    MM_TLS_NONE);
+	return DIR_FOUND;
+}
+
+/* Refuses a default back end that can never resolve, at start-up rather
+ * than on every unknown user. */
+static int
+check_default(const struct mm_config *conf, char **errstr_r)
+{
+	char host[DIR_HOST_MAX];
+	uint16_t port;
+
+	if (conf->default_backend == NULL ||
+	    mm_config_backend(conf, conf->default_backend) != NULL ||
+	    parse_hostport(conf->default_backend, host, sizeof(host),
+	    &port) == 0)
+		return 0;
+	*errstr_r = xasprintf("default backend \"%s\": not a back end name "
+	    "nor host[:port]", conf->default_backend);
+	return -1;
+}
+
+struct dir *
+dir_open(const struct mm_config *conf, char **errstr_r)
+{
+	struct dir *dir = xcalloc(1, sizeof(*dir));
+	struct dir *ret = NULL;
+
+	*errstr_r = NULL;
+	dir->conf = conf;
+	memcpy(dir->builtin_name, DIR_BUILTIN_NAME, sizeof(DIR_BUILTIN_NAME));
+	dir->builtin.name = dir->builtin_name;
+	dir->builtin.host = dir->builtin_host;
+	dir->builtin.tls_name = dir->builtin_host;
+	dir->builtin.tls = MM_TLS_NONE;
+	dir->builtin.client_addr = MM_CADDR_NONE;
+
+	if (check_default(conf, errstr_r) != 0)
+		goto done;
+	if (conf->popmap_file != NULL &&
+	    (dir->map = popmap_load(conf->popmap_file, errstr_r)) == NULL)
+		goto done;
+	ret = dir;
+	dir = NULL;
+done:
+	dir_free(dir);
+	return ret;
+}
+
+int
+dir_reload(struct dir *dir, char **errstr_r)
+{
+	struct popmap *map;
+
+	*errstr_r = NULL;
+	if (dir->conf->popmap_file == NULL)
+		return 0;
+	if ((map = popmap_load(dir->conf->popmap_file, errstr_r)) == NULL)
+		return -1;
+	popmap_free(dir->map);
+	dir->map = map;
+	return 0;
+}
+
+void
+dir_free(struct dir *dir)
+{
+	if (dir == NULL)
+		return;
+	popmap_free(dir->map);
+	free(dir);
+}
+
+/* ASCII only: the result must not depend on the locale. */
+static void
+ascii_lower(char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s + ('a' - 'A'));
+}
+
+int
+dir_normalise_user(const struct mm_config *conf, const char *user,
+    char *out, size_t outlen)
+{
+	const char *p;
+	char *at;
+	size_t len;
+	int rc = -1;
+
+	if (outlen == 0)
+		return -1;
+	out[0] = '\0';
+	if (user == NULL || user[0] == '\0')
+		goto done;
+	for (p = user; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20 || c == 0x7f || c == ' ')
+			goto done;
+	}
+	if ((len = mm_strlcpy(out, user, outlen)) >= outlen)
+		goto done;
+
+	if (conf->user_strip_domain) {
+		/* The last '@': a quoted local part may hold one. */
+		if ((at = strrchr(out, '@')) != NULL)
+			*at = '\0';
+		if (out[0] == '\0')
+			goto done;
+	} else if (conf->user_add_domain != NULL &&
+	    strchr(out, '@') == NULL) {
+		size_t dlen = strlen(conf->user_add_domain);
+
+		if (dlen > 0) {
+			if (len + 1 + dlen >= outlen)
+				goto done;
+			out[len] = '@';
+			memcpy(out + len + 1, conf->user_add_domain, dlen + 1);
+		}
+	}
+	if (conf->user_lowercase)
+		ascii_lower(out);
+	rc = 0;
+done:
+	if (rc != 0)
+		out[0] = '\0';
+	return rc;
+}
+
+enum dir_result
+dir_lookup(struct dir *dir, const char *user, enum mm_proto proto,
+    struct dir_route *route_r)
+{
+	char key[DIR_USER_MAX + 1];
+	char value[POPMAP_VALUE_MAX + 1];
+	int r;
+
+	memset(route_r, 0, sizeof(*route_r));
+	if ((unsigned)proto >= MM_PROTO_COUNT) {
+		log_warnx("- dir bad-proto proto=%d", (int)proto);
+		return DIR_TEMPFAIL;
+	}
+	if (dir_normalise_user(dir->conf, user, key, sizeof(key)) != 0)
+		return DIR_NOTFOUND;
+
+	r = dir->map ? popmap_lookup(dir->map, key, value, sizeof(value)) : 0;
+	if (r < 0) {
+		/* Only a regex expansion can grow past the limit. */
+		log_warnx("- dir popmap-value-too-long");
+		return DIR_TEMPFAIL;
+	}
+	if (r == 1)
+		return resolve(dir, value, proto, route_r);
+	if (dir->conf->default_backend != NULL)
+		return resolve(dir, dir->conf->default_backend, proto, route_r);
+	return DIR_NOTFOUND;
+}
+
+const char *
+dir_result_name(enum dir_result r)
+{
+	switch (r) {
+	case DIR_FOUND:
+		return "found";
+	case DIR_NOTFOUND:
+		return "notfound";
+	case DIR_TEMPFAIL:
+		return "tempfail";
+	case DIR_REMOTE:
+		return "remote";
+	}
+	return "unknown";
+}

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -371,6 +372,19 @@ parent_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* Each session holds two descriptors: allow as many as the hard limit. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_warn("- node setrlimit-nofile");
+	}
+}
+
 static void
 write_pidfile(void)
 {
@@ -435,6 +449,7 @@ main(int argc, char **argv)
 	    (cores > 0 ? (unsigned)cores : 1);
 	if (node.n_workers > IPTABLE_WORKERS_MAX)
 		node.n_workers = IPTABLE_WORKERS_MAX;
+	raise_fd_limit();
 	if (bind_all(&err) != 0 || drop_privileges(&err) != 0) {
 		fprintf(stderr, "mmnode: %s\n", err);
 		return 1;
