@@ -512,6 +512,52 @@ session_resume(struct session *s)
 		s->proto->client_input(s);
 }
 
+bool
+session_sasl_plain(struct session *s, const char *b64, size_t len)
+{
+	struct login *l = xcalloc(1, sizeof(*l));
+
+	if (len == 1 && b64[0] == '=')
+		len = 0;
+	if (sasl_plain_decode(b64, len, l->authz, sizeof(l->authz), l->user,
+	    sizeof(l->user), l->pass, sizeof(l->pass)) != 0) {
+		mm_wipe(l, sizeof(*l));
+		free(l);
+		return false;
+	}
+	session_login(s, l);
+	return true;
+}
+
+enum sasl_line
+session_sasl_line(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->cbev);
+	const char *line;
+	size_t len, consumed;
+	enum sasl_line r;
+	int rc;
+
+	rc = session_evbuf_line(in, s->px->conf->limits.line_max, &line, &len,
+	    &consumed);
+	if (rc == 0)
+		return SASL_LINE_AGAIN;
+	if (rc < 0) {
+		s->proto->bye(s, "Line too long.");
+		session_close(s, "line-limit");
+		return SASL_LINE_CLOSED;
+	}
+	if (len == 1 && line[0] == '*')
+		r = SASL_LINE_CANCELLED;
+	else if (session_sasl_plain(s, line, len))
+		r = SASL_LINE_STARTED;
+	else
+		r = SASL_LINE_INVALID;
+	mm_wipe((void *)line, consumed);
+	evbuffer_drain(in, consumed);
+	return r;
+}
+
 /* ---- back-end login ------------------------------------------------- */
 
 static void

@@ -113,13 +113,6 @@ imap_login_failed(struct session *s, enum login_fail kind)
 		    "unavailable, try again later.\r\n", st->tag);
 }
 
-/* Starts the login with credentials the client gave. */
-static void
-begin_login(struct session *s, struct login *l)
-{
-	session_login(s, l);
-}
-
 static void
 cmd_login(struct session *s, const unsigned char *buf,
     const struct imap_cmd *cmd)
@@ -146,23 +139,7 @@ cmd_login(struct session *s, const unsigned char *buf,
 		    st->tag);
 		return;
 	}
-	begin_login(s, l);
-}
-
-/* Decodes a PLAIN response and starts the login; false if it is bad. */
-static bool
-auth_plain(struct session *s, const char *b64, size_t len)
-{
-	struct login *l = xcalloc(1, sizeof(*l));
-
-	if (sasl_plain_decode(b64, len, l->authz, sizeof(l->authz), l->user,
-	    sizeof(l->user), l->pass, sizeof(l->pass)) != 0) {
-		mm_wipe(l, sizeof(*l));
-		free(l);
-		return false;
-	}
-	begin_login(s, l);
-	return true;
+	session_login(s, l);
 }
 
 static void
@@ -200,41 +177,34 @@ cmd_authenticate(struct session *s, const unsigned char *buf,
 		    st->tag);
 		return;
 	}
-	if (!auth_plain(s, (const char *)buf + ir->off, ir->len))
+	if (!session_sasl_plain(s, (const char *)buf + ir->off, ir->len))
 		session_printf(s, "%s BAD Invalid PLAIN response.\r\n",
 		    st->tag);
 }
 
-/* The line that answers "+ " after AUTHENTICATE PLAIN. */
+/* The line that answers "+ " after AUTHENTICATE PLAIN; false while the
+ * session cannot take another command. */
 static bool
 auth_continuation(struct session *s)
 {
 	struct imap_state *st = state(s);
-	struct evbuffer *in = bufferevent_get_input(s->cbev);
-	const char *line;
-	size_t len, consumed;
-	int rc;
 
-	rc = session_evbuf_line(in, session_conf(s)->limits.line_max, &line,
-	    &len, &consumed);
-	if (rc == 0)
+	switch (session_sasl_line(s)) {
+	case SASL_LINE_AGAIN:
 		return false;
-	if (rc < 0) {
-		imap_bye(s, "Line too long.");
-		session_close(s, "line-limit");
-		return false;
-	}
-	st->auth_cont = false;
-	if (len == 1 && line[0] == '*') {
+	case SASL_LINE_CANCELLED:
 		session_printf(s, "%s BAD Authentication cancelled.\r\n",
 		    st->tag);
-	} else if (!auth_plain(s, line, len)) {
+		break;
+	case SASL_LINE_INVALID:
 		session_printf(s, "%s BAD Invalid PLAIN response.\r\n",
 		    st->tag);
+		break;
+	case SASL_LINE_STARTED:
+	case SASL_LINE_CLOSED:
+		break;
 	}
-	/* line points into in: drain only after it was used. */
-	mm_wipe((void *)evbuffer_pullup(in, (ev_ssize_t)consumed), consumed);
-	evbuffer_drain(in, consumed);
+	st->auth_cont = false;
 	return s->state == S_PRELOGIN;
 }
 

@@ -126,6 +126,21 @@ void session_starttls(struct session *s);
  * session_login_ok / session_login_fail. Client reading pauses meanwhile,
  * so pipelined commands wait in the input buffer. */
 void session_login(struct session *s, struct login *l);
+/* Decodes a base64 PLAIN response ("=" is an empty one) and starts the
+ * login with it; false if it is not a valid PLAIN response. */
+bool session_sasl_plain(struct session *s, const char *b64, size_t len);
+
+enum sasl_line {
+	SASL_LINE_AGAIN,	/* no whole line yet */
+	SASL_LINE_STARTED,	/* the login has started */
+	SASL_LINE_CANCELLED,	/* the client sent "*" */
+	SASL_LINE_INVALID,	/* not a PLAIN response */
+	SASL_LINE_CLOSED,	/* too long: said goodbye, closing */
+};
+/* Reads the client's answer to a "+ " challenge for PLAIN, wiping it from
+ * the input once used, and starts the login with it. */
+enum sasl_line session_sasl_line(struct session *s);
+
 /* The back end accepted: reply already sent by the protocol; relay now. */
 void session_login_ok(struct session *s);
 /* The back end (or the directory) refused; reason is for the log. */

@@ -76,24 +76,6 @@ cmd_capa(struct session *s)
 	    session_can_starttls(s) ? "STLS\r\n" : "");
 }
 
-/* Decodes a PLAIN response and starts the login; false if it is bad. */
-static bool
-auth_plain(struct session *s, const char *b64, size_t len)
-{
-	struct login *l = xcalloc(1, sizeof(*l));
-
-	if (len == 1 && b64[0] == '=')
-		len = 0;	/* RFC 5034: "=" is an empty response */
-	if (sasl_plain_decode(b64, len, l->authz, sizeof(l->authz), l->user,
-	    sizeof(l->user), l->pass, sizeof(l->pass)) != 0) {
-		mm_wipe(l, sizeof(*l));
-		free(l);
-		return false;
-	}
-	session_login(s, l);
-	return true;
-}
-
 static void
 cmd_auth(struct session *s, const unsigned char *buf,
     const struct pop3_cmd *cmd)
@@ -122,7 +104,7 @@ cmd_auth(struct session *s, const unsigned char *buf,
 		session_printf(s, "+ \r\n");
 		return;
 	}
-	if (!auth_plain(s, (const char *)buf + r_off, r_len))
+	if (!session_sasl_plain(s, (const char *)buf + r_off, r_len))
 		session_printf(s, "-ERR Invalid PLAIN response.\r\n");
 }
 
@@ -169,32 +151,25 @@ cmd_pass(struct session *s, const unsigned char *buf,
 	session_login(s, l);
 }
 
-/* The line that answers "+ " after AUTH PLAIN. */
+/* The line that answers "+ " after AUTH PLAIN; false while the session
+ * cannot take another command. */
 static bool
 auth_continuation(struct session *s)
 {
-	struct pop3_state *st = state(s);
-	struct evbuffer *in = bufferevent_get_input(s->cbev);
-	const char *line;
-	size_t len, consumed;
-	int rc;
-
-	rc = session_evbuf_line(in, session_conf(s)->limits.line_max, &line,
-	    &len, &consumed);
-	if (rc == 0)
+	switch (session_sasl_line(s)) {
+	case SASL_LINE_AGAIN:
 		return false;
-	if (rc < 0) {
-		pop3_bye(s, "Line too long.");
-		session_close(s, "line-limit");
-		return false;
-	}
-	st->auth_cont = false;
-	if (len == 1 && line[0] == '*')
+	case SASL_LINE_CANCELLED:
 		session_printf(s, "-ERR Authentication cancelled.\r\n");
-	else if (!auth_plain(s, line, len))
+		break;
+	case SASL_LINE_INVALID:
 		session_printf(s, "-ERR Invalid PLAIN response.\r\n");
-	mm_wipe((void *)evbuffer_pullup(in, (ev_ssize_t)consumed), consumed);
-	evbuffer_drain(in, consumed);
+		break;
+	case SASL_LINE_STARTED:
+	case SASL_LINE_CLOSED:
+		break;
+	}
+	state(s)->auth_cont = false;
 	return s->state == S_PRELOGIN;
 }
 
