@@ -217,7 +217,11 @@ worker_main(unsigned i)
 		if (w != i)
 			for (l = 0; l < node.conf->n_listeners; l++)
 				close(node.fds[w][l]);
-	/* The parent's loop and its signal handlers are not ours. */
+	/* The parent's loop and its signal handlers are not ours. The epoll
+	 * instance is shared across fork: reinit gives the child its own
+	 * before the free, or the free would remove the parent's events. */
+	if (event_reinit(node.base) != 0)
+		fatalx("event_reinit failed");
 	event_base_free(node.base);
 	node.base = NULL;
 	worker_base = event_base_new();

@@ -1,0 +1,60 @@
+#!/bin/bash
+# One-site MailMesh demo on 127.0.0.1: a Dovecot back end and an mmnode in
+# front of it (imap with STARTTLS, imaps, pop3 with STLS, pop3s), on free
+# ports, running in the background.
+#
+#   deploy/demo.sh          install what is missing, build, (re)start
+#   deploy/demo.sh stop     stop what the demo started
+#
+# State (config, certificates, mail, logs, pids) lives in
+# ${MM_DEMO_DIR:-$HOME/.mailmesh-demo}; demo.env with MM_IMAP, MM_IMAPS,
+# MM_POP3, MM_POP3S, MM_CA, MM_DEMO_USER and MM_DEMO_PASS is written to the
+# directory the script is started from.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+state=${MM_DEMO_DIR:-${HOME:-/root}/.mailmesh-demo}
+build="$repo/build-demo"
+action=${1:-start}
+
+case "$action" in
+stop)
+	if [ -d "$state" ]; then
+		exec python3 "$here/demo.py" stop --state "$state"
+	fi
+	echo "no demo running"
+	exit 0
+	;;
+start) ;;
+*)
+	echo "usage: $0 [start|stop]" >&2
+	exit 2
+	;;
+esac
+
+need_deps() {
+	local c
+	for c in python3 dovecot curl openssl cmake pkg-config cc; do
+		command -v "$c" >/dev/null 2>&1 || return 0
+	done
+	pkg-config --exists libevent libevent_openssl openssl libsodium msgpack \
+		lmdb 2>/dev/null || return 0
+	return 1
+}
+
+if need_deps; then
+	echo "installing missing dependencies"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "dependencies are missing; run as root: $here/install-deps.sh" >&2
+		exit 1
+	fi
+	"$here/install-deps.sh"
+fi
+
+echo "building mmnode in $build"
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMM_TESTS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)" --target mmnode mmctl >/dev/null
+
+exec python3 "$here/demo.py" start --state "$state" --build "$build" \
+	--env-file "$PWD/demo.env"

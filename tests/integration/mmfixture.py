@@ -1,0 +1,1103 @@
+"""Fixtures for MailMesh integration tests (Python 3.11 standard library only).
+
+One Env per test file: a temp directory, a private CA with server
+certificates, two real Dovecot back ends (be1, be2) holding the same users
+with different mail, and any number of mmnode processes in front of them.
+Every port is picked free on 127.0.0.1; nothing uses a default port.
+
+Environment:
+  MM_BUILD_DIR  cmake build directory (binaries in node/); default: build
+  MM_KEEP=1     keep the temp directory (configs, logs, mail) after the run
+"""
+
+import atexit
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HOST = "127.0.0.1"
+IO_TIMEOUT = 10.0
+
+# Every user exists on both back ends with the same password; the popmap
+# decides which one a session reaches. zed is on the back ends but not in the
+# popmap (an unknown user for mmnode).
+USERS = {
+    "alice@a.test": "alice-Secret1",
+    "bob@a.test": 'b0b pass "q"',
+    "carol@b.test": "carol-Pw-3",
+    "dave@be1.test": "dave-Pw-4",
+    "erin@be2.test": "erin-Pw-5",
+    "zed@z.test": "zed-Pw-6",
+}
+QUOTE_USER = "bob@a.test"
+
+# Exact entries and regex entries (one with $1 naming the back end).
+POPMAP = [
+    "alice@a.test: be1",
+    "bob@a.test: be2",
+    r"^(.*)@b\.test$: be2",
+    r"^[a-z]+@(be[0-9])\.test$: $1",
+]
+EXPECT_BACKEND = {
+    "alice@a.test": "be1",
+    "bob@a.test": "be2",
+    "carol@b.test": "be2",
+    "dave@be1.test": "be1",
+    "erin@be2.test": "be2",
+}
+
+BIG_SIZE = 600 * 1024
+
+
+def hello_subject(user, backend):
+    """The Subject every message of USER on BACKEND carries."""
+    return "hello %s from %s" % (user.split("@")[0], backend)
+
+
+def build_dir():
+    return os.environ.get("MM_BUILD_DIR") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+
+
+def mmnode_bin():
+    return os.path.join(build_dir(), "node", "mmnode")
+
+
+def mmctl_bin():
+    return os.path.join(build_dir(), "node", "mmctl")
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+# --- ports, addresses, waiting ----------------------------------------------
+
+_given_ports = set()
+_ports_lock = threading.Lock()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago and that this
+    process has not handed out before. Port 0 binds never give well-known
+    ports, so no default service port is ever used."""
+    with _ports_lock:
+        for _ in range(100):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((HOST, 0))
+                port = s.getsockname()[1]
+            finally:
+                s.close()
+            if port not in _given_ports and port >= 1024:
+                _given_ports.add(port)
+                return port
+    raise RuntimeError("no free port")
+
+
+_next_source = [20]
+
+
+def source_addr():
+    """A fresh loopback client address (127.0.0.20, .21, ...), so per-address
+    limits of one test do not leak into another."""
+    with _ports_lock:
+        n = _next_source[0]
+        _next_source[0] += 1
+    return "127.0.%d.%d" % (n // 250, n % 250 + 1)
+
+
+def port_open(port, host=HOST, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_ports(ports, timeout=10.0, proc=None, what="process", log=None):
+    deadline = time.monotonic() + timeout
+    pending = list(ports)
+    while pending:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with %s before listening:\n%s" % (
+                what, proc.returncode, log() if log else ""))
+        pending = [p for p in pending if not port_open(p)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("%s: ports %s not accepting after %.0fs\n%s" % (
+                what, pending, timeout, log() if log else ""))
+        time.sleep(0.05)
+
+
+def wait_for(pred, timeout, step=0.05):
+    """Poll PRED until it returns a true value or TIMEOUT passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+# Set by long-running users (the demo) whose daemons must outlive Python.
+DETACH = False
+
+
+def _die_with_parent():
+    """preexec_fn: the child gets SIGTERM when the test process dies, even by
+    SIGKILL (ctest timeout), so no daemon outlives its test."""
+    if DETACH:
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)      # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def run(cmd, timeout=30, **kw):
+    return subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
+
+
+# --- TLS material -------------------------------------------------------------
+
+class TLS:
+    """A private CA and server certificates made with the openssl CLI.
+
+    server: SAN IP:127.0.0.1 and DNS:localhost (mmnode listeners, be1)
+    backend: SAN DNS:backend.test only (be2's TLS listeners)
+    """
+
+    def __init__(self, d):
+        os.makedirs(d, exist_ok=True)
+        self.dir = d
+        self.ca = os.path.join(d, "ca.crt")
+        self.ca_key = os.path.join(d, "ca.key")
+        self._openssl(["req", "-x509", "-newkey", "ec",
+                       "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                       "-keyout", self.ca_key, "-out", self.ca, "-days", "30",
+                       "-subj", "/CN=MailMesh Test CA",
+                       "-addext", "basicConstraints=critical,CA:TRUE",
+                       "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        os.chmod(self.ca_key, 0o600)
+        self.cert, self.key = self.issue(
+            "server", "localhost", "IP:127.0.0.1,DNS:localhost")
+        self.be_cert, self.be_key = self.issue(
+            "backend", "backend.test", "DNS:backend.test")
+
+    def _openssl(self, args):
+        r = run(["openssl"] + args)
+        if r.returncode != 0:
+            raise RuntimeError("openssl %s failed: %s" % (
+                args[0], r.stderr.decode(errors="replace")))
+
+    def issue(self, name, cn, san):
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        crt = os.path.join(self.dir, name + ".crt")
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\n"
+                    "basicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                    "extendedKeyUsage=serverAuth\n"
+                    "subjectKeyIdentifier=hash\n"
+                    "authorityKeyIdentifier=keyid\n" % san)
+        self._openssl(["req", "-new", "-newkey", "ec",
+                       "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                       "-keyout", key, "-out", csr, "-subj", "/CN=" + cn])
+        os.chmod(key, 0o600)
+        self._openssl(["x509", "-req", "-in", csr, "-CA", self.ca,
+                       "-CAkey", self.ca_key, "-CAcreateserial",
+                       "-out", crt, "-days", "30", "-extfile", ext])
+        return crt, key
+
+    def client_ctx(self, verify=True):
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+# --- Dovecot ---------------------------------------------------------------
+
+DOVECOT_CONF = """\
+# Private test instance {name}
+instance_name = {instance}
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+{privs}
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+login_trusted_networks = 127.0.0.0/8
+haproxy_trusted_networks = 127.0.0.0/8
+ssl = {ssl}
+{ssl_settings}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%Lu {dir}/passwd
+}}
+userdb {{
+  driver = static
+  args = {userdb_args} home={dir}/mail/%Lu allow_all_users=yes
+}}
+service anvil {{
+{chroot}
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+service imap-login {{
+{chroot}
+  service_count = 0
+  process_min_avail = 2
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = {imaps_ssl}
+  }}
+  inet_listener imap_haproxy {{
+    port = {imap_proxy}
+    haproxy = yes
+  }}
+}}
+service pop3-login {{
+{chroot}
+  service_count = 0
+  process_min_avail = 2
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = {imaps_ssl}
+  }}
+  inet_listener pop3_haproxy {{
+    port = {pop3_proxy}
+    haproxy = yes
+  }}
+}}
+"""
+
+
+class Dovecot:
+    """One Dovecot 2.3 instance in DIR with the USERS and a few messages each.
+
+    Ports: imap, pop3 (STARTTLS/STLS offered when cert is given), imaps,
+    pop3s (implicit TLS; only when cert is given, otherwise plaintext),
+    imap_proxy, pop3_proxy (PROXY protocol header required).
+    """
+
+    def __init__(self, name, d, cert=None, key=None, users=None, big=True):
+        self.name = name
+        self.dir = d
+        self.cert, self.key = cert, key
+        self.users = dict(users or USERS)
+        self.big = big
+        self.imap, self.imaps = free_port(), free_port()
+        self.pop3, self.pop3s = free_port(), free_port()
+        # Listeners that expect a PROXY protocol header first.
+        self.imap_proxy, self.pop3_proxy = free_port(), free_port()
+        self.proc = None
+        self.logfile = os.path.join(d, "dovecot.log")
+        self.messages = {}   # user -> list of raw message bytes written
+        os.makedirs(d, exist_ok=True)
+        for sub in ("run", "state", "mail"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.chmod(d, 0o755)
+        self._write_config()
+        self._write_mail()
+
+    def _write_config(self):
+        d = self.dir
+        with open(os.path.join(d, "passwd"), "w") as f:
+            for u, pw in self.users.items():
+                f.write("%s:{PLAIN}%s::::::\n" % (u, pw))
+        if is_root():
+            privs = ""
+            userdb_args = "uid=nobody gid=nogroup"
+            chroot = ""
+        else:
+            me = os.environ.get("USER") or subprocess.run(
+                ["id", "-un"], capture_output=True, text=True).stdout.strip()
+            privs = ("default_internal_user = %s\n"
+                     "default_login_user = %s\n" % (me, me))
+            userdb_args = "uid=%d gid=%d" % (os.getuid(), os.getgid())
+            chroot = "  chroot ="
+        if self.cert:
+            ssl_on = "yes"
+            ssl_settings = ("ssl_cert = <%s\nssl_key = <%s\n"
+                            "ssl_min_protocol = TLSv1.2\n"
+                            % (self.cert, self.key))
+            if os.path.exists("/usr/share/dovecot/dh.pem"):
+                ssl_settings += "ssl_dh = </usr/share/dovecot/dh.pem\n"
+            imaps_ssl = "yes"
+        else:
+            ssl_on, ssl_settings, imaps_ssl = "no", "", "no"
+        self.conf = os.path.join(d, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write(DOVECOT_CONF.format(
+                name=self.name,
+                instance="mmtest-%s-%d" % (self.name, os.getpid()),
+                dir=d, privs=privs, ssl=ssl_on, ssl_settings=ssl_settings,
+                userdb_args=userdb_args, chroot=chroot,
+                imap=self.imap, imaps=self.imaps, pop3=self.pop3,
+                pop3s=self.pop3s, imaps_ssl=imaps_ssl,
+                imap_proxy=self.imap_proxy, pop3_proxy=self.pop3_proxy))
+
+    def _write_mail(self):
+        if is_root():
+            import pwd
+            import grp
+            uid = pwd.getpwnam("nobody").pw_uid
+            gid = grp.getgrnam("nogroup").gr_gid
+        else:
+            uid, gid = os.getuid(), os.getgid()
+        for u in self.users:
+            home = os.path.join(self.dir, "mail", u)
+            md = os.path.join(home, "Maildir")
+            for sub in ("cur", "new", "tmp"):
+                os.makedirs(os.path.join(md, sub), exist_ok=True)
+            subj = hello_subject(u, self.name)
+            msgs = []
+            for i in range(1, 4):
+                body = "Message %d for %s on back end %s.\n" % (i, u, self.name)
+                if i == 3 and self.big and u == "alice@a.test":
+                    line = ("big " + "x" * 70 + "\n")
+                    body += line * (BIG_SIZE // len(line))
+                    s = "%s #%d big" % (subj, i)
+                else:
+                    s = "%s #%d" % (subj, i)
+                raw = ("Return-Path: <sender@example.net>\n"
+                       "From: Sender <sender@example.net>\n"
+                       "To: %s\n"
+                       "Subject: %s\n"
+                       "Date: Mon, 1 Jan 2024 10:0%d:00 +0000\n"
+                       "Message-ID: <%s.%d.%s@mailmesh.test>\n"
+                       "\n%s" % (u, s, i, self.name, i, u.replace("@", "."),
+                                 body)).encode()
+                msgs.append(raw)
+                # Distinct, increasing file names: Dovecot assigns UIDs in
+                # the order it finds them.
+                fn = os.path.join(md, "new", "17040672%02d.M%dP1.mmtest" % (i, i))
+                with open(fn, "wb") as f:
+                    f.write(raw)
+                t = 1704067200 + i
+                os.utime(fn, (t, t))
+            self.messages[u] = msgs
+            for root, dirs, files in os.walk(home):
+                os.chown(root, uid, gid)
+                for n in files:
+                    os.chown(os.path.join(root, n), uid, gid)
+        os.chown(os.path.join(self.dir, "mail"), uid, gid)
+
+    def spawn(self):
+        # Spawned from the main thread: the death signal follows the
+        # thread that forked.
+        with open(os.path.join(self.dir, "dovecot.out"), "wb") as out:
+            self.proc = subprocess.Popen(
+                ["dovecot", "-F", "-c", self.conf],
+                stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent)
+
+    def wait_ready(self):
+        wait_ports([self.imap, self.pop3, self.imaps, self.pop3s,
+                    self.imap_proxy, self.pop3_proxy],
+                   timeout=15, proc=self.proc, what="dovecot " + self.name,
+                   log=self.startup_text)
+        return self
+
+    def start(self):
+        self.spawn()
+        return self.wait_ready()
+
+    def startup_text(self):
+        out = ""
+        for n in ("dovecot.out", "dovecot.log"):
+            p = os.path.join(self.dir, n)
+            if os.path.exists(p):
+                with open(p, errors="replace") as f:
+                    out += f.read()
+        return out
+
+    def log_text(self):
+        if not os.path.exists(self.logfile):
+            return ""
+        with open(self.logfile, errors="replace") as f:
+            return f.read()
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.logfile)
+        except OSError:
+            return 0
+
+    def log_since(self, pos):
+        with open(self.logfile, "rb") as f:
+            f.seek(pos)
+            return f.read().decode(errors="replace")
+
+    def wait_login_line(self, pos, user, timeout=3.0, proto=None):
+        """The first "Login: user=<USER>" line logged after POS (Dovecot's
+        log process writes asynchronously), or None."""
+        def find():
+            for ln in self.log_since(pos).splitlines():
+                if "Login: user=<%s>" % user in ln and (
+                        proto is None or ("%s-login:" % proto) in ln):
+                    return ln
+            return None
+        return wait_for(find, timeout)
+
+    def stop_begin(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop_wait(self, timeout=10):
+        if not self.proc:
+            return
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        kill_group(self.proc.pid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+    def stop(self):
+        self.stop_begin()
+        self.stop_wait()
+
+
+def kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_all(things, timeout=6):
+    """Stop Dovecots/mmnodes in parallel (each takes ~1 s to stop); whatever
+    still runs after TIMEOUT is killed."""
+    for t in things:
+        t.stop_begin()
+    deadline = time.monotonic() + timeout
+    for t in things:
+        t.stop_wait(max(0.1, deadline - time.monotonic()))
+
+
+# --- mmnode --------------------------------------------------------------------
+
+class Mmnode:
+    """An mmnode process with a generated config.
+
+    listeners: list of (key, proto, opts). opts: tls (cert/key given),
+    require_tls. key names the port in self.port. Default: imap and pop3
+    with a certificate (STARTTLS/STLS offered), imaps and pop3s.
+    backends: list of config lines after "backend "; default be1 and be2.
+    """
+
+    DEFAULT_LISTENERS = [
+        ("imap", "imap", {"tls": True}),
+        ("imaps", "imaps", {"tls": True}),
+        ("pop3", "pop3", {"tls": True}),
+        ("pop3s", "pop3s", {"tls": True}),
+    ]
+
+    def __init__(self, env, name="node", listeners=None, backends=None,
+                 popmap=None, limits=None, timeouts=None, extra=None,
+                 workers=2, user=None):
+        self.env = env
+        self.name = name
+        self.dir = os.path.join(env.dir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = os.path.join(self.dir, "mmnode.conf")
+        self.popmap_file = os.path.join(self.dir, "popmap")
+        self.logfile = os.path.join(self.dir, "mmnode.log")
+        self.proc = None
+        self.port = {}
+        self.listeners = listeners if listeners is not None else \
+            self.DEFAULT_LISTENERS
+        for key, _, _ in self.listeners:
+            self.port[key] = free_port()
+        if backends is None:
+            backends = [env.backend_line(n) for n in sorted(env.dovecots)]
+        self.backends = backends
+        self.limits = {"auth-failure-delay": "100ms",
+                       "auth-failure-delay-max": "400ms"}
+        self.limits.update(limits or {})
+        self.timeouts = {"drain": "2s", "backend": "5s"}
+        self.timeouts.update(timeouts or {})
+        self.extra = extra or []
+        self.workers = workers
+        self.user = user
+        self.write_popmap(POPMAP if popmap is None else popmap)
+        self.write_config()
+
+    def config_text(self):
+        t = self.env.tls
+        lines = ["# generated by mmfixture for %s" % self.name,
+                 "workers %d" % self.workers,
+                 "log stderr",
+                 "popmap %s" % self.popmap_file]
+        if self.user:
+            lines.append("user %s" % self.user)
+        for key, proto, opts in self.listeners:
+            ln = "listen %s %s:%d" % (proto, HOST, self.port[key])
+            if opts.get("tls") or proto in ("imaps", "pop3s"):
+                ln += " cert=%s key=%s" % (t.cert, t.key)
+            if opts.get("require_tls"):
+                ln += " require-tls"
+            lines.append(ln)
+        for b in self.backends:
+            lines.append("backend " + b)
+        for k, v in self.limits.items():
+            lines.append("limit %s %s" % (k, v))
+        for k, v in self.timeouts.items():
+            lines.append("timeout %s %s" % (k, v))
+        lines += self.extra
+        return "\n".join(lines) + "\n"
+
+    def write_config(self, text=None):
+        with open(self.conf, "w") as f:
+            f.write(text if text is not None else self.config_text())
+
+    def write_popmap(self, lines):
+        tmp = self.popmap_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.rename(tmp, self.popmap_file)
+
+    def start(self):
+        binary = mmnode_bin()
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError("mmnode binary not found at %s (set MM_BUILD_DIR)"
+                               % binary)
+        self.logf = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            [binary, "-c", self.conf], stdin=subprocess.DEVNULL,
+            stdout=self.logf, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent)
+        wait_ports(list(self.port.values()), timeout=10, proc=self.proc,
+                   what="mmnode " + self.name, log=self.log_text)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def children(self):
+        """Pids whose parent is the mmnode main process."""
+        out = []
+        if not self.proc:
+            return out
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % p) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            fields = st[st.rindex(")") + 2:].split()
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                out.append(int(p))
+        return out
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def log_text(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.logfile)
+        except OSError:
+            return 0
+
+    def log_since(self, pos):
+        with open(self.logfile, "rb") as f:
+            f.seek(pos)
+            return f.read().decode(errors="replace")
+
+    def stop_begin(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop_wait(self, timeout=6):
+        if not self.proc:
+            return None
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+        # Workers left behind by a crashed parent die with the group.
+        kill_group(self.proc.pid)
+        if rc is None:
+            try:
+                rc = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def stop(self, timeout=6):
+        self.stop_begin()
+        return self.stop_wait(timeout)
+
+
+# --- raw protocol conversations ------------------------------------------------
+
+class Closed(Exception):
+    pass
+
+
+class Conv:
+    """A line-level conversation over one TCP (optionally TLS) connection."""
+
+    def __init__(self, port, host=HOST, source=None, tls=None,
+                 server_hostname="localhost", timeout=IO_TIMEOUT,
+                 greeting=True):
+        self.timeout = timeout
+        src = (source, 0) if source else None
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=src)
+        self.buf = b""
+        self.transcript = []
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock,
+                                        server_hostname=server_hostname)
+        self.greeting = self.line() if greeting else None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.transcript.append(">> " + data.decode("latin-1"))
+        self.sock.sendall(data)
+
+    def cmd(self, text):
+        self.send(text + "\r\n")
+
+    def _fill(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError,
+                BrokenPipeError):
+            data = b""
+        except ssl.SSLError as e:
+            if "UNEXPECTED_EOF" in str(e) or "EOF" in str(e):
+                data = b""
+            else:
+                raise
+        if not data:
+            raise Closed("connection closed; transcript:\n" + self.dump())
+        self.buf += data
+
+    def line(self, timeout=None):
+        """The next line without CRLF; raises Closed on EOF and
+        socket.timeout when nothing arrives in TIMEOUT."""
+        t = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + t
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no line within %.1fs; transcript:\n%s"
+                                     % (t, self.dump()))
+            self._fill(left)
+        ln, self.buf = self.buf.split(b"\n", 1)
+        s = ln.rstrip(b"\r").decode("latin-1")
+        self.transcript.append("<< " + s)
+        return s
+
+    def read_bytes(self, n, timeout=None):
+        t = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + t
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("short read")
+            self._fill(left)
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def expect(self, prefix, timeout=None):
+        ln = self.line(timeout)
+        if not ln.startswith(prefix):
+            raise AssertionError("expected %r, got %r; transcript:\n%s" % (
+                prefix, ln, self.dump()))
+        return ln
+
+    def tagged(self, tag, timeout=None):
+        """IMAP: lines up to and including the one tagged TAG. Returns
+        (untagged_lines, tagged_line)."""
+        lines = []
+        while True:
+            ln = self.line(timeout)
+            if ln.startswith(tag + " "):
+                return lines, ln
+            lines.append(ln)
+
+    def pop_multi(self, timeout=None):
+        """POP3: the lines of a multi-line answer up to '.'."""
+        lines = []
+        while True:
+            ln = self.line(timeout)
+            if ln == ".":
+                return lines
+            lines.append(ln[1:] if ln.startswith("..") else ln)
+
+    def starttls(self, ctx, server_hostname="localhost"):
+        if self.buf:
+            raise AssertionError("plaintext bytes after the TLS go-ahead: %r"
+                                 % self.buf)
+        self.sock.settimeout(self.timeout)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+
+    def wait_closed(self, timeout=5.0):
+        """Read (and record) lines until EOF. Returns the lines read; raises
+        socket.timeout if the peer keeps the connection open."""
+        lines = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("connection still open; transcript:\n"
+                                     + self.dump())
+            try:
+                lines.append(self.line(left))
+            except Closed:
+                if self.buf:
+                    lines.append(self.buf.decode("latin-1"))
+                    self.buf = b""
+                return lines
+            except OSError as e:
+                if isinstance(e, socket.timeout):
+                    raise
+                return lines
+
+    def dump(self):
+        return "\n".join(self.transcript[-40:])
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+def b64(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return base64.b64encode(s).decode()
+
+
+def sasl_plain(user, pw, authz=""):
+    return b64("%s\0%s\0%s" % (authz, user, pw))
+
+
+def imap_quote(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- fake back ends --------------------------------------------------------------
+
+class FakeServer:
+    """A back end showing behaviour no real server shows.
+
+    mode: "hang"   accept and never send anything
+          "greet-hang"  send an IMAP greeting, then never answer
+          "garbage" send binary junk and junk lines, then keep the connection
+          "close"  accept and close at once
+    """
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((HOST, 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.accepted = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.mode == "close":
+                c.close()
+                continue
+            self.conns.append(c)
+            try:
+                if self.mode == "greet-hang":
+                    c.sendall(b"* OK fake ready\r\n")
+                elif self.mode == "garbage":
+                    c.sendall(b"\x00\xff\xfe garbage \x01\x02\r\n"
+                              b"HTTP/1.1 400 Bad Request\r\n\r\n"
+                              + bytes(range(256)) + b"\r\n")
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    stop_begin = stop
+
+    def stop_wait(self, timeout=0):
+        pass
+
+
+# --- per-file environment ----------------------------------------------------------
+
+class Env:
+    """Temp dir, TLS material and the Dovecot back ends of one test file."""
+
+    def __init__(self, backends=("be1", "be2")):
+        self.keep = os.environ.get("MM_KEEP") == "1"
+        self.dir = tempfile.mkdtemp(prefix="mmit-")
+        os.chmod(self.dir, 0o755)
+        self.tls = TLS(os.path.join(self.dir, "tls"))
+        self.dovecots = {}
+        self.nodes = []
+        self.others = []
+        try:
+            for name in backends:
+                if name == "be2":
+                    cert, key = self.tls.be_cert, self.tls.be_key
+                else:
+                    cert, key = self.tls.cert, self.tls.key
+                self.dovecots[name] = Dovecot(
+                    name, os.path.join(self.dir, name), cert, key)
+            for d in self.dovecots.values():
+                d.spawn()
+            for d in self.dovecots.values():
+                d.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def backend_line(self, name, client_addr="id", alias=None, **opts):
+        d = self.dovecots[name]
+        ln = "%s %s imap=%d pop3=%d client-addr=%s" % (
+            alias or name, HOST, d.imap, d.pop3, client_addr)
+        for k, v in opts.items():
+            ln += " %s=%s" % (k.replace("_", "-"), v)
+        return ln
+
+    def mmnode(self, start=True, **kw):
+        n = Mmnode(self, **kw)
+        self.nodes.append(n)
+        if start:
+            n.start()
+        return n
+
+    def fake(self, mode):
+        f = FakeServer(mode)
+        self.others.append(f)
+        return f
+
+    def close(self):
+        stop_all([n for n in self.nodes if n.proc] + self.others
+                 + list(self.dovecots.values()))
+        for n in self.nodes:
+            sanitizer_check(n.log_text())
+        if self.keep:
+            sys.stderr.write("MM_KEEP=1: kept %s\n" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# A sanitizer report in any mmnode log fails the test file, even when the
+# worker that hit it was restarted and every test passed.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:")
+sanitizer_reports = []
+
+
+def sanitizer_check(log):
+    for marker in SANITIZER_MARKERS:
+        i = log.find(marker)
+        if i >= 0:
+            sanitizer_reports.append(log[max(0, i - 200):i + 3000])
+
+
+_env = None
+
+
+def env():
+    """The Env of this test file, started on first use."""
+    global _env
+    if _env is None:
+        _env = Env()
+    return _env
+
+
+def shutdown():
+    global _env
+    if _env is not None:
+        e, _env = _env, None
+        e.close()
+
+
+atexit.register(shutdown)
+
+
+class _TimedResult(unittest.TextTestResult):
+    """Verbose results with each test's duration, so slow tests show."""
+
+    def startTest(self, test):
+        self._t0 = time.monotonic()
+        super().startTest(test)
+
+    def _done(self, word):
+        if self.showAll:
+            self.stream.writeln("%s (%.2fs)" % (
+                word, time.monotonic() - self._t0))
+            self.stream.flush()
+
+    def addSuccess(self, test):
+        unittest.TestResult.addSuccess(self, test)
+        self._done("ok")
+
+    def addFailure(self, test, err):
+        unittest.TestResult.addFailure(self, test, err)
+        self._done("FAIL")
+
+    def addError(self, test, err):
+        unittest.TestResult.addError(self, test, err)
+        self._done("ERROR")
+
+    def addSkip(self, test, reason):
+        unittest.TestResult.addSkip(self, test, reason)
+        self._done("skipped %r" % reason)
+
+
+def main():
+    """Run the unittest cases of __main__ verbosely; stop every process and
+    exit nonzero when a test fails."""
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    ok = False
+    try:
+        runner = unittest.TextTestRunner(verbosity=2,
+                                         resultclass=_TimedResult)
+        prog = unittest.main(module="__main__", testRunner=runner,
+                             exit=False)
+        ok = prog.result.wasSuccessful()
+    finally:
+        shutdown()
+    for report in sanitizer_reports:
+        sys.stderr.write("sanitizer report in an mmnode log:\n%s\n" % report)
+        ok = False
+    sys.exit(0 if ok else 1)
+
+
+# --- client helpers ---------------------------------------------------------------
+
+import imaplib   # noqa: E402  (kept next to their helpers)
+import poplib    # noqa: E402
+
+
+class IMAP4From(imaplib.IMAP4):
+    """imaplib.IMAP4 with a chosen source address."""
+
+    def __init__(self, host, port, source=None, timeout=IO_TIMEOUT):
+        self._source = source
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout):
+        src = (self._source, 0) if self._source else None
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=src)
+
+
+def curl(args, timeout=20):
+    """Run curl; returns (returncode, stdout bytes, stderr text)."""
+    r = run(["curl", "-sS", "--max-time", "15"] + args, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
+
+def url_user(u):
+    return u.replace("@", "%40")
+
+
+def subjects_in(data):
+    if isinstance(data, bytes):
+        data = data.decode(errors="replace")
+    return re.findall(r"^Subject: (.*?)\r?$", data, re.M)
+
+
+def imap_subjects(m):
+    """Subjects of all messages in INBOX of a logged-in imaplib client."""
+    typ, _ = m.select("INBOX", readonly=True)
+    if typ != "OK":
+        raise AssertionError("SELECT INBOX failed")
+    typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    if typ != "OK":
+        raise AssertionError("FETCH failed")
+    out = []
+    for item in data:
+        if isinstance(item, tuple):
+            out += subjects_in(item[1])
+    return out
+
+
+def pop_subject(p, n=1):
+    """Subject of message N of a logged-in poplib client."""
+    _, lines, _ = p.retr(n)
+    return subjects_in(b"\n".join(lines))
