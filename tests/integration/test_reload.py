@@ -200,6 +200,35 @@ class WorkerRestartTest(unittest.TestCase):
         node.stop()
 
 
+class PrivilegeDropTest(unittest.TestCase):
+    def test_runs_as_configured_user(self):
+        if not mf.is_root():
+            self.skipTest("needs root")
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        node = ENV.mmnode(name="dropped", user="nobody")
+        kids = mf.wait_for(lambda: len(node.children()) >= 2 and
+                           node.children(), 3)
+        self.assertTrue(kids, "expected at least 2 workers")
+        for pid in [node.proc.pid] + kids:
+            with open("/proc/%d/status" % pid) as f:
+                uids = [ln.split()[1:] for ln in f if ln.startswith("Uid:")]
+            # real, effective, saved and filesystem uid: no way back to root
+            self.assertEqual(set(int(u) for u in uids[0]), {nobody}, pid)
+        # The key is readable by root only and was loaded before the drop.
+        key = ENV.tls.key
+        self.assertEqual(os.stat(key).st_mode & 0o077, 0)
+        with mf.Conv(node.port["imaps"], tls=ENV.tls.client_ctx()) as c:
+            self.assertTrue(c.greeting.startswith("* OK"), c.greeting)
+        self.assertTrue(imap_subject(node, ALICE).startswith(
+            mf.hello_subject(ALICE, "be1")))
+        # SIGHUP re-reads the popmap as the unprivileged user.
+        node.reload()
+        time.sleep(0.3)
+        self.assertNotIn("reload-failed", node.log_text())
+        node.stop()
+
+
 class ConfigCheckTest(unittest.TestCase):
     def check(self, text):
         d = os.path.join(ENV.dir, "confcheck")
