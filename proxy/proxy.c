@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/bufferevent_ssl.h>
@@ -21,7 +22,9 @@
 #include "mm_util.h"
 #include "proxy_int.h"
 
-#define RELAY_MAX_SINGLE_IO (256 * 1024)	/* bytes per read/write call */
+#define RELAY_MAX_SINGLE_IO (256 * 1024)	/* bytes per write call */
+#define RELAY_READ_CHUNK (64 * 1024)		/* bytes asked of one readv */
+#define RELAY_READ_BURST (256 * 1024)		/* bytes read per wakeup */
 #define PROXY2_HEADER_MAX 232
 
 struct listener {
@@ -59,6 +62,7 @@ static void backend_write_cb(struct bufferevent *bev, void *arg);
 static void backend_event_cb(struct bufferevent *bev, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void check_drained(struct proxy *px);
+static void relay_direct(struct session *s, int dir);
 
 static const struct proxy_proto *
 proto_of(enum mm_proto p)
@@ -182,10 +186,24 @@ login_free(struct login *l)
 }
 
 static void
+relay_events_free(struct session *s)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (s->rev[i] != NULL) {
+			event_free(s->rev[i]);
+			s->rev[i] = NULL;
+		}
+	}
+}
+
+static void
 session_free(struct session *s)
 {
 	struct proxy *px = s->px;
 
+	relay_events_free(s);
 	if (s->proto != NULL && s->pstate != NULL)
 		s->proto->free_state(s);
 	login_free(s->login);
@@ -247,6 +265,7 @@ session_close(struct session *s, const char *result)
 		return;
 	session_log_close(s, result);
 	s->state = S_CLOSING;
+	relay_events_free(s);
 	login_free(s->login);
 	s->login = NULL;
 	if (s->bbev != NULL) {
@@ -716,6 +735,15 @@ relay_start(struct session *s)
 	if (s->state == S_RELAY &&
 	    evbuffer_get_length(bufferevent_get_input(s->bbev)) > 0)
 		backend_read_cb(s->bbev, s);
+	if (s->state == S_RELAY) {
+		relay_direct(s, 0);
+		relay_direct(s, 1);
+		/* Backpressure set before the switch carries over. */
+		if (s->src_paused[0] && s->rev[0] != NULL)
+			event_del(s->rev[0]);
+		if (s->src_paused[1] && s->rev[1] != NULL)
+			event_del(s->rev[1]);
+	}
 }
 
 void
@@ -821,6 +849,42 @@ session_backend_starttls(struct session *s)
 /* ---- callbacks ------------------------------------------------------ */
 
 static void
+relay_pause(struct session *s, int dir)
+{
+	if (s->rev[dir] != NULL)
+		event_del(s->rev[dir]);
+	else
+		bufferevent_disable(dir == 0 ? s->cbev : s->bbev, EV_READ);
+	s->src_paused[dir] = true;
+}
+
+static void
+relay_resume(struct session *s, int dir)
+{
+	if (!s->src_paused[dir])
+		return;
+	s->src_paused[dir] = false;
+	if (s->rev[dir] != NULL)
+		event_add(s->rev[dir], NULL);
+	else
+		bufferevent_enable(dir == 0 ? s->cbev : s->bbev, EV_READ);
+}
+
+static void
+relay_account(struct session *s, int dir, size_t n, struct evbuffer *out)
+{
+	if (dir == 0)
+		s->bytes_c2b += n;
+	else
+		s->bytes_b2c += n;
+	s->last_active_ms = mm_now_ms();
+	/* The other side is slow: stop reading until it drains. */
+	if (evbuffer_get_length(out) >= s->px->conf->limits.relay_buffer)
+		relay_pause(s, dir);
+}
+
+/* Moves what a bufferevent has read to the other side's output. */
+static void
 relay(struct session *s, struct bufferevent *src, struct bufferevent *dst,
     int dir)
 {
@@ -830,17 +894,72 @@ relay(struct session *s, struct bufferevent *src, struct bufferevent *dst,
 
 	if (n == 0)
 		return;
-	if (dir == 0)
-		s->bytes_c2b += n;
-	else
-		s->bytes_b2c += n;
 	evbuffer_add_buffer(out, in);
-	s->last_active_ms = mm_now_ms();
-	if (evbuffer_get_length(out) >= s->px->conf->limits.relay_buffer) {
-		/* The other side is slow: stop reading until it drains. */
-		bufferevent_disable(src, EV_READ);
-		s->src_paused[dir] = true;
+	relay_account(s, dir, n, out);
+}
+
+/* A plaintext source is read here rather than by its bufferevent, which
+ * reads at most 4 KiB per wakeup: large reads straight into the other
+ * side's output buffer, without a copy through the input buffer. */
+static void
+relay_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	int dir = fd == bufferevent_getfd(s->cbev) ? 0 : 1;
+	struct evbuffer *out = bufferevent_get_output(dir == 0 ? s->bbev :
+	    s->cbev);
+	size_t total = 0;
+
+	while (total < RELAY_READ_BURST) {
+		struct evbuffer_iovec v[2];
+		int nv = evbuffer_reserve_space(out, RELAY_READ_CHUNK, v, 2);
+		ssize_t r;
+		size_t left;
+		int i;
+
+		if (nv <= 0)
+			break;
+		r = readv(fd, (struct iovec *)v, nv);
+		if (r <= 0) {
+			evbuffer_commit_space(out, v, 0);
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			if (total > 0)
+				relay_account(s, dir, total, out);
+			session_close(s, dir == 0 ?
+			    (r == 0 ? "client-closed" : "client-error") :
+			    (r == 0 ? "backend-closed" : "backend-error"));
+			return;
+		}
+		left = (size_t)r;
+		for (i = 0; i < nv; i++) {
+			if (v[i].iov_len > left)
+				v[i].iov_len = left;
+			left -= v[i].iov_len;
+		}
+		evbuffer_commit_space(out, v, nv);
+		total += (size_t)r;
+		if ((size_t)r < RELAY_READ_CHUNK)
+			break;	/* the socket is drained for now */
 	}
+	if (total > 0)
+		relay_account(s, dir, total, out);
+}
+
+/* Switches a plaintext source side to relay_read_cb. */
+static void
+relay_direct(struct session *s, int dir)
+{
+	struct bufferevent *src = dir == 0 ? s->cbev : s->bbev;
+	evutil_socket_t fd = bufferevent_getfd(src);
+
+	if (fd < 0 || bufferevent_get_underlying(src) != NULL ||
+	    bufferevent_openssl_get_ssl(src) != NULL)
+		return;		/* TLS: its bufferevent decrypts */
+	bufferevent_disable(src, EV_READ);
+	s->rev[dir] = event_new(s->px->base, fd, EV_READ | EV_PERSIST,
+	    relay_read_cb, s);
+	event_add(s->rev[dir], NULL);
 }
 
 static void
@@ -871,10 +990,8 @@ client_write_cb(struct bufferevent *bev, void *arg)
 			session_free_later(s);
 		return;
 	}
-	if (s->state == S_RELAY && s->src_paused[1]) {
-		s->src_paused[1] = false;
-		bufferevent_enable(s->bbev, EV_READ);
-	}
+	if (s->state == S_RELAY)
+		relay_resume(s, 1);
 }
 
 static void
@@ -930,10 +1047,8 @@ backend_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->state == S_RELAY && s->src_paused[0]) {
-		s->src_paused[0] = false;
-		bufferevent_enable(s->cbev, EV_READ);
-	}
+	if (s->state == S_RELAY)
+		relay_resume(s, 0);
 }
 
 static void

@@ -84,6 +84,10 @@ struct session {
 	bool client_tls;		/* TLS active or being negotiated */
 	bool counted;			/* holds an iptable connection slot */
 	bool src_paused[2];		/* relay read paused for backpressure */
+	/* Relay reads of a plaintext source socket, straight into the other
+	 * side's output buffer: [0] client to back end, [1] the reverse.
+	 * NULL where the source is TLS (its bufferevent reads). */
+	struct event *rev[2];
 	unsigned n_commands;
 	unsigned n_fail;
 	enum login_fail pending_fail;

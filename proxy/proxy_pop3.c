@@ -12,7 +12,7 @@
 enum backend_step {
 	B_GREETING,	/* waiting for the greeting */
 	B_STLS,		/* sent STLS */
-	B_XCLIENT,	/* sent XCLIENT and AUTH */
+	B_XCLIENT,	/* sent XCLIENT */
 	B_AUTH,		/* sent AUTH */
 };
 
@@ -286,15 +286,24 @@ send_auth(struct session *s)
 		session_login_fail(s, LOGIN_FAIL_AUTH, "credentials");
 		return;
 	}
+	st->step = B_AUTH;
+	session_backend_printf(s, "AUTH PLAIN %s\r\n", b64);
+	mm_wipe(b64, sizeof(b64));
+}
+
+/* The client's address first, if the back end takes it, then AUTH. AUTH
+ * waits for the XCLIENT reply: sent together, the back end's two replies
+ * leave in two small writes and the second one stalls on a delayed ACK. */
+static void
+send_login(struct session *s)
+{
 	if (s->route.backend->client_addr == MM_CADDR_ID) {
 		session_backend_printf(s, "XCLIENT ADDR=%s PORT=%s "
 		    "SESSION=%s\r\n", s->caddr_str, s->cport_str, s->sid);
-		st->step = B_XCLIENT;
-	} else {
-		st->step = B_AUTH;
+		state(s)->step = B_XCLIENT;
+		return;
 	}
-	session_backend_printf(s, "AUTH PLAIN %s\r\n", b64);
-	mm_wipe(b64, sizeof(b64));
+	send_auth(s);
 }
 
 static void
@@ -306,7 +315,7 @@ pop3_backend_connected(struct session *s)
 static void
 pop3_backend_tls_done(struct session *s)
 {
-	send_auth(s);
+	send_login(s);
 }
 
 /* One back-end line; false once the login conversation ended. */
@@ -333,7 +342,7 @@ backend_line(struct session *s, const char *line, size_t len)
 			session_backend_printf(s, "STLS\r\n");
 			return true;
 		}
-		send_auth(s);
+		send_login(s);
 		return s->state == S_LOGIN;
 	case B_STLS:
 		if (r != POP3_RESP_OK) {
@@ -344,9 +353,9 @@ backend_line(struct session *s, const char *line, size_t len)
 		session_backend_starttls(s);
 		return false;
 	case B_XCLIENT:
-		/* Whatever the answer, the AUTH behind it decides. */
-		st->step = B_AUTH;
-		return true;
+		/* Whatever the answer, the AUTH after it decides. */
+		send_auth(s);
+		return s->state == S_LOGIN;
 	case B_AUTH:
 		if (r == POP3_RESP_OK) {
 			session_printf(s, "%.*s\r\n", (int)len, line);
