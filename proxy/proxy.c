@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -23,8 +24,9 @@
 #include "proxy_int.h"
 
 #define RELAY_MAX_SINGLE_IO (256 * 1024)	/* bytes per write call */
-#define RELAY_READ_CHUNK (64 * 1024)		/* bytes asked of one readv */
-#define RELAY_READ_BURST (256 * 1024)		/* bytes read per wakeup */
+#define RELAY_READ_CHUNK (128 * 1024)		/* bytes asked of one readv */
+#define RELAY_READ_BURST (512 * 1024)		/* bytes read per wakeup */
+#define RELAY_PIPE_SIZE (1024 * 1024)		/* splice pipe capacity */
 #define PROXY2_HEADER_MAX 232
 
 struct listener {
@@ -195,6 +197,15 @@ relay_events_free(struct session *s)
 			event_free(s->rev[i]);
 			s->rev[i] = NULL;
 		}
+		if (s->wev[i] != NULL) {
+			event_free(s->wev[i]);
+			s->wev[i] = NULL;
+		}
+		if (s->pipefd[i][0] >= 0) {
+			close(s->pipefd[i][0]);
+			close(s->pipefd[i][1]);
+			s->pipefd[i][0] = s->pipefd[i][1] = -1;
+		}
 	}
 }
 
@@ -322,6 +333,8 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	px->sessions = s;
 	px->n_sessions++;
 	s->timer = evtimer_new(px->base, timer_cb, s);
+	s->pipefd[0][0] = s->pipefd[0][1] = -1;
+	s->pipefd[1][0] = s->pipefd[1][1] = -1;
 
 	ctx = proxy_tls_server_ctx(px->tls, l->index);
 	if (l->lc->tls == MM_TLS_IMPLICIT && ctx != NULL) {
@@ -861,7 +874,7 @@ relay_pause(struct session *s, int dir)
 static void
 relay_resume(struct session *s, int dir)
 {
-	if (!s->src_paused[dir])
+	if (!s->src_paused[dir] || s->piped[dir] > 0)
 		return;
 	s->src_paused[dir] = false;
 	if (s->rev[dir] != NULL)
@@ -898,6 +911,99 @@ relay(struct session *s, struct bufferevent *src, struct bufferevent *dst,
 	relay_account(s, dir, n, out);
 }
 
+static const char *
+close_reason(int dir, bool eof)
+{
+	if (dir == 0)
+		return eof ? "client-closed" : "client-error";
+	return eof ? "backend-closed" : "backend-error";
+}
+
+/* Moves what waits in the pipe to the destination socket. Returns 0 when
+ * the pipe is empty, 1 when the destination is full, -1 on an error. */
+static int
+pipe_drain(struct session *s, int dir)
+{
+	evutil_socket_t dst = bufferevent_getfd(dir == 0 ? s->bbev : s->cbev);
+
+	while (s->piped[dir] > 0) {
+		ssize_t m = splice(s->pipefd[dir][0], NULL, dst, NULL,
+		    s->piped[dir], SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+		if (m < 0 && (errno == EAGAIN || errno == EINTR))
+			return 1;
+		if (m <= 0)
+			return -1;
+		s->piped[dir] -= (size_t)m;
+	}
+	return 0;
+}
+
+static void
+pipe_writable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	int dir = s->wev[0] != NULL && event_get_fd(s->wev[0]) == fd ? 0 : 1;
+	int rc = pipe_drain(s, dir);
+
+	if (rc < 0) {
+		session_close(s, close_reason(!dir, false));
+		return;
+	}
+	if (rc == 0) {
+		event_del(s->wev[dir]);
+		relay_resume(s, dir);
+	}
+}
+
+/* One splice round for a plaintext pair. Returns 1 if the caller should
+ * read into the output buffer instead, 0 when done (the session may be
+ * closing). */
+static int
+relay_splice(struct session *s, int dir, evutil_socket_t fd)
+{
+	struct bufferevent *dst = dir == 0 ? s->bbev : s->cbev;
+	ssize_t n;
+	int rc;
+
+	if (s->pipefd[dir][0] < 0) {
+		if (pipe2(s->pipefd[dir], O_NONBLOCK | O_CLOEXEC) != 0) {
+			s->splice_ok[dir] = false;
+			return 1;
+		}
+		fcntl(s->pipefd[dir][1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
+	}
+	n = splice(fd, NULL, s->pipefd[dir][1], NULL, RELAY_PIPE_SIZE,
+	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0) {
+		session_close(s, close_reason(dir, n == 0));
+		return 0;
+	}
+	if (dir == 0)
+		s->bytes_c2b += (size_t)n;
+	else
+		s->bytes_b2c += (size_t)n;
+	s->last_active_ms = mm_now_ms();
+	s->piped[dir] = (size_t)n;
+	rc = pipe_drain(s, dir);
+	if (rc < 0) {
+		session_close(s, close_reason(!dir, false));
+		return 0;
+	}
+	if (rc > 0) {
+		/* The destination is full: read no more until it drains. */
+		relay_pause(s, dir);
+		if (s->wev[dir] == NULL)
+			s->wev[dir] = event_new(s->px->base,
+			    bufferevent_getfd(dst), EV_WRITE | EV_PERSIST,
+			    pipe_writable_cb, s);
+		event_add(s->wev[dir], NULL);
+	}
+	return 0;
+}
+
 /* A plaintext source is read here rather than by its bufferevent, which
  * reads at most 4 KiB per wakeup: large reads straight into the other
  * side's output buffer, without a copy through the input buffer. */
@@ -910,6 +1016,11 @@ relay_read_cb(evutil_socket_t fd, short what, void *arg)
 	    s->cbev);
 	size_t total = 0;
 
+	/* Splice only while nothing waits in the output buffer, so bytes
+	 * keep their order. */
+	if (s->splice_ok[dir] && s->piped[dir] == 0 &&
+	    evbuffer_get_length(out) == 0 && relay_splice(s, dir, fd) == 0)
+		return;
 	while (total < RELAY_READ_BURST) {
 		struct evbuffer_iovec v[2];
 		int nv = evbuffer_reserve_space(out, RELAY_READ_CHUNK, v, 2);
@@ -946,6 +1057,14 @@ relay_read_cb(evutil_socket_t fd, short what, void *arg)
 		relay_account(s, dir, total, out);
 }
 
+static bool
+is_plain_socket(struct bufferevent *bev)
+{
+	return bufferevent_getfd(bev) >= 0 &&
+	    bufferevent_get_underlying(bev) == NULL &&
+	    bufferevent_openssl_get_ssl(bev) == NULL;
+}
+
 /* Switches a plaintext source side to relay_read_cb. */
 static void
 relay_direct(struct session *s, int dir)
@@ -953,12 +1072,12 @@ relay_direct(struct session *s, int dir)
 	struct bufferevent *src = dir == 0 ? s->cbev : s->bbev;
 	evutil_socket_t fd = bufferevent_getfd(src);
 
-	if (fd < 0 || bufferevent_get_underlying(src) != NULL ||
-	    bufferevent_openssl_get_ssl(src) != NULL)
+	if (!is_plain_socket(src))
 		return;		/* TLS: its bufferevent decrypts */
 	bufferevent_disable(src, EV_READ);
 	s->rev[dir] = event_new(s->px->base, fd, EV_READ | EV_PERSIST,
 	    relay_read_cb, s);
+	s->splice_ok[dir] = is_plain_socket(dir == 0 ? s->bbev : s->cbev);
 	event_add(s->rev[dir], NULL);
 }
 

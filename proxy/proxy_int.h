@@ -88,6 +88,13 @@ struct session {
 	 * side's output buffer: [0] client to back end, [1] the reverse.
 	 * NULL where the source is TLS (its bufferevent reads). */
 	struct event *rev[2];
+	/* Plaintext to plaintext: bytes move socket -> pipe -> socket with
+	 * splice(2), never copied through user space. piped counts what
+	 * waits in the pipe for the destination to take it. */
+	bool splice_ok[2];
+	int pipefd[2][2];
+	size_t piped[2];
+	struct event *wev[2];		/* destination writable: drain pipe */
 	unsigned n_commands;
 	unsigned n_fail;
 	enum login_fail pending_fail;

@@ -3,7 +3,9 @@ back ends; literals, SASL, capabilities, pipelining, routing."""
 
 import os
 import sys
+import socket
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -143,6 +145,43 @@ class ImaplibTest(unittest.TestCase):
         self.assertGreater(len(direct), mf.BIG_SIZE)
         self.assertEqual(len(via), len(direct))
         self.assertTrue(via == direct)
+
+    def test_slow_reader_gets_every_byte(self):
+        """A client that reads slowly fills the relay's buffers: the back
+        end must be held back (backpressure) and no byte lost or reordered,
+        in both the spliced (plaintext) and the TLS relay."""
+        def slow_fetch(key, tls):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(mf.IO_TIMEOUT)
+            sock.connect((mf.HOST, NODE.port[key]))
+            if tls:
+                sock = ENV.tls.client_ctx().wrap_socket(
+                    sock, server_hostname="localhost")
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"a LOGIN %s \"%s\"\r\nb SELECT INBOX\r\n"
+                         b"c FETCH 3 (BODY.PEEK[])\r\nd LOGOUT\r\n" % (
+                             ALICE.encode(), pw(ALICE).encode()))
+            time.sleep(0.5)     # let the relay's buffers fill up
+            data = b""
+            while True:
+                chunk = f.read(8192)
+                if not chunk:
+                    break
+                data += chunk
+                time.sleep(0.0005)
+            sock.close()
+            return data
+        direct = mf.IMAP4From(mf.HOST, ENV.dovecots["be1"].imap)
+        direct.login(ALICE, pw(ALICE))
+        direct.select("INBOX", readonly=True)
+        body = direct.fetch("3", "(BODY.PEEK[])")[1][0][1]
+        direct.logout()
+        for key, tls in (("imap", False), ("imaps", True)):
+            data = slow_fetch(key, tls)
+            self.assertIn(body, data, key)
+            self.assertIn(b"\r\nd OK", data, key)
 
     def test_concurrent_sessions(self):
         errors = []
