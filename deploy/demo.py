@@ -2,6 +2,10 @@
 """One-site MailMesh demo: a Dovecot back end with demo users and an mmnode
 in front of it, both left running in the background. Driven by demo.sh.
 
+The node runs with the signed directory on: a cluster root key (root/), a
+node key certified by it for site "demo" (node/node.key), and the users
+added with mmctl, which demo.env names as MMCTL.
+
   demo.py start --state DIR --build DIR --env-file FILE
   demo.py stop --state DIR
 """
@@ -20,6 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import mmfixture as mf  # noqa: E402
 
 BACKEND = "be1"
+SITE = "demo"
 
 
 def pidfile(state):
@@ -105,17 +110,25 @@ def start(state, build, env_file):
         dov.start()
         pids.append(dov.proc.pid)
         env = DemoEnv(state, tls, dov)
+        root = mf.RootKey(os.path.join(state, "root"))
         node = mf.Mmnode(
             env, name="node", backends=[env.backend_line(BACKEND)],
-            popmap=[r"^.*@example\.com$: " + BACKEND],
+            site=SITE, root=root,
             limits={"auth-failure-delay": "1s",
                     "auth-failure-delay-max": "8s"},
             timeouts={"drain": "5s", "backend": "10s"})
+        # A node key, certified by the root for the demo site (written to
+        # the store directly: no node runs yet).
+        node.make_key()
         node.start()
         pids.append(node.proc.pid)
+        # The users, signed by the running node (over its control socket).
+        for u in users:
+            node.ctl("user", "add", u, BACKEND).check("mmctl user add " + u)
     finally:
         with open(pidfile(state), "w") as f:
             f.write(" ".join(map(str, pids)) + "\n")
+    mmctl_cmd = "%s -c %s" % (mf.mmctl_bin(), node.conf)
     p = node.port
     env_vars = {
         "MM_IMAP": "%s:%d" % (mf.HOST, p["imap"]),
@@ -125,6 +138,7 @@ def start(state, build, env_file):
         "MM_CA": tls.ca,
         "MM_DEMO_USER": "demo@example.com",
         "MM_DEMO_PASS": demo_pass,
+        "MMCTL": mmctl_cmd,
     }
     with open(env_file, "w") as f:
         for k, v in env_vars.items():
@@ -138,6 +152,8 @@ MailMesh demo is running (state in %(state)s).
   pop3:     %(pop3)s  (STLS offered)        pop3s: %(pop3s)s
   CA:       %(ca)s
   logs:     %(state)s/node/mmnode.log  %(state)s/backend/dovecot.log
+  directory: signed, site %(site)s; root key in %(state)s/root
+  mmctl:    %(mmctl)s
 
 Try:
   curl 'imap://%(u)s@%(imap)s/INBOX;UID=1'
@@ -146,11 +162,18 @@ Try:
   curl 'pop3://%(u)s@%(pop3)s/1'
   curl --cacert %(ca)s 'pop3s://%(u)s@%(pop3s)s/'
 
-Shell variables for scripts: . %(envf)s
+The directory (users are records signed by the node):
+  %(mmctl)s user show demo@example.com
+  %(mmctl)s user list
+  %(mmctl)s user set bob@example.com %(be)s --state frozen --target fra
+      (bob's next login gets a temporary failure; --state active undoes it)
+
+Shell variables for scripts: . %(envf)s   (then: $MMCTL user show "$MM_DEMO_USER")
 Stop it with: deploy/demo.sh stop
 """ % dict(state=state, pw=demo_pass, imap=env_vars["MM_IMAP"],
            imaps=env_vars["MM_IMAPS"], pop3=env_vars["MM_POP3"],
-           pop3s=env_vars["MM_POP3S"], ca=tls.ca, u=u, envf=env_file))
+           pop3s=env_vars["MM_POP3S"], ca=tls.ca, u=u, envf=env_file,
+           site=SITE, mmctl=mmctl_cmd, be=BACKEND))
 
 
 def main():

@@ -6,10 +6,14 @@
 #   deploy/demo.sh          install what is missing, build, (re)start
 #   deploy/demo.sh stop     stop what the demo started
 #
-# State (config, certificates, mail, logs, pids) lives in
-# ${MM_DEMO_DIR:-$HOME/.mailmesh-demo}; demo.env with MM_IMAP, MM_IMAPS,
-# MM_POP3, MM_POP3S, MM_CA, MM_DEMO_USER and MM_DEMO_PASS is written to the
-# directory the script is started from.
+# The node runs with the signed directory on: the demo makes a cluster root
+# key and a node key certified by it, and adds the users with mmctl.
+#
+# State (config, certificates, directory keys and store, mail, logs, pids)
+# lives in ${MM_DEMO_DIR:-$HOME/.mailmesh-demo}; demo.env with MM_IMAP,
+# MM_IMAPS, MM_POP3, MM_POP3S, MM_CA, MM_DEMO_USER, MM_DEMO_PASS and MMCTL
+# (the mmctl command for the demo node: $MMCTL user show "$MM_DEMO_USER") is
+# written to the directory the script is started from.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -1,5 +1,6 @@
-/* User lookup: normalise the login name, ask the popmap, turn the value
- * into a back end, host and port. */
+/* User lookup: normalise the login name, ask the signed directory (LMDB,
+ * read-only) and then, where configured, the popmap; turn the answer into
+ * a back end, host and port. */
 #include "dir.h"
 
 #include <arpa/inet.h>
@@ -10,13 +11,21 @@
 #include "mm_log.h"
 #include "mm_util.h"
 #include "popmap.h"
+#include "record.h"
+#include "store.h"
 
 #define DIR_BUILTIN_NAME	"popmap"
 #define DIR_LOG_VALUE_MAX	(4 * POPMAP_VALUE_MAX + 1)
 
+#define DIR_STORE_RETRY_MS 1000	/* a store that would not open */
+
 struct dir {
 	const struct mm_config *conf;
 	struct popmap *map;		/* NULL: no popmap configured */
+	/* Opened on the first lookup, in the process that looks up: an LMDB
+	 * environment must not cross a fork. */
+	struct store *store;
+	uint64_t store_retry_ms;
 	/* Settings for "host[:port]" values: plaintext, no client address.
 	 * Its host and tls_name are empty and its ports 0: dir_route
 	 * carries the address. */
@@ -217,6 +226,7 @@ dir_free(struct dir *dir)
 {
 	if (dir == NULL)
 		return;
+	store_close(dir->store);
 	popmap_free(dir->map);
 	free(dir);
 }
@@ -279,6 +289,61 @@ done:
 	return rc;
 }
 
+static struct store *
+dir_store(struct dir *dir)
+{
+	char *err = NULL;
+	uint64_t now;
+
+	if (dir->store != NULL)
+		return dir->store;
+	now = mm_now_ms();
+	if (now < dir->store_retry_ms)
+		return NULL;
+	dir->store = store_open(dir->conf->directory, STORE_READONLY, &err);
+	if (dir->store == NULL) {
+		log_warnx("- dir store-open-failed path=%s error=\"%s\"",
+		    dir->conf->directory, err != NULL ? err : "?");
+		free(err);
+		dir->store_retry_ms = now + DIR_STORE_RETRY_MS;
+	}
+	return dir->store;
+}
+
+/*
+ * The signed record decides. Deleted or unknown: NOTFOUND (like a wrong
+ * password). Owned by another site: REMOTE. Frozen mid-move: TEMPFAIL.
+ * Active or moving at this site: the back end the record names, which must
+ * be one this site's config defines (a record never carries an address).
+ */
+static enum dir_result
+store_lookup(struct dir *dir, const char *key, enum mm_proto proto,
+    struct dir_route *route_r)
+{
+	struct store *st = dir_store(dir);
+	struct record_user u;
+	char esc[2 * RECORD_NAME_MAX + 1];
+	int r;
+
+	if (st == NULL)
+		return DIR_TEMPFAIL;
+	r = store_get_user(st, key, &u, NULL, NULL);
+	if (r < 0)
+		return DIR_TEMPFAIL;
+	if (r == 0 || u.state == USTATE_DELETED)
+		return DIR_NOTFOUND;
+	if (strcmp(u.site, dir->conf->site) != 0)
+		return DIR_REMOTE;
+	if (u.state == USTATE_FROZEN)
+		return DIR_TEMPFAIL;
+	if (mm_config_backend(dir->conf, u.backend) == NULL) {
+		log_warnx("- dir unknown-backend backend=%s",
+		    mm_log_escape(u.backend, esc, sizeof(esc)));
+		return DIR_TEMPFAIL;
+	}
+	return resolve(dir, u.backend, proto, route_r);
+}
+
 enum dir_result
 dir_lookup(struct dir *dir, const char *user, enum mm_proto proto,
     struct dir_route *route_r)
@@ -295,7 +360,16 @@ dir_lookup(struct dir *dir, const char *user, enum mm_proto proto,
 	if (dir_normalise_user(dir->conf, user, key, sizeof(key)) != 0)
 		return DIR_NOTFOUND;
 
-	r = dir->map ? popmap_lookup(dir->map, key, value, sizeof(value)) : 0;
+	r = 0;
+	if (dir->conf->directory != NULL) {
+		enum dir_result dr = store_lookup(dir, key, proto, route_r);
+
+		if (dr != DIR_NOTFOUND)
+			return dr;
+	}
+	if (dir->conf->directory == NULL || dir->conf->popmap_fallback)
+		r = dir->map ? popmap_lookup(dir->map, key, value,
+		    sizeof(value)) : 0;
 	if (r < 0) {
 		/* Only a regex expansion can grow past the limit. */
 		log_warnx("- dir popmap-value-too-long");

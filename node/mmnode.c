@@ -1,6 +1,7 @@
 /* mmnode: the relay node. The parent reads the config, binds the
- * listeners, loads TLS keys, drops root, forks the proxy workers and
- * restarts any that dies. */
+ * listeners, loads TLS keys (and, with a directory, the node key and the
+ * control socket), drops root, checks the directory's trust, forks the
+ * directory agent and the proxy workers and restarts any that dies. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,13 +16,16 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "agent.h"
 #include "dir.h"
+#include "dkey.h"
 #include "iptable.h"
 #include "mm_config.h"
 #include "mm_log.h"
@@ -51,9 +55,14 @@ static struct {
 	struct event_base *base;
 	struct event *kill_ev;
 	bool stopping;
-} node;
+	/* The directory agent, when the config has a directory. */
+	struct dkey key;	/* the node key; wiped in workers */
+	int ctl_fd;		/* the bound control socket */
+	struct worker agent;
+} node = { .ctl_fd = -1 };
 
 static void start_worker(unsigned i);
+static void start_agent(void);
 
 static void
 usage(void)
@@ -131,12 +140,14 @@ bind_all(char **errstr_r)
 	return 0;
 }
 
+/* The user and group to run as; -1 each when the config names none. */
 static int
-drop_privileges(char **errstr_r)
+run_ids(uid_t *uid_r, gid_t *gid_r, char **errstr_r)
 {
 	struct passwd *pw;
-	gid_t gid;
 
+	*uid_r = (uid_t)-1;
+	*gid_r = (gid_t)-1;
 	if (node.conf->user == NULL)
 		return 0;
 	if ((pw = getpwnam(node.conf->user)) == NULL) {
@@ -144,7 +155,8 @@ drop_privileges(char **errstr_r)
 		    node.conf->user);
 		return -1;
 	}
-	gid = pw->pw_gid;
+	*uid_r = pw->pw_uid;
+	*gid_r = pw->pw_gid;
 	if (node.conf->group != NULL) {
 		struct group *gr = getgrnam(node.conf->group);
 
@@ -153,15 +165,133 @@ drop_privileges(char **errstr_r)
 			    node.conf->path, node.conf->group);
 			return -1;
 		}
-		gid = gr->gr_gid;
+		*gid_r = gr->gr_gid;
 	}
+	return 0;
+}
+
+static int
+drop_privileges(char **errstr_r)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (run_ids(&uid, &gid, errstr_r) != 0)
+		return -1;
+	if (node.conf->user == NULL)
+		return 0;
 	if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0) {
+	    setresuid(uid, uid, uid) != 0) {
 		*errstr_r = xasprintf("cannot become %s: %s", node.conf->user,
 		    strerror(errno));
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- directory ------------------------------------------------------ */
+
+/* As root: the node key (which the run user may not be able to read), the
+ * control socket (in a directory the run user may not own) and the store
+ * directory, created for the run user so that the agent can write it. */
+static int
+directory_setup_root(char **errstr_r)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (node.conf->directory == NULL)
+		return 0;
+	if (dkey_init() != 0) {
+		*errstr_r = xstrdup("libsodium cannot start");
+		return -1;
+	}
+	if (run_ids(&uid, &gid, errstr_r) != 0 ||
+	    agent_load_key(node.conf, &node.key, errstr_r) != 0)
+		return -1;
+	if (mkdir(node.conf->directory, 0700) == 0 && uid != (uid_t)-1 &&
+	    chown(node.conf->directory, uid, gid) != 0) {
+		*errstr_r = xasprintf("directory %s: chown: %s",
+		    node.conf->directory, strerror(errno));
+		return -1;
+	}
+	node.ctl_fd = agent_bind_socket(node.conf, uid, gid, errstr_r);
+	return node.ctl_fd < 0 ? -1 : 0;
+}
+
+/* As the run user, before anything forks: the store is writable and the
+ * node key is certified. */
+static int
+directory_check(char **errstr_r)
+{
+	char *err = NULL;
+
+	if (node.conf->directory == NULL)
+		return 0;
+	if (access(node.conf->directory, W_OK | X_OK) != 0) {
+		*errstr_r = xasprintf("directory %s: %s (it must be writable "
+		    "by user %s: chown -R %s %s)", node.conf->directory,
+		    strerror(errno), node.conf->user != NULL ?
+		    node.conf->user : "root", node.conf->user != NULL ?
+		    node.conf->user : "root", node.conf->directory);
+		return -1;
+	}
+	if (agent_preflight(node.conf, &node.key, &err) != 0) {
+		*errstr_r = err;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+close_listeners(void)
+{
+	unsigned w;
+	size_t l;
+
+	for (w = 0; w < node.n_workers; w++)
+		for (l = 0; l < node.conf->n_listeners; l++)
+			close(node.fds[w][l]);
+}
+
+static void __attribute__((noreturn))
+agent_child(void)
+{
+	signal(SIGCHLD, SIG_DFL);
+	close_listeners();
+	if (event_reinit(node.base) != 0)
+		fatalx("event_reinit failed");
+	event_base_free(node.base);
+	node.base = NULL;
+	agent_main(node.conf, &node.key, node.ctl_fd);
+}
+
+static void
+agent_restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	start_agent();
+}
+
+static void
+start_agent(void)
+{
+	pid_t pid;
+
+	if (node.stopping || node.conf->directory == NULL)
+		return;
+	pid = fork();
+	if (pid < 0) {
+		struct timeval tv = { 1, 0 };
+
+		log_warn("- node fork-failed agent");
+		event_add(node.agent.restart_ev, &tv);
+		return;
+	}
+	if (pid == 0)
+		agent_child();
+	node.agent.pid = pid;
+	node.agent.started_ms = mm_now_ms();
+	log_debug("- node agent-started pid=%d", (int)pid);
 }
 
 /* ---- worker --------------------------------------------------------- */
@@ -211,6 +341,10 @@ worker_main(unsigned i)
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGCHLD, SIG_DFL);
+	/* Workers hold no signing key and no control socket. */
+	dkey_clear(&node.key);
+	if (node.ctl_fd >= 0)
+		close(node.ctl_fd);
 	snprintf(ident, sizeof(ident), "mmnode[worker%u]", i);
 	mm_log_set_ident(ident);
 	for (w = 0; w < node.n_workers; w++)
@@ -288,6 +422,20 @@ any_worker(void)
 	return false;
 }
 
+/* Workers first, then the agent: a worker may still be finishing a
+ * session that the agent knows about. */
+static void
+stop_check(void)
+{
+	if (!node.stopping || any_worker())
+		return;
+	if (node.agent.pid > 0) {
+		kill(node.agent.pid, SIGTERM);
+		return;
+	}
+	event_base_loopexit(node.base, NULL);
+}
+
 static void
 reap(void)
 {
@@ -296,6 +444,27 @@ reap(void)
 	unsigned i;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == node.agent.pid) {
+			node.agent.pid = 0;
+			if (node.stopping)
+				continue;
+			if (WIFSIGNALED(status))
+				log_warnx("- node agent-died signal=%d "
+				    "action=restart", WTERMSIG(status));
+			else
+				log_warnx("- node agent-exited status=%d "
+				    "action=restart", WEXITSTATUS(status));
+			if (mm_now_ms() - node.agent.started_ms <
+			    RESTART_DELAY_MS) {
+				struct timeval tv = { 0,
+					RESTART_DELAY_MS * 1000 };
+
+				event_add(node.agent.restart_ev, &tv);
+			} else {
+				start_agent();
+			}
+			continue;
+		}
 		for (i = 0; i < node.n_workers; i++) {
 			struct worker *w = &node.workers[i];
 
@@ -322,8 +491,7 @@ reap(void)
 			}
 		}
 	}
-	if (node.stopping && !any_worker())
-		event_base_loopexit(node.base, NULL);
+	stop_check();
 }
 
 static void
@@ -341,6 +509,8 @@ kill_cb(evutil_socket_t fd, short what, void *arg)
 {
 	log_warnx("- node workers-killed reason=drain-overrun");
 	signal_workers(SIGKILL);
+	if (node.agent.pid > 0)
+		kill(node.agent.pid, SIGKILL);
 }
 
 static void
@@ -370,8 +540,7 @@ parent_signal_cb(evutil_socket_t sig, short what, void *arg)
 			node.kill_ev = evtimer_new(node.base, kill_cb, NULL);
 			evtimer_add(node.kill_ev, &tv);
 		}
-		if (!any_worker())
-			event_base_loopexit(node.base, NULL);
+		stop_check();
 		break;
 	}
 }
@@ -454,7 +623,8 @@ main(int argc, char **argv)
 	if (node.n_workers > IPTABLE_WORKERS_MAX)
 		node.n_workers = IPTABLE_WORKERS_MAX;
 	raise_fd_limit();
-	if (bind_all(&err) != 0 || drop_privileges(&err) != 0) {
+	if (bind_all(&err) != 0 || directory_setup_root(&err) != 0 ||
+	    drop_privileges(&err) != 0 || directory_check(&err) != 0) {
 		fprintf(stderr, "mmnode: %s\n", err);
 		return 1;
 	}
@@ -468,13 +638,16 @@ main(int argc, char **argv)
 	for (i = 0; i < node.n_workers; i++)
 		node.workers[i].restart_ev = evtimer_new(node.base, restart_cb,
 		    (void *)(uintptr_t)i);
+	node.agent.restart_ev = evtimer_new(node.base, agent_restart_cb, NULL);
 	for (i = 0; i < MM_ARRAY_SIZE(sigs); i++) {
 		sev[i] = evsignal_new(node.base, sigs[i], parent_signal_cb,
 		    NULL);
 		evsignal_add(sev[i], NULL);
 	}
-	log_info("- node start config=%s workers=%u listeners=%zu", path,
-	    node.n_workers, node.conf->n_listeners);
+	log_info("- node start config=%s workers=%u listeners=%zu "
+	    "directory=%s", path, node.n_workers, node.conf->n_listeners,
+	    node.conf->directory != NULL ? "yes" : "no");
+	start_agent();
 	for (i = 0; i < node.n_workers; i++)
 		start_worker(i);
 	event_base_dispatch(node.base);

@@ -25,6 +25,15 @@
 #define CONF_HOST_MAX		253	/* a DNS name in text form */
 #define CONF_LABEL_MAX		63	/* one label of a DNS name */
 #define CONF_PORT_DIGITS	5
+#define CONF_SITE_MAX		32	/* the directory's limit on a site name */
+#define CONF_NODE_NAME_MAX	64	/* the directory's limit on an origin */
+#define CONF_TTL_DEFAULT_S	(30 * 86400)
+/* Below an hour a tombstone could be dropped before a slow site has seen
+ * it; the high-water mark still blocks old records, so it is not unsafe,
+ * just surprising. Above ten years it is a typo. */
+#define CONF_TTL_MIN_S		3600
+#define CONF_TTL_MAX_S		(3650ULL * 86400)
+#define CONF_CONTROL_SOCKET	"/run/mailmesh/control.sock"
 
 struct parser;
 struct directive;
@@ -43,7 +52,8 @@ struct directive {
 };
 
 static directive_cb parse_string, parse_bool, parse_workers, parse_log,
-    parse_add_domain, parse_listen, parse_backend, parse_limit;
+    parse_add_domain, parse_listen, parse_backend, parse_limit, parse_site,
+    parse_node_name, parse_ttl;
 
 #define CONF_FIELD(f) offsetof(struct mm_config, f)
 
@@ -69,6 +79,19 @@ static const struct directive directives[] = {
 	{ "backend", "NAME HOST [imap=PORT] [pop3=PORT] "
 	    "[tls=none|starttls|implicit] [ca=FILE] [tls-name=NAME] "
 	    "[client-addr=none|id|proxy]", 2, 8, true, parse_backend, 0 },
+	{ "site", "NAME", 1, 1, false, parse_site, 0 },
+	{ "node-name", "NAME", 1, 1, false, parse_node_name, 0 },
+	{ "directory", "DIR", 1, 1, false, parse_string,
+	    CONF_FIELD(directory) },
+	{ "node-key", "FILE", 1, 1, false, parse_string,
+	    CONF_FIELD(node_key) },
+	{ "root-key", "FILE", 1, 1, false, parse_string,
+	    CONF_FIELD(root_key) },
+	{ "control-socket", "PATH", 1, 1, false, parse_string,
+	    CONF_FIELD(control_socket) },
+	{ "tombstone-ttl", "DURATION", 1, 1, false, parse_ttl, 0 },
+	{ "popmap-fallback", "yes|no", 1, 1, false, parse_bool,
+	    CONF_FIELD(popmap_fallback) },
 	/* limit and timeout check duplicates per name themselves. */
 	{ "limit", "NAME VALUE", 2, 2, true, parse_limit, 0 },
 	{ "timeout", "NAME VALUE", 2, 2, true, parse_limit, 0 },
@@ -320,6 +343,82 @@ parse_add_domain(struct parser *p, const struct directive *d, int argc,
 		    "without '@'", argv[1]);
 	free(p->conf->user_add_domain);
 	p->conf->user_add_domain = xstrdup(argv[1]);
+	return 0;
+}
+
+static int
+parse_site(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	size_t n = strlen(argv[1]);
+
+	/* Site names travel in signed records and in DNS-like labels. */
+	if (n < 1 || n > CONF_SITE_MAX ||
+	    strspn(argv[1], "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+		return conf_error(p, "site: bad name '%s' (1-%d of a-z 0-9 -)",
+		    argv[1], CONF_SITE_MAX);
+	free(p->conf->site);
+	p->conf->site = xstrdup(argv[1]);
+	return 0;
+}
+
+static bool
+valid_node_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > CONF_NODE_NAME_MAX)
+		return false;
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789._-") == n;
+}
+
+static int
+parse_node_name(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	if (!valid_node_name(argv[1]))
+		return conf_error(p, "node-name: bad name '%s' (1-%d of A-Z "
+		    "a-z 0-9 . _ -)", argv[1], CONF_NODE_NAME_MAX);
+	free(p->conf->node_name);
+	p->conf->node_name = xstrdup(argv[1]);
+	return 0;
+}
+
+int
+mm_config_parse_duration_s(const char *s, uint64_t *sec_r)
+{
+	uint64_t v = 0;
+	size_t n = strlen(s);
+
+	if (n >= 2 && s[n - 1] == 'd' && s[n - 2] >= '0' && s[n - 2] <= '9') {
+		char *days = xstrndup(s, n - 1);
+		int r = parse_uint(days, &v);
+
+		free(days);
+		if (r != 0 || v > UINT64_MAX / 86400)
+			return -1;
+		*sec_r = v * 86400;
+		return 0;
+	}
+	if (mm_parse_duration_ms(s, &v) != 0 || v % 1000 != 0)
+		return -1;
+	*sec_r = v / 1000;
+	return 0;
+}
+
+static int
+parse_ttl(struct parser *p, const struct directive *d, int argc, char **argv)
+{
+	uint64_t v;
+
+	if (mm_config_parse_duration_s(argv[1], &v) != 0)
+		return conf_error(p, "tombstone-ttl: bad value '%s' (a "
+		    "duration such as 30d, 12h, 90m)", argv[1]);
+	if (v < CONF_TTL_MIN_S || v > CONF_TTL_MAX_S)
+		return conf_error(p, "tombstone-ttl: '%s' is outside 1h..3650d",
+		    argv[1]);
+	p->conf->tombstone_ttl_s = v;
 	return 0;
 }
 
@@ -844,6 +943,62 @@ limit_index(const char *name)
 	return i;
 }
 
+static int
+directive_line(const struct parser *p, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < MM_ARRAY_SIZE(directives); i++)
+		if (strcmp(directives[i].name, name) == 0)
+			return p->directive_line[i];
+	return 0;
+}
+
+/* The directory's settings go together: without a store they would be
+ * silently ignored, and a store without keys cannot sign anything. */
+static int
+check_directory(struct parser *p)
+{
+	static const char *const needs_dir[] = { "site", "node-name",
+		"node-key", "root-key", "control-socket", "tombstone-ttl",
+		"popmap-fallback" };
+	static const char *const needed[] = { "site", "node-key",
+		"root-key" };
+	struct mm_config *conf = p->conf;
+	char host[256];
+	size_t i;
+
+	if (conf->directory == NULL) {
+		for (i = 0; i < MM_ARRAY_SIZE(needs_dir); i++) {
+			if ((p->line = directive_line(p, needs_dir[i])) != 0)
+				return conf_error(p, "%s: needs 'directory'",
+				    needs_dir[i]);
+		}
+		return 0;
+	}
+	p->line = directive_line(p, "directory");
+	for (i = 0; i < MM_ARRAY_SIZE(needed); i++)
+		if (directive_line(p, needed[i]) == 0)
+			return conf_error(p, "directory: needs '%s'",
+			    needed[i]);
+	if (conf->node_name == NULL) {
+		memset(host, 0, sizeof(host));
+		if (gethostname(host, sizeof(host) - 1) != 0)
+			host[0] = '\0';
+		/* A short host name is unique within a site in practice and
+		 * keeps records small. */
+		host[strcspn(host, ".")] = '\0';
+		if (!valid_node_name(host))
+			return conf_error(p, "directory: the host name '%s' "
+			    "cannot name this node: set node-name", host);
+		conf->node_name = xstrdup(host);
+	}
+	if (conf->control_socket == NULL)
+		conf->control_socket = xstrdup(CONF_CONTROL_SOCKET);
+	p->line = 0;
+	return 0;
+}
+
 /* Rules that involve more than one line. */
 static int
 check_config(struct parser *p)
@@ -855,6 +1010,8 @@ check_config(struct parser *p)
 	p->line = 0;
 	if (p->conf->n_listeners == 0)
 		return conf_error(p, "no listen directive");
+	if (check_directory(p) != 0)
+		return -1;
 	if (lim->auth_fail_delay_max_ms < lim->auth_fail_delay_ms) {
 		p->line = p->limit_line[mi] > p->limit_line[di] ?
 		    p->limit_line[mi] : p->limit_line[di];
@@ -872,6 +1029,7 @@ config_new(const char *fname)
 
 	conf->path = xstrdup(fname);
 	conf->user_lowercase = true;
+	conf->tombstone_ttl_s = CONF_TTL_DEFAULT_S;
 	for (i = 0; i < MM_ARRAY_SIZE(limit_defs); i++) {
 		const struct limit_def *ld = &limit_defs[i];
 		void *field = (char *)&conf->limits + ld->off;
@@ -994,6 +1152,12 @@ mm_config_free(struct mm_config *conf)
 		listener_clear(&conf->listeners[i]);
 	free(conf->listeners);
 	free(conf->default_backend);
+	free(conf->site);
+	free(conf->node_name);
+	free(conf->directory);
+	free(conf->node_key);
+	free(conf->root_key);
+	free(conf->control_socket);
 	free(conf->user_add_domain);
 	free(conf->popmap_file);
 	free(conf->pidfile);

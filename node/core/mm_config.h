@@ -83,6 +83,19 @@ struct mm_config {
 
 	struct mm_limits limits;
 
+	/* The signed directory: on when directory is set; then site,
+	 * node_key and root_key are set too. */
+	char *site;		/* this node's site, [a-z0-9-]{1,32} */
+	char *node_name;	/* origin of the records this node signs;
+				 * default: the host name */
+	char *directory;	/* LMDB store directory; NULL: off */
+	char *node_key;		/* this node's secret key file */
+	char *root_key;		/* the cluster root's public key file */
+	char *control_socket;	/* mmctl's unix socket */
+	uint64_t tombstone_ttl_s;	/* deleted users' bodies kept this long */
+	bool popmap_fallback;	/* the popmap answers users the directory
+				 * does not know */
+
 	struct mm_listener_conf *listeners;	/* in file order; at least one */
 	size_t n_listeners;
 	struct mm_backend_conf *backends;	/* in file order; names unique */
@@ -104,6 +117,11 @@ struct mm_config *mm_config_parse(const char *text, size_t len,
 
 /* Frees conf and everything it points to; NULL is ignored. */
 void mm_config_free(struct mm_config *conf);
+
+/* Parses a duration such as those of tombstone-ttl ("30d", "12h", "90m",
+ * "3600s", "3600") into seconds. 0, or -1 when malformed or not a whole
+ * number of seconds. */
+int mm_config_parse_duration_s(const char *s, uint64_t *sec_r);
 
 /* The back end named exactly name (case matters), or NULL. The pointer is
  * owned by conf. */

@@ -140,6 +140,14 @@ test_defaults(void **state)
 	assert_null(conf->default_backend);
 	assert_int_equal(conf->n_backends, 0);
 	assert_null(mm_config_backend(conf, "ms1"));
+	assert_null(conf->site);
+	assert_null(conf->node_name);
+	assert_null(conf->directory);
+	assert_null(conf->node_key);
+	assert_null(conf->root_key);
+	assert_null(conf->control_socket);
+	assert_int_equal(conf->tombstone_ttl_s, 30 * 86400);
+	assert_false(conf->popmap_fallback);
 
 	assert_int_equal(l->line_max, 8192);
 	assert_int_equal(l->literal_max, 8192);
@@ -253,6 +261,94 @@ test_simple_directive_errors(void **state)
 	expect_error(LISTEN "default-backend\n", 2,
 	    "default-backend: missing argument");
 	expect_error(LISTEN "pidfile a b\n", 2, "unexpected 'b'");
+}
+
+/* ---- the signed directory ---------------------------------------- */
+
+#define DIRECTORY "directory /var/lib/mm/dir\nsite fra\n" \
+	"node-key /etc/mm/node.key\nroot-key /etc/mm/root.pub\n"
+
+static void
+test_directory_directives(void **state)
+{
+	struct mm_config *conf = parse_ok(DIRECTORY
+	    "node-name node-1.a_b\n"
+	    "control-socket /run/mm/ctl.sock\n"
+	    "tombstone-ttl 7d\n"
+	    "popmap-fallback yes\n"
+	    LISTEN);
+
+	assert_string_equal(conf->directory, "/var/lib/mm/dir");
+	assert_string_equal(conf->site, "fra");
+	assert_string_equal(conf->node_key, "/etc/mm/node.key");
+	assert_string_equal(conf->root_key, "/etc/mm/root.pub");
+	assert_string_equal(conf->node_name, "node-1.a_b");
+	assert_string_equal(conf->control_socket, "/run/mm/ctl.sock");
+	assert_int_equal(conf->tombstone_ttl_s, 7 * 86400);
+	assert_true(conf->popmap_fallback);
+	mm_config_free(conf);
+
+	/* Defaults that only exist with a directory. */
+	conf = parse_ok(DIRECTORY LISTEN);
+	assert_non_null(conf->node_name);
+	assert_true(strlen(conf->node_name) > 0);
+	assert_null(strchr(conf->node_name, '.'));
+	assert_string_equal(conf->control_socket,
+	    "/run/mailmesh/control.sock");
+	assert_int_equal(conf->tombstone_ttl_s, 30 * 86400);
+	assert_false(conf->popmap_fallback);
+	mm_config_free(conf);
+
+	conf = parse_ok(DIRECTORY "tombstone-ttl 36h\n" LISTEN);
+	assert_int_equal(conf->tombstone_ttl_s, 36 * 3600);
+	mm_config_free(conf);
+	conf = parse_ok(DIRECTORY "tombstone-ttl 3650d\n" LISTEN);
+	assert_int_equal(conf->tombstone_ttl_s, 3650ULL * 86400);
+	mm_config_free(conf);
+	conf = parse_ok(DIRECTORY "tombstone-ttl 3600\n" LISTEN);
+	assert_int_equal(conf->tombstone_ttl_s, 3600);
+	mm_config_free(conf);
+}
+
+static void
+test_directory_errors(void **state)
+{
+	uint64_t s;
+
+	expect_error(LISTEN "directory /d\nsite fra\nnode-key k\n", 2,
+	    "directory: needs 'root-key'");
+	expect_error(LISTEN "directory /d\nroot-key r\nnode-key k\n", 2,
+	    "directory: needs 'site'");
+	expect_error(LISTEN "directory /d\nroot-key r\nsite s\n", 2,
+	    "directory: needs 'node-key'");
+	expect_error(LISTEN "site fra\n", 2, "site: needs 'directory'");
+	expect_error(LISTEN "popmap-fallback yes\n", 2,
+	    "popmap-fallback: needs 'directory'");
+	expect_error(LISTEN "node-key /k\n", 2, "node-key: needs 'directory'");
+	expect_error(DIRECTORY "site ams\n" LISTEN, 5, "duplicate 'site'");
+	expect_error("site FRA\n" LISTEN, 1, "site: bad name 'FRA'");
+	expect_error("site fra_1\n" LISTEN, 1, "site: bad name");
+	expect_error("site a23456789012345678901234567890123\n" LISTEN, 1,
+	    "site: bad name");
+	expect_error("node-name a/b\n" LISTEN, 1, "node-name: bad name");
+	expect_error("tombstone-ttl 30x\n" LISTEN, 1,
+	    "tombstone-ttl: bad value '30x'");
+	expect_error("tombstone-ttl d\n" LISTEN, 1, "bad value 'd'");
+	expect_error("tombstone-ttl 1500ms\n" LISTEN, 1, "bad value");
+	expect_error("tombstone-ttl 59m\n" LISTEN, 1, "outside 1h..3650d");
+	expect_error("tombstone-ttl 3651d\n" LISTEN, 1, "outside");
+	expect_error("tombstone-ttl 99999999999999999999d\n" LISTEN, 1,
+	    "bad value");
+	expect_error("popmap-fallback maybe\n" LISTEN, 1, "not a boolean");
+
+	assert_int_equal(mm_config_parse_duration_s("2d", &s), 0);
+	assert_int_equal(s, 172800);
+	assert_int_equal(mm_config_parse_duration_s("90", &s), 0);
+	assert_int_equal(s, 90);
+	assert_int_equal(mm_config_parse_duration_s("0d", &s), 0);
+	assert_int_equal(s, 0);
+	assert_int_equal(mm_config_parse_duration_s("-1d", &s), -1);
+	assert_int_equal(mm_config_parse_duration_s("", &s), -1);
 }
 
 /* ---- syntax ---------------------------------------------------------- */
@@ -891,6 +987,8 @@ main(void)
 		cmocka_unit_test(test_process_directives),
 		cmocka_unit_test(test_routing_directives),
 		cmocka_unit_test(test_booleans),
+		cmocka_unit_test(test_directory_directives),
+		cmocka_unit_test(test_directory_errors),
 		cmocka_unit_test(test_simple_directive_errors),
 		cmocka_unit_test(test_comments_and_blanks),
 		cmocka_unit_test(test_syntax_errors),

@@ -1,0 +1,1769 @@
+/* The directory store: signed records in LMDB, and the accept rule. */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "mm_log.h"
+#include "mm_util.h"
+
+#define STORE_MAXDBS 16
+#define STORE_MAXREADERS 512	/* proxy workers, tools, tests */
+#define STORE_DATA_FILE "data.mdb"
+/* Map doublings (or re-reads of another writer's size) per transaction. */
+#define STORE_GROW_TRIES 16
+#define META_SCHEMA "schema_version"
+#define META_ROOT "root_pk"
+#define HWM_HASH_LEN 16		/* BLAKE2b of the body: duplicate check */
+#define HWM_FIXED (8 + 8 + HWM_HASH_LEN)
+#define EVIDENCE_HASH_LEN 32
+#define LOG_KEY_MAX (RECORD_NAME_MAX + 1 + 8)
+/* Batches at least this long verify their signatures on all cores. */
+#define PARALLEL_VERIFY_MIN 64
+#define VERIFY_THREADS_MAX 8
+#define VERIFY_CHUNK 4096	/* store_verify: records per parallel round */
+#define LOG_USER_MAX (4 * RECORD_USER_MAX + 1)
+
+enum {
+	DBI_META,
+	DBI_USERS,
+	DBI_HWM,
+	DBI_LOG,
+	DBI_ORIGINS,
+	DBI_CERTS,
+	DBI_REVOKED,
+	DBI_EVIDENCE,
+	DBI_COUNT
+};
+
+static const char *const dbi_names[DBI_COUNT] = {
+	"meta", "users", "hwm", "log", "origins", "certs", "revoked",
+	"evidence",
+};
+
+struct store {
+	MDB_env *env;
+	MDB_dbi dbi[DBI_COUNT];
+	enum store_mode mode;
+	MDB_txn *rtxn;		/* reset between lookups, renewed for each */
+	char *path;
+	uint64_t counts[STORE_ACCEPT_RESULTS];
+};
+
+struct hwm {
+	uint64_t epoch, seq;
+	uint8_t hash[HWM_HASH_LEN];
+	char site[RECORD_SITE_MAX + 1];
+};
+
+/* A signature checked ahead of the rule (in parallel): valid only for
+ * the key it was checked against. */
+struct vjob {
+	const uint8_t *body;
+	size_t body_len;
+	const uint8_t *sig;
+	uint8_t pk[DKEY_PK_LEN];
+	int have_pk;
+	int ok;
+};
+
+/* One write transaction's state. */
+struct wctx {
+	struct store *st;
+	MDB_txn *txn;
+	uint64_t now;
+	int mdb_rc;		/* the LMDB error behind a REJECT_STORE */
+	int changed;
+};
+
+/* A certified signer as the rule sees it. */
+struct signer {
+	uint8_t pk[DKEY_PK_LEN];
+	char site[RECORD_SITE_MAX + 1];
+};
+
+static const char *const accept_names[STORE_ACCEPT_RESULTS] = {
+	[ACCEPT_STORED] = "stored",
+	[ACCEPT_DUPLICATE] = "duplicate",
+	[ACCEPT_EQUIVOCATION] = "equivocation",
+	[REJECT_MALFORMED] = "malformed",
+	[REJECT_BAD_SIGNATURE] = "bad-signature",
+	[REJECT_UNKNOWN_KEY] = "unknown-key",
+	[REJECT_REVOKED] = "revoked",
+	[REJECT_EXPIRED] = "expired",
+	[REJECT_WRONG_SITE] = "wrong-site",
+	[REJECT_STALE] = "stale",
+	[REJECT_NO_TRANSFER] = "no-transfer",
+	[REJECT_NO_ROOT] = "no-root",
+	[REJECT_STORE] = "store-error",
+};
+
+const char *
+store_accept_name(enum accept_result r)
+{
+	if ((unsigned)r < STORE_ACCEPT_RESULTS)
+		return accept_names[r];
+	return "invalid";
+}
+
+/* ---- small helpers --------------------------------------------------- */
+
+static void
+be64_put(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t
+be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void
+body_hash(const struct record *r, uint8_t out[HWM_HASH_LEN])
+{
+	crypto_generichash(out, HWM_HASH_LEN, r->body, r->body_len, NULL, 0);
+}
+
+static int
+cmp_order(uint64_t e1, uint64_t s1, uint64_t e2, uint64_t s2)
+{
+	if (e1 != e2)
+		return e1 < e2 ? -1 : 1;
+	if (s1 != s2)
+		return s1 < s2 ? -1 : 1;
+	return 0;
+}
+
+static MDB_val
+val_str(const char *s)
+{
+	MDB_val v = { strlen(s), (void *)(uintptr_t)s };
+
+	return v;
+}
+
+static MDB_val
+val_bin(const void *p, size_t len)
+{
+	MDB_val v = { len, (void *)(uintptr_t)p };
+
+	return v;
+}
+
+static int
+hwm_parse(const MDB_val *v, struct hwm *h)
+{
+	size_t sitelen;
+	const uint8_t *p = v->mv_data;
+
+	if (v->mv_size < HWM_FIXED || v->mv_size > HWM_FIXED + RECORD_SITE_MAX)
+		return -1;
+	h->epoch = be64_get(p);
+	h->seq = be64_get(p + 8);
+	memcpy(h->hash, p + 16, HWM_HASH_LEN);
+	sitelen = v->mv_size - HWM_FIXED;
+	memcpy(h->site, p + HWM_FIXED, sitelen);
+	h->site[sitelen] = '\0';
+	return 0;
+}
+
+/* ---- opening --------------------------------------------------------- */
+
+static int
+mdb_fail(char **errstr_r, const char *path, const char *what, int rc)
+{
+	*errstr_r = xasprintf("%s: %s: %s", path, what, mdb_strerror(rc));
+	return -1;
+}
+
+/* Opens the sub-databases and checks (or, new, writes) the schema. */
+static int
+open_dbis(struct store *st, char **errstr_r)
+{
+	MDB_txn *txn = NULL;
+	MDB_val key, val;
+	uint8_t ver[4];
+	unsigned int flags = st->mode == STORE_WRITE ? MDB_CREATE : 0;
+	int rc = -1, mrc, i;
+
+	mrc = mdb_txn_begin(st->env, NULL,
+	    st->mode == STORE_READONLY ? MDB_RDONLY : 0, &txn);
+	if (mrc != 0) {
+		mdb_fail(errstr_r, st->path, "begin", mrc);
+		goto done;
+	}
+	for (i = 0; i < DBI_COUNT; i++) {
+		mrc = mdb_dbi_open(txn, dbi_names[i], flags, &st->dbi[i]);
+		if (mrc == MDB_NOTFOUND) {
+			*errstr_r = xasprintf("%s: not an initialised directory "
+			    "store (no \"%s\" database); open it once in write "
+			    "mode", st->path, dbi_names[i]);
+			goto done;
+		}
+		if (mrc != 0) {
+			mdb_fail(errstr_r, st->path, dbi_names[i], mrc);
+			goto done;
+		}
+	}
+	key = val_str(META_SCHEMA);
+	mrc = mdb_get(txn, st->dbi[DBI_META], &key, &val);
+	if (mrc == MDB_NOTFOUND && st->mode == STORE_WRITE) {
+		ver[0] = (uint8_t)(STORE_SCHEMA_VERSION >> 24);
+		ver[1] = (uint8_t)(STORE_SCHEMA_VERSION >> 16);
+		ver[2] = (uint8_t)(STORE_SCHEMA_VERSION >> 8);
+		ver[3] = (uint8_t)STORE_SCHEMA_VERSION;
+		val = val_bin(ver, sizeof(ver));
+		mrc = mdb_put(txn, st->dbi[DBI_META], &key, &val, 0);
+	}
+	if (mrc == MDB_NOTFOUND) {
+		*errstr_r = xasprintf("%s: directory store has no schema "
+		    "version; open it once in write mode", st->path);
+		goto done;
+	}
+	if (mrc != 0) {
+		mdb_fail(errstr_r, st->path, "schema version", mrc);
+		goto done;
+	}
+	if (val.mv_size != 4) {
+		*errstr_r = xasprintf("%s: malformed schema version",
+		    st->path);
+		goto done;
+	} else {
+		const uint8_t *p = val.mv_data;
+		uint32_t v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+		    (uint32_t)p[2] << 8 | p[3];
+
+		if (v != STORE_SCHEMA_VERSION) {
+			*errstr_r = xasprintf("%s: directory store has schema "
+			    "version %" PRIu32 ", this program needs version "
+			    "%d; migrate or rebuild the store", st->path, v,
+			    STORE_SCHEMA_VERSION);
+			goto done;
+		}
+	}
+	mrc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (mrc != 0) {
+		mdb_fail(errstr_r, st->path, "commit", mrc);
+		goto done;
+	}
+	rc = 0;
+done:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+struct store *
+store_open_sized(const char *path, enum store_mode mode, uint64_t mapsize,
+    char **errstr_r)
+{
+	struct store *st = NULL;
+	struct stat sb;
+	char *data = NULL;
+	unsigned int flags = MDB_NOTLS;
+	int mrc, ok = 0;
+
+	if (dkey_init() < 0) {
+		*errstr_r = xstrdup("libsodium did not start");
+		return NULL;
+	}
+	st = xcalloc(1, sizeof(*st));
+	st->mode = mode;
+	st->path = xstrdup(path);
+	if (mode == STORE_WRITE) {
+		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+			*errstr_r = xasprintf("%s: cannot create directory: %s",
+			    path, strerror(errno));
+			goto done;
+		}
+	} else {
+		flags |= MDB_RDONLY;
+	}
+	if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		*errstr_r = xasprintf("%s: no directory store here (not a "
+		    "directory); open it once in write mode", path);
+		goto done;
+	}
+	if ((mrc = mdb_env_create(&st->env)) != 0) {
+		mdb_fail(errstr_r, path, "mdb_env_create", mrc);
+		goto done;
+	}
+	mdb_env_set_maxdbs(st->env, STORE_MAXDBS);
+	mdb_env_set_maxreaders(st->env, STORE_MAXREADERS);
+	/* An existing store keeps the size it has grown to. */
+	data = xasprintf("%s/%s", path, STORE_DATA_FILE);
+	if (stat(data, &sb) < 0 && errno == ENOENT) {
+		if (mode == STORE_READONLY) {
+			*errstr_r = xasprintf("%s: no directory store here; "
+			    "open it once in write mode", path);
+			goto done;
+		}
+		mdb_env_set_mapsize(st->env, mapsize);
+	}
+	if ((mrc = mdb_env_open(st->env, path, flags, 0600)) != 0) {
+		mdb_fail(errstr_r, path, "mdb_env_open", mrc);
+		goto done;
+	}
+	if (open_dbis(st, errstr_r) < 0)
+		goto done;
+	ok = 1;
+done:
+	free(data);
+	if (!ok) {
+		store_close(st);
+		st = NULL;
+	}
+	return st;
+}
+
+struct store *
+store_open(const char *path, enum store_mode mode, char **errstr_r)
+{
+	return store_open_sized(path, mode, STORE_MAPSIZE_INITIAL, errstr_r);
+}
+
+void
+store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	if (st->rtxn != NULL)
+		mdb_txn_abort(st->rtxn);
+	if (st->env != NULL)
+		mdb_env_close(st->env);
+	free(st->path);
+	free(st);
+}
+
+void
+store_accept_counts(struct store *st, uint64_t counts_r[STORE_ACCEPT_RESULTS])
+{
+	memcpy(counts_r, st->counts, sizeof(st->counts));
+}
+
+/* ---- transactions ---------------------------------------------------- */
+
+/* The store's one read transaction, renewed: no allocation per lookup. */
+static int
+read_begin(struct store *st, MDB_txn **txn_r)
+{
+	int mrc = 0, tries;
+
+	for (tries = 0; tries < STORE_GROW_TRIES; tries++) {
+		if (st->rtxn != NULL)
+			mrc = mdb_txn_renew(st->rtxn);
+		else
+			mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY,
+			    &st->rtxn);
+		if (mrc == 0) {
+			*txn_r = st->rtxn;
+			return 0;
+		}
+		if (st->rtxn != NULL) {
+			mdb_txn_abort(st->rtxn);
+			st->rtxn = NULL;
+		}
+		/* A writer elsewhere grew the map: adopt its size. */
+		if (mrc != MDB_MAP_RESIZED)
+			break;
+		mdb_env_set_mapsize(st->env, 0);
+	}
+	log_warnx("- dir store read-begin path=%s error=\"%s\"", st->path,
+	    mdb_strerror(mrc));
+	return -1;
+}
+
+static void
+read_end(struct store *st)
+{
+	mdb_txn_reset(st->rtxn);
+}
+
+/* A separate read transaction for long walks: callbacks may look users up
+ * meanwhile through the store's own one. */
+static int
+walk_begin(struct store *st, MDB_txn **txn_r)
+{
+	int mrc = 0, tries;
+
+	for (tries = 0; tries < STORE_GROW_TRIES; tries++) {
+		mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn_r);
+		if (mrc != MDB_MAP_RESIZED)
+			break;
+		mdb_env_set_mapsize(st->env, 0);
+	}
+	if (mrc != 0) {
+		log_warnx("- dir store read-begin path=%s error=\"%s\"",
+		    st->path, mdb_strerror(mrc));
+		return -1;
+	}
+	return 0;
+}
+
+/* Work done inside a write transaction: 0 commit, 1 nothing to commit,
+ * -1 error (ctx->mdb_rc says which). It may run more than once. */
+typedef int (*write_fn)(struct wctx *ctx, void *arg);
+
+static int
+grow_map(struct store *st)
+{
+	MDB_envinfo info;
+	int mrc;
+
+	mdb_env_info(st->env, &info);
+	mrc = mdb_env_set_mapsize(st->env, info.me_mapsize * 2);
+	if (mrc != 0) {
+		log_warnx("- dir store grow path=%s error=\"%s\"", st->path,
+		    mdb_strerror(mrc));
+		return -1;
+	}
+	log_info("- dir store grow path=%s map_bytes=%zu", st->path,
+	    info.me_mapsize * 2);
+	return 0;
+}
+
+/* Runs fn in a write transaction; a full map doubles and fn runs again
+ * from the start, so nothing of the failed attempt remains. */
+static int
+store_write(struct store *st, uint64_t now, write_fn fn, void *arg)
+{
+	struct wctx ctx;
+	int mrc, r, tries;
+
+	if (st->mode != STORE_WRITE) {
+		log_warnx("- dir store write path=%s error=\"opened read-only\"",
+		    st->path);
+		return -1;
+	}
+	for (tries = 0; tries < STORE_GROW_TRIES; tries++) {
+		memset(&ctx, 0, sizeof(ctx));
+		ctx.st = st;
+		ctx.now = now;
+		mrc = mdb_txn_begin(st->env, NULL, 0, &ctx.txn);
+		if (mrc == MDB_MAP_RESIZED) {
+			mdb_env_set_mapsize(st->env, 0);
+			continue;
+		}
+		if (mrc != 0)
+			break;
+		r = fn(&ctx, arg);
+		if (r == 1) {
+			mdb_txn_abort(ctx.txn);
+			return 1;
+		}
+		if (r == 0) {
+			mrc = mdb_txn_commit(ctx.txn);
+			if (mrc == 0)
+				return 0;
+		} else {
+			mrc = ctx.mdb_rc;
+			mdb_txn_abort(ctx.txn);
+		}
+		if (mrc != MDB_MAP_FULL || grow_map(st) < 0)
+			break;
+	}
+	log_warnx("- dir store write path=%s error=\"%s\"", st->path,
+	    mrc != 0 ? mdb_strerror(mrc) : "retries exhausted");
+	return -1;
+}
+
+/* ---- lookups inside a transaction ------------------------------------ */
+
+/* 0 found, 1 not found, -1 LMDB error (in ctx). */
+static int
+tx_get(struct wctx *ctx, int dbi, MDB_val *key, MDB_val *val)
+{
+	int mrc = mdb_get(ctx->txn, ctx->st->dbi[dbi], key, val);
+
+	if (mrc == 0)
+		return 0;
+	if (mrc == MDB_NOTFOUND)
+		return 1;
+	ctx->mdb_rc = mrc;
+	return -1;
+}
+
+static int
+tx_put(struct wctx *ctx, int dbi, MDB_val *key, MDB_val *val,
+    unsigned int flags)
+{
+	int mrc = mdb_put(ctx->txn, ctx->st->dbi[dbi], key, val, flags);
+
+	if (mrc == 0) {
+		ctx->changed = 1;
+		return 0;
+	}
+	if (mrc == MDB_KEYEXIST && (flags & MDB_NOOVERWRITE))
+		return 0;
+	ctx->mdb_rc = mrc;
+	return -1;
+}
+
+/* 1 root set (pk_r), 0 none, -1 error. */
+static int
+get_root(MDB_txn *txn, struct store *st, uint8_t pk_r[DKEY_PK_LEN])
+{
+	MDB_val key = val_str(META_ROOT), val;
+	int mrc = mdb_get(txn, st->dbi[DBI_META], &key, &val);
+
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+	if (mrc != 0 || val.mv_size != DKEY_PK_LEN)
+		return -1;
+	memcpy(pk_r, val.mv_data, DKEY_PK_LEN);
+	return 1;
+}
+
+/* The certificate of key id, decoded; buffer lives in the map. */
+static int
+get_cert(struct wctx *ctx, const uint8_t id[DKEY_ID_LEN], struct record *c_r)
+{
+	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
+	int r = tx_get(ctx, DBI_CERTS, &key, &val);
+
+	if (r != 0)
+		return r;
+	if (record_decode(val.mv_data, val.mv_size, c_r, NULL) < 0 ||
+	    c_r->kind != RECORD_CERT)
+		return 1;	/* a damaged entry certifies nothing */
+	return 0;
+}
+
+/* ---- the accept rule ------------------------------------------------- */
+
+static int
+check_sig(const struct record *r, const uint8_t pk[DKEY_PK_LEN],
+    const struct vjob *pre)
+{
+	if (pre != NULL && pre->have_pk &&
+	    memcmp(pre->pk, pk, DKEY_PK_LEN) == 0)
+		return pre->ok ? 0 : -1;
+	return record_verify(r, pk);
+}
+
+/* Certificate, revocation, expiry, then signature. */
+static enum accept_result
+resolve_signer(struct wctx *ctx, const struct record *r, int check_expiry,
+    const struct vjob *pre, struct signer *s_r)
+{
+	struct record c;
+	MDB_val key = val_bin(r->key_id, DKEY_ID_LEN), val;
+	int g;
+
+	g = get_cert(ctx, r->key_id, &c);
+	if (g < 0)
+		return REJECT_STORE;
+	if (g > 0)
+		return REJECT_UNKNOWN_KEY;
+	g = tx_get(ctx, DBI_REVOKED, &key, &val);
+	if (g < 0)
+		return REJECT_STORE;
+	if (g == 0)
+		return REJECT_REVOKED;
+	if (check_expiry && c.u.cert.expires != 0 &&
+	    c.u.cert.expires <= ctx->now)
+		return REJECT_EXPIRED;
+	if (check_sig(r, c.u.cert.pk, pre) < 0)
+		return REJECT_BAD_SIGNATURE;
+	memcpy(s_r->pk, c.u.cert.pk, DKEY_PK_LEN);
+	memcpy(s_r->site, c.u.cert.site, sizeof(s_r->site));
+	return ACCEPT_STORED;
+}
+
+static enum accept_result
+log_and_origin(struct wctx *ctx, const char *origin, uint64_t origin_seq,
+    const uint8_t *env, size_t len, int overwrite)
+{
+	uint8_t k[LOG_KEY_MAX], cur[8];
+	size_t olen = strlen(origin);
+	MDB_val key, val;
+	int g;
+
+	memcpy(k, origin, olen);
+	k[olen] = '\0';
+	be64_put(k + olen + 1, origin_seq);
+	key = val_bin(k, olen + 1 + 8);
+	val = val_bin(env, len);
+	if (tx_put(ctx, DBI_LOG, &key, &val,
+	    overwrite ? 0 : MDB_NOOVERWRITE) < 0)
+		return REJECT_STORE;
+
+	key = val_str(origin);
+	g = tx_get(ctx, DBI_ORIGINS, &key, &val);
+	if (g < 0)
+		return REJECT_STORE;
+	if (g == 0 && val.mv_size == 8 && be64_get(val.mv_data) >= origin_seq)
+		return ACCEPT_STORED;
+	be64_put(cur, origin_seq);
+	val = val_bin(cur, sizeof(cur));
+	if (tx_put(ctx, DBI_ORIGINS, &key, &val, 0) < 0)
+		return REJECT_STORE;
+	return ACCEPT_STORED;
+}
+
+/* Makes r the current record of its user. */
+static enum accept_result
+put_current(struct wctx *ctx, const struct record *r, const uint8_t *env,
+    size_t len)
+{
+	const struct record_user *u = &r->u.user;
+	uint8_t h[HWM_FIXED + RECORD_SITE_MAX];
+	size_t sitelen = strlen(u->site);
+	MDB_val key = val_str(u->user), val;
+
+	val = val_bin(env, len);
+	if (tx_put(ctx, DBI_USERS, &key, &val, 0) < 0)
+		return REJECT_STORE;
+	be64_put(h, u->epoch);
+	be64_put(h + 8, u->seq);
+	body_hash(r, h + 16);
+	memcpy(h + HWM_FIXED, u->site, sitelen);
+	val = val_bin(h, HWM_FIXED + sitelen);
+	if (tx_put(ctx, DBI_HWM, &key, &val, 0) < 0)
+		return REJECT_STORE;
+	return ACCEPT_STORED;
+}
+
+/* The old owner's hand-over carried by r, which raises the epoch. */
+static enum accept_result
+check_transfer(struct wctx *ctx, const struct record *r, const char *owner)
+{
+	const struct record_user *u = &r->u.user, *tu;
+	struct record t;
+	struct signer s;
+	enum accept_result res;
+
+	if (u->transfer_len == 0 ||
+	    record_decode(u->transfer, u->transfer_len, &t, NULL) < 0)
+		return REJECT_NO_TRANSFER;
+	tu = &t.u.user;
+	if (t.kind != RECORD_USER || tu->state != USTATE_TRANSFER ||
+	    strcmp(tu->user, u->user) != 0 || tu->epoch != u->epoch ||
+	    tu->seq >= u->seq || strcmp(tu->site, u->site) != 0)
+		return REJECT_NO_TRANSFER;
+	/* Signed in the past, perhaps long ago: expiry does not apply, a
+	 * revocation does. */
+	res = resolve_signer(ctx, &t, 0, NULL, &s);
+	if (res == REJECT_STORE)
+		return res;
+	if (res != ACCEPT_STORED || strcmp(s.site, owner) != 0)
+		return REJECT_NO_TRANSFER;
+	return ACCEPT_STORED;
+}
+
+/* Same (epoch, seq) as the current record, other body. Both are kept; the
+ * record whose envelope hash is lower is current on every node. */
+static enum accept_result
+equivocation(struct wctx *ctx, const struct record *r, const uint8_t *env,
+    size_t len, const struct signer *s, const MDB_val *cur)
+{
+	uint8_t hr[EVIDENCE_HASH_LEN], hc[EVIDENCE_HASH_LEN];
+	uint8_t old[RECORD_MAX];
+	size_t old_len = cur->mv_size;
+	struct record c;
+	struct record sc;
+	MDB_val key, val;
+	int g, wins;
+
+	/* A copy: the map page under cur may change with the writes below. */
+	if (old_len > sizeof(old))
+		return REJECT_STALE;
+	memcpy(old, cur->mv_data, old_len);
+	if (record_decode(old, old_len, &c, NULL) < 0)
+		return REJECT_STALE;
+	/* Only whoever signed the current one can equivocate against it. */
+	g = get_cert(ctx, c.key_id, &sc);
+	if (g < 0)
+		return REJECT_STORE;
+	if (g > 0 || strcmp(sc.u.cert.site, s->site) != 0)
+		return REJECT_WRONG_SITE;
+
+	crypto_generichash(hr, sizeof(hr), env, len, NULL, 0);
+	crypto_generichash(hc, sizeof(hc), old, old_len, NULL, 0);
+	wins = memcmp(hr, hc, sizeof(hr)) < 0;
+	key = val_bin(hr, sizeof(hr));
+	val = val_bin(env, len);
+	if (tx_put(ctx, DBI_EVIDENCE, &key, &val, 0) < 0)
+		return REJECT_STORE;
+	key = val_bin(hc, sizeof(hc));
+	val = val_bin(old, old_len);
+	if (tx_put(ctx, DBI_EVIDENCE, &key, &val, 0) < 0)
+		return REJECT_STORE;
+	if (wins && put_current(ctx, r, env, len) != ACCEPT_STORED)
+		return REJECT_STORE;
+	if (log_and_origin(ctx, r->u.user.origin, r->u.user.origin_seq, env,
+	    len, wins) != ACCEPT_STORED)
+		return REJECT_STORE;
+	return ACCEPT_EQUIVOCATION;
+}
+
+static enum accept_result
+accept_user(struct wctx *ctx, const struct record *r, const uint8_t *env,
+    size_t len, const struct vjob *pre)
+{
+	const struct record_user *u = &r->u.user;
+	struct signer s;
+	struct hwm h;
+	enum accept_result res;
+	MDB_val key = val_str(u->user), val, cur;
+	int g, have_hwm = 0, c;
+
+	res = resolve_signer(ctx, r, 1, pre, &s);
+	if (res != ACCEPT_STORED)
+		return res;
+	g = tx_get(ctx, DBI_HWM, &key, &val);
+	if (g < 0)
+		return REJECT_STORE;
+	if (g == 0) {
+		if (hwm_parse(&val, &h) < 0) {
+			log_warnx("- dir store damaged-hwm path=%s",
+			    ctx->st->path);
+			ctx->mdb_rc = MDB_CORRUPTED;
+			return REJECT_STORE;
+		}
+		have_hwm = 1;
+	}
+	if (have_hwm) {
+		c = cmp_order(u->epoch, u->seq, h.epoch, h.seq);
+		if (c < 0)
+			return REJECT_STALE;
+		if (c == 0) {
+			uint8_t bh[HWM_HASH_LEN];
+
+			body_hash(r, bh);
+			if (memcmp(bh, h.hash, HWM_HASH_LEN) == 0)
+				return ACCEPT_DUPLICATE;
+			g = tx_get(ctx, DBI_USERS, &key, &cur);
+			if (g < 0)
+				return REJECT_STORE;
+			/* A purged tombstone leaves nothing to compare. */
+			if (g > 0)
+				return REJECT_STALE;
+			return equivocation(ctx, r, env, len, &s, &cur);
+		}
+	}
+
+	if (u->state == USTATE_TRANSFER) {
+		/* Signed by the owner it hands over from, and epochs grow
+		 * with every change of owner. A user never seen here has no
+		 * known owner: like a first record, it is taken as it is. */
+		if (have_hwm && strcmp(s.site, h.site) != 0)
+			return REJECT_WRONG_SITE;
+		if (have_hwm && u->epoch <= h.epoch)
+			return REJECT_NO_TRANSFER;
+	} else {
+		if (strcmp(s.site, u->site) != 0)
+			return REJECT_WRONG_SITE;
+		if (have_hwm && u->epoch > h.epoch) {
+			res = check_transfer(ctx, r, h.site);
+			if (res != ACCEPT_STORED)
+				return res;
+		} else if (have_hwm && strcmp(u->site, h.site) != 0) {
+			return REJECT_WRONG_SITE;
+		}
+	}
+	if (put_current(ctx, r, env, len) != ACCEPT_STORED)
+		return REJECT_STORE;
+	return log_and_origin(ctx, u->origin, u->origin_seq, env, len, 1);
+}
+
+/* CERT and REVOKE: signed by the root key. */
+static enum accept_result
+accept_trust(struct wctx *ctx, const struct record *r, const uint8_t *env,
+    size_t len, const struct vjob *pre)
+{
+	uint8_t root[DKEY_PK_LEN], root_id[DKEY_ID_LEN], id[DKEY_ID_LEN];
+	const char *origin;
+	uint64_t origin_seq;
+	MDB_val key, val;
+	int g, dbi;
+
+	g = get_root(ctx->txn, ctx->st, root);
+	if (g < 0) {
+		ctx->mdb_rc = MDB_CORRUPTED;
+		return REJECT_STORE;
+	}
+	if (g == 0)
+		return REJECT_NO_ROOT;
+	dkey_id(root, root_id);
+	if (memcmp(r->key_id, root_id, DKEY_ID_LEN) != 0)
+		return REJECT_UNKNOWN_KEY;
+	if (check_sig(r, root, pre) < 0)
+		return REJECT_BAD_SIGNATURE;
+
+	if (r->kind == RECORD_CERT) {
+		const struct record_cert *c = &r->u.cert;
+
+		dkey_id(c->pk, id);
+		key = val_bin(id, DKEY_ID_LEN);
+		g = tx_get(ctx, DBI_REVOKED, &key, &val);
+		if (g < 0)
+			return REJECT_STORE;
+		if (g == 0)
+			return REJECT_REVOKED;
+		if (c->expires != 0 && c->expires <= ctx->now)
+			return REJECT_EXPIRED;
+		dbi = DBI_CERTS;
+		origin = c->origin;
+		origin_seq = c->origin_seq;
+	} else {
+		memcpy(id, r->u.revoke.key_id, DKEY_ID_LEN);
+		key = val_bin(id, DKEY_ID_LEN);
+		dbi = DBI_REVOKED;
+		origin = r->u.revoke.origin;
+		origin_seq = r->u.revoke.origin_seq;
+	}
+	g = tx_get(ctx, dbi, &key, &val);
+	if (g < 0)
+		return REJECT_STORE;
+	if (g == 0) {
+		struct record old;
+		int ok = record_decode(val.mv_data, val.mv_size, &old,
+		    NULL) == 0 && old.kind == r->kind;
+
+		if (ok && old.body_len == r->body_len &&
+		    memcmp(old.body, r->body, r->body_len) == 0)
+			return ACCEPT_DUPLICATE;
+		/* A renewed certificate replaces an older one; the first
+		 * revocation of a key stands. */
+		if (ok && (r->kind == RECORD_REVOKE ||
+		    old.u.cert.issued >= r->u.cert.issued))
+			return REJECT_STALE;
+	}
+	val = val_bin(env, len);
+	if (tx_put(ctx, dbi, &key, &val, 0) < 0)
+		return REJECT_STORE;
+	return log_and_origin(ctx, origin, origin_seq, env, len, 1);
+}
+
+/* The one accept path: gossip, imports and local writes all come here. */
+static enum accept_result
+accept_in_txn(struct wctx *ctx, const uint8_t *env, size_t len,
+    const struct vjob *pre)
+{
+	struct record r;
+
+	if (len > RECORD_MAX || record_decode(env, len, &r, NULL) < 0)
+		return REJECT_MALFORMED;
+	if (r.kind == RECORD_USER)
+		return accept_user(ctx, &r, env, len, pre);
+	return accept_trust(ctx, &r, env, len, pre);
+}
+
+/* ---- parallel signature checks --------------------------------------- */
+
+struct vpool {
+	struct vjob *jobs;
+	size_t n, stride, first;
+};
+
+static void
+vrun(struct vjob *jobs, size_t n, size_t first, size_t stride)
+{
+	size_t i;
+
+	for (i = first; i < n; i += stride) {
+		struct vjob *j = &jobs[i];
+
+		if (j->have_pk)
+			j->ok = dkey_verify(j->pk, RECORD_SIG_PREFIX, j->body,
+			    j->body_len, j->sig) == 0;
+	}
+}
+
+static void *
+vthread(void *arg)
+{
+	struct vpool *p = arg;
+
+	vrun(p->jobs, p->n, p->first, p->stride);
+	return NULL;
+}
+
+static size_t
+verify_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		return 1;
+	return n > VERIFY_THREADS_MAX ? VERIFY_THREADS_MAX : (size_t)n;
+}
+
+/* Checks jobs on every core; the calling thread takes one share. */
+static void
+verify_parallel(struct vjob *jobs, size_t n)
+{
+	pthread_t tid[VERIFY_THREADS_MAX];
+	struct vpool pool[VERIFY_THREADS_MAX];
+	size_t nt = verify_threads(), started = 0, i;
+
+	if (n < PARALLEL_VERIFY_MIN)
+		nt = 1;
+	for (i = 1; i < nt; i++) {
+		pool[i] = (struct vpool){ jobs, n, nt, i };
+		if (pthread_create(&tid[i], NULL, vthread, &pool[i]) != 0)
+			break;
+		started++;
+	}
+	/* Shares of threads that did not start are done here. */
+	vrun(jobs, n, 0, nt);
+	for (i = 1 + started; i < nt; i++)
+		vrun(jobs, n, i, nt);
+	for (i = 1; i <= started; i++)
+		pthread_join(tid[i], NULL);
+}
+
+/* The key each envelope will most likely be checked against, from the
+ * state at the start of the batch. */
+static void
+prepare_jobs(struct wctx *ctx, const uint8_t *const *envs,
+    const size_t *lens, size_t n, struct vjob *jobs)
+{
+	uint8_t root[DKEY_PK_LEN];
+	int have_root = get_root(ctx->txn, ctx->st, root) == 1;
+	struct record r, c;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct vjob *j = &jobs[i];
+
+		memset(j, 0, sizeof(*j));
+		if (lens[i] > RECORD_MAX ||
+		    record_decode(envs[i], lens[i], &r, NULL) < 0)
+			continue;
+		j->body = r.body;
+		j->body_len = r.body_len;
+		j->sig = envs[i] + lens[i] - DKEY_SIG_LEN;
+		if (r.kind != RECORD_USER) {
+			if (have_root) {
+				memcpy(j->pk, root, DKEY_PK_LEN);
+				j->have_pk = 1;
+			}
+		} else if (get_cert(ctx, r.key_id, &c) == 0) {
+			memcpy(j->pk, c.u.cert.pk, DKEY_PK_LEN);
+			j->have_pk = 1;
+		}
+	}
+}
+
+/* ---- accepting ------------------------------------------------------- */
+
+struct batch {
+	const uint8_t *const *envs;
+	const size_t *lens;
+	size_t n;
+	enum accept_result *results;
+	struct vjob *jobs;	/* NULL: check each signature in turn */
+};
+
+static int
+batch_fn(struct wctx *ctx, void *arg)
+{
+	struct batch *b = arg;
+	size_t i;
+
+	if (b->jobs != NULL) {
+		prepare_jobs(ctx, b->envs, b->lens, b->n, b->jobs);
+		verify_parallel(b->jobs, b->n);
+	}
+	for (i = 0; i < b->n; i++) {
+		b->results[i] = accept_in_txn(ctx, b->envs[i], b->lens[i],
+		    b->jobs != NULL ? &b->jobs[i] : NULL);
+		if (b->results[i] == REJECT_STORE)
+			return -1;
+	}
+	return ctx->changed ? 0 : 1;
+}
+
+static void
+alarm_equivocation(const uint8_t *env, size_t len)
+{
+	char user[LOG_USER_MAX], kid[DKEY_ID_HEX_LEN + 1];
+	struct record r;
+
+	if (record_decode(env, len, &r, NULL) < 0)
+		return;
+	dkey_id_hex(r.key_id, kid);
+	log_warnx("- dir equivocation user=%s epoch=%" PRIu64 " seq=%" PRIu64
+	    " site=%s origin=%s key=%s", mm_log_escape(r.u.user.user, user,
+	    sizeof(user)), r.u.user.epoch, r.u.user.seq, r.u.user.site,
+	    r.u.user.origin, kid);
+}
+
+static void
+count_results(struct store *st, const uint8_t *const *envs,
+    const size_t *lens, size_t n, const enum accept_result *results)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if ((unsigned)results[i] < STORE_ACCEPT_RESULTS)
+			st->counts[results[i]]++;
+		if (results[i] == ACCEPT_EQUIVOCATION)
+			alarm_equivocation(envs[i], lens[i]);
+	}
+}
+
+void
+store_accept_batch(struct store *st, const uint8_t *const *envs,
+    const size_t *lens, size_t n, uint64_t now,
+    enum accept_result *results)
+{
+	struct batch b = { envs, lens, n, results, NULL };
+	size_t i;
+
+	if (n == 0)
+		return;
+	if (n >= PARALLEL_VERIFY_MIN && verify_threads() > 1)
+		b.jobs = xcalloc(n, sizeof(*b.jobs));
+	if (store_write(st, now, batch_fn, &b) < 0) {
+		for (i = 0; i < n; i++)
+			results[i] = REJECT_STORE;
+	}
+	free(b.jobs);
+	count_results(st, envs, lens, n, results);
+}
+
+enum accept_result
+store_accept(struct store *st, const uint8_t *env, size_t len, uint64_t now)
+{
+	enum accept_result res;
+
+	store_accept_batch(st, &env, &len, 1, now, &res);
+	return res;
+}
+
+/* ---- root ------------------------------------------------------------ */
+
+struct root_arg {
+	const uint8_t *pk;
+	int conflict;
+};
+
+static int
+root_fn(struct wctx *ctx, void *arg)
+{
+	struct root_arg *a = arg;
+	uint8_t cur[DKEY_PK_LEN];
+	MDB_val key = val_str(META_ROOT), val;
+	int g = get_root(ctx->txn, ctx->st, cur);
+
+	a->conflict = 0;
+	if (g < 0) {
+		ctx->mdb_rc = MDB_CORRUPTED;
+		return -1;
+	}
+	if (g == 1) {
+		a->conflict = memcmp(cur, a->pk, DKEY_PK_LEN) != 0;
+		return 1;
+	}
+	val = val_bin(a->pk, DKEY_PK_LEN);
+	return tx_put(ctx, DBI_META, &key, &val, 0) < 0 ? -1 : 0;
+}
+
+int
+store_set_root(struct store *st, const uint8_t pk[DKEY_PK_LEN],
+    char **errstr_r)
+{
+	struct root_arg a = { pk, 0 };
+
+	if (st->mode != STORE_WRITE) {
+		*errstr_r = xasprintf("%s: store opened read-only", st->path);
+		return -1;
+	}
+	if (store_write(st, 0, root_fn, &a) < 0) {
+		*errstr_r = xasprintf("%s: cannot write the root key",
+		    st->path);
+		return -1;
+	}
+	if (a.conflict) {
+		*errstr_r = xasprintf("%s: another root key is set already; "
+		    "the root key never changes", st->path);
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_get_root(struct store *st, uint8_t pk_r[DKEY_PK_LEN])
+{
+	MDB_txn *txn;
+	int r;
+
+	if (read_begin(st, &txn) < 0)
+		return -1;
+	r = get_root(txn, st, pk_r);
+	read_end(st);
+	return r;
+}
+
+/* ---- reading --------------------------------------------------------- */
+
+int
+store_get_user(struct store *st, const char *user,
+    struct record_user *u_r, uint8_t **buf_r, size_t *len_r)
+{
+	struct record r;
+	MDB_txn *txn;
+	MDB_val key, val;
+	const char *why = NULL;
+	int rc = -1, mrc;
+	size_t ulen = strnlen(user, RECORD_USER_MAX + 1);
+
+	if (buf_r != NULL)
+		*buf_r = NULL;
+	if (ulen == 0 || ulen > RECORD_USER_MAX)
+		return 0;
+	if (read_begin(st, &txn) < 0)
+		return -1;
+	key = val_bin(user, ulen);
+	mrc = mdb_get(txn, st->dbi[DBI_USERS], &key, &val);
+	if (mrc == MDB_NOTFOUND) {
+		rc = 0;
+		goto done;
+	}
+	if (mrc != 0) {
+		log_warnx("- dir store get path=%s error=\"%s\"", st->path,
+		    mdb_strerror(mrc));
+		goto done;
+	}
+	if (buf_r != NULL) {
+		*buf_r = xmalloc(val.mv_size);
+		memcpy(*buf_r, val.mv_data, val.mv_size);
+		val.mv_data = *buf_r;
+	}
+	if (record_decode(val.mv_data, val.mv_size, &r, &why) < 0 ||
+	    r.kind != RECORD_USER) {
+		char esc[LOG_USER_MAX];
+
+		log_warnx("- dir store bad-record user=%s reason=\"%s\"",
+		    mm_log_escape(user, esc, sizeof(esc)),
+		    why != NULL ? why : "not a user record");
+		st->counts[REJECT_MALFORMED]++;
+		goto done;
+	}
+	*u_r = r.u.user;
+	if (buf_r == NULL)
+		u_r->transfer = NULL;	/* pointed into the map */
+	if (len_r != NULL)
+		*len_r = val.mv_size;
+	rc = 1;
+done:
+	read_end(st);
+	if (rc != 1 && buf_r != NULL) {
+		free(*buf_r);
+		*buf_r = NULL;
+	}
+	return rc;
+}
+
+int
+store_foreach_user(struct store *st, store_user_cb cb, void *arg)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	struct record r;
+	int rc = -1, mrc;
+
+	if (walk_begin(st, &txn) < 0)
+		return -1;
+	if ((mrc = mdb_cursor_open(txn, st->dbi[DBI_USERS], &cur)) != 0)
+		goto fail;
+	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+		if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
+		    r.kind != RECORD_USER) {
+			log_warnx("- dir store bad-record path=%s", st->path);
+			continue;
+		}
+		if (cb(&r, val.mv_data, val.mv_size, arg) != 0)
+			break;
+	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		goto fail;
+	rc = 0;
+	goto done;
+fail:
+	log_warnx("- dir store walk path=%s error=\"%s\"", st->path,
+	    mdb_strerror(mrc));
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_stats(struct store *st, struct store_stats *s_r)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_stat ms;
+	MDB_envinfo info;
+	MDB_val key, val;
+	struct record r;
+	int rc = -1, mrc;
+
+	memset(s_r, 0, sizeof(*s_r));
+	if (walk_begin(st, &txn) < 0)
+		return -1;
+#define ENTRIES(d, field) do {						\
+	if ((mrc = mdb_stat(txn, st->dbi[d], &ms)) != 0)		\
+		goto fail;						\
+	s_r->field = ms.ms_entries;					\
+} while (0)
+	ENTRIES(DBI_USERS, users);
+	ENTRIES(DBI_CERTS, certs);
+	ENTRIES(DBI_REVOKED, revoked);
+	ENTRIES(DBI_ORIGINS, origins);
+	ENTRIES(DBI_EVIDENCE, evidence);
+#undef ENTRIES
+	if ((mrc = mdb_cursor_open(txn, st->dbi[DBI_USERS], &cur)) != 0)
+		goto fail;
+	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+		if (record_decode(val.mv_data, val.mv_size, &r, NULL) == 0 &&
+		    r.kind == RECORD_USER && r.u.user.state == USTATE_DELETED)
+			s_r->tombstones++;
+	}
+	if (mrc != MDB_NOTFOUND)
+		goto fail;
+	mdb_env_info(st->env, &info);
+	if ((mrc = mdb_env_stat(st->env, &ms)) != 0)
+		goto fail;
+	s_r->map_bytes = info.me_mapsize;
+	s_r->used_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+	rc = 0;
+	goto done;
+fail:
+	log_warnx("- dir store stats path=%s error=\"%s\"", st->path,
+	    mdb_strerror(mrc));
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* ---- authoring ------------------------------------------------------- */
+
+struct put_arg {
+	const struct store_signer *sg;
+	const char *user, *backend, *target_site, *new_site;
+	enum user_state state;
+	enum accept_result res;
+};
+
+static int
+put_fn(struct wctx *ctx, void *arg)
+{
+	struct put_arg *a = arg;
+	struct record_user u;
+	struct record cur;
+	struct hwm h;
+	uint8_t env[RECORD_MAX];
+	MDB_val key = val_str(a->user), val;
+	const char *why;
+	int g, have_hwm = 0, n;
+
+	memset(&u, 0, sizeof(u));
+	g = tx_get(ctx, DBI_HWM, &key, &val);
+	if (g < 0)
+		goto store_error;
+	if (g == 0) {
+		if (hwm_parse(&val, &h) < 0) {
+			ctx->mdb_rc = MDB_CORRUPTED;
+			goto store_error;
+		}
+		have_hwm = 1;
+		if (strcmp(h.site, a->sg->site) != 0) {
+			a->res = REJECT_WRONG_SITE;
+			return 1;
+		}
+	}
+	if (a->state == USTATE_TRANSFER) {
+		if (!have_hwm) {
+			a->res = REJECT_STALE;	/* nothing to hand over */
+			return 1;
+		}
+		u.epoch = h.epoch + 1;
+		u.seq = 0;
+		mm_strlcpy(u.site, a->new_site, sizeof(u.site));
+	} else {
+		u.epoch = have_hwm ? h.epoch : 1;
+		u.seq = have_hwm ? h.seq + 1 : 1;
+		mm_strlcpy(u.site, a->sg->site, sizeof(u.site));
+		/* Records of an epoch this site got by a hand-over carry it,
+		 * so a node that missed the TRANSFER can still take them. */
+		g = tx_get(ctx, DBI_USERS, &key, &val);
+		if (g < 0)
+			goto store_error;
+		if (g == 0 && record_decode(val.mv_data, val.mv_size, &cur,
+		    NULL) == 0 && cur.kind == RECORD_USER &&
+		    cur.u.user.epoch == u.epoch) {
+			if (cur.u.user.state == USTATE_TRANSFER) {
+				u.transfer = val.mv_data;
+				u.transfer_len = val.mv_size;
+			} else if (cur.u.user.transfer_len > 0) {
+				u.transfer = cur.u.user.transfer;
+				u.transfer_len = cur.u.user.transfer_len;
+			}
+		}
+	}
+	mm_strlcpy(u.user, a->user, sizeof(u.user));
+	mm_strlcpy(u.backend, a->backend, sizeof(u.backend));
+	mm_strlcpy(u.target_site, a->target_site, sizeof(u.target_site));
+	mm_strlcpy(u.origin, a->sg->origin, sizeof(u.origin));
+	u.state = a->state;
+	u.timestamp = ctx->now;
+	key = val_str(a->sg->origin);
+	g = tx_get(ctx, DBI_ORIGINS, &key, &val);
+	if (g < 0)
+		goto store_error;
+	u.origin_seq = (g == 0 && val.mv_size == 8 ?
+	    be64_get(val.mv_data) : 0) + 1;
+
+	n = record_encode_user(&u, a->sg->key, env, sizeof(env), &why);
+	if (n < 0) {
+		log_warnx("- dir store put user=%s error=\"%s\"", a->user,
+		    why);
+		a->res = REJECT_MALFORMED;
+		return 1;
+	}
+	a->res = accept_in_txn(ctx, env, (size_t)n, NULL);
+	if (a->res == REJECT_STORE)
+		return -1;
+	if (a->res != ACCEPT_STORED)
+		return 1;
+	return 0;
+store_error:
+	a->res = REJECT_STORE;
+	return -1;
+}
+
+static enum accept_result
+put_common(struct store *st, struct put_arg *a, uint64_t now)
+{
+	int r;
+
+	if (!record_user_valid(a->user) || !record_site_valid(a->sg->site) ||
+	    !record_name_valid(a->sg->origin) || !a->sg->key->has_secret ||
+	    (a->target_site[0] != '\0' && !record_site_valid(a->target_site))
+	    || strlen(a->backend) > RECORD_NAME_MAX) {
+		a->res = REJECT_MALFORMED;
+	} else {
+		r = store_write(st, now, put_fn, a);
+		if (r < 0)
+			a->res = REJECT_STORE;
+	}
+	if ((unsigned)a->res < STORE_ACCEPT_RESULTS)
+		st->counts[a->res]++;
+	return a->res;
+}
+
+enum accept_result
+store_put_user(struct store *st, const struct store_signer *sg,
+    const char *user, const char *backend, enum user_state state,
+    const char *target_site, uint64_t now)
+{
+	struct put_arg a = { sg, user, backend,
+		target_site != NULL ? target_site : "", NULL, state,
+		REJECT_MALFORMED };
+
+	if (state != USTATE_ACTIVE && state != USTATE_MOVING &&
+	    state != USTATE_FROZEN && state != USTATE_DELETED) {
+		st->counts[REJECT_MALFORMED]++;
+		return REJECT_MALFORMED;
+	}
+	return put_common(st, &a, now);
+}
+
+enum accept_result
+store_put_transfer(struct store *st, const struct store_signer *sg,
+    const char *user, const char *new_site, const char *backend,
+    uint64_t now)
+{
+	struct put_arg a = { sg, user, backend != NULL ? backend : "", "",
+		new_site, USTATE_TRANSFER, REJECT_MALFORMED };
+
+	if (!record_site_valid(new_site)) {
+		st->counts[REJECT_MALFORMED]++;
+		return REJECT_MALFORMED;
+	}
+	return put_common(st, &a, now);
+}
+
+/* ---- checks ---------------------------------------------------------- */
+
+/* A certificate as store_verify trusts it; sorted by id as LMDB is. */
+struct vcert {
+	uint8_t id[DKEY_ID_LEN];
+	uint8_t pk[DKEY_PK_LEN];
+	char site[RECORD_SITE_MAX + 1];
+	int valid, revoked;
+};
+
+struct vstate {
+	struct store *st;
+	MDB_txn *txn;
+	store_bad_cb cb;
+	void *arg;
+	struct store_verify_report *rep;
+	struct vcert *certs;
+	size_t ncerts;
+	uint8_t root[DKEY_PK_LEN];
+	int have_root;
+	/* user records waiting for their signatures to be checked */
+	struct vjob *jobs;
+	char (*names)[RECORD_USER_MAX + 1];
+	size_t njobs;
+};
+
+static void
+bad(struct vstate *vs, const char *what, const char *reason)
+{
+	vs->rep->bad++;
+	if (vs->cb != NULL)
+		vs->cb(what, reason, vs->arg);
+}
+
+static void
+bad_user(struct vstate *vs, const char *user, const char *reason)
+{
+	char *what = xasprintf("user %s", user);
+
+	bad(vs, what, reason);
+	free(what);
+}
+
+static void
+bad_key(struct vstate *vs, const char *kind, const uint8_t *id,
+    const char *reason)
+{
+	char hex[DKEY_ID_HEX_LEN + 1], *what;
+
+	dkey_id_hex(id, hex);
+	what = xasprintf("%s %s", kind, hex);
+	bad(vs, what, reason);
+	free(what);
+}
+
+static int
+vcert_cmp(const void *a, const void *b)
+{
+	return memcmp(a, ((const struct vcert *)b)->id, DKEY_ID_LEN);
+}
+
+static struct vcert *
+vcert_find(struct vstate *vs, const uint8_t id[DKEY_ID_LEN])
+{
+	return bsearch(id, vs->certs, vs->ncerts, sizeof(*vs->certs),
+	    vcert_cmp);
+}
+
+/* Walks dbi, calling fn for each entry; -1 on an LMDB error. */
+static int
+vwalk(struct vstate *vs, int dbi,
+    void (*fn)(struct vstate *, const MDB_val *, const MDB_val *))
+{
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	int mrc;
+
+	if ((mrc = mdb_cursor_open(vs->txn, vs->st->dbi[dbi], &cur)) != 0)
+		goto fail;
+	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0)
+		fn(vs, &key, &val);
+	mdb_cursor_close(cur);
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+fail:
+	log_warnx("- dir store verify path=%s db=%s error=\"%s\"",
+	    vs->st->path, dbi_names[dbi], mdb_strerror(mrc));
+	return -1;
+}
+
+static void
+v_cert(struct vstate *vs, const MDB_val *key, const MDB_val *val)
+{
+	struct vcert *c = &vs->certs[vs->ncerts++];
+	struct record r;
+	const char *why = NULL;
+
+	memset(c, 0, sizeof(*c));
+	vs->rep->checked++;
+	if (key->mv_size != DKEY_ID_LEN) {
+		vs->ncerts--;
+		bad(vs, "cert entry", "key is not a key id");
+		return;
+	}
+	memcpy(c->id, key->mv_data, DKEY_ID_LEN);
+	if (record_decode(val->mv_data, val->mv_size, &r, &why) < 0 ||
+	    r.kind != RECORD_CERT) {
+		bad_key(vs, "cert", c->id, why != NULL ? why : "not a CERT");
+		return;
+	}
+	{
+		uint8_t id[DKEY_ID_LEN];
+
+		dkey_id(r.u.cert.pk, id);
+		if (memcmp(id, c->id, DKEY_ID_LEN) != 0) {
+			bad_key(vs, "cert", c->id, "stored under another id");
+			return;
+		}
+	}
+	if (!vs->have_root || record_verify(&r, vs->root) < 0) {
+		bad_key(vs, "cert", c->id, "not signed by the root key");
+		return;
+	}
+	memcpy(c->pk, r.u.cert.pk, DKEY_PK_LEN);
+	memcpy(c->site, r.u.cert.site, sizeof(c->site));
+	c->valid = 1;
+}
+
+static void
+v_revoke(struct vstate *vs, const MDB_val *key, const MDB_val *val)
+{
+	struct record r;
+	struct vcert *c;
+	const char *why = NULL;
+
+	vs->rep->checked++;
+	if (key->mv_size != DKEY_ID_LEN) {
+		bad(vs, "revoked entry", "key is not a key id");
+		return;
+	}
+	if (record_decode(val->mv_data, val->mv_size, &r, &why) < 0 ||
+	    r.kind != RECORD_REVOKE ||
+	    memcmp(r.u.revoke.key_id, key->mv_data, DKEY_ID_LEN) != 0) {
+		bad_key(vs, "revoke", key->mv_data,
+		    why != NULL ? why : "not a REVOKE for this key");
+		return;
+	}
+	if (!vs->have_root || record_verify(&r, vs->root) < 0) {
+		bad_key(vs, "revoke", key->mv_data,
+		    "not signed by the root key");
+		return;
+	}
+	if ((c = vcert_find(vs, key->mv_data)) != NULL)
+		c->revoked = 1;
+}
+
+/* Certificate chain of a signer: 0 ok, else a reason. */
+static const char *
+v_chain(struct vstate *vs, const uint8_t id[DKEY_ID_LEN],
+    const struct vcert **c_r)
+{
+	const struct vcert *c = vcert_find(vs, id);
+
+	if (c == NULL || !c->valid)
+		return "signed by an uncertified key";
+	if (c->revoked)
+		return "signed by a revoked key";
+	*c_r = c;
+	return NULL;
+}
+
+static void
+v_flush(struct vstate *vs)
+{
+	size_t i;
+
+	verify_parallel(vs->jobs, vs->njobs);
+	for (i = 0; i < vs->njobs; i++) {
+		if (!vs->jobs[i].ok)
+			bad_user(vs, vs->names[i], "bad signature");
+	}
+	vs->njobs = 0;
+}
+
+/* env is in the map, which outlives the queue; r does not. The signature
+ * ends a canonical envelope. */
+static void
+v_queue(struct vstate *vs, const struct record *r, const MDB_val *env,
+    const uint8_t *pk, const char *name)
+{
+	struct vjob *j = &vs->jobs[vs->njobs];
+
+	j->body = r->body;
+	j->body_len = r->body_len;
+	j->sig = (const uint8_t *)env->mv_data + env->mv_size - DKEY_SIG_LEN;
+	memcpy(j->pk, pk, DKEY_PK_LEN);
+	j->have_pk = 1;
+	j->ok = 0;
+	memcpy(vs->names[vs->njobs++], name, RECORD_USER_MAX + 1);
+	if (vs->njobs == VERIFY_CHUNK)
+		v_flush(vs);
+}
+
+static void
+v_user(struct vstate *vs, const MDB_val *key, const MDB_val *val)
+{
+	struct record r, t;
+	const struct vcert *c = NULL, *tc = NULL;
+	const struct record_user *u = &r.u.user;
+	const char *why = NULL;
+	struct hwm h;
+	MDB_val hv;
+	uint8_t bh[HWM_HASH_LEN];
+	char name[RECORD_USER_MAX + 1];
+	size_t klen = key->mv_size > RECORD_USER_MAX ? RECORD_USER_MAX :
+	    key->mv_size;
+
+	vs->rep->checked++;
+	memcpy(name, key->mv_data, klen);
+	name[klen] = '\0';
+	if (record_decode(val->mv_data, val->mv_size, &r, &why) < 0 ||
+	    r.kind != RECORD_USER) {
+		bad_user(vs, name, why != NULL ? why : "not a USER record");
+		return;
+	}
+	if (key->mv_size != strlen(u->user) ||
+	    memcmp(key->mv_data, u->user, key->mv_size) != 0) {
+		bad_user(vs, name, "stored under another name");
+		return;
+	}
+	if ((why = v_chain(vs, r.key_id, &c)) != NULL) {
+		bad_user(vs, name, why);
+		return;
+	}
+	if (u->state != USTATE_TRANSFER && strcmp(c->site, u->site) != 0) {
+		bad_user(vs, name, "signer not certified for the site");
+		return;
+	}
+	if (u->state != USTATE_TRANSFER && u->transfer_len > 0) {
+		if (record_decode(u->transfer, u->transfer_len, &t, NULL) < 0 ||
+		    v_chain(vs, t.key_id, &tc) != NULL ||
+		    record_verify(&t, tc->pk) < 0) {
+			bad_user(vs, name, "invalid transfer");
+			return;
+		}
+	}
+	if (mdb_get(vs->txn, vs->st->dbi[DBI_HWM], (MDB_val *)key, &hv) != 0
+	    || hwm_parse(&hv, &h) < 0) {
+		bad_user(vs, name, "no high-water mark");
+		return;
+	}
+	body_hash(&r, bh);
+	if (h.epoch != u->epoch || h.seq != u->seq ||
+	    memcmp(h.hash, bh, HWM_HASH_LEN) != 0 ||
+	    strcmp(h.site, u->site) != 0) {
+		bad_user(vs, name, "high-water mark does not match");
+		return;
+	}
+	v_queue(vs, &r, val, c->pk, name);
+}
+
+int
+store_verify(struct store *st, uint64_t now,
+    struct store_verify_report *rep_r, store_bad_cb cb, void *arg)
+{
+	struct vstate vs;
+	MDB_stat ms;
+	int rc = -1, mrc, g;
+
+	memset(rep_r, 0, sizeof(*rep_r));
+	memset(&vs, 0, sizeof(vs));
+	vs.st = st;
+	vs.cb = cb;
+	vs.arg = arg;
+	vs.rep = rep_r;
+	if (walk_begin(st, &vs.txn) < 0)
+		return -1;
+	g = get_root(vs.txn, st, vs.root);
+	if (g < 0)
+		goto done;
+	vs.have_root = g == 1;
+	if ((mrc = mdb_stat(vs.txn, st->dbi[DBI_CERTS], &ms)) != 0)
+		goto done;
+	vs.certs = xcalloc(ms.ms_entries + 1, sizeof(*vs.certs));
+	vs.jobs = xcalloc(VERIFY_CHUNK, sizeof(*vs.jobs));
+	vs.names = xcalloc(VERIFY_CHUNK, sizeof(*vs.names));
+	if (vwalk(&vs, DBI_CERTS, v_cert) < 0 ||
+	    vwalk(&vs, DBI_REVOKED, v_revoke) < 0)
+		goto done;
+	if (vwalk(&vs, DBI_USERS, v_user) < 0)
+		goto done;
+	v_flush(&vs);
+	if ((mrc = mdb_stat(vs.txn, st->dbi[DBI_EVIDENCE], &ms)) != 0)
+		goto done;
+	rep_r->equivocations = ms.ms_entries;
+	rc = 0;
+done:
+	free(vs.certs);
+	free(vs.jobs);
+	free(vs.names);
+	mdb_txn_abort(vs.txn);
+	(void)now;
+	return rc;
+}
+
+/* ---- tombstones ------------------------------------------------------ */
+
+struct purge_arg {
+	uint64_t ttl;
+	long count;
+};
+
+static int
+purge_fn(struct wctx *ctx, void *arg)
+{
+	struct purge_arg *a = arg;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	struct record r;
+	int mrc;
+
+	a->count = 0;
+	if ((mrc = mdb_cursor_open(ctx->txn, ctx->st->dbi[DBI_USERS],
+	    &cur)) != 0) {
+		ctx->mdb_rc = mrc;
+		return -1;
+	}
+	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+		if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
+		    r.kind != RECORD_USER || r.u.user.state != USTATE_DELETED)
+			continue;
+		if (ctx->now < a->ttl || r.u.user.timestamp > ctx->now - a->ttl)
+			continue;
+		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+		a->count++;
+	}
+	mdb_cursor_close(cur);
+	if (mrc != 0 && mrc != MDB_NOTFOUND) {
+		ctx->mdb_rc = mrc;
+		return -1;
+	}
+	return a->count > 0 ? 0 : 1;
+}
+
+long
+store_purge_tombstones(struct store *st, uint64_t now, uint64_t ttl)
+{
+	struct purge_arg a = { ttl, 0 };
+
+	if (store_write(st, now, purge_fn, &a) < 0)
+		return -1;
+	return a.count;
+}

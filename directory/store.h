@@ -1,0 +1,187 @@
+/* The directory store: signed records in one LMDB environment per node.
+ *
+ * Sub-databases: meta (schema version, root public key), users (normalised
+ * user -> envelope), hwm (user -> epoch, seq), log (origin NUL origin_seq
+ * big-endian -> envelope), origins (origin -> highest origin_seq), certs
+ * (key id -> CERT envelope), revoked (key id -> REVOKE envelope), evidence
+ * (BLAKE2b of an envelope -> envelope, for equivocations).
+ *
+ * One writer (the node's directory agent, or mmctl when no node runs; LMDB
+ * serialises writers anyway). Proxy workers open it read-only and resolve a
+ * user in one short read transaction. One write transaction per change (or
+ * per batch of an import); a crash at any instant leaves the last committed
+ * state. A full map grows (doubling) and retries; a full disk gives an
+ * error and changes nothing. */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dkey.h"
+#include "record.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_MAPSIZE_INITIAL (64ULL << 20)	/* grows when full */
+
+struct store;
+
+enum store_mode { STORE_READONLY, STORE_WRITE };
+
+/* Opens (creating in write mode) the environment in directory path.
+ * Refuses a store whose schema version differs, naming both versions.
+ * NULL with *errstr_r on failure. */
+struct store *store_open(const char *path, enum store_mode mode,
+    char **errstr_r);
+/* The same with the map size a new store starts with (an existing store
+ * keeps the size it has grown to). Tests use a tiny map. */
+struct store *store_open_sized(const char *path, enum store_mode mode,
+    uint64_t mapsize, char **errstr_r);
+void store_close(struct store *st);
+
+/* The cluster root public key: set once (write mode), then fixed. */
+int store_set_root(struct store *st, const uint8_t pk[DKEY_PK_LEN],
+    char **errstr_r);
+/* 1 and *pk_r, 0 if none set, -1 on error. */
+int store_get_root(struct store *st, uint8_t pk_r[DKEY_PK_LEN]);
+
+/* ---- reading (any process) ------------------------------------------ */
+
+/* The current record of a normalised user, decoded. Returns 1 found, 0 not
+ * found, -1 on a store error or a record that does not decode (logged,
+ * counted). *buf_r receives a malloc'd copy of the envelope that u_r's
+ * pointers refer to; free it. Pass buf_r NULL to skip the copy (then the
+ * transfer pointer is NULL; transfer_len still tells whether there is
+ * one). A store handle is for one thread at a time. */
+int store_get_user(struct store *st, const char *user,
+    struct record_user *u_r, uint8_t **buf_r, size_t *len_r);
+
+/* Calls cb for every current user record in name order (tombstones
+ * included); cb returns 0 to go on, nonzero to stop. Returns 0, or -1. */
+typedef int (*store_user_cb)(const struct record *r, const uint8_t *env,
+    size_t len, void *arg);
+int store_foreach_user(struct store *st, store_user_cb cb, void *arg);
+
+struct store_stats {
+	uint64_t users, tombstones, certs, revoked, origins, evidence;
+	uint64_t map_bytes, used_bytes;
+};
+int store_stats(struct store *st, struct store_stats *s_r);
+
+/* ---- the accept rule ------------------------------------------------ */
+
+enum accept_result {
+	ACCEPT_STORED = 0,	/* new and valid: stored */
+	ACCEPT_DUPLICATE,	/* these exact bytes are stored already */
+	ACCEPT_EQUIVOCATION,	/* same (epoch, seq), other body: evidence kept,
+				   the deterministic winner is stored */
+	REJECT_MALFORMED,	/* does not decode, or over RECORD_MAX */
+	REJECT_BAD_SIGNATURE,
+	REJECT_UNKNOWN_KEY,	/* no certificate for the key id */
+	REJECT_REVOKED,
+	REJECT_EXPIRED,
+	REJECT_WRONG_SITE,	/* signer not certified for the owning site */
+	REJECT_STALE,		/* (epoch, seq) not above the high-water mark */
+	REJECT_NO_TRANSFER,	/* epoch change without the old owner's transfer */
+	REJECT_NO_ROOT,		/* store has no root key yet */
+	REJECT_STORE,		/* LMDB error, disk full: nothing changed */
+};
+
+#define STORE_ACCEPT_RESULTS (REJECT_STORE + 1)
+
+const char *store_accept_name(enum accept_result r);
+
+/* How often this store handle gave each result since it was opened
+ * (store_accept*, store_put_*; store_get_user counts REJECT_MALFORMED for
+ * a stored record that does not decode). */
+void store_accept_counts(struct store *st,
+    uint64_t counts_r[STORE_ACCEPT_RESULTS]);
+
+/* The one accept function for local writes, imports and gossip: decodes,
+ * checks signature, certificate, revocation, site, ordering and transfer,
+ * and stores the record with its hwm, log and origin entries in one write
+ * transaction. CERT records must be signed by the root key, REVOKE records
+ * too. now is unix seconds (for expiry). The caller keeps env.
+ *
+ * USER records, in this order: the signer's certificate must exist
+ * (UNKNOWN_KEY), not be revoked (REVOKED) nor expired at now (EXPIRED), and
+ * the signature hold (BAD_SIGNATURE). Against the user's high-water mark:
+ * below it STALE; equal with the same body DUPLICATE; equal with another
+ * body from the same signing site EQUIVOCATION (both envelopes go to
+ * evidence keyed by BLAKE2b-256 of the envelope, the one with the lower
+ * hash is current, an alarm is logged). Above it, the owner is the stored
+ * record's site (for a new user, the record's own site): a TRANSFER must be
+ * signed by the owner and raise the epoch; any other record must be signed
+ * for its own site (WRONG_SITE), keep the owner's site within an epoch, and
+ * when it raises the epoch carry the owner's TRANSFER for the same user,
+ * epoch and new site with a lower seq (NO_TRANSFER). The carried TRANSFER's
+ * signer may since have expired, not been revoked.
+ * CERT: a certificate for a revoked key is REVOKED, an expired one EXPIRED;
+ * a stored certificate is replaced only by one issued later (else STALE).
+ * REVOKE: the first revocation of a key stands. */
+enum accept_result store_accept(struct store *st, const uint8_t *env,
+    size_t len, uint64_t now);
+
+/* Batches: up to n envelopes in one write transaction; results[i] per
+ * envelope. A REJECT_STORE aborts the whole batch (all results say so).
+ * Records are taken in order, so a CERT early in a batch certifies the
+ * USER records after it. Long batches check signatures on all cores. */
+void store_accept_batch(struct store *st, const uint8_t *const *envs,
+    const size_t *lens, size_t n, uint64_t now,
+    enum accept_result *results);
+
+/* ---- authoring (the writer signs its own changes) ------------------- */
+
+/* Who signs: a key certified for site, and the origin name that numbers the
+ * records this signer makes (gap-free; the next origin_seq comes from the
+ * store inside the same write transaction). */
+struct store_signer {
+	const struct dkey *key;
+	const char *site;
+	const char *origin;
+};
+
+/* Sets user (normalised by the caller) to live on backend at the signer's
+ * site in state (ACTIVE, MOVING, FROZEN or DELETED), with the next seq of
+ * its epoch, signs and accepts it. A user owned by another site is refused
+ * (REJECT_WRONG_SITE). now is unix seconds. */
+enum accept_result store_put_user(struct store *st,
+    const struct store_signer *sg, const char *user, const char *backend,
+    enum user_state state, const char *target_site, uint64_t now);
+
+/* The commit point of a move: the owner signs TRANSFER at (stored epoch + 1,
+ * seq 0) naming new_site (and, if known, the back end there; may be NULL).
+ * The new site's own records of that epoch start at seq 1; store_put_user
+ * at the new site embeds the stored TRANSFER (or the transfer carried by
+ * the current record) in every record of that epoch, so nodes that missed
+ * the TRANSFER still accept them. REJECT_STALE for an unknown user. */
+enum accept_result store_put_transfer(struct store *st,
+    const struct store_signer *sg, const char *user, const char *new_site,
+    const char *backend, uint64_t now);
+
+/* ---- checks --------------------------------------------------------- */
+
+struct store_verify_report {
+	uint64_t checked;	/* records examined (users, certs, revocations) */
+	uint64_t bad;		/* invalid: decode, signature, chain, hwm */
+	uint64_t equivocations;
+};
+
+/* Re-verifies every stored record against the trust state; cb (may be
+ * NULL) is told about each bad record with a reason. Returns 0, or -1 on a
+ * store error. Certificates must be signed by the root; user records
+ * decode, are signed by a certified, unrevoked key of their site (expiry is
+ * not checked: they were accepted while it held) and match their
+ * high-water mark. equivocations counts the evidence entries. */
+typedef void (*store_bad_cb)(const char *what, const char *reason,
+    void *arg);
+int store_verify(struct store *st, uint64_t now,
+    struct store_verify_report *rep_r, store_bad_cb cb, void *arg);
+
+/* Drops the bodies of tombstones older than ttl seconds (their high-water
+ * marks stay, so an old record can never come back). Returns the count
+ * purged, or -1. */
+long store_purge_tombstones(struct store *st, uint64_t now, uint64_t ttl);
+
+#endif

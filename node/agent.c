@@ -1,0 +1,1345 @@
+/* The directory agent: request handlers shared with `mmctl --direct`, the
+ * trust checks the node runs before it starts, and the agent process with
+ * its control socket. */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <lmdb.h>
+
+#include "dir.h"
+#include "mm_log.h"
+#include "mm_util.h"
+#include "record.h"
+#include "store.h"
+
+#define AGENT_CLIENTS_MAX 16	/* mmctl connections at once */
+#define AGENT_IDLE_S 120	/* an mmctl that sends nothing is dropped */
+#define AGENT_PURGE_S 3600	/* tombstone purge period */
+#define AGENT_ROWS_PER_FRAME (256 * 1024)	/* bytes of rows per frame */
+#define AGENT_SOCKET_DIR_MODE 0755
+#define AGENT_SOCKET_MODE 0660
+#define AGENT_LMDB_DBS 16	/* named sub-databases a reader may open */
+#define ROOT_ORIGIN "root"	/* origin of records signed by the root key */
+#define TIME_TEXT_LEN 32
+
+struct agent {
+	const struct mm_config *conf;
+	struct store *st;
+	struct dkey key;
+	struct store_signer sg;
+};
+
+/* ---- helpers -------------------------------------------------------- */
+
+static const char *
+fmt_time(uint64_t t, char buf[TIME_TEXT_LEN])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL) {
+		snprintf(buf, TIME_TEXT_LEN, "-");
+		return buf;
+	}
+	strftime(buf, TIME_TEXT_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+static void
+rows_addv(struct ctl_rows *rows, size_t n, ...)
+{
+	const char *cols[CTL_COLS_MAX];
+	va_list ap;
+	size_t i;
+
+	va_start(ap, n);
+	for (i = 0; i < n && i < CTL_COLS_MAX; i++)
+		cols[i] = va_arg(ap, const char *);
+	va_end(ap);
+	/* Every column comes from the store or the config, which hold
+	 * shorter strings than the codec allows. */
+	(void)ctl_rows_add(rows, i, cols);
+}
+
+static enum ctl_status
+accept_status(enum accept_result r)
+{
+	switch (r) {
+	case ACCEPT_STORED:
+	case ACCEPT_DUPLICATE:
+	case ACCEPT_EQUIVOCATION:
+		return CTL_OK;
+	case REJECT_STORE:
+		return CTL_TEMP;
+	default:
+		return CTL_FAILED;
+	}
+}
+
+static const char *const user_header[] = { "user", "site", "backend",
+	"state", "epoch", "seq", "origin", "origin_seq", "time", "key_id",
+	"target_site" };
+
+static void
+user_row(struct ctl_rows *rows, const struct record_user *u,
+    const uint8_t key_id[DKEY_ID_LEN])
+{
+	char epoch[24], seq[24], oseq[24], tbuf[TIME_TEXT_LEN];
+	char kid[DKEY_ID_HEX_LEN + 1];
+
+	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)u->epoch);
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)u->seq);
+	snprintf(oseq, sizeof(oseq), "%llu",
+	    (unsigned long long)u->origin_seq);
+	dkey_id_hex(key_id, kid);
+	rows_addv(rows, 11, u->user, u->site, u->backend,
+	    record_state_name(u->state), epoch, seq, u->origin, oseq,
+	    fmt_time(u->timestamp, tbuf), kid, u->target_site);
+}
+
+/* The current record of a normalised user as a row; 1, 0 none, -1. */
+static int
+user_lookup_row(struct agent *a, const char *user, struct ctl_rows *rows,
+    struct record_user *u_r)
+{
+	struct record r;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	const char *why;
+	int found;
+
+	found = store_get_user(a->st, user, u_r, &buf, &len);
+	if (found == 1) {
+		if (record_decode(buf, len, &r, &why) != 0) {
+			free(buf);
+			return -1;
+		}
+		if (rows->n == 0)
+			(void)ctl_rows_add(rows, MM_ARRAY_SIZE(user_header),
+			    user_header);
+		user_row(rows, u_r, r.key_id);
+	}
+	free(buf);
+	return found;
+}
+
+/* ---- raw reads of the trust sub-databases --------------------------- */
+
+/* The store has no API yet to enumerate certificates and revocations;
+ * they are read here, read-only, from the sub-databases that store.h
+ * documents. Never while this process has the store open: LMDB allows one
+ * environment per file per process. */
+typedef void trust_cb(const struct record *r, void *arg);
+
+static int
+trust_foreach(const char *path, const char *dbname, trust_cb *cb, void *arg,
+    char **errstr_r)
+{
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_dbi dbi;
+	MDB_val k, v;
+	struct record r;
+	const char *why;
+	int e, rc = -1;
+
+	if ((e = mdb_env_create(&env)) != 0 ||
+	    (e = mdb_env_set_maxdbs(env, AGENT_LMDB_DBS)) != 0 ||
+	    (e = mdb_env_open(env, path, MDB_RDONLY, 0)) != 0 ||
+	    (e = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0) {
+		*errstr_r = xasprintf("directory %s: %s", path,
+		    mdb_strerror(e));
+		goto done;
+	}
+	if ((e = mdb_dbi_open(txn, dbname, 0, &dbi)) == MDB_NOTFOUND) {
+		rc = 0;		/* nothing stored yet */
+		goto done;
+	}
+	if (e != 0 || (e = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+		*errstr_r = xasprintf("directory %s: %s: %s", path, dbname,
+		    mdb_strerror(e));
+		goto done;
+	}
+	while ((e = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		if (record_decode(v.mv_data, v.mv_size, &r, &why) == 0)
+			cb(&r, arg);
+	}
+	if (e != MDB_NOTFOUND) {
+		*errstr_r = xasprintf("directory %s: %s: %s", path, dbname,
+		    mdb_strerror(e));
+		goto done;
+	}
+	rc = 0;
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	if (env != NULL)
+		mdb_env_close(env);
+	return rc;
+}
+
+struct trust {
+	size_t n_certs, n_revoked;
+	struct cert_info {
+		struct record_cert c;
+		uint8_t id[DKEY_ID_LEN];
+		bool sig_ok;
+	} *certs;
+	struct revoke_info {
+		uint8_t id[DKEY_ID_LEN];
+		struct record_revoke v;
+	} *revoked;
+	uint8_t root[DKEY_PK_LEN];
+	bool have_root;
+};
+
+static void
+trust_cert_cb(const struct record *r, void *arg)
+{
+	struct trust *t = arg;
+	struct cert_info *ci;
+
+	if (r->kind != RECORD_CERT)
+		return;
+	t->certs = xrealloc(t->certs, (t->n_certs + 1) * sizeof(*t->certs));
+	ci = &t->certs[t->n_certs++];
+	ci->c = r->u.cert;
+	dkey_id(r->u.cert.pk, ci->id);
+	ci->sig_ok = t->have_root && record_verify(r, t->root) == 0;
+}
+
+static void
+trust_revoke_cb(const struct record *r, void *arg)
+{
+	struct trust *t = arg;
+	struct revoke_info *ri;
+
+	if (r->kind != RECORD_REVOKE)
+		return;
+	t->revoked = xrealloc(t->revoked,
+	    (t->n_revoked + 1) * sizeof(*t->revoked));
+	ri = &t->revoked[t->n_revoked++];
+	memcpy(ri->id, r->u.revoke.key_id, DKEY_ID_LEN);
+	ri->v = r->u.revoke;
+}
+
+static void
+trust_clear(struct trust *t)
+{
+	free(t->certs);
+	free(t->revoked);
+	memset(t, 0, sizeof(*t));
+}
+
+static int
+trust_load(const char *path, struct trust *t, char **errstr_r)
+{
+	struct store *st;
+
+	memset(t, 0, sizeof(*t));
+	if ((st = store_open(path, STORE_READONLY, errstr_r)) == NULL)
+		return -1;
+	t->have_root = store_get_root(st, t->root) == 1;
+	store_close(st);
+	if (trust_foreach(path, "certs", trust_cert_cb, t, errstr_r) != 0 ||
+	    trust_foreach(path, "revoked", trust_revoke_cb, t,
+	    errstr_r) != 0) {
+		trust_clear(t);
+		return -1;
+	}
+	return 0;
+}
+
+static const struct revoke_info *
+trust_revoked(const struct trust *t, const uint8_t id[DKEY_ID_LEN])
+{
+	size_t i;
+
+	for (i = 0; i < t->n_revoked; i++)
+		if (memcmp(t->revoked[i].id, id, DKEY_ID_LEN) == 0)
+			return &t->revoked[i];
+	return NULL;
+}
+
+static const char *
+cert_state(const struct trust *t, const struct cert_info *ci, uint64_t now)
+{
+	if (!ci->sig_ok)
+		return "bad-signature";
+	if (trust_revoked(t, ci->id) != NULL)
+		return "revoked";
+	if (ci->c.expires != 0 && ci->c.expires <= now)
+		return "expired";
+	return "valid";
+}
+
+int
+agent_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
+    char **errstr_r)
+{
+	static const char *const header[] = { "key_id", "role", "site",
+		"name", "issued", "expires", "state", "origin", "origin_seq" };
+	char kid[DKEY_ID_HEX_LEN + 1], ib[TIME_TEXT_LEN], eb[TIME_TEXT_LEN];
+	char seq[24];
+	struct trust t;
+	size_t i, j;
+
+	if (trust_load(path, &t, errstr_r) != 0)
+		return -1;
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	for (i = 0; i < t.n_certs; i++) {
+		const struct cert_info *ci = &t.certs[i];
+
+		dkey_id_hex(ci->id, kid);
+		snprintf(seq, sizeof(seq), "%llu",
+		    (unsigned long long)ci->c.origin_seq);
+		rows_addv(rows, 9, kid, record_role_name(ci->c.role),
+		    ci->c.site, ci->c.name, fmt_time(ci->c.issued, ib),
+		    ci->c.expires == 0 ? "never" :
+		    fmt_time(ci->c.expires, eb), cert_state(&t, ci, now),
+		    ci->c.origin, seq);
+	}
+	/* Revocations of keys this store never saw certified. */
+	for (i = 0; i < t.n_revoked; i++) {
+		for (j = 0; j < t.n_certs; j++)
+			if (memcmp(t.certs[j].id, t.revoked[i].id,
+			    DKEY_ID_LEN) == 0)
+				break;
+		if (j < t.n_certs)
+			continue;
+		dkey_id_hex(t.revoked[i].id, kid);
+		snprintf(seq, sizeof(seq), "%llu",
+		    (unsigned long long)t.revoked[i].v.origin_seq);
+		rows_addv(rows, 9, kid, "-", "-", "-", "-", "-", "revoked",
+		    t.revoked[i].v.origin, seq);
+	}
+	trust_clear(&t);
+	return 0;
+}
+
+uint64_t
+agent_root_next_seq(const char *path, const char *origin)
+{
+	struct trust t;
+	uint64_t max = 0;
+	char *err = NULL;
+	size_t i;
+
+	if (trust_load(path, &t, &err) != 0) {
+		free(err);
+		return 1;
+	}
+	for (i = 0; i < t.n_certs; i++)
+		if (strcmp(t.certs[i].c.origin, origin) == 0 &&
+		    t.certs[i].c.origin_seq > max)
+			max = t.certs[i].c.origin_seq;
+	for (i = 0; i < t.n_revoked; i++)
+		if (strcmp(t.revoked[i].v.origin, origin) == 0 &&
+		    t.revoked[i].v.origin_seq > max)
+			max = t.revoked[i].v.origin_seq;
+	trust_clear(&t);
+	return max + 1;
+}
+
+/* ---- opening the store ---------------------------------------------- */
+
+/* Sets the root from the root-key file when the store has none, and
+ * refuses a store that holds another root. */
+static int
+ensure_root(const struct mm_config *conf, struct store *st, char **errstr_r)
+{
+	uint8_t have[DKEY_PK_LEN];
+	char a[DKEY_ID_HEX_LEN + 1], b[DKEY_ID_HEX_LEN + 1];
+	uint8_t ida[DKEY_ID_LEN], idb[DKEY_ID_LEN];
+	struct dkey root;
+	char *err = NULL;
+	int r, rc = -1;
+
+	memset(&root, 0, sizeof(root));
+	if (dkey_load_public(conf->root_key, &root, &err) != 0) {
+		*errstr_r = xasprintf("root-key %s: %s", conf->root_key, err);
+		goto done;
+	}
+	if ((r = store_get_root(st, have)) < 0) {
+		*errstr_r = xasprintf("directory %s: cannot read the root "
+		    "key", conf->directory);
+		goto done;
+	}
+	if (r == 0) {
+		if (store_set_root(st, root.pk, &err) != 0) {
+			*errstr_r = xasprintf("directory %s: %s",
+			    conf->directory, err);
+			goto done;
+		}
+		log_info("- dir root-set key_id=%s",
+		    (dkey_id_hex(root.id, a), a));
+	} else if (memcmp(have, root.pk, DKEY_PK_LEN) != 0) {
+		dkey_id(have, ida);
+		dkey_id(root.pk, idb);
+		dkey_id_hex(ida, a);
+		dkey_id_hex(idb, b);
+		*errstr_r = xasprintf("directory %s belongs to root key %s, "
+		    "but root-key %s is %s: wrong root-key or wrong "
+		    "directory", conf->directory, a, conf->root_key, b);
+		goto done;
+	}
+	rc = 0;
+done:
+	free(err);
+	return rc;
+}
+
+static enum ctl_status
+open_status(const char *dir)
+{
+	if (access(dir, W_OK) != 0 && (errno == EACCES || errno == EPERM ||
+	    errno == EROFS))
+		return CTL_PERM;
+	return CTL_FAILED;
+}
+
+struct agent *
+agent_new(const struct mm_config *conf, const struct dkey *key,
+    enum ctl_status *status_r, char **errstr_r)
+{
+	struct agent *a = xcalloc(1, sizeof(*a));
+	char *err = NULL;
+
+	a->conf = conf;
+	*status_r = CTL_FAILED;
+	if (key != NULL)
+		a->key = *key;
+	a->sg.key = &a->key;
+	a->sg.site = conf->site;
+	a->sg.origin = conf->node_name;
+	if (mkdir(conf->directory, 0700) != 0 && errno != EEXIST) {
+		*status_r = errno == EACCES ? CTL_PERM : CTL_FAILED;
+		*errstr_r = xasprintf("directory %s: %s", conf->directory,
+		    strerror(errno));
+		goto fail;
+	}
+	if ((a->st = store_open(conf->directory, STORE_WRITE, &err)) == NULL) {
+		*status_r = open_status(conf->directory);
+		*errstr_r = xasprintf("%s%s", err, *status_r == CTL_PERM ?
+		    " (permission denied: run as the node's user or root)" :
+		    "");
+		free(err);
+		goto fail;
+	}
+	if (ensure_root(conf, a->st, errstr_r) != 0)
+		goto fail;
+	return a;
+fail:
+	agent_free(a);
+	return NULL;
+}
+
+void
+agent_free(struct agent *a)
+{
+	if (a == NULL)
+		return;
+	store_close(a->st);
+	dkey_clear(&a->key);
+	free(a);
+}
+
+int
+agent_load_key(const struct mm_config *conf, struct dkey *key_r,
+    char **errstr_r)
+{
+	struct stat sb;
+	char *err = NULL;
+
+	/* The two usual mistakes, said in words an operator acts on. */
+	if (stat(conf->node_key, &sb) != 0 && errno == ENOENT) {
+		*errstr_r = xasprintf("node-key %s: missing (create one with: "
+		    "mmctl keys new %s)", conf->node_key, conf->node_key);
+		return -1;
+	}
+	if (S_ISREG(sb.st_mode) && (sb.st_mode & 077) != 0) {
+		*errstr_r = xasprintf("node-key %s: is readable by group or "
+		    "others (chmod 600 %s)", conf->node_key, conf->node_key);
+		return -1;
+	}
+	if (dkey_load_secret(conf->node_key, key_r, &err) != 0) {
+		*errstr_r = xasprintf("node-key %s: %s", conf->node_key, err);
+		free(err);
+		return -1;
+	}
+	return 0;
+}
+
+int
+agent_preflight(const struct mm_config *conf, const struct dkey *key,
+    char **errstr_r)
+{
+	struct agent *a = NULL;
+	enum ctl_status st;
+	struct trust t;
+	char kid[DKEY_ID_HEX_LEN + 1];
+	const char *why = NULL;
+	uint64_t now = (uint64_t)time(NULL);
+	size_t i;
+	int rc = -1;
+
+	memset(&t, 0, sizeof(t));
+	dkey_id_hex(key->id, kid);
+	/* Root set, store writable; closed again before the trust read. */
+	if ((a = agent_new(conf, key, &st, errstr_r)) == NULL)
+		goto done;
+	agent_free(a);
+	if (trust_load(conf->directory, &t, errstr_r) != 0)
+		goto done;
+	for (i = 0; i < t.n_certs; i++) {
+		const struct cert_info *ci = &t.certs[i];
+
+		if (memcmp(ci->id, key->id, DKEY_ID_LEN) != 0 ||
+		    strcmp(ci->c.site, conf->site) != 0 ||
+		    (ci->c.role != ROLE_NODE && ci->c.role != ROLE_SITE))
+			continue;
+		why = cert_state(&t, ci, now);
+		if (strcmp(why, "valid") == 0) {
+			rc = 0;
+			goto done;
+		}
+	}
+	if (why != NULL && strcmp(why, "revoked") == 0)
+		*errstr_r = xasprintf("node-key %s (key id %s): its "
+		    "certificate for site %s is revoked (make a new key with: "
+		    "mmctl keys new FILE, and certify that)", conf->node_key,
+		    kid, conf->site);
+	else if (why != NULL)
+		*errstr_r = xasprintf("node-key %s (key id %s): its "
+		    "certificate for site %s is %s (certify it again with: "
+		    "mmctl -c %s keys certify --root ROOT.key --pub %s.pub "
+		    "--role node --site %s --name %s)", conf->node_key, kid,
+		    conf->site, why, conf->path, conf->node_key, conf->site,
+		    conf->node_name);
+	else
+		*errstr_r = xasprintf("node-key %s (key id %s) is not "
+		    "certified for site %s (certify it with: mmctl -c %s keys "
+		    "certify --root ROOT.key --pub %s.pub --role node --site "
+		    "%s --name %s)", conf->node_key, kid, conf->site,
+		    conf->path, conf->node_key, conf->site, conf->node_name);
+done:
+	trust_clear(&t);
+	return rc;
+}
+
+/* ---- request handlers ----------------------------------------------- */
+
+struct op {
+	const char *name;
+	size_t args_min, args_max;
+	enum ctl_status (*run)(struct agent *, size_t, char *const *, char **,
+	    struct ctl_rows *);
+};
+
+static int
+normalise(struct agent *a, const char *user, char out[RECORD_USER_MAX + 1])
+{
+	char buf[DIR_USER_MAX + 1];
+
+	if (dir_normalise_user(a->conf, user, buf, sizeof(buf)) != 0 ||
+	    strlen(buf) > RECORD_USER_MAX)
+		return -1;
+	/* The store is keyed by lower-case names whatever user-lowercase
+	 * says: two spellings must not become two users. */
+	for (char *p = buf; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	mm_strlcpy(out, buf, RECORD_USER_MAX + 1);
+	return 0;
+}
+
+static void
+log_change(const char *what, const char *user, const char *backend,
+    enum user_state state, struct agent *a, enum accept_result res)
+{
+	struct record_user u;
+	char ub[4 * RECORD_USER_MAX + 1], bb[4 * RECORD_NAME_MAX + 1];
+	int found;
+
+	memset(&u, 0, sizeof(u));
+	found = store_get_user(a->st, user, &u, NULL, NULL);
+	log_info("- dir %s user=%s backend=%s state=%s epoch=%llu seq=%llu "
+	    "result=%s", what, mm_log_escape(user, ub, sizeof(ub)),
+	    mm_log_escape(backend, bb, sizeof(bb)), record_state_name(state),
+	    found == 1 ? (unsigned long long)u.epoch : 0ULL,
+	    found == 1 ? (unsigned long long)u.seq : 0ULL,
+	    store_accept_name(res));
+}
+
+/* Writes one user change; the answer is the record as stored. */
+static enum ctl_status
+put_user(struct agent *a, const char *what, const char *user,
+    const char *backend, enum user_state state, const char *target,
+    char **msg_r, struct ctl_rows *rows)
+{
+	struct record_user u;
+	enum accept_result res;
+	enum ctl_status status;
+
+	res = store_put_user(a->st, &a->sg, user, backend, state, target,
+	    (uint64_t)time(NULL));
+	log_change(what, user, backend, state, a, res);
+	status = accept_status(res);
+	if (status != CTL_OK) {
+		*msg_r = xasprintf("%s: %s", user, store_accept_name(res));
+		return status;
+	}
+	if (user_lookup_row(a, user, rows, &u) != 1) {
+		*msg_r = xasprintf("%s: stored but cannot be read back", user);
+		return CTL_TEMP;
+	}
+	*msg_r = xasprintf("%s: %s", user, store_accept_name(res));
+	return CTL_OK;
+}
+
+static enum ctl_status
+check_backend(struct agent *a, const char *backend, char **msg_r)
+{
+	if (mm_config_backend(a->conf, backend) == NULL ||
+	    !record_name_valid(backend)) {
+		*msg_r = xasprintf("'%s' is not a back end of site %s (see "
+		    "backend in %s)", backend, a->conf->site, a->conf->path);
+		return CTL_FAILED;
+	}
+	return CTL_OK;
+}
+
+static enum ctl_status
+op_user_add(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1];
+	struct record_user u;
+	int r;
+
+	if (normalise(a, argv[0], user) != 0) {
+		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
+		return CTL_FAILED;
+	}
+	if (check_backend(a, argv[1], msg_r) != CTL_OK)
+		return CTL_FAILED;
+	r = store_get_user(a->st, user, &u, NULL, NULL);
+	if (r < 0) {
+		*msg_r = xasprintf("%s: cannot read the store", user);
+		return CTL_TEMP;
+	}
+	if (r == 1 && u.state != USTATE_DELETED) {
+		*msg_r = xasprintf("%s exists (site %s, back end %s): use "
+		    "user set", user, u.site, u.backend);
+		return CTL_FAILED;
+	}
+	return put_user(a, "user-add", user, argv[1], USTATE_ACTIVE, "",
+	    msg_r, rows);
+}
+
+static enum ctl_status
+op_user_set(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1];
+	enum user_state state = USTATE_ACTIVE;
+	const char *target = argv[3];
+	struct record_user u;
+	int r;
+
+	if (normalise(a, argv[0], user) != 0) {
+		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
+		return CTL_FAILED;
+	}
+	if (check_backend(a, argv[1], msg_r) != CTL_OK)
+		return CTL_FAILED;
+	if (argv[2][0] != '\0' && (record_state_parse(argv[2], &state) != 0 ||
+	    (state != USTATE_ACTIVE && state != USTATE_MOVING &&
+	    state != USTATE_FROZEN))) {
+		*msg_r = xasprintf("state '%s': active, moving or frozen",
+		    argv[2]);
+		return CTL_USAGE;
+	}
+	if (state == USTATE_ACTIVE && target[0] != '\0') {
+		*msg_r = xasprintf("--target goes with --state moving or "
+		    "frozen");
+		return CTL_USAGE;
+	}
+	if (state != USTATE_ACTIVE && (!record_site_valid(target) ||
+	    strcmp(target, a->conf->site) == 0)) {
+		*msg_r = xasprintf("state %s needs --target SITE, another "
+		    "site than %s", record_state_name(state), a->conf->site);
+		return CTL_USAGE;
+	}
+	r = store_get_user(a->st, user, &u, NULL, NULL);
+	if (r < 0) {
+		*msg_r = xasprintf("%s: cannot read the store", user);
+		return CTL_TEMP;
+	}
+	if (r == 0 || u.state == USTATE_DELETED) {
+		*msg_r = xasprintf("%s: no such user (create it with user "
+		    "add)", user);
+		return CTL_FAILED;
+	}
+	return put_user(a, "user-set", user, argv[1], state, target, msg_r,
+	    rows);
+}
+
+static enum ctl_status
+op_user_del(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1];
+	struct record_user u;
+	int r;
+
+	if (normalise(a, argv[0], user) != 0) {
+		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
+		return CTL_FAILED;
+	}
+	r = store_get_user(a->st, user, &u, NULL, NULL);
+	if (r < 0) {
+		*msg_r = xasprintf("%s: cannot read the store", user);
+		return CTL_TEMP;
+	}
+	if (r == 0 || u.state == USTATE_DELETED) {
+		*msg_r = xasprintf("%s: no such user", user);
+		return CTL_FAILED;
+	}
+	return put_user(a, "user-del", user, u.backend, USTATE_DELETED, "",
+	    msg_r, rows);
+}
+
+static enum ctl_status
+op_user_show(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1];
+	struct record_user u;
+	int r;
+
+	if (normalise(a, argv[0], user) != 0) {
+		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
+		return CTL_FAILED;
+	}
+	r = user_lookup_row(a, user, rows, &u);
+	if (r < 0) {
+		*msg_r = xasprintf("%s: cannot read the store", user);
+		return CTL_TEMP;
+	}
+	if (r == 0) {
+		*msg_r = xasprintf("%s: no such user", user);
+		return CTL_FAILED;
+	}
+	if (u.state == USTATE_DELETED) {
+		*msg_r = xasprintf("%s: deleted", user);
+		return CTL_FAILED;
+	}
+	*msg_r = xstrdup("");
+	return CTL_OK;
+}
+
+struct list_ctx {
+	struct ctl_rows *rows;
+	const char *site;	/* NULL: all */
+	bool export;		/* user, backend, state only */
+};
+
+static int
+list_cb(const struct record *r, const uint8_t *env, size_t len, void *arg)
+{
+	struct list_ctx *lc = arg;
+	const struct record_user *u = &r->u.user;
+
+	if (r->kind != RECORD_USER || u->state == USTATE_DELETED)
+		return 0;
+	if (lc->site != NULL && strcmp(u->site, lc->site) != 0)
+		return 0;
+	if (lc->export)
+		rows_addv(lc->rows, 3, u->user, u->backend,
+		    record_state_name(u->state));
+	else
+		user_row(lc->rows, u, r->key_id);
+	return lc->rows->n >= CTL_ROWS_MAX;
+}
+
+static enum ctl_status
+op_user_list(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	struct list_ctx lc = { rows, argv[0][0] != '\0' ? argv[0] : NULL,
+		false };
+
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(user_header), user_header);
+	if (store_foreach_user(a->st, list_cb, &lc) != 0) {
+		*msg_r = xstrdup("cannot read the store");
+		return CTL_TEMP;
+	}
+	*msg_r = xasprintf("%zu users", rows->n - 1);
+	return CTL_OK;
+}
+
+static enum ctl_status
+op_export(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	static const char *const header[] = { "user", "backend", "state" };
+	struct list_ctx lc = { rows, a->conf->site, true };
+
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	if (store_foreach_user(a->st, list_cb, &lc) != 0) {
+		*msg_r = xstrdup("cannot read the store");
+		return CTL_TEMP;
+	}
+	*msg_r = xasprintf("%zu users", rows->n - 1);
+	return CTL_OK;
+}
+
+static enum ctl_status
+op_import_rows(struct agent *a, size_t argc, char *const *argv,
+    char **msg_r, struct ctl_rows *rows)
+{
+	static const char *const header[] = { "index", "result" };
+	char user[RECORD_USER_MAX + 1], idx[24];
+	size_t i, stored = 0, unchanged = 0, failed = 0;
+	enum ctl_status worst = CTL_OK;
+	enum user_state state;
+	enum accept_result res;
+	struct record_user u;
+	uint64_t now = (uint64_t)time(NULL);
+
+	if (argc % 3 != 0 || argc / 3 > CTL_IMPORT_ROWS) {
+		*msg_r = xasprintf("import-rows takes up to %d (user, "
+		    "backend, state) triples", CTL_IMPORT_ROWS);
+		return CTL_USAGE;
+	}
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	for (i = 0; i < argc / 3; i++) {
+		const char *b = argv[3 * i + 1], *s = argv[3 * i + 2];
+		const char *why = NULL;
+		char *err = NULL;
+
+		state = USTATE_ACTIVE;
+		if (normalise(a, argv[3 * i], user) != 0)
+			why = "invalid user name";
+		else if (check_backend(a, b, &err) != CTL_OK)
+			why = "not a back end of this site";
+		else if (s[0] != '\0' && (record_state_parse(s, &state) != 0 ||
+		    (state != USTATE_ACTIVE && state != USTATE_MOVING &&
+		    state != USTATE_FROZEN)))
+			why = "state is active, moving or frozen";
+		free(err);
+		if (why == NULL) {
+			int r = store_get_user(a->st, user, &u, NULL, NULL);
+
+			/* No state given (a popmap line) leaves a user
+			 * mid-move as it is. */
+			if (r == 1 && (u.state == state || (s[0] == '\0' &&
+			    u.state != USTATE_DELETED)) &&
+			    strcmp(u.site, a->conf->site) == 0 &&
+			    strcmp(u.backend, b) == 0) {
+				unchanged++;
+				continue;
+			}
+			/* An export lists users mid-move; importing it back
+			 * must not start or change a move. */
+			if (state != USTATE_ACTIVE)
+				why = "moving and frozen are set by moves, not "
+				    "imports";
+		}
+		if (why == NULL) {
+			res = store_put_user(a->st, &a->sg, user, b, state, "",
+			    now);
+			log_change("user-import", user, b, state, a, res);
+			if (accept_status(res) == CTL_OK) {
+				stored++;
+				continue;
+			}
+			if (accept_status(res) == CTL_TEMP)
+				worst = CTL_TEMP;
+			why = store_accept_name(res);
+		}
+		failed++;
+		if (worst == CTL_OK)
+			worst = CTL_FAILED;
+		snprintf(idx, sizeof(idx), "%zu", i);
+		rows_addv(rows, 2, idx, why);
+	}
+	*msg_r = xasprintf("stored=%zu unchanged=%zu failed=%zu", stored,
+	    unchanged, failed);
+	return worst;
+}
+
+struct verify_ctx {
+	struct ctl_rows *rows;
+};
+
+static void
+verify_cb(const char *what, const char *reason, void *arg)
+{
+	struct verify_ctx *vc = arg;
+	char w[CTL_STR_MAX + 1], r[CTL_STR_MAX + 1];
+
+	if (vc->rows->n >= CTL_ROWS_MAX)
+		return;
+	mm_strlcpy(w, what, sizeof(w));
+	mm_strlcpy(r, reason, sizeof(r));
+	rows_addv(vc->rows, 2, w, r);
+}
+
+static enum ctl_status
+op_verify(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	static const char *const header[] = { "what", "reason" };
+	struct store_verify_report rep;
+	struct verify_ctx vc = { rows };
+
+	memset(&rep, 0, sizeof(rep));
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	if (store_verify(a->st, (uint64_t)time(NULL), &rep, verify_cb,
+	    &vc) != 0) {
+		*msg_r = xstrdup("cannot read the store");
+		return CTL_TEMP;
+	}
+	*msg_r = xasprintf("checked=%llu bad=%llu equivocations=%llu",
+	    (unsigned long long)rep.checked, (unsigned long long)rep.bad,
+	    (unsigned long long)rep.equivocations);
+	log_info("- dir verify checked=%llu bad=%llu equivocations=%llu",
+	    (unsigned long long)rep.checked, (unsigned long long)rep.bad,
+	    (unsigned long long)rep.equivocations);
+	return rep.bad == 0 && rep.equivocations == 0 ? CTL_OK : CTL_FAILED;
+}
+
+static int
+unhex(const char *s, uint8_t *out, size_t max, size_t *len_r)
+{
+	size_t n = strlen(s), i;
+
+	if (n % 2 != 0 || n / 2 > max)
+		return -1;
+	for (i = 0; i < n / 2; i++) {
+		unsigned v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1 ||
+		    strchr("0123456789abcdefABCDEF", s[2 * i]) == NULL ||
+		    strchr("0123456789abcdefABCDEF", s[2 * i + 1]) == NULL)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	*len_r = n / 2;
+	return 0;
+}
+
+static enum ctl_status
+op_keys_accept(struct agent *a, size_t argc, char *const *argv,
+    char **msg_r, struct ctl_rows *rows)
+{
+	uint8_t env[RECORD_MAX];
+	char kid[DKEY_ID_HEX_LEN + 1], id[DKEY_ID_LEN];
+	struct record r;
+	enum accept_result res;
+	const char *why;
+	size_t len;
+
+	if (unhex(argv[0], env, sizeof(env), &len) != 0 ||
+	    record_decode(env, len, &r, &why) != 0 ||
+	    (r.kind != RECORD_CERT && r.kind != RECORD_REVOKE)) {
+		*msg_r = xstrdup("not a certificate or revocation envelope");
+		return CTL_FAILED;
+	}
+	if (r.kind == RECORD_CERT)
+		dkey_id(r.u.cert.pk, (uint8_t *)id);
+	else
+		memcpy(id, r.u.revoke.key_id, DKEY_ID_LEN);
+	dkey_id_hex((uint8_t *)id, kid);
+	res = store_accept(a->st, env, len, (uint64_t)time(NULL));
+	log_info("- dir %s key_id=%s result=%s", r.kind == RECORD_CERT ?
+	    "key-certify" : "key-revoke", kid, store_accept_name(res));
+	*msg_r = xasprintf("%s %s: %s", r.kind == RECORD_CERT ? "certificate" :
+	    "revocation", kid, store_accept_name(res));
+	return accept_status(res);
+}
+
+static enum ctl_status
+op_keys_list(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	/* The trust tables are read outside the agent's own environment:
+	 * mmctl does that itself. */
+	*msg_r = xstrdup("keys-list is read by mmctl from the store");
+	return CTL_USAGE;
+}
+
+static enum ctl_status
+op_stats(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	static const char *const header[] = { "users", "tombstones", "certs",
+		"revoked", "origins", "evidence", "map_bytes", "used_bytes" };
+	struct store_stats s;
+	char v[8][24];
+	uint64_t vals[8];
+	size_t i;
+
+	if (store_stats(a->st, &s) != 0) {
+		*msg_r = xstrdup("cannot read the store");
+		return CTL_TEMP;
+	}
+	vals[0] = s.users;
+	vals[1] = s.tombstones;
+	vals[2] = s.certs;
+	vals[3] = s.revoked;
+	vals[4] = s.origins;
+	vals[5] = s.evidence;
+	vals[6] = s.map_bytes;
+	vals[7] = s.used_bytes;
+	for (i = 0; i < 8; i++)
+		snprintf(v[i], sizeof(v[i]), "%llu",
+		    (unsigned long long)vals[i]);
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	rows_addv(rows, 8, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+	*msg_r = xstrdup("");
+	return CTL_OK;
+}
+
+static const struct op ops[] = {
+	{ "user-add", 2, 2, op_user_add },
+	{ "user-set", 4, 4, op_user_set },
+	{ "user-del", 1, 1, op_user_del },
+	{ "user-show", 1, 1, op_user_show },
+	{ "user-list", 1, 1, op_user_list },
+	{ "import-rows", 0, CTL_ARGS_MAX, op_import_rows },
+	{ "export", 0, 0, op_export },
+	{ "verify", 0, 0, op_verify },
+	{ "keys-accept", 1, 1, op_keys_accept },
+	{ "keys-list", 0, 0, op_keys_list },
+	{ "stats", 0, 0, op_stats },
+};
+
+enum ctl_status
+agent_exec(struct agent *a, const char *op, size_t argc, char *const *argv,
+    char **message_r, struct ctl_rows *rows)
+{
+	enum ctl_status st;
+	size_t i;
+
+	*message_r = NULL;
+	for (i = 0; i < MM_ARRAY_SIZE(ops); i++)
+		if (strcmp(ops[i].name, op) == 0)
+			break;
+	if (i == MM_ARRAY_SIZE(ops)) {
+		*message_r = xasprintf("unknown request '%s'", op);
+		return CTL_USAGE;
+	}
+	if (argc < ops[i].args_min || argc > ops[i].args_max) {
+		*message_r = xasprintf("%s: wrong number of arguments", op);
+		return CTL_USAGE;
+	}
+	st = ops[i].run(a, argc, argv, message_r, rows);
+	if (*message_r == NULL)
+		*message_r = xstrdup("");
+	return st;
+}
+
+/* ---- the control socket --------------------------------------------- */
+
+int
+agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
+    char **errstr_r)
+{
+	struct sockaddr_un sun;
+	const char *path = conf->control_socket;
+	char *dir = NULL, *slash;
+	mode_t old;
+	int fd = -1, probe = -1;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		*errstr_r = xasprintf("control-socket %s: path too long",
+		    path);
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	/* The socket's directory is often on a tmpfs that a reboot empties. */
+	dir = xstrdup(path);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, AGENT_SOCKET_DIR_MODE) == 0 &&
+		    (uid != (uid_t)-1 || gid != (gid_t)-1))
+			(void)chown(dir, uid, gid);
+	}
+	free(dir);
+	/* A live agent answers; a stale file from a crash does not. */
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&sun,
+	    sizeof(sun)) == 0) {
+		close(probe);
+		*errstr_r = xasprintf("control-socket %s: another node is "
+		    "running", path);
+		return -1;
+	}
+	if (probe >= 0)
+		close(probe);
+	(void)unlink(path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) < 0)
+		goto fail;
+	/* Never a moment with wider permissions than 0660. */
+	old = umask(0117);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		umask(old);
+		goto fail;
+	}
+	umask(old);
+	if (chmod(path, AGENT_SOCKET_MODE) != 0 ||
+	    ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+	    chown(path, uid, gid) != 0) || listen(fd, AGENT_CLIENTS_MAX) != 0)
+		goto fail;
+	return fd;
+fail:
+	*errstr_r = xasprintf("control-socket %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+struct client {
+	struct bufferevent *bev;
+	struct client *next;
+};
+
+static struct {
+	const struct mm_config *conf;
+	struct agent *a;
+	struct event_base *base;
+	struct client *clients;
+	size_t n_clients;
+	struct event *purge_ev;
+} ag;
+
+static void
+client_free(struct client *c)
+{
+	struct client **pp;
+
+	for (pp = &ag.clients; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	bufferevent_free(c->bev);
+	ag.n_clients--;
+	free(c);
+}
+
+static void
+send_frame(struct client *c, uint8_t *f, size_t len)
+{
+	if (f != NULL)
+		evbuffer_add(bufferevent_get_output(c->bev), f, len);
+	free(f);
+}
+
+/* Answers with RESPONSE frames of at most AGENT_ROWS_PER_FRAME bytes of
+ * rows, then END with the status. */
+static void
+client_reply(struct client *c, enum ctl_status status, const char *msg,
+    struct ctl_rows *rows)
+{
+	struct ctl_rows part;
+	const char *why;
+	size_t i, len;
+	uint8_t *f;
+
+	ctl_rows_init(&part);
+	for (i = 0; i < rows->n; i++) {
+		const struct ctl_row *row = &rows->row[i];
+
+		(void)ctl_rows_add(&part, row->n,
+		    (const char *const *)row->col);
+		if (part.bytes >= AGENT_ROWS_PER_FRAME) {
+			f = ctl_encode_response(CTL_RESPONSE, CTL_OK, "",
+			    &part, &len, &why);
+			send_frame(c, f, len);
+			ctl_rows_clear(&part);
+		}
+	}
+	f = ctl_encode_response(CTL_END, status, msg, &part, &len, &why);
+	send_frame(c, f, len);
+	ctl_rows_clear(&part);
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	uint8_t hdr[CTL_HEADER_LEN];
+	struct ctl_rows rows;
+	struct ctl_msg *m;
+	enum ctl_type type;
+	enum ctl_status st;
+	const char *why = NULL;
+	char *msg = NULL;
+	uint32_t blen;
+
+	for (;;) {
+		if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ssize_t)sizeof(hdr))
+			return;
+		if (ctl_header_decode(hdr, sizeof(hdr), &type, &blen,
+		    &why) != 1 || type != CTL_REQUEST) {
+			log_warnx("- ctl bad-frame reason=\"%s\"",
+			    why != NULL ? why : "not a request");
+			client_free(c);
+			return;
+		}
+		if (evbuffer_get_length(in) < CTL_HEADER_LEN + (size_t)blen) {
+			/* Read no more than this frame needs. */
+			bufferevent_setwatermark(bev, EV_READ,
+			    CTL_HEADER_LEN + (size_t)blen, 0);
+			return;
+		}
+		bufferevent_setwatermark(bev, EV_READ, 0, 0);
+		evbuffer_drain(in, CTL_HEADER_LEN);
+		m = ctl_body_decode(type, evbuffer_pullup(in, blen), blen,
+		    &why);
+		evbuffer_drain(in, blen);
+		if (m == NULL) {
+			log_warnx("- ctl bad-request reason=\"%s\"", why);
+			client_free(c);
+			return;
+		}
+		ctl_rows_init(&rows);
+		st = agent_exec(ag.a, m->op, m->argc, m->argv, &msg, &rows);
+		client_reply(c, st, msg, &rows);
+		ctl_rows_clear(&rows);
+		free(msg);
+		ctl_msg_free(m);
+	}
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	client_free(arg);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct timeval tv = { AGENT_IDLE_S, 0 };
+	struct client *c;
+
+	if (ag.n_clients >= AGENT_CLIENTS_MAX) {
+		log_warnx("- ctl refused reason=too-many-clients");
+		close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->bev = bufferevent_socket_new(ag.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->next = ag.clients;
+	ag.clients = c;
+	ag.n_clients++;
+	bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+purge_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { AGENT_PURGE_S, 0 };
+	long n;
+
+	n = store_purge_tombstones(ag.a->st, (uint64_t)time(NULL),
+	    ag.conf->tombstone_ttl_s);
+	if (n < 0)
+		log_warnx("- dir purge-failed");
+	else if (n > 0)
+		log_info("- dir purged tombstones=%ld", n);
+	evtimer_add(ag.purge_ev, &tv);
+}
+
+static void
+agent_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	if (sig == SIGTERM || sig == SIGINT)
+		event_base_loopexit(ag.base, NULL);
+	/* SIGHUP: nothing to re-read; the config is the parent's. */
+}
+
+void
+agent_main(const struct mm_config *conf, const struct dkey *key,
+    int listen_fd)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	struct event *sev[MM_ARRAY_SIZE(sigs)];
+	struct evconnlistener *lst;
+	struct timeval now = { 0, 0 };
+	enum ctl_status st;
+	char *err = NULL;
+	size_t i;
+
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	signal(SIGPIPE, SIG_IGN);
+	mm_log_set_ident("mmnode[agent]");
+	ag.conf = conf;
+	if ((ag.a = agent_new(conf, key, &st, &err)) == NULL)
+		fatalx("%s", err);
+	if ((ag.base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	lst = evconnlistener_new(ag.base, accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE, -1, listen_fd);
+	if (lst == NULL)
+		fatalx("control socket listener failed");
+	for (i = 0; i < MM_ARRAY_SIZE(sigs); i++) {
+		sev[i] = evsignal_new(ag.base, sigs[i], agent_signal_cb, NULL);
+		evsignal_add(sev[i], NULL);
+	}
+	/* A purge at start catches up after a long stop. */
+	ag.purge_ev = evtimer_new(ag.base, purge_cb, NULL);
+	evtimer_add(ag.purge_ev, &now);
+	log_info("- dir agent-start site=%s origin=%s socket=%s", conf->site,
+	    conf->node_name, conf->control_socket);
+	event_base_dispatch(ag.base);
+	while (ag.clients != NULL)
+		client_free(ag.clients);
+	evconnlistener_free(lst);
+	for (i = 0; i < MM_ARRAY_SIZE(sigs); i++)
+		event_free(sev[i]);
+	event_free(ag.purge_ev);
+	event_base_free(ag.base);
+	agent_free(ag.a);
+	log_info("- dir agent-stopped");
+	_exit(0);
+}

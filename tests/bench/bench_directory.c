@@ -1,0 +1,349 @@
+/* Directory benchmark: builds a directory of N users (1,000,000 unless
+ * -n N) in a temporary store and prints import, lookup and verify rates
+ * beside their targets. Not a pass/fail test.
+ *
+ *   bench_directory [-n N] [-k]     -k keeps the store directory */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dkey.h"
+#include "record.h"
+#include "store.h"
+
+#define BENCH_USERS_DEFAULT 1000000
+#define BENCH_BATCH 10000		/* envelopes per write transaction */
+#define BENCH_ENV_SLOT 192		/* room for one user envelope */
+#define BENCH_SIGN_SAMPLE 50000		/* single-thread signing sample */
+#define BENCH_LOOKUPS 2000000
+#define BENCH_LATENCY_SAMPLE 200000
+#define BENCH_NOW 1700000000ULL
+#define BENCH_THREADS 2
+#define BENCH_USER_FMT "user%07" PRIu64 "@example.com"
+#define BENCH_USER_LEN 48
+
+/* targets */
+#define TARGET_IMPORT 50000.0
+#define TARGET_LOOKUPS 1000000.0
+#define TARGET_P99_US 5.0
+#define TARGET_VERIFY 25000.0
+
+static struct dkey root, site;
+static uint8_t *envs;		/* n slots of BENCH_ENV_SLOT */
+static size_t *lens;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+make_user(uint64_t i)
+{
+	struct record_user u;
+	const char *why = NULL;
+	int n;
+
+	memset(&u, 0, sizeof(u));
+	snprintf(u.user, sizeof(u.user), BENCH_USER_FMT, i);
+	strcpy(u.site, "fra");
+	snprintf(u.backend, sizeof(u.backend), "ms%" PRIu64, i % 8);
+	u.state = USTATE_ACTIVE;
+	u.epoch = 1;
+	u.seq = 1;
+	strcpy(u.origin, "fra-import");
+	u.origin_seq = i + 1;
+	u.timestamp = BENCH_NOW;
+	n = record_encode_user(&u, &site, envs + i * BENCH_ENV_SLOT,
+	    BENCH_ENV_SLOT, &why);
+	if (n < 0) {
+		fprintf(stderr, "encode: %s\n", why);
+		exit(1);
+	}
+	lens[i] = (size_t)n;
+}
+
+struct sign_job {
+	uint64_t from, to;
+};
+
+static void *
+sign_range(void *arg)
+{
+	struct sign_job *j = arg;
+	uint64_t i;
+
+	for (i = j->from; i < j->to; i++)
+		make_user(i);
+	return NULL;
+}
+
+static void
+die(const char *what, const char *err)
+{
+	fprintf(stderr, "bench_directory: %s: %s\n", what, err);
+	exit(1);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct lookup_result {
+	double rate, p50_us, p99_us;
+	uint64_t misses;
+};
+
+/* In a separate process, as a proxy worker would: read-only store. */
+static void
+lookups(const char *path, uint64_t n, struct lookup_result *res)
+{
+	struct store *st;
+	struct record_user u;
+	char *err = NULL, *names;
+	double *lat, t0;
+	uint64_t i, seed = 88172645463325252ULL;
+
+	memset(res, 0, sizeof(*res));
+	st = store_open(path, STORE_READONLY, &err);
+	if (st == NULL)
+		die("open read-only", err);
+	names = malloc((size_t)BENCH_LOOKUPS * BENCH_USER_LEN);
+	lat = malloc(sizeof(*lat) * BENCH_LATENCY_SAMPLE);
+	if (names == NULL || lat == NULL)
+		die("lookups", "out of memory");
+	for (i = 0; i < BENCH_LOOKUPS; i++) {
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		snprintf(names + i * BENCH_USER_LEN, BENCH_USER_LEN,
+		    BENCH_USER_FMT, seed % n);
+	}
+	t0 = now_s();
+	for (i = 0; i < BENCH_LOOKUPS; i++)
+		if (store_get_user(st, names + i * BENCH_USER_LEN, &u, NULL,
+		    NULL) != 1)
+			res->misses++;
+	res->rate = BENCH_LOOKUPS / (now_s() - t0);
+	for (i = 0; i < BENCH_LATENCY_SAMPLE; i++) {
+		struct timespec a, b;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		(void)store_get_user(st, names + i * BENCH_USER_LEN, &u, NULL,
+		    NULL);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		lat[i] = (double)(b.tv_sec - a.tv_sec) * 1e6 +
+		    (double)(b.tv_nsec - a.tv_nsec) / 1e3;
+	}
+	qsort(lat, BENCH_LATENCY_SAMPLE, sizeof(*lat), cmp_double);
+	res->p50_us = lat[BENCH_LATENCY_SAMPLE / 2];
+	res->p99_us = lat[BENCH_LATENCY_SAMPLE * 99 / 100];
+	free(lat);
+	free(names);
+	store_close(st);
+}
+
+static void
+row(const char *figure, double value, const char *unit, const char *target,
+    int ok)
+{
+	printf("%-34s %14.1f %-10s %-22s %s\n", figure, value, unit, target,
+	    ok < 0 ? "" : ok ? "ok" : "MISSED");
+}
+
+int
+main(int argc, char **argv)
+{
+	uint64_t n = BENCH_USERS_DEFAULT, i, sample;
+	char dir[256], path[300], data[320], *err = NULL;
+	const char *tmp = getenv("TMPDIR");
+	struct store *st;
+	struct store_verify_report rep;
+	struct store_stats ss;
+	struct lookup_result lr;
+	enum accept_result *res;
+	const uint8_t **ptrs;
+	pthread_t tid[BENCH_THREADS];
+	struct sign_job jobs[BENCH_THREADS];
+	double t0, sign1, sign2, accept_t, verify_t;
+	uint8_t cert[RECORD_MAX];
+	struct record_cert c;
+	const char *why;
+	struct stat sb;
+	int keep = 0, opt, fds[2], status, cn;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	pid_t pid;
+
+	while ((opt = getopt(argc, argv, "n:k")) != -1) {
+		switch (opt) {
+		case 'n':
+			n = strtoull(optarg, NULL, 10);
+			break;
+		case 'k':
+			keep = 1;
+			break;
+		default:
+			fprintf(stderr, "usage: bench_directory [-n N] [-k]\n");
+			return 2;
+		}
+	}
+	if (n < BENCH_THREADS)
+		n = BENCH_THREADS;
+	if (dkey_init() < 0)
+		die("libsodium", "init failed");
+	snprintf(dir, sizeof(dir), "%s/bench_directory.XXXXXX",
+	    tmp != NULL ? tmp : P_tmpdir);
+	if (mkdtemp(dir) == NULL)
+		die(dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/store", dir);
+
+	dkey_generate(&root);
+	dkey_generate(&site);
+	st = store_open(path, STORE_WRITE, &err);
+	if (st == NULL)
+		die("open", err);
+	if (store_set_root(st, root.pk, &err) < 0)
+		die("root", err);
+	memset(&c, 0, sizeof(c));
+	memcpy(c.pk, site.pk, DKEY_PK_LEN);
+	c.role = ROLE_SITE;
+	strcpy(c.site, "fra");
+	strcpy(c.name, "fra");
+	c.issued = BENCH_NOW;
+	strcpy(c.origin, "root");
+	c.origin_seq = 1;
+	cn = record_encode_cert(&c, &root, cert, sizeof(cert), &why);
+	if (cn < 0 || store_accept(st, cert, (size_t)cn, BENCH_NOW) !=
+	    ACCEPT_STORED)
+		die("certificate", "not accepted");
+
+	envs = malloc(n * BENCH_ENV_SLOT);
+	lens = malloc(n * sizeof(*lens));
+	ptrs = malloc(n * sizeof(*ptrs));
+	res = malloc(BENCH_BATCH * sizeof(*res));
+	if (envs == NULL || lens == NULL || ptrs == NULL || res == NULL)
+		die("memory", "out of memory");
+
+	/* Signing, one thread on a sample, then all of it on both cores. */
+	sample = n < BENCH_SIGN_SAMPLE ? n : BENCH_SIGN_SAMPLE;
+	t0 = now_s();
+	for (i = 0; i < sample; i++)
+		make_user(i);
+	sign1 = sample / (now_s() - t0);
+	t0 = now_s();
+	for (i = 0; i < BENCH_THREADS; i++) {
+		jobs[i].from = n * i / BENCH_THREADS;
+		jobs[i].to = n * (i + 1) / BENCH_THREADS;
+		pthread_create(&tid[i], NULL, sign_range, &jobs[i]);
+	}
+	for (i = 0; i < BENCH_THREADS; i++)
+		pthread_join(tid[i], NULL);
+	sign2 = n / (now_s() - t0);
+	for (i = 0; i < n; i++)
+		ptrs[i] = envs + i * BENCH_ENV_SLOT;
+
+	/* Accepting: decode, certificate, signature, rule, LMDB. */
+	t0 = now_s();
+	for (i = 0; i < n; i += BENCH_BATCH) {
+		size_t k, m = n - i < BENCH_BATCH ? n - i : BENCH_BATCH;
+
+		store_accept_batch(st, ptrs + i, lens + i, m, BENCH_NOW, res);
+		for (k = 0; k < m; k++)
+			if (res[k] != ACCEPT_STORED)
+				die("import", store_accept_name(res[k]));
+	}
+	accept_t = now_s() - t0;
+	free(envs);
+	free(lens);
+	free(ptrs);
+	free(res);
+
+	/* Lookups in a read-only process. */
+	if (pipe(fds) < 0)
+		die("pipe", strerror(errno));
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		lookups(path, n, &lr);
+		if (write(fds[1], &lr, sizeof(lr)) != sizeof(lr))
+			_exit(1);
+		_exit(0);
+	}
+	if (read(fds[0], &lr, sizeof(lr)) != sizeof(lr))
+		die("lookups", "child failed");
+	waitpid(pid, &status, 0);
+
+	t0 = now_s();
+	if (store_verify(st, BENCH_NOW, &rep, NULL, NULL) < 0)
+		die("verify", "store error");
+	verify_t = now_s() - t0;
+	if (store_stats(st, &ss) < 0)
+		die("stats", "store error");
+	snprintf(data, sizeof(data), "%s/data.mdb", path);
+	if (stat(data, &sb) < 0)
+		die(data, strerror(errno));
+	store_close(st);
+
+	printf("directory benchmark: %" PRIu64 " users, batches of %d, "
+	    "%ld cores\n\n", n, BENCH_BATCH, ncpu);
+	printf("%-34s %14s %-10s %-22s %s\n", "figure", "value", "unit",
+	    "target", "");
+	printf("%-34s %14s %-10s %-22s %s\n",
+	    "----------------------------------", "--------------",
+	    "----------", "----------------------", "------");
+	row("sign, 1 thread", sign1, "records/s", "", -1);
+	row("sign, 2 threads", sign2, "records/s", "", -1);
+	row("store_accept_batch (2-core verify)", n / accept_t, "records/s",
+	    "", -1);
+	row("import = sign (2 thr) + accept", n / (n / sign2 + accept_t),
+	    "records/s", ">= 50000/s", n / (n / sign2 + accept_t) >=
+	    TARGET_IMPORT);
+	row("import = sign (1 thr) + accept", n / (n / sign1 + accept_t),
+	    "records/s", ">= 50000/s", n / (n / sign1 + accept_t) >=
+	    TARGET_IMPORT);
+	row("lookups, 1 read-only process", lr.rate, "lookups/s",
+	    ">= 1000000/s per core", lr.rate >= TARGET_LOOKUPS);
+	row("lookup latency p50", lr.p50_us, "us", "", -1);
+	row("lookup latency p99", lr.p99_us, "us", "<= 5 us",
+	    lr.p99_us <= TARGET_P99_US);
+	row("verify (all cores)", rep.checked / verify_t, "records/s", "",
+	    -1);
+	row("verify per core", rep.checked / verify_t / (double)ncpu,
+	    "records/s", ">= 25000/s per core", rep.checked / verify_t /
+	    (double)ncpu >= TARGET_VERIFY);
+	row("store size on disk", (double)sb.st_blocks * 512 / 1048576.0,
+	    "MiB", "", -1);
+	row("store used pages", (double)ss.used_bytes / 1048576.0, "MiB", "",
+	    -1);
+	row("bytes per user (used)", (double)ss.used_bytes / (double)n,
+	    "bytes", "", -1);
+	if (lr.misses != 0 || rep.bad != 0)
+		printf("\nWARNING: %" PRIu64 " lookup misses, %" PRIu64
+		    " bad records\n", lr.misses, rep.bad);
+
+	if (!keep) {
+		unlink(data);
+		snprintf(data, sizeof(data), "%s/lock.mdb", path);
+		unlink(data);
+		rmdir(path);
+		rmdir(dir);
+	} else {
+		printf("\nstore kept in %s\n", path);
+	}
+	return 0;
+}
