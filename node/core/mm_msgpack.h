@@ -1,0 +1,73 @@
+/* A small bounded msgpack writer and reader.
+ *
+ * Only the subset the node's wire formats use: unsigned integers, booleans,
+ * nil, str, bin and arrays. The writer always emits the shortest form of a
+ * value; the reader accepts only that form (a relay must not be able to
+ * re-encode a value into other bytes) and rejects truncated data, a wrong
+ * type, a length over the caller's limit and trailing bytes (mm_mp_end).
+ *
+ * Neither side allocates. The writer never writes past its buffer: an
+ * overflow is sticky and reported by mm_mp_writer_ok. The reader's first
+ * error is sticky too: once a getter fails, every later getter fails and
+ * why names the first cause (a static string). */
+#ifndef MM_MSGPACK_H
+#define MM_MSGPACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mm_mp_writer {
+	uint8_t *start, *p, *end;
+	bool overflow;
+};
+
+/* buf (size bytes) is the caller's and must outlive the writer. */
+void mm_mp_writer_init(struct mm_mp_writer *w, uint8_t *buf, size_t size);
+bool mm_mp_writer_ok(const struct mm_mp_writer *w);
+size_t mm_mp_writer_len(const struct mm_mp_writer *w);
+
+void mm_mp_put_array(struct mm_mp_writer *w, uint32_t n);
+void mm_mp_put_uint(struct mm_mp_writer *w, uint64_t v);
+void mm_mp_put_bool(struct mm_mp_writer *w, bool b);
+void mm_mp_put_nil(struct mm_mp_writer *w);
+void mm_mp_put_str(struct mm_mp_writer *w, const char *s);
+void mm_mp_put_strn(struct mm_mp_writer *w, const char *s, size_t len);
+void mm_mp_put_bin(struct mm_mp_writer *w, const void *data, size_t len);
+
+struct mm_mp_reader {
+	const uint8_t *p, *end;
+	const char *why;	/* first error, NULL while all went well */
+};
+
+/* buf (len bytes) is the caller's; slices returned point into it. */
+void mm_mp_reader_init(struct mm_mp_reader *r, const uint8_t *buf,
+    size_t len);
+size_t mm_mp_remaining(const struct mm_mp_reader *r);
+
+/* An array of at most max elements; its count in *n_r. */
+int mm_mp_get_array(struct mm_mp_reader *r, uint32_t max, uint32_t *n_r);
+/* An array of exactly want elements. */
+int mm_mp_get_array_n(struct mm_mp_reader *r, uint32_t want);
+int mm_mp_get_uint(struct mm_mp_reader *r, uint64_t *v_r);
+/* An unsigned integer not above max. */
+int mm_mp_get_uint_max(struct mm_mp_reader *r, uint64_t max, uint64_t *v_r);
+int mm_mp_get_bool(struct mm_mp_reader *r, bool *b_r);
+int mm_mp_get_nil(struct mm_mp_reader *r);
+/* true if the next value is nil (consumes nothing). */
+bool mm_mp_peek_nil(const struct mm_mp_reader *r);
+/* A string of at most max bytes without NULs, copied into out (max + 1
+ * bytes) and NUL-terminated. */
+int mm_mp_get_str(struct mm_mp_reader *r, char *out, size_t max);
+/* The same as a slice into the buffer (not NUL-terminated). */
+int mm_mp_get_strp(struct mm_mp_reader *r, size_t max, const char **s_r,
+    size_t *len_r);
+/* A bin of at most max bytes, as a slice into the buffer. */
+int mm_mp_get_bin(struct mm_mp_reader *r, size_t max, const uint8_t **p_r,
+    size_t *len_r);
+/* A bin of exactly want bytes, copied into out. */
+int mm_mp_get_bin_fixed(struct mm_mp_reader *r, uint8_t *out, size_t want);
+/* 0 if the whole buffer was consumed, -1 ("trailing bytes") otherwise. */
+int mm_mp_end(struct mm_mp_reader *r);
+
+#endif
