@@ -643,6 +643,59 @@ record_decode(const uint8_t *buf, size_t len, struct record *r,
 }
 
 int
+record_decode_user(const uint8_t *buf, size_t len, struct record_user *u,
+    const char **why_r)
+{
+	struct mp_reader rd = { buf, buf + len, NULL };
+	struct mp_reader body;
+	const uint8_t *b, *id, *sig;
+	size_t blen, idlen, siglen;
+	uint64_t version, kind;
+
+	if (len > RECORD_MAX) {
+		rd.why = "envelope over RECORD_MAX";
+		goto fail;
+	}
+	if (mp_array(&rd, ENVELOPE_FIELDS) < 0 ||
+	    mp_blob(&rd, 0, &b, &blen) < 0 ||
+	    mp_blob(&rd, 0, &id, &idlen) < 0 ||
+	    mp_blob(&rd, 0, &sig, &siglen) < 0)
+		goto fail;
+	if (idlen != DKEY_ID_LEN || siglen != DKEY_SIG_LEN) {
+		rd.why = "binary of wrong length";
+		goto fail;
+	}
+	if (rd.p != rd.end) {
+		rd.why = "trailing bytes after envelope";
+		goto fail;
+	}
+	body.p = b;
+	body.end = b + blen;
+	body.why = NULL;
+	if (mp_array(&body, USER_FIELDS) < 0 ||
+	    mp_uint(&body, &version) < 0 || mp_uint(&body, &kind) < 0)
+		goto body_fail;
+	if (version != RECORD_VERSION || kind != RECORD_USER) {
+		mp_fail(&body, "not a USER record of this version");
+		goto body_fail;
+	}
+	/* depth 1: a carried transfer is bounded, not decoded again */
+	if (decode_user(&body, u, 1) < 0)
+		goto body_fail;
+	if (body.p != body.end) {
+		mp_fail(&body, "trailing bytes after body");
+		goto body_fail;
+	}
+	return 0;
+body_fail:
+	rd.why = body.why;
+fail:
+	if (why_r != NULL)
+		*why_r = rd.why != NULL ? rd.why : "malformed";
+	return -1;
+}
+
+int
 record_verify(const struct record *r, const uint8_t pk[DKEY_PK_LEN])
 {
 	return dkey_verify(pk, RECORD_SIG_PREFIX, r->body, r->body_len,
@@ -651,9 +704,17 @@ record_verify(const struct record *r, const uint8_t pk[DKEY_PK_LEN])
 
 /* ---- encoding -------------------------------------------------------- */
 
-/* Wraps body into a signed envelope in out. */
-static int
-seal(const uint8_t *body, size_t body_len, const struct dkey *k,
+/* Envelope bytes around a body of body_len: array, bin header, key id and
+ * signature with their bin headers. */
+static size_t
+envelope_overhead(size_t body_len)
+{
+	return 1 + (body_len <= UINT8_MAX ? 2 : 3) + 2 + DKEY_ID_LEN + 2 +
+	    DKEY_SIG_LEN;
+}
+
+int
+record_seal(const uint8_t *body, size_t body_len, const struct dkey *k,
     uint8_t *out, size_t outlen, const char **why_r)
 {
 	struct mp_writer w = { out, out + outlen, 0 };
@@ -661,6 +722,10 @@ seal(const uint8_t *body, size_t body_len, const struct dkey *k,
 
 	if (!k->has_secret) {
 		*why_r = "signing key has no secret half";
+		return -1;
+	}
+	if (body_len + envelope_overhead(body_len) > RECORD_MAX) {
+		*why_r = "record over RECORD_MAX";
 		return -1;
 	}
 	dkey_sign(k, RECORD_SIG_PREFIX, body, body_len, sig);
@@ -672,11 +737,14 @@ seal(const uint8_t *body, size_t body_len, const struct dkey *k,
 		*why_r = "output buffer too small";
 		return -1;
 	}
-	if ((size_t)(w.p - out) > RECORD_MAX) {
-		*why_r = "record over RECORD_MAX";
-		return -1;
-	}
 	return (int)(w.p - out);
+}
+
+static int
+seal(const uint8_t *body, size_t body_len, const struct dkey *k,
+    uint8_t *out, size_t outlen, const char **why_r)
+{
+	return record_seal(body, body_len, k, out, outlen, why_r);
 }
 
 /* Bounded copies of caller strings: an unterminated or overlong field is
@@ -688,11 +756,10 @@ fits(const char *s, size_t size)
 }
 
 int
-record_encode_user(const struct record_user *u, const struct dkey *k,
-    uint8_t *out, size_t outlen, const char **why_r)
+record_encode_user_body(const struct record_user *u, uint8_t *out,
+    size_t outlen, const char **why_r)
 {
-	uint8_t body[RECORD_MAX];
-	struct mp_writer w = { body, body + sizeof(body), 0 };
+	struct mp_writer w = { out, out + outlen, 0 };
 	const char *why;
 
 	if (!fits(u->user, sizeof(u->user)) || !fits(u->site, sizeof(u->site))
@@ -734,11 +801,28 @@ record_encode_user(const struct record_user *u, const struct dkey *k,
 		mp_put_blob(&w, 0, u->transfer, u->transfer_len);
 	else
 		mp_put_nil(&w);
-	if (w.overflow) {
+	if (w.overflow || (size_t)(w.p - out) +
+	    envelope_overhead((size_t)(w.p - out)) > RECORD_MAX) {
 		*why_r = "record over RECORD_MAX";
 		return -1;
 	}
-	return seal(body, (size_t)(w.p - body), k, out, outlen, why_r);
+	return (int)(w.p - out);
+}
+
+int
+record_encode_user(const struct record_user *u, const struct dkey *k,
+    uint8_t *out, size_t outlen, const char **why_r)
+{
+	uint8_t body[RECORD_MAX];
+	int n;
+
+	if (!k->has_secret) {
+		*why_r = "signing key has no secret half";
+		return -1;
+	}
+	if ((n = record_encode_user_body(u, body, sizeof(body), why_r)) < 0)
+		return -1;
+	return seal(body, (size_t)n, k, out, outlen, why_r);
 }
 
 int

@@ -40,6 +40,9 @@
 #define RECORD_SITE_MAX 32	/* [a-z0-9-], 1..32 */
 #define RECORD_NAME_MAX 64	/* back end, node and origin names */
 #define RECORD_REASON_MAX 128
+/* Most bytes an envelope adds around its body: array, bin headers, key id
+ * and signature. */
+#define RECORD_ENVELOPE_OVERHEAD (1 + 3 + 2 + DKEY_ID_LEN + 2 + DKEY_SIG_LEN)
 
 enum record_kind {
 	RECORD_USER = 1,
@@ -116,12 +119,30 @@ struct record {
 int record_decode(const uint8_t *buf, size_t len, struct record *r,
     const char **why_r);
 
+/* For readers of a store (which checked every record it holds when it
+ * took it): decodes a USER envelope straight into *u, with the checks of
+ * record_decode except that a carried transfer is bounded but not decoded
+ * again, and that the key id and signature are skipped. u->transfer
+ * points into buf. Returns 0, or -1 with *why_r (a static reason; also for
+ * another kind). Pure: no allocation, no I/O. */
+int record_decode_user(const uint8_t *buf, size_t len, struct record_user *u,
+    const char **why_r);
+
 /* 0 if r's signature is valid for pk, -1 otherwise. */
 int record_verify(const struct record *r, const uint8_t pk[DKEY_PK_LEN]);
 
 /* Encode a body and sign it with k into out. Returns the envelope length,
  * or -1 if a field is invalid (*why_r) or out is too small. */
 int record_encode_user(const struct record_user *u, const struct dkey *k,
+    uint8_t *out, size_t outlen, const char **why_r);
+/* The two halves of record_encode_user, for writers that number records
+ * in order and sign them in parallel: the unsigned body of u into out
+ * (the same checks; -1 also when the sealed envelope would exceed
+ * RECORD_MAX, so sealing the body cannot fail for that), and the signed
+ * envelope of a body. Both return a length, or -1 with *why_r. */
+int record_encode_user_body(const struct record_user *u, uint8_t *out,
+    size_t outlen, const char **why_r);
+int record_seal(const uint8_t *body, size_t body_len, const struct dkey *k,
     uint8_t *out, size_t outlen, const char **why_r);
 int record_encode_cert(const struct record_cert *c, const struct dkey *k,
     uint8_t *out, size_t outlen, const char **why_r);

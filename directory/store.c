@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@
 #define LOG_KEY_MAX (RECORD_NAME_MAX + 1 + 8)
 /* Batches at least this long verify their signatures on all cores. */
 #define PARALLEL_VERIFY_MIN 64
+/* Batches of local writes at least this long sign on all cores. */
+#define PARALLEL_SIGN_MIN 32
 #define VERIFY_THREADS_MAX 8
 #define VERIFY_CHUNK 4096	/* store_verify: records per parallel round */
 #define LOG_USER_MAX (4 * RECORD_USER_MAX + 1)
@@ -297,7 +300,9 @@ store_open_sized(const char *path, enum store_mode mode, uint64_t mapsize,
 			goto done;
 		}
 	} else {
-		flags |= MDB_RDONLY;
+		/* Lookups land on random pages: reading ahead around each
+		 * only evicts pages that other lookups need. */
+		flags |= MDB_RDONLY | MDB_NORDAHEAD;
 	}
 	if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
 		*errstr_r = xasprintf("%s: no directory store here (not a "
@@ -1124,7 +1129,6 @@ int
 store_get_user(struct store *st, const char *user,
     struct record_user *u_r, uint8_t **buf_r, size_t *len_r)
 {
-	struct record r;
 	MDB_txn *txn;
 	MDB_val key, val;
 	const char *why = NULL;
@@ -1153,17 +1157,15 @@ store_get_user(struct store *st, const char *user,
 		memcpy(*buf_r, val.mv_data, val.mv_size);
 		val.mv_data = *buf_r;
 	}
-	if (record_decode(val.mv_data, val.mv_size, &r, &why) < 0 ||
-	    r.kind != RECORD_USER) {
+	/* Straight into the caller's struct: no second copy. */
+	if (record_decode_user(val.mv_data, val.mv_size, u_r, &why) < 0) {
 		char esc[LOG_USER_MAX];
 
 		log_warnx("- dir store bad-record user=%s reason=\"%s\"",
-		    mm_log_escape(user, esc, sizeof(esc)),
-		    why != NULL ? why : "not a user record");
+		    mm_log_escape(user, esc, sizeof(esc)), why);
 		st->counts[REJECT_MALFORMED]++;
 		goto done;
 	}
-	*u_r = r.u.user;
 	if (buf_r == NULL)
 		u_r->transfer = NULL;	/* pointed into the map */
 	if (len_r != NULL)
@@ -1211,6 +1213,111 @@ done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* ---- trust state ----------------------------------------------------- */
+
+int
+store_get_cert(struct store *st, const uint8_t id[DKEY_ID_LEN],
+    struct record_cert *c_r)
+{
+	struct record r;
+	MDB_txn *txn;
+	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
+	int rc = -1, mrc;
+
+	if (read_begin(st, &txn) < 0)
+		return -1;
+	mrc = mdb_get(txn, st->dbi[DBI_CERTS], &key, &val);
+	if (mrc == MDB_NOTFOUND) {
+		rc = 0;
+	} else if (mrc != 0) {
+		log_warnx("- dir store get-cert path=%s error=\"%s\"",
+		    st->path, mdb_strerror(mrc));
+	} else if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
+	    r.kind != RECORD_CERT) {
+		rc = 0;		/* a damaged entry certifies nothing */
+	} else {
+		*c_r = r.u.cert;
+		rc = 1;
+	}
+	read_end(st);
+	return rc;
+}
+
+static int
+foreach_trust(struct store *st, int dbi, enum record_kind kind,
+    store_trust_cb cb, void *arg)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	struct record r;
+	int rc = -1, mrc;
+
+	if (walk_begin(st, &txn) < 0)
+		return -1;
+	if ((mrc = mdb_cursor_open(txn, st->dbi[dbi], &cur)) != 0)
+		goto fail;
+	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+		if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
+		    r.kind != kind) {
+			log_warnx("- dir store bad-record path=%s db=%s",
+			    st->path, dbi_names[dbi]);
+			continue;
+		}
+		if (cb(&r, val.mv_data, val.mv_size, arg) != 0)
+			break;
+	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		goto fail;
+	rc = 0;
+	goto done;
+fail:
+	log_warnx("- dir store walk path=%s db=%s error=\"%s\"", st->path,
+	    dbi_names[dbi], mdb_strerror(mrc));
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_foreach_cert(struct store *st, store_trust_cb cb, void *arg)
+{
+	return foreach_trust(st, DBI_CERTS, RECORD_CERT, cb, arg);
+}
+
+int
+store_foreach_revoked(struct store *st, store_trust_cb cb, void *arg)
+{
+	return foreach_trust(st, DBI_REVOKED, RECORD_REVOKE, cb, arg);
+}
+
+int
+store_next_origin_seq(struct store *st, const char *origin,
+    uint64_t *seq_r)
+{
+	MDB_txn *txn;
+	MDB_val key = val_str(origin), val;
+	int rc = -1, mrc;
+
+	if (read_begin(st, &txn) < 0)
+		return -1;
+	mrc = mdb_get(txn, st->dbi[DBI_ORIGINS], &key, &val);
+	if (mrc == MDB_NOTFOUND) {
+		*seq_r = 1;
+		rc = 0;
+	} else if (mrc == 0 && val.mv_size == 8) {
+		*seq_r = be64_get(val.mv_data) + 1;
+		rc = 0;
+	} else {
+		log_warnx("- dir store origin path=%s error=\"%s\"", st->path,
+		    mrc != 0 ? mdb_strerror(mrc) : "damaged entry");
+	}
+	read_end(st);
 	return rc;
 }
 
@@ -1267,74 +1374,428 @@ done:
 
 /* ---- authoring ------------------------------------------------------- */
 
-struct put_arg {
+/* The signer's own certificate, checked once per batch in place of a
+ * check of every signature the batch makes with that key. */
+static enum accept_result
+check_own_signer(struct wctx *ctx, const struct store_signer *sg)
+{
+	struct record c;
+	MDB_val key = val_bin(sg->key->id, DKEY_ID_LEN), val;
+	int g;
+
+	g = get_cert(ctx, sg->key->id, &c);
+	if (g < 0)
+		return REJECT_STORE;
+	if (g > 0 || memcmp(c.u.cert.pk, sg->key->pk, DKEY_PK_LEN) != 0)
+		return REJECT_UNKNOWN_KEY;
+	g = tx_get(ctx, DBI_REVOKED, &key, &val);
+	if (g < 0)
+		return REJECT_STORE;
+	if (g == 0)
+		return REJECT_REVOKED;
+	if (c.u.cert.expires != 0 && c.u.cert.expires <= ctx->now)
+		return REJECT_EXPIRED;
+	if (strcmp(c.u.cert.site, sg->site) != 0)
+		return REJECT_WRONG_SITE;
+	return ACCEPT_STORED;
+}
+
+/* One record of a batch: numbered and encoded in order, signed in
+ * parallel, then stored in order. Offsets point into the batch's arenas,
+ * which grow while records are planned. */
+struct plan {
+	size_t item;
+	size_t body_off, body_len;
+	size_t env_off, env_len;
+	size_t transfer_off, transfer_len;	/* in the body arena */
+	uint64_t epoch, seq, origin_seq;
+	uint8_t hash[HWM_HASH_LEN];
+	int sealed;
+};
+
+struct puts {
 	const struct store_signer *sg;
-	const char *user, *backend, *target_site, *new_site;
-	enum user_state state;
+	const struct store_user_item *items;
+	size_t n;
+	enum accept_result *results;
+	/* per attempt (a full map runs the transaction again) */
+	struct plan *plans;
+	size_t nplans;
+	uint8_t *bodies, *envs;
+	size_t bodies_len, bodies_cap, envs_len;
+	size_t *dup;		/* open addressing: plan index + 1, or 0 */
+	size_t dup_mask;
+};
+
+static size_t
+user_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+/* The slot of user in the duplicate table: its last plan, or an empty
+ * slot for it. */
+static size_t *
+dup_slot(struct puts *b, const char *user)
+{
+	size_t i = user_hash(user) & b->dup_mask;
+
+	while (b->dup[i] != 0 &&
+	    strcmp(b->items[b->plans[b->dup[i] - 1].item].user, user) != 0)
+		i = (i + 1) & b->dup_mask;
+	return &b->dup[i];
+}
+
+/* Numbers and encodes item i. The owner, epoch and seq come from the
+ * user's high-water mark, or from an earlier record of this batch. */
+static enum accept_result
+plan_item(struct wctx *ctx, struct puts *b, size_t i, uint64_t *oseq,
+    enum accept_result signer)
+{
+	const struct store_user_item *it = &b->items[i];
+	const struct store_signer *sg = b->sg;
+	struct record_user u;
+	struct record cur;
+	struct plan *p;
+	struct hwm h;
+	size_t *slot = dup_slot(b, it->user);
+	MDB_val key = val_str(it->user), val;
+	const char *why = NULL;
+	int g, n;
+
+	memset(&u, 0, sizeof(u));
+	if (*slot != 0) {
+		const struct plan *prev = &b->plans[*slot - 1];
+
+		u.epoch = prev->epoch;
+		u.seq = prev->seq + 1;
+		u.transfer_len = prev->transfer_len;
+		/* The arena may move below: the pointer is taken after. */
+	} else {
+		g = tx_get(ctx, DBI_HWM, &key, &val);
+		if (g < 0)
+			return REJECT_STORE;
+		if (g == 0 && hwm_parse(&val, &h) < 0) {
+			ctx->mdb_rc = MDB_CORRUPTED;
+			return REJECT_STORE;
+		}
+		if (g == 0 && strcmp(h.site, sg->site) != 0)
+			return REJECT_WRONG_SITE;
+		u.epoch = g == 0 ? h.epoch : 1;
+		u.seq = g == 0 ? h.seq + 1 : 1;
+		/* Records of an epoch this site got by a hand-over carry it,
+		 * so a node that missed the TRANSFER can still take them. */
+		if (g == 0) {
+			g = tx_get(ctx, DBI_USERS, &key, &val);
+			if (g < 0)
+				return REJECT_STORE;
+			if (g == 0 && record_decode(val.mv_data, val.mv_size,
+			    &cur, NULL) == 0 && cur.kind == RECORD_USER &&
+			    cur.u.user.epoch == u.epoch) {
+				if (cur.u.user.state == USTATE_TRANSFER) {
+					u.transfer = val.mv_data;
+					u.transfer_len = val.mv_size;
+				} else if (cur.u.user.transfer_len > 0) {
+					u.transfer = cur.u.user.transfer;
+					u.transfer_len =
+					    cur.u.user.transfer_len;
+				}
+			}
+		}
+	}
+	if (signer != ACCEPT_STORED)
+		return signer;
+	mm_strlcpy(u.user, it->user, sizeof(u.user));
+	mm_strlcpy(u.site, sg->site, sizeof(u.site));
+	mm_strlcpy(u.backend, it->backend, sizeof(u.backend));
+	mm_strlcpy(u.target_site, it->target_site != NULL ?
+	    it->target_site : "", sizeof(u.target_site));
+	mm_strlcpy(u.origin, sg->origin, sizeof(u.origin));
+	u.state = it->state;
+	u.timestamp = ctx->now;
+	u.origin_seq = *oseq + 1;
+
+	if (b->bodies_cap - b->bodies_len < RECORD_MAX) {
+		b->bodies_cap = b->bodies_cap * 2 + RECORD_MAX;
+		b->bodies = xrealloc(b->bodies, b->bodies_cap);
+	}
+	if (*slot != 0 && u.transfer_len > 0)
+		u.transfer = b->bodies + b->plans[*slot - 1].transfer_off;
+	n = record_encode_user_body(&u, b->bodies + b->bodies_len,
+	    RECORD_MAX, &why);
+	if (n < 0) {
+		char esc[LOG_USER_MAX];
+
+		log_warnx("- dir store put user=%s error=\"%s\"",
+		    mm_log_escape(it->user, esc, sizeof(esc)), why);
+		return REJECT_MALFORMED;
+	}
+	p = &b->plans[b->nplans];
+	memset(p, 0, sizeof(*p));
+	p->item = i;
+	p->body_off = b->bodies_len;
+	p->body_len = (size_t)n;
+	/* The transfer is the body's last field. */
+	p->transfer_len = u.transfer_len;
+	p->transfer_off = p->body_off + p->body_len - u.transfer_len;
+	p->env_off = b->envs_len;
+	p->epoch = u.epoch;
+	p->seq = u.seq;
+	p->origin_seq = u.origin_seq;
+	b->bodies_len += (size_t)n;
+	b->envs_len += (size_t)n + RECORD_ENVELOPE_OVERHEAD;
+	*slot = ++b->nplans;
+	(*oseq)++;
+	return ACCEPT_STORED;
+}
+
+struct spool {
+	struct puts *b;
+	size_t first, stride;
+};
+
+static void
+sign_share(struct puts *b, size_t first, size_t stride)
+{
+	const char *why;
+	size_t i;
+	int n;
+
+	for (i = first; i < b->nplans; i += stride) {
+		struct plan *p = &b->plans[i];
+		const uint8_t *body = b->bodies + p->body_off;
+
+		n = record_seal(body, p->body_len, b->sg->key,
+		    b->envs + p->env_off, p->body_len +
+		    RECORD_ENVELOPE_OVERHEAD, &why);
+		if (n < 0)
+			continue;
+		p->env_len = (size_t)n;
+		crypto_generichash(p->hash, HWM_HASH_LEN, body, p->body_len,
+		    NULL, 0);
+		p->sealed = 1;
+	}
+}
+
+static void *
+sign_thread(void *arg)
+{
+	struct spool *sp = arg;
+
+	sign_share(sp->b, sp->first, sp->stride);
+	return NULL;
+}
+
+/* Signs every planned record on all cores; the calling thread takes one
+ * share. */
+static void
+sign_parallel(struct puts *b)
+{
+	pthread_t tid[VERIFY_THREADS_MAX];
+	struct spool pool[VERIFY_THREADS_MAX];
+	size_t nt = verify_threads(), started = 0, i;
+
+	if (b->nplans < PARALLEL_SIGN_MIN)
+		nt = 1;
+	for (i = 1; i < nt; i++) {
+		pool[i] = (struct spool){ b, i, nt };
+		if (pthread_create(&tid[i], NULL, sign_thread, &pool[i]) != 0)
+			break;
+		started++;
+	}
+	sign_share(b, 0, nt);
+	for (i = 1 + started; i < nt; i++)
+		sign_share(b, i, nt);
+	for (i = 1; i <= started; i++)
+		pthread_join(tid[i], NULL);
+}
+
+/* Stores a signed record of the batch: current record, high-water mark,
+ * log entry. */
+static int
+store_plan(struct wctx *ctx, struct puts *b, const struct plan *p)
+{
+	const char *user = b->items[p->item].user;
+	const char *origin = b->sg->origin;
+	uint8_t h[HWM_FIXED + RECORD_SITE_MAX], k[LOG_KEY_MAX];
+	size_t sitelen = strlen(b->sg->site), olen = strlen(origin);
+	MDB_val key = val_str(user), val;
+
+	val = val_bin(b->envs + p->env_off, p->env_len);
+	if (tx_put(ctx, DBI_USERS, &key, &val, 0) < 0)
+		return -1;
+	be64_put(h, p->epoch);
+	be64_put(h + 8, p->seq);
+	memcpy(h + 16, p->hash, HWM_HASH_LEN);
+	memcpy(h + HWM_FIXED, b->sg->site, sitelen);
+	val = val_bin(h, HWM_FIXED + sitelen);
+	if (tx_put(ctx, DBI_HWM, &key, &val, 0) < 0)
+		return -1;
+	memcpy(k, origin, olen);
+	k[olen] = '\0';
+	be64_put(k + olen + 1, p->origin_seq);
+	key = val_bin(k, olen + 1 + 8);
+	val = val_bin(b->envs + p->env_off, p->env_len);
+	return tx_put(ctx, DBI_LOG, &key, &val, 0);
+}
+
+static int
+puts_fn(struct wctx *ctx, void *arg)
+{
+	struct puts *b = arg;
+	enum accept_result signer;
+	MDB_val key, val;
+	uint8_t cur[8];
+	uint64_t oseq;
+	size_t i;
+	int g;
+
+	b->nplans = b->bodies_len = b->envs_len = 0;
+	memset(b->dup, 0, (b->dup_mask + 1) * sizeof(*b->dup));
+	signer = check_own_signer(ctx, b->sg);
+	if (signer == REJECT_STORE)
+		return -1;
+	key = val_str(b->sg->origin);
+	g = tx_get(ctx, DBI_ORIGINS, &key, &val);
+	if (g < 0)
+		return -1;
+	oseq = g == 0 && val.mv_size == 8 ? be64_get(val.mv_data) : 0;
+
+	for (i = 0; i < b->n; i++) {
+		if (b->results[i] == REJECT_MALFORMED)
+			continue;	/* refused before the transaction */
+		b->results[i] = plan_item(ctx, b, i, &oseq, signer);
+		if (b->results[i] == REJECT_STORE)
+			return -1;
+	}
+	if (b->nplans == 0)
+		return 1;
+	b->envs = xrealloc(b->envs, b->envs_len);
+	sign_parallel(b);
+	for (i = 0; i < b->nplans; i++) {
+		if (!b->plans[i].sealed) {
+			/* Cannot happen: the bodies were checked. */
+			ctx->mdb_rc = MDB_CORRUPTED;
+			return -1;
+		}
+		if (store_plan(ctx, b, &b->plans[i]) < 0)
+			return -1;
+	}
+	key = val_str(b->sg->origin);
+	be64_put(cur, oseq);
+	val = val_bin(cur, sizeof(cur));
+	return tx_put(ctx, DBI_ORIGINS, &key, &val, 0) < 0 ? -1 : 0;
+}
+
+static bool
+item_valid(const struct store_user_item *it)
+{
+	const char *t = it->target_site != NULL ? it->target_site : "";
+
+	if (it->user == NULL || it->backend == NULL ||
+	    !record_user_valid(it->user) ||
+	    strlen(it->backend) > RECORD_NAME_MAX ||
+	    (t[0] != '\0' && !record_site_valid(t)))
+		return false;
+	return it->state == USTATE_ACTIVE || it->state == USTATE_MOVING ||
+	    it->state == USTATE_FROZEN || it->state == USTATE_DELETED;
+}
+
+void
+store_put_users(struct store *st, const struct store_signer *sg,
+    const struct store_user_item *items, size_t n, uint64_t now,
+    enum accept_result *results)
+{
+	struct puts b;
+	size_t i, cap;
+	bool sg_ok = record_site_valid(sg->site) &&
+	    record_name_valid(sg->origin) && sg->key->has_secret;
+
+	if (n == 0)
+		return;
+	memset(&b, 0, sizeof(b));
+	b.sg = sg;
+	b.items = items;
+	b.n = n;
+	b.results = results;
+	for (i = 0; i < n; i++)
+		results[i] = sg_ok && item_valid(&items[i]) ? ACCEPT_STORED :
+		    REJECT_MALFORMED;
+	for (cap = 4; cap < 2 * n; cap *= 2)
+		;
+	b.dup = xcalloc(cap, sizeof(*b.dup));
+	b.dup_mask = cap - 1;
+	b.plans = xcalloc(n, sizeof(*b.plans));
+	if (sg_ok && store_write(st, now, puts_fn, &b) < 0) {
+		for (i = 0; i < n; i++)
+			results[i] = REJECT_STORE;
+	}
+	free(b.dup);
+	free(b.plans);
+	free(b.bodies);
+	free(b.envs);
+	for (i = 0; i < n; i++)
+		if ((unsigned)results[i] < STORE_ACCEPT_RESULTS)
+			st->counts[results[i]]++;
+}
+
+enum accept_result
+store_put_user(struct store *st, const struct store_signer *sg,
+    const char *user, const char *backend, enum user_state state,
+    const char *target_site, uint64_t now)
+{
+	struct store_user_item it = { user, backend, state, target_site };
+	enum accept_result res;
+
+	store_put_users(st, sg, &it, 1, now, &res);
+	return res;
+}
+
+/* A hand-over is rare and goes through the full accept rule. */
+struct transfer_arg {
+	const struct store_signer *sg;
+	const char *user, *backend, *new_site;
 	enum accept_result res;
 };
 
 static int
-put_fn(struct wctx *ctx, void *arg)
+transfer_fn(struct wctx *ctx, void *arg)
 {
-	struct put_arg *a = arg;
+	struct transfer_arg *a = arg;
 	struct record_user u;
-	struct record cur;
 	struct hwm h;
 	uint8_t env[RECORD_MAX];
 	MDB_val key = val_str(a->user), val;
 	const char *why;
-	int g, have_hwm = 0, n;
+	int g, n;
 
 	memset(&u, 0, sizeof(u));
 	g = tx_get(ctx, DBI_HWM, &key, &val);
 	if (g < 0)
 		goto store_error;
-	if (g == 0) {
-		if (hwm_parse(&val, &h) < 0) {
-			ctx->mdb_rc = MDB_CORRUPTED;
-			goto store_error;
-		}
-		have_hwm = 1;
-		if (strcmp(h.site, a->sg->site) != 0) {
-			a->res = REJECT_WRONG_SITE;
-			return 1;
-		}
+	if (g > 0) {
+		a->res = REJECT_STALE;	/* nothing to hand over */
+		return 1;
 	}
-	if (a->state == USTATE_TRANSFER) {
-		if (!have_hwm) {
-			a->res = REJECT_STALE;	/* nothing to hand over */
-			return 1;
-		}
-		u.epoch = h.epoch + 1;
-		u.seq = 0;
-		mm_strlcpy(u.site, a->new_site, sizeof(u.site));
-	} else {
-		u.epoch = have_hwm ? h.epoch : 1;
-		u.seq = have_hwm ? h.seq + 1 : 1;
-		mm_strlcpy(u.site, a->sg->site, sizeof(u.site));
-		/* Records of an epoch this site got by a hand-over carry it,
-		 * so a node that missed the TRANSFER can still take them. */
-		g = tx_get(ctx, DBI_USERS, &key, &val);
-		if (g < 0)
-			goto store_error;
-		if (g == 0 && record_decode(val.mv_data, val.mv_size, &cur,
-		    NULL) == 0 && cur.kind == RECORD_USER &&
-		    cur.u.user.epoch == u.epoch) {
-			if (cur.u.user.state == USTATE_TRANSFER) {
-				u.transfer = val.mv_data;
-				u.transfer_len = val.mv_size;
-			} else if (cur.u.user.transfer_len > 0) {
-				u.transfer = cur.u.user.transfer;
-				u.transfer_len = cur.u.user.transfer_len;
-			}
-		}
+	if (hwm_parse(&val, &h) < 0) {
+		ctx->mdb_rc = MDB_CORRUPTED;
+		goto store_error;
 	}
+	if (strcmp(h.site, a->sg->site) != 0) {
+		a->res = REJECT_WRONG_SITE;
+		return 1;
+	}
+	u.epoch = h.epoch + 1;
+	u.seq = 0;
+	mm_strlcpy(u.site, a->new_site, sizeof(u.site));
 	mm_strlcpy(u.user, a->user, sizeof(u.user));
 	mm_strlcpy(u.backend, a->backend, sizeof(u.backend));
-	mm_strlcpy(u.target_site, a->target_site, sizeof(u.target_site));
 	mm_strlcpy(u.origin, a->sg->origin, sizeof(u.origin));
-	u.state = a->state;
+	u.state = USTATE_TRANSFER;
 	u.timestamp = ctx->now;
 	key = val_str(a->sg->origin);
 	g = tx_get(ctx, DBI_ORIGINS, &key, &val);
@@ -1361,59 +1822,38 @@ store_error:
 	return -1;
 }
 
-static enum accept_result
-put_common(struct store *st, struct put_arg *a, uint64_t now)
-{
-	int r;
-
-	if (!record_user_valid(a->user) || !record_site_valid(a->sg->site) ||
-	    !record_name_valid(a->sg->origin) || !a->sg->key->has_secret ||
-	    (a->target_site[0] != '\0' && !record_site_valid(a->target_site))
-	    || strlen(a->backend) > RECORD_NAME_MAX) {
-		a->res = REJECT_MALFORMED;
-	} else {
-		r = store_write(st, now, put_fn, a);
-		if (r < 0)
-			a->res = REJECT_STORE;
-	}
-	if ((unsigned)a->res < STORE_ACCEPT_RESULTS)
-		st->counts[a->res]++;
-	return a->res;
-}
-
-enum accept_result
-store_put_user(struct store *st, const struct store_signer *sg,
-    const char *user, const char *backend, enum user_state state,
-    const char *target_site, uint64_t now)
-{
-	struct put_arg a = { sg, user, backend,
-		target_site != NULL ? target_site : "", NULL, state,
-		REJECT_MALFORMED };
-
-	if (state != USTATE_ACTIVE && state != USTATE_MOVING &&
-	    state != USTATE_FROZEN && state != USTATE_DELETED) {
-		st->counts[REJECT_MALFORMED]++;
-		return REJECT_MALFORMED;
-	}
-	return put_common(st, &a, now);
-}
-
 enum accept_result
 store_put_transfer(struct store *st, const struct store_signer *sg,
     const char *user, const char *new_site, const char *backend,
     uint64_t now)
 {
-	struct put_arg a = { sg, user, backend != NULL ? backend : "", "",
-		new_site, USTATE_TRANSFER, REJECT_MALFORMED };
+	struct transfer_arg a = { sg, user, backend != NULL ? backend : "",
+		new_site, REJECT_MALFORMED };
 
-	if (!record_site_valid(new_site)) {
-		st->counts[REJECT_MALFORMED]++;
-		return REJECT_MALFORMED;
+	if (!record_site_valid(new_site) || !record_user_valid(user) ||
+	    !record_site_valid(sg->site) || !record_name_valid(sg->origin) ||
+	    !sg->key->has_secret || strlen(a.backend) > RECORD_NAME_MAX) {
+		a.res = REJECT_MALFORMED;
+	} else if (store_write(st, now, transfer_fn, &a) < 0) {
+		a.res = REJECT_STORE;
 	}
-	return put_common(st, &a, now);
+	if ((unsigned)a.res < STORE_ACCEPT_RESULTS)
+		st->counts[a.res]++;
+	return a.res;
 }
 
 /* ---- checks ---------------------------------------------------------- */
+
+/* A round of store_verify's signature checks. Worker threads and the
+ * walking thread take jobs by index until none are left. */
+struct vround {
+	struct vjob *jobs;
+	char (*names)[RECORD_USER_MAX + 1];
+	size_t n;
+	atomic_size_t next;
+	pthread_t tid[VERIFY_THREADS_MAX];
+	size_t started;
+};
 
 /* A certificate as store_verify trusts it; sorted by id as LMDB is. */
 struct vcert {
@@ -1433,10 +1873,9 @@ struct vstate {
 	size_t ncerts;
 	uint8_t root[DKEY_PK_LEN];
 	int have_root;
-	/* user records waiting for their signatures to be checked */
-	struct vjob *jobs;
-	char (*names)[RECORD_USER_MAX + 1];
-	size_t njobs;
+	/* user records waiting for their signatures to be checked: one
+	 * round fills while the one before is checked */
+	struct vround rounds[2], *fill, *busy;
 };
 
 static void
@@ -1585,16 +2024,73 @@ v_chain(struct vstate *vs, const uint8_t id[DKEY_ID_LEN],
 }
 
 static void
-v_flush(struct vstate *vs)
+vround_work(struct vround *vr)
 {
 	size_t i;
 
-	verify_parallel(vs->jobs, vs->njobs);
-	for (i = 0; i < vs->njobs; i++) {
-		if (!vs->jobs[i].ok)
-			bad_user(vs, vs->names[i], "bad signature");
+	while ((i = atomic_fetch_add(&vr->next, 1)) < vr->n) {
+		struct vjob *j = &vr->jobs[i];
+
+		j->ok = dkey_verify(j->pk, RECORD_SIG_PREFIX, j->body,
+		    j->body_len, j->sig) == 0;
 	}
-	vs->njobs = 0;
+}
+
+static void *
+vround_thread(void *arg)
+{
+	vround_work(arg);
+	return NULL;
+}
+
+/* Starts checking vr on the other cores; the walk goes on meanwhile. */
+static void
+vround_start(struct vround *vr)
+{
+	size_t nt = verify_threads(), i;
+
+	atomic_store(&vr->next, 0);
+	vr->started = 0;
+	for (i = 1; i < nt; i++) {
+		if (pthread_create(&vr->tid[vr->started], NULL, vround_thread,
+		    vr) != 0)
+			break;
+		vr->started++;
+	}
+}
+
+/* Takes a share of what is left of vr, waits for the rest, reports. */
+static void
+vround_finish(struct vstate *vs, struct vround *vr)
+{
+	size_t i;
+
+	vround_work(vr);
+	for (i = 0; i < vr->started; i++)
+		pthread_join(vr->tid[i], NULL);
+	for (i = 0; i < vr->n; i++) {
+		if (!vr->jobs[i].ok)
+			bad_user(vs, vr->names[i], "bad signature");
+	}
+	vr->n = 0;
+}
+
+/* The filling round is full (or the walk is over): the round before is
+ * finished, this one started. */
+static void
+v_flush(struct vstate *vs)
+{
+	struct vround *vr = vs->fill;
+
+	if (vs->busy != NULL) {
+		vround_finish(vs, vs->busy);
+		vs->busy = NULL;
+	}
+	if (vr->n == 0)
+		return;
+	vround_start(vr);
+	vs->busy = vr;
+	vs->fill = vr == &vs->rounds[0] ? &vs->rounds[1] : &vs->rounds[0];
 }
 
 /* env is in the map, which outlives the queue; r does not. The signature
@@ -1603,7 +2099,8 @@ static void
 v_queue(struct vstate *vs, const struct record *r, const MDB_val *env,
     const uint8_t *pk, const char *name)
 {
-	struct vjob *j = &vs->jobs[vs->njobs];
+	struct vround *vr = vs->fill;
+	struct vjob *j = &vr->jobs[vr->n];
 
 	j->body = r->body;
 	j->body_len = r->body_len;
@@ -1611,8 +2108,8 @@ v_queue(struct vstate *vs, const struct record *r, const MDB_val *env,
 	memcpy(j->pk, pk, DKEY_PK_LEN);
 	j->have_pk = 1;
 	j->ok = 0;
-	memcpy(vs->names[vs->njobs++], name, RECORD_USER_MAX + 1);
-	if (vs->njobs == VERIFY_CHUNK)
+	memcpy(vr->names[vr->n++], name, RECORD_USER_MAX + 1);
+	if (vr->n == VERIFY_CHUNK)
 		v_flush(vs);
 }
 
@@ -1681,6 +2178,7 @@ store_verify(struct store *st, uint64_t now,
 	struct vstate vs;
 	MDB_stat ms;
 	int rc = -1, mrc, g;
+	size_t i;
 
 	memset(rep_r, 0, sizeof(*rep_r));
 	memset(&vs, 0, sizeof(vs));
@@ -1697,22 +2195,33 @@ store_verify(struct store *st, uint64_t now,
 	if ((mrc = mdb_stat(vs.txn, st->dbi[DBI_CERTS], &ms)) != 0)
 		goto done;
 	vs.certs = xcalloc(ms.ms_entries + 1, sizeof(*vs.certs));
-	vs.jobs = xcalloc(VERIFY_CHUNK, sizeof(*vs.jobs));
-	vs.names = xcalloc(VERIFY_CHUNK, sizeof(*vs.names));
+	for (i = 0; i < 2; i++) {
+		vs.rounds[i].jobs = xcalloc(VERIFY_CHUNK,
+		    sizeof(*vs.rounds[i].jobs));
+		vs.rounds[i].names = xcalloc(VERIFY_CHUNK,
+		    sizeof(*vs.rounds[i].names));
+	}
+	vs.fill = &vs.rounds[0];
 	if (vwalk(&vs, DBI_CERTS, v_cert) < 0 ||
 	    vwalk(&vs, DBI_REVOKED, v_revoke) < 0)
 		goto done;
 	if (vwalk(&vs, DBI_USERS, v_user) < 0)
 		goto done;
-	v_flush(&vs);
+	v_flush(&vs);		/* starts the last round */
+	v_flush(&vs);		/* and finishes it */
 	if ((mrc = mdb_stat(vs.txn, st->dbi[DBI_EVIDENCE], &ms)) != 0)
 		goto done;
 	rep_r->equivocations = ms.ms_entries;
 	rc = 0;
 done:
+	/* Threads still checking a round point into the transaction. */
+	if (vs.busy != NULL)
+		vround_finish(&vs, vs.busy);
 	free(vs.certs);
-	free(vs.jobs);
-	free(vs.names);
+	for (i = 0; i < 2; i++) {
+		free(vs.rounds[i].jobs);
+		free(vs.rounds[i].names);
+	}
 	mdb_txn_abort(vs.txn);
 	(void)now;
 	return rc;

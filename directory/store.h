@@ -63,6 +63,31 @@ typedef int (*store_user_cb)(const struct record *r, const uint8_t *env,
     size_t len, void *arg);
 int store_foreach_user(struct store *st, store_user_cb cb, void *arg);
 
+/* ---- trust state ---------------------------------------------------- */
+
+/* The certificate stored for key id, decoded into *c_r (no pointers into
+ * the store). 1 found, 0 none (or a damaged entry), -1 on a store error.
+ * The certificate was verified against the root when it was accepted;
+ * store_verify checks it again. */
+int store_get_cert(struct store *st, const uint8_t id[DKEY_ID_LEN],
+    struct record_cert *c_r);
+
+/* Calls cb for every stored certificate (store_foreach_cert) or
+ * revocation (store_foreach_revoked), in key id order; r and env point
+ * into the store and are valid during the call only. Entries that do not
+ * decode as their kind are skipped (logged). cb returns 0 to go on,
+ * nonzero to stop. Returns 0, or -1 on a store error. */
+typedef int (*store_trust_cb)(const struct record *r, const uint8_t *env,
+    size_t len, void *arg);
+int store_foreach_cert(struct store *st, store_trust_cb cb, void *arg);
+int store_foreach_revoked(struct store *st, store_trust_cb cb, void *arg);
+
+/* The origin_seq the next record signed by origin takes: one above the
+ * highest this store holds from origin (1 when none). 0, or -1 on a store
+ * error. */
+int store_next_origin_seq(struct store *st, const char *origin,
+    uint64_t *seq_r);
+
 struct store_stats {
 	uint64_t users, tombstones, certs, revoked, origins, evidence;
 	uint64_t map_bytes, used_bytes;
@@ -149,6 +174,32 @@ struct store_signer {
 enum accept_result store_put_user(struct store *st,
     const struct store_signer *sg, const char *user, const char *backend,
     enum user_state state, const char *target_site, uint64_t now);
+
+/* One change of store_put_users; the same fields as store_put_user. */
+struct store_user_item {
+	const char *user;		/* normalised */
+	const char *backend;
+	enum user_state state;		/* ACTIVE, MOVING, FROZEN, DELETED */
+	const char *target_site;	/* NULL or "": none */
+};
+
+/* store_put_user for n users in ONE write transaction; results[i] per
+ * item, as store_put_user would answer (a REJECT_STORE aborts the whole
+ * batch and every result says so). Items are taken in order: a user named
+ * twice gets two records, seq after seq. The records are numbered gap-free
+ * (origin_seq) in item order among those stored, and signed on all cores.
+ *
+ * The accept rule is store_put_user's with one difference: the signatures
+ * this call makes with sg->key are not verified one by one. Instead, once
+ * per batch, the store must hold a certificate for sg->key's public key
+ * that is for sg->site, not revoked and not expired at now (else every
+ * item gets UNKNOWN_KEY, WRONG_SITE, REVOKED or EXPIRED); that check
+ * stands in for the per-record verify. A user owned by another site is
+ * REJECT_WRONG_SITE and the rest of the batch is stored. The caller keeps
+ * items. store_put_user is the batch of one. */
+void store_put_users(struct store *st, const struct store_signer *sg,
+    const struct store_user_item *items, size_t n, uint64_t now,
+    enum accept_result *results);
 
 /* The commit point of a move: the owner signs TRANSFER at (stored epoch + 1,
  * seq 0) naming new_site (and, if known, the back end there; may be NULL).

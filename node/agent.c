@@ -22,7 +22,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <lmdb.h>
 
 #include "dir.h"
 #include "mm_log.h"
@@ -36,7 +35,6 @@
 #define AGENT_ROWS_PER_FRAME (256 * 1024)	/* bytes of rows per frame */
 #define AGENT_SOCKET_DIR_MODE 0755
 #define AGENT_SOCKET_MODE 0660
-#define AGENT_LMDB_DBS 16	/* named sub-databases a reader may open */
 #define ROOT_ORIGIN "root"	/* origin of records signed by the root key */
 #define TIME_TEXT_LEN 32
 
@@ -141,63 +139,7 @@ user_lookup_row(struct agent *a, const char *user, struct ctl_rows *rows,
 	return found;
 }
 
-/* ---- raw reads of the trust sub-databases --------------------------- */
-
-/* The store has no API yet to enumerate certificates and revocations;
- * they are read here, read-only, from the sub-databases that store.h
- * documents. Never while this process has the store open: LMDB allows one
- * environment per file per process. */
-typedef void trust_cb(const struct record *r, void *arg);
-
-static int
-trust_foreach(const char *path, const char *dbname, trust_cb *cb, void *arg,
-    char **errstr_r)
-{
-	MDB_env *env = NULL;
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_dbi dbi;
-	MDB_val k, v;
-	struct record r;
-	const char *why;
-	int e, rc = -1;
-
-	if ((e = mdb_env_create(&env)) != 0 ||
-	    (e = mdb_env_set_maxdbs(env, AGENT_LMDB_DBS)) != 0 ||
-	    (e = mdb_env_open(env, path, MDB_RDONLY, 0)) != 0 ||
-	    (e = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0) {
-		*errstr_r = xasprintf("directory %s: %s", path,
-		    mdb_strerror(e));
-		goto done;
-	}
-	if ((e = mdb_dbi_open(txn, dbname, 0, &dbi)) == MDB_NOTFOUND) {
-		rc = 0;		/* nothing stored yet */
-		goto done;
-	}
-	if (e != 0 || (e = mdb_cursor_open(txn, dbi, &cur)) != 0) {
-		*errstr_r = xasprintf("directory %s: %s: %s", path, dbname,
-		    mdb_strerror(e));
-		goto done;
-	}
-	while ((e = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-		if (record_decode(v.mv_data, v.mv_size, &r, &why) == 0)
-			cb(&r, arg);
-	}
-	if (e != MDB_NOTFOUND) {
-		*errstr_r = xasprintf("directory %s: %s: %s", path, dbname,
-		    mdb_strerror(e));
-		goto done;
-	}
-	rc = 0;
-done:
-	if (cur != NULL)
-		mdb_cursor_close(cur);
-	if (txn != NULL)
-		mdb_txn_abort(txn);
-	if (env != NULL)
-		mdb_env_close(env);
-	return rc;
-}
+/* ---- trust state ---------------------------------------------------- */
 
 struct trust {
 	size_t n_certs, n_revoked;
@@ -214,34 +156,34 @@ struct trust {
 	bool have_root;
 };
 
-static void
-trust_cert_cb(const struct record *r, void *arg)
+static int
+trust_cert_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
 {
 	struct trust *t = arg;
 	struct cert_info *ci;
 
-	if (r->kind != RECORD_CERT)
-		return;
 	t->certs = xrealloc(t->certs, (t->n_certs + 1) * sizeof(*t->certs));
 	ci = &t->certs[t->n_certs++];
 	ci->c = r->u.cert;
 	dkey_id(r->u.cert.pk, ci->id);
 	ci->sig_ok = t->have_root && record_verify(r, t->root) == 0;
+	return 0;
 }
 
-static void
-trust_revoke_cb(const struct record *r, void *arg)
+static int
+trust_revoke_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
 {
 	struct trust *t = arg;
 	struct revoke_info *ri;
 
-	if (r->kind != RECORD_REVOKE)
-		return;
 	t->revoked = xrealloc(t->revoked,
 	    (t->n_revoked + 1) * sizeof(*t->revoked));
 	ri = &t->revoked[t->n_revoked++];
 	memcpy(ri->id, r->u.revoke.key_id, DKEY_ID_LEN);
 	ri->v = r->u.revoke;
+	return 0;
 }
 
 static void
@@ -252,20 +194,18 @@ trust_clear(struct trust *t)
 	memset(t, 0, sizeof(*t));
 }
 
+/* Certificates (each checked against the root) and revocations of st. */
 static int
-trust_load(const char *path, struct trust *t, char **errstr_r)
+trust_load(struct store *st, const char *path, struct trust *t,
+    char **errstr_r)
 {
-	struct store *st;
-
 	memset(t, 0, sizeof(*t));
-	if ((st = store_open(path, STORE_READONLY, errstr_r)) == NULL)
-		return -1;
 	t->have_root = store_get_root(st, t->root) == 1;
-	store_close(st);
-	if (trust_foreach(path, "certs", trust_cert_cb, t, errstr_r) != 0 ||
-	    trust_foreach(path, "revoked", trust_revoke_cb, t,
-	    errstr_r) != 0) {
+	if (store_foreach_cert(st, trust_cert_cb, t) != 0 ||
+	    store_foreach_revoked(st, trust_revoke_cb, t) != 0) {
 		trust_clear(t);
+		*errstr_r = xasprintf("directory %s: cannot read the "
+		    "certificates", path);
 		return -1;
 	}
 	return 0;
@@ -294,22 +234,18 @@ cert_state(const struct trust *t, const struct cert_info *ci, uint64_t now)
 	return "valid";
 }
 
-int
-agent_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
-    char **errstr_r)
+static void
+keys_rows(const struct trust *t, uint64_t now, struct ctl_rows *rows)
 {
 	static const char *const header[] = { "key_id", "role", "site",
 		"name", "issued", "expires", "state", "origin", "origin_seq" };
 	char kid[DKEY_ID_HEX_LEN + 1], ib[TIME_TEXT_LEN], eb[TIME_TEXT_LEN];
 	char seq[24];
-	struct trust t;
 	size_t i, j;
 
-	if (trust_load(path, &t, errstr_r) != 0)
-		return -1;
 	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
-	for (i = 0; i < t.n_certs; i++) {
-		const struct cert_info *ci = &t.certs[i];
+	for (i = 0; i < t->n_certs; i++) {
+		const struct cert_info *ci = &t->certs[i];
 
 		dkey_id_hex(ci->id, kid);
 		snprintf(seq, sizeof(seq), "%llu",
@@ -317,23 +253,40 @@ agent_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
 		rows_addv(rows, 9, kid, record_role_name(ci->c.role),
 		    ci->c.site, ci->c.name, fmt_time(ci->c.issued, ib),
 		    ci->c.expires == 0 ? "never" :
-		    fmt_time(ci->c.expires, eb), cert_state(&t, ci, now),
+		    fmt_time(ci->c.expires, eb), cert_state(t, ci, now),
 		    ci->c.origin, seq);
 	}
 	/* Revocations of keys this store never saw certified. */
-	for (i = 0; i < t.n_revoked; i++) {
-		for (j = 0; j < t.n_certs; j++)
-			if (memcmp(t.certs[j].id, t.revoked[i].id,
+	for (i = 0; i < t->n_revoked; i++) {
+		for (j = 0; j < t->n_certs; j++)
+			if (memcmp(t->certs[j].id, t->revoked[i].id,
 			    DKEY_ID_LEN) == 0)
 				break;
-		if (j < t.n_certs)
+		if (j < t->n_certs)
 			continue;
-		dkey_id_hex(t.revoked[i].id, kid);
+		dkey_id_hex(t->revoked[i].id, kid);
 		snprintf(seq, sizeof(seq), "%llu",
-		    (unsigned long long)t.revoked[i].v.origin_seq);
+		    (unsigned long long)t->revoked[i].v.origin_seq);
 		rows_addv(rows, 9, kid, "-", "-", "-", "-", "-", "revoked",
-		    t.revoked[i].v.origin, seq);
+		    t->revoked[i].v.origin, seq);
 	}
+}
+
+int
+agent_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
+    char **errstr_r)
+{
+	struct store *st;
+	struct trust t;
+	int rc;
+
+	if ((st = store_open(path, STORE_READONLY, errstr_r)) == NULL)
+		return -1;
+	rc = trust_load(st, path, &t, errstr_r);
+	store_close(st);
+	if (rc != 0)
+		return -1;
+	keys_rows(&t, now, rows);
 	trust_clear(&t);
 	return 0;
 }
@@ -341,28 +294,42 @@ agent_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
 uint64_t
 agent_root_next_seq(const char *path, const char *origin)
 {
-	struct trust t;
-	uint64_t max = 0;
+	struct store *st;
+	uint64_t seq = 1;
 	char *err = NULL;
-	size_t i;
 
-	if (trust_load(path, &t, &err) != 0) {
+	if ((st = store_open(path, STORE_READONLY, &err)) == NULL) {
 		free(err);
 		return 1;
 	}
-	for (i = 0; i < t.n_certs; i++)
-		if (strcmp(t.certs[i].c.origin, origin) == 0 &&
-		    t.certs[i].c.origin_seq > max)
-			max = t.certs[i].c.origin_seq;
-	for (i = 0; i < t.n_revoked; i++)
-		if (strcmp(t.revoked[i].v.origin, origin) == 0 &&
-		    t.revoked[i].v.origin_seq > max)
-			max = t.revoked[i].v.origin_seq;
-	trust_clear(&t);
-	return max + 1;
+	if (store_next_origin_seq(st, origin, &seq) != 0)
+		seq = 1;
+	store_close(st);
+	return seq;
 }
 
 /* ---- opening the store ---------------------------------------------- */
+
+int
+agent_load_root_public(const struct mm_config *conf, struct dkey *key_r,
+    char **errstr_r)
+{
+	char *err = NULL;
+
+	if (dkey_load_public(conf->root_key, key_r, &err) == 0)
+		return 0;
+	/* The key loader's advice fits a secret key; a public one only
+	 * needs to be readable. */
+	if (access(conf->root_key, R_OK) != 0 && errno == EACCES)
+		*errstr_r = xasprintf("root-key %s: permission denied; it is a "
+		    "public key and needs only to be readable by the user "
+		    "this program runs as (and its directories searchable): "
+		    "chmod 644 %s", conf->root_key, conf->root_key);
+	else
+		*errstr_r = xasprintf("root-key %s: %s", conf->root_key, err);
+	free(err);
+	return -1;
+}
 
 /* Sets the root from the root-key file when the store has none, and
  * refuses a store that holds another root. */
@@ -377,10 +344,8 @@ ensure_root(const struct mm_config *conf, struct store *st, char **errstr_r)
 	int r, rc = -1;
 
 	memset(&root, 0, sizeof(root));
-	if (dkey_load_public(conf->root_key, &root, &err) != 0) {
-		*errstr_r = xasprintf("root-key %s: %s", conf->root_key, err);
+	if (agent_load_root_public(conf, &root, errstr_r) != 0)
 		goto done;
-	}
 	if ((r = store_get_root(st, have)) < 0) {
 		*errstr_r = xasprintf("directory %s: cannot read the root "
 		    "key", conf->directory);
@@ -506,11 +471,11 @@ agent_preflight(const struct mm_config *conf, const struct dkey *key,
 
 	memset(&t, 0, sizeof(t));
 	dkey_id_hex(key->id, kid);
-	/* Root set, store writable; closed again before the trust read. */
+	/* Root set, store writable; closed before return (nothing of the
+	 * store may cross the fork that follows). */
 	if ((a = agent_new(conf, key, &st, errstr_r)) == NULL)
 		goto done;
-	agent_free(a);
-	if (trust_load(conf->directory, &t, errstr_r) != 0)
+	if (trust_load(a->st, conf->directory, &t, errstr_r) != 0)
 		goto done;
 	for (i = 0; i < t.n_certs; i++) {
 		const struct cert_info *ci = &t.certs[i];
@@ -545,6 +510,7 @@ agent_preflight(const struct mm_config *conf, const struct dkey *key,
 		    conf->path, conf->node_key, conf->site, conf->node_name);
 done:
 	trust_clear(&t);
+	agent_free(a);
 	return rc;
 }
 
@@ -763,7 +729,7 @@ op_user_show(struct agent *a, size_t argc, char *const *argv, char **msg_r,
 struct list_ctx {
 	struct ctl_rows *rows;
 	const char *site;	/* NULL: all */
-	bool export;		/* user, backend, state only */
+	bool export;		/* user, backend, state, target only */
 };
 
 static int
@@ -777,8 +743,8 @@ list_cb(const struct record *r, const uint8_t *env, size_t len, void *arg)
 	if (lc->site != NULL && strcmp(u->site, lc->site) != 0)
 		return 0;
 	if (lc->export)
-		rows_addv(lc->rows, 3, u->user, u->backend,
-		    record_state_name(u->state));
+		rows_addv(lc->rows, 4, u->user, u->backend,
+		    record_state_name(u->state), u->target_site);
 	else
 		user_row(lc->rows, u, r->key_id);
 	return lc->rows->n >= CTL_ROWS_MAX;
@@ -804,7 +770,8 @@ static enum ctl_status
 op_export(struct agent *a, size_t argc, char *const *argv, char **msg_r,
     struct ctl_rows *rows)
 {
-	static const char *const header[] = { "user", "backend", "state" };
+	static const char *const header[] = { "user", "backend", "state",
+		"target_site" };
 	struct list_ctx lc = { rows, a->conf->site, true };
 
 	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
@@ -816,79 +783,150 @@ op_export(struct agent *a, size_t argc, char *const *argv, char **msg_r,
 	return CTL_OK;
 }
 
+/* A row of an import, checked: what to store, or why not. */
+struct import_row {
+	char user[RECORD_USER_MAX + 1];
+	char target[RECORD_SITE_MAX + 1];
+	int todo;		/* 1 store, 0 unchanged, -1 refused (why) */
+	const char *why;
+	size_t item;		/* index in the batch when todo is 1 */
+};
+
+/* Checks one (user, backend, state, target) row against this site and the
+ * store; returns 1 to store (*it filled), 0 unchanged, -1 refused
+ * (r->why) or a store error (CTL_TEMP in *worst_r). */
+static int
+import_check(struct agent *a, const char *user, const char *b,
+    const char *s, const char *target, struct import_row *r,
+    struct store_user_item *it, enum ctl_status *worst_r)
+{
+	enum user_state state = USTATE_ACTIVE;
+	struct record_user u;
+	char *err = NULL;
+	int found;
+
+	r->why = NULL;
+	if (normalise(a, user, r->user) != 0)
+		r->why = "invalid user name";
+	else if (check_backend(a, b, &err) != CTL_OK)
+		r->why = "not a back end of this site";
+	else if (s[0] != '\0' && (record_state_parse(s, &state) != 0 ||
+	    (state != USTATE_ACTIVE && state != USTATE_MOVING &&
+	    state != USTATE_FROZEN)))
+		r->why = "state is active, moving or frozen";
+	else if (state == USTATE_ACTIVE && target[0] != '\0')
+		r->why = "a target site goes with moving or frozen only";
+	else if (state != USTATE_ACTIVE && (!record_site_valid(target) ||
+	    strcmp(target, a->conf->site) == 0))
+		r->why = "moving and frozen need a target site, another "
+		    "than this one";
+	free(err);
+	if (r->why != NULL)
+		return -1;
+	found = store_get_user(a->st, r->user, &u, NULL, NULL);
+	if (found < 0) {
+		r->why = store_accept_name(REJECT_STORE);
+		*worst_r = CTL_TEMP;
+		return -1;
+	}
+	if (found == 1 && u.state != USTATE_DELETED && s[0] == '\0') {
+		/* No state given (a popmap line): a user mid-move stays as
+		 * it is. */
+		state = u.state;
+		target = u.target_site;
+	}
+	if (found == 1 && u.state == state && strcmp(u.site,
+	    a->conf->site) == 0 && strcmp(u.backend, b) == 0 &&
+	    strcmp(u.target_site, target) == 0)
+		return 0;
+	mm_strlcpy(r->target, target, sizeof(r->target));
+	it->user = r->user;
+	it->backend = b;
+	it->state = state;
+	it->target_site = r->target;
+	return 1;
+}
+
+/* import-rows (width 3: user, backend, state) and import-users (width 4:
+ * and target site): one batch, one write transaction. */
 static enum ctl_status
-op_import_rows(struct agent *a, size_t argc, char *const *argv,
+import_batch(struct agent *a, size_t width, size_t argc, char *const *argv,
     char **msg_r, struct ctl_rows *rows)
 {
 	static const char *const header[] = { "index", "result" };
-	char user[RECORD_USER_MAX + 1], idx[24];
-	size_t i, stored = 0, unchanged = 0, failed = 0;
+	struct import_row *r = NULL;
+	struct store_user_item *items = NULL;
+	enum accept_result *res = NULL;
 	enum ctl_status worst = CTL_OK;
-	enum user_state state;
-	enum accept_result res;
-	struct record_user u;
-	uint64_t now = (uint64_t)time(NULL);
+	size_t i, n = argc / width, nitems = 0;
+	size_t stored = 0, unchanged = 0, failed = 0;
+	char idx[24], esc[4 * RECORD_USER_MAX + 1];
 
-	if (argc % 3 != 0 || argc / 3 > CTL_IMPORT_ROWS) {
-		*msg_r = xasprintf("import-rows takes up to %d (user, "
-		    "backend, state) triples", CTL_IMPORT_ROWS);
+	if (argc % width != 0 || n > CTL_IMPORT_ROWS) {
+		*msg_r = xasprintf("takes up to %d rows of %zu", CTL_IMPORT_ROWS,
+		    width);
 		return CTL_USAGE;
 	}
 	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
-	for (i = 0; i < argc / 3; i++) {
-		const char *b = argv[3 * i + 1], *s = argv[3 * i + 2];
-		const char *why = NULL;
-		char *err = NULL;
+	r = xcalloc(n + 1, sizeof(*r));
+	items = xcalloc(n + 1, sizeof(*items));
+	res = xcalloc(n + 1, sizeof(*res));
+	for (i = 0; i < n; i++) {
+		char *const *f = argv + width * i;
+		r[i].todo = import_check(a, f[0], f[1], f[2], width > 3 ?
+		    f[3] : "", &r[i], &items[nitems], &worst);
+		if (r[i].todo == 0)
+			unchanged++;
+		else if (r[i].todo > 0)
+			r[i].item = nitems++;
+	}
+	store_put_users(a->st, &a->sg, items, nitems, (uint64_t)time(NULL),
+	    res);
+	for (i = 0; i < n; i++) {
+		if (r[i].todo == 0)
+			continue;
+		if (r[i].todo > 0) {
+			enum accept_result e = res[r[i].item];
 
-		state = USTATE_ACTIVE;
-		if (normalise(a, argv[3 * i], user) != 0)
-			why = "invalid user name";
-		else if (check_backend(a, b, &err) != CTL_OK)
-			why = "not a back end of this site";
-		else if (s[0] != '\0' && (record_state_parse(s, &state) != 0 ||
-		    (state != USTATE_ACTIVE && state != USTATE_MOVING &&
-		    state != USTATE_FROZEN)))
-			why = "state is active, moving or frozen";
-		free(err);
-		if (why == NULL) {
-			int r = store_get_user(a->st, user, &u, NULL, NULL);
-
-			/* No state given (a popmap line) leaves a user
-			 * mid-move as it is. */
-			if (r == 1 && (u.state == state || (s[0] == '\0' &&
-			    u.state != USTATE_DELETED)) &&
-			    strcmp(u.site, a->conf->site) == 0 &&
-			    strcmp(u.backend, b) == 0) {
-				unchanged++;
-				continue;
-			}
-			/* An export lists users mid-move; importing it back
-			 * must not start or change a move. */
-			if (state != USTATE_ACTIVE)
-				why = "moving and frozen are set by moves, not "
-				    "imports";
-		}
-		if (why == NULL) {
-			res = store_put_user(a->st, &a->sg, user, b, state, "",
-			    now);
-			log_change("user-import", user, b, state, a, res);
-			if (accept_status(res) == CTL_OK) {
+			if (accept_status(e) == CTL_OK) {
 				stored++;
 				continue;
 			}
-			if (accept_status(res) == CTL_TEMP)
+			if (accept_status(e) == CTL_TEMP)
 				worst = CTL_TEMP;
-			why = store_accept_name(res);
+			r[i].why = store_accept_name(e);
+			log_info("- dir user-import user=%s result=%s",
+			    mm_log_escape(r[i].user, esc, sizeof(esc)),
+			    r[i].why);
 		}
 		failed++;
 		if (worst == CTL_OK)
 			worst = CTL_FAILED;
 		snprintf(idx, sizeof(idx), "%zu", i);
-		rows_addv(rows, 2, idx, why);
+		rows_addv(rows, 2, idx, r[i].why);
 	}
+	log_info("- dir user-import rows=%zu stored=%zu unchanged=%zu "
+	    "failed=%zu", n, stored, unchanged, failed);
 	*msg_r = xasprintf("stored=%zu unchanged=%zu failed=%zu", stored,
 	    unchanged, failed);
+	free(res);
+	free(items);
+	free(r);
 	return worst;
+}
+
+static enum ctl_status
+op_import_rows(struct agent *a, size_t argc, char *const *argv,
+    char **msg_r, struct ctl_rows *rows)
+{
+	return import_batch(a, 3, argc, argv, msg_r, rows);
+}
+
+static enum ctl_status
+op_import_users(struct agent *a, size_t argc, char *const *argv,
+    char **msg_r, struct ctl_rows *rows)
+{
+	return import_batch(a, 4, argc, argv, msg_r, rows);
 }
 
 struct verify_ctx {
@@ -986,10 +1024,14 @@ static enum ctl_status
 op_keys_list(struct agent *a, size_t argc, char *const *argv, char **msg_r,
     struct ctl_rows *rows)
 {
-	/* The trust tables are read outside the agent's own environment:
-	 * mmctl does that itself. */
-	*msg_r = xstrdup("keys-list is read by mmctl from the store");
-	return CTL_USAGE;
+	struct trust t;
+
+	if (trust_load(a->st, a->conf->directory, &t, msg_r) != 0)
+		return CTL_TEMP;
+	keys_rows(&t, (uint64_t)time(NULL), rows);
+	trust_clear(&t);
+	*msg_r = xasprintf("%zu keys", rows->n - 1);
+	return CTL_OK;
 }
 
 static enum ctl_status
@@ -1031,6 +1073,7 @@ static const struct op ops[] = {
 	{ "user-show", 1, 1, op_user_show },
 	{ "user-list", 1, 1, op_user_list },
 	{ "import-rows", 0, CTL_ARGS_MAX, op_import_rows },
+	{ "import-users", 0, CTL_ARGS_MAX, op_import_users },
 	{ "export", 0, 0, op_export },
 	{ "verify", 0, 0, op_verify },
 	{ "keys-accept", 1, 1, op_keys_accept },
@@ -1065,10 +1108,32 @@ agent_exec(struct agent *a, const char *op, size_t argc, char *const *argv,
 
 /* ---- the control socket --------------------------------------------- */
 
+/* The socket file this process bound, so that only that one is removed. */
+static struct {
+	dev_t dev;
+	ino_t ino;
+	bool set;
+} bound;
+
+void
+agent_unbind_socket(const struct mm_config *conf, int fd)
+{
+	struct stat sb;
+
+	if (fd >= 0)
+		close(fd);
+	if (bound.set && lstat(conf->control_socket, &sb) == 0 &&
+	    S_ISSOCK(sb.st_mode) && sb.st_dev == bound.dev &&
+	    sb.st_ino == bound.ino && unlink(conf->control_socket) != 0)
+		log_warn("- ctl unlink path=%s", conf->control_socket);
+	bound.set = false;
+}
+
 int
 agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
     char **errstr_r)
 {
+	struct stat sb;
 	struct sockaddr_un sun;
 	const char *path = conf->control_socket;
 	char *dir = NULL, *slash;
@@ -1114,6 +1179,11 @@ agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
 		goto fail;
 	}
 	umask(old);
+	if (lstat(path, &sb) == 0) {
+		bound.dev = sb.st_dev;
+		bound.ino = sb.st_ino;
+		bound.set = true;
+	}
 	if (chmod(path, AGENT_SOCKET_MODE) != 0 ||
 	    ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
 	    chown(path, uid, gid) != 0) || listen(fd, AGENT_CLIENTS_MAX) != 0)
@@ -1121,8 +1191,7 @@ agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
 	return fd;
 fail:
 	*errstr_r = xasprintf("control-socket %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	agent_unbind_socket(conf, fd);
 	return -1;
 }
 

@@ -11,9 +11,15 @@
  *   user-del USER
  *   user-show USER                    status 1 when unknown or deleted
  *   user-list SITE                    SITE "" = all sites; no tombstones
- *   import-rows U1 B1 S1 U2 B2 S2 ... at most CTL_IMPORT_ROWS triples; S ""
- *                                     = active; rows: failures (index, why)
- *   export                            this site's users: user, backend, state
+ *   import-users U1 B1 S1 T1 U2 ...   at most CTL_IMPORT_ROWS rows of user,
+ *                                     backend, state, target site; S "" =
+ *                                     active (an existing user keeps its
+ *                                     state), T "" = none; one write
+ *                                     transaction; rows: failures (index,
+ *                                     why)
+ *   import-rows U1 B1 S1 U2 ...       the same without target sites
+ *   export                            this site's users: user, backend,
+ *                                     state, target site
  *   verify                            faults: what, reason; message: counts
  *   keys-accept HEX                   a CERT or REVOKE envelope (hex)
  *   keys-list                         certificates and revocations
@@ -34,6 +40,11 @@ struct agent;
  * a missing file or one that group or others can read, with a message
  * that says how to fix it. 0, or -1 with a malloc'd *errstr_r. */
 int agent_load_key(const struct mm_config *conf, struct dkey *key_r,
+    char **errstr_r);
+
+/* Loads the cluster root's public key from conf->root_key. 0, or -1 with
+ * a malloc'd *errstr_r that says how to fix it. */
+int agent_load_root_public(const struct mm_config *conf, struct dkey *key_r,
     char **errstr_r);
 
 /* What the node checks before it forks anything (as the run user): the
@@ -67,6 +78,10 @@ void agent_main(const struct mm_config *conf, const struct dkey *key,
  * Returns the listening fd, or -1 with *errstr_r. */
 int agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
     char **errstr_r);
+/* Closes fd (when >= 0) and removes the socket file, if it is still the
+ * one agent_bind_socket bound in this process: for a node that bound it
+ * and then refuses to start. */
+void agent_unbind_socket(const struct mm_config *conf, int fd);
 
 /* Certificates and revocations read from the store at path, as rows: key
  * id, role, site, name, issued, expires, state (valid, revoked, expired,

@@ -30,6 +30,8 @@
 #define DEFAULT_CONFIG "/etc/mailmesh/mmnode.conf"
 #define IMPORT_LINE_MAX 4096	/* bytes in one import line */
 #define IMPORT_ERRORS_SHOWN 20	/* then the count only */
+#define IMPORT_COLS 4		/* user, backend, state, target site */
+#define CSV_FIELDS_MAX 4
 #define ROOT_ORIGIN "root"	/* origin of records signed by the root key */
 #define DAY_S 86400
 #define EXPIRES_DAYS_MAX 36500
@@ -67,7 +69,8 @@ usage(void)
 	    "  user del USER\n"
 	    "  user show USER\n"
 	    "  user list [--site SITE]\n"
-	    "  import popmap FILE | import csv FILE\n"
+	    "  import popmap FILE | import csv FILE   (CSV: user,backend"
+	    "[,state[,target_site]])\n"
 	    "  export popmap | export csv\n"
 	    "  verify\n"
 	    "  keys root-init DIR\n"
@@ -507,7 +510,7 @@ cmd_user(int argc, char **argv)
 /* ---- import and export ---------------------------------------------- */
 
 struct entry {
-	char *user, *backend, *state;
+	char *user, *backend, *state, *target;
 	unsigned long line;
 };
 
@@ -548,7 +551,7 @@ trim(char *s)
 static void
 entry_add(struct entries *es, const struct mm_config *conf,
     const char *file, unsigned long line, const char *user,
-    const char *backend, const char *state)
+    const char *backend, const char *state, const char *target)
 {
 	enum user_state s;
 	struct entry *e;
@@ -569,6 +572,18 @@ entry_add(struct entries *es, const struct mm_config *conf,
 		    "frozen", state);
 		return;
 	}
+	if (target[0] != '\0' && (state[0] == '\0' ||
+	    s == USTATE_ACTIVE)) {
+		import_error(es, file, line, "a target site goes with state "
+		    "moving or frozen only");
+		return;
+	}
+	if (state[0] != '\0' && s != USTATE_ACTIVE &&
+	    (!record_site_valid(target) || strcmp(target, conf->site) == 0)) {
+		import_error(es, file, line, "state %s needs a target site "
+		    "(4th column), another site than %s", state, conf->site);
+		return;
+	}
 	if (es->n == es->cap) {
 		es->cap = es->cap == 0 ? 1024 : es->cap * 2;
 		es->e = xrealloc(es->e, es->cap * sizeof(*es->e));
@@ -577,17 +592,19 @@ entry_add(struct entries *es, const struct mm_config *conf,
 	e->user = xstrdup(user);
 	e->backend = xstrdup(backend);
 	e->state = xstrdup(state);
+	e->target = xstrdup(target);
 	e->line = line;
 }
 
 /* Reads FILE as a popmap ("user: backend") or as CSV ("user,backend[,
- * state]", header optional); errors name FILE:LINE. */
+ * state[,target_site]]", header optional: what export csv writes); errors
+ * name FILE:LINE. */
 static void
 read_import(const char *kind, const char *file, struct entries *es)
 {
 	const struct mm_config *conf = ctl.conf;
 	unsigned long line = 0;
-	char *buf = NULL, *s, *sep, *f[4];
+	char *buf = NULL, *s, *sep, *f[CSV_FIELDS_MAX];
 	size_t cap = 0;
 	ssize_t n;
 	FILE *fp;
@@ -630,10 +647,10 @@ read_import(const char *kind, const char *file, struct entries *es)
 				*f[0] = '\0';
 				sep = trim(sep);
 			}
-			entry_add(es, conf, file, line, s, sep, "");
+			entry_add(es, conf, file, line, s, sep, "", "");
 			continue;
 		}
-		for (nf = 0; nf < 4; nf++) {
+		for (nf = 0; nf < CSV_FIELDS_MAX; nf++) {
 			f[nf] = s;
 			if ((sep = strchr(s, ',')) == NULL) {
 				nf++;
@@ -642,19 +659,20 @@ read_import(const char *kind, const char *file, struct entries *es)
 			*sep = '\0';
 			s = sep + 1;
 		}
-		if (nf < 2 || nf > 3 || strchr(s, ',') != NULL) {
+		if (nf < 2 || strchr(s, ',') != NULL) {
 			import_error(es, file, line, "expected "
-			    "user,backend[,state]");
+			    "user,backend[,state[,target_site]]");
 			continue;
 		}
 		f[0] = trim(f[0]);
 		f[1] = trim(f[1]);
-		f[2] = nf == 3 ? trim(f[2]) : (char *)"";
+		f[2] = nf >= 3 ? trim(f[2]) : (char *)"";
+		f[3] = nf >= 4 ? trim(f[3]) : (char *)"";
 		if (es->n == 0 && es->errors == 0 &&
 		    strcasecmp(f[0], "user") == 0 &&
 		    strcasecmp(f[1], "backend") == 0)
 			continue;	/* the header */
-		entry_add(es, conf, file, line, f[0], f[1], f[2]);
+		entry_add(es, conf, file, line, f[0], f[1], f[2], f[3]);
 	}
 	free(buf);
 	fclose(fp);
@@ -669,6 +687,7 @@ entries_free(struct entries *es)
 		free(es->e[i].user);
 		free(es->e[i].backend);
 		free(es->e[i].state);
+		free(es->e[i].target);
 	}
 	free(es->e);
 }
@@ -717,17 +736,18 @@ cmd_import(int argc, char **argv)
 		fail(EXIT_FAIL, msg);
 	}
 	open_directory(true);
-	args = xcalloc(3 * CTL_IMPORT_ROWS, sizeof(*args));
+	args = xcalloc(IMPORT_COLS * CTL_IMPORT_ROWS, sizeof(*args));
 	t0 = mm_now_ms();
 	for (i = 0; i < es.n; i += n) {
 		n = es.n - i < CTL_IMPORT_ROWS ? es.n - i : CTL_IMPORT_ROWS;
 		for (j = 0; j < n; j++) {
-			args[3 * j] = es.e[i + j].user;
-			args[3 * j + 1] = es.e[i + j].backend;
-			args[3 * j + 2] = es.e[i + j].state;
+			args[IMPORT_COLS * j] = es.e[i + j].user;
+			args[IMPORT_COLS * j + 1] = es.e[i + j].backend;
+			args[IMPORT_COLS * j + 2] = es.e[i + j].state;
+			args[IMPORT_COLS * j + 3] = es.e[i + j].target;
 		}
 		ctl_rows_init(&rows);
-		st = call("import-rows", 3 * n, args, &msg, &rows);
+		st = call("import-users", IMPORT_COLS * n, args, &msg, &rows);
 		if (sscanf(msg, "stored=%lu unchanged=%lu failed=%lu", &a, &b,
 		    &c) == 3) {
 			stored += a;
@@ -789,13 +809,18 @@ cmd_export(int argc, char **argv)
 	if (st != CTL_OK)
 		fail((int)st, msg);
 	if (csv)
-		printf("user,backend,state\n");
+		printf("user,backend,state,target_site\n");
 	for (i = 1; i < rows.n; i++) {
 		const struct ctl_row *r = &rows.row[i];
 
-		if (r->n != 3)
+		if (r->n != 3 && r->n != 4)
 			continue;
-		if (csv)
+		/* The target only where there is one: the state column
+		 * stays last for users that are not moving. */
+		if (csv && r->n == 4 && r->col[3][0] != '\0')
+			printf("%s,%s,%s,%s\n", r->col[0], r->col[1],
+			    r->col[2], r->col[3]);
+		else if (csv)
 			printf("%s,%s,%s\n", r->col[0], r->col[1], r->col[2]);
 		else
 			printf("%s: %s\n", r->col[0], r->col[1]);
@@ -866,6 +891,28 @@ exists(const char *path)
 	return lstat(path, &sb) == 0 || errno != ENOENT;
 }
 
+/* mkdir -p: missing parents as the umask allows, path itself 0700 (it
+ * will hold the root's secret key). 0, or -1 with errno. */
+static int
+make_dirs(const char *path)
+{
+	char *p = xstrdup(path), *s;
+	int rc = -1;
+
+	for (s = p + 1; (s = strchr(s, '/')) != NULL; s++) {
+		*s = '\0';
+		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			goto done;
+		*s = '/';
+	}
+	if (mkdir(p, 0700) != 0 && errno != EEXIST)
+		goto done;
+	rc = 0;
+done:
+	free(p);
+	return rc;
+}
+
 static int
 new_key_pair(const char *secret, const char *pub)
 {
@@ -914,8 +961,9 @@ load_root_secret(const char *path, struct dkey *k)
 		    EXIT_FAIL, err);
 	/* A certificate from another cluster's root would only be
 	 * rejected by the store, with a less helpful word. */
-	if (dkey_load_public(conf->root_key, &pub, &err) != 0)
-		fail(EXIT_FAIL, err);
+	if (agent_load_root_public(conf, &pub, &err) != 0)
+		fail(strstr(err, "permission") != NULL ? EXIT_PERM :
+		    EXIT_FAIL, err);
 	if (memcmp(pub.pk, k->pk, DKEY_PK_LEN) != 0) {
 		char *msg = xasprintf("%s is not the root key of this cluster "
 		    "(root-key %s in %s)", path, conf->root_key, conf->path);
@@ -1107,6 +1155,12 @@ cmd_keys(int argc, char **argv)
 	if (argc < 1)
 		usage();
 	if (strcmp(argv[0], "root-init") == 0 && argc == 2) {
+		if (make_dirs(argv[1]) != 0) {
+			char *msg = xasprintf("%s: cannot create: %s", argv[1],
+			    strerror(errno));
+
+			fail(errno == EACCES ? EXIT_PERM : EXIT_FAIL, msg);
+		}
 		a = xasprintf("%s/root.key", argv[1]);
 		b = xasprintf("%s/root.pub", argv[1]);
 		rc = new_key_pair(a, b);
@@ -1128,6 +1182,16 @@ cmd_keys(int argc, char **argv)
 		if (dkey_init() != 0)
 			fail(EXIT_FAIL, "libsodium cannot start");
 		need_config();
+		if (!ctl.direct) {
+			int code = EXIT_FAIL, r;
+
+			r = connect_node(ctl.conf->control_socket, &code, &err);
+			if (r < 0)
+				fail(code, err);
+			if (r == 1)
+				return simple("keys-list", 0, NULL, true,
+				    false);
+		}
 		ctl_rows_init(&rows);
 		/* Read-only, from this process: allowed beside a running
 		 * agent, which is another process. */

@@ -626,6 +626,8 @@ main(int argc, char **argv)
 	if (bind_all(&err) != 0 || directory_setup_root(&err) != 0 ||
 	    drop_privileges(&err) != 0 || directory_check(&err) != 0) {
 		fprintf(stderr, "mmnode: %s\n", err);
+		if (node.ctl_fd >= 0)
+			agent_unbind_socket(node.conf, node.ctl_fd);
 		return 1;
 	}
 	write_pidfile();

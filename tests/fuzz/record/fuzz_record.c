@@ -41,17 +41,43 @@ check_user(const struct record_user *u, const uint8_t *buf, size_t size)
 		abort();
 }
 
+/* The store's lookup decoder must agree with the full one on every USER
+ * record the full one takes. */
+static void
+check_fast(const struct record_user *u, int fast, const struct record_user *f)
+{
+	if (fast != 0 || strcmp(u->user, f->user) != 0 ||
+	    strcmp(u->site, f->site) != 0 ||
+	    strcmp(u->backend, f->backend) != 0 ||
+	    strcmp(u->origin, f->origin) != 0 ||
+	    strcmp(u->target_site, f->target_site) != 0 ||
+	    u->state != f->state || u->epoch != f->epoch ||
+	    u->seq != f->seq || u->origin_seq != f->origin_seq ||
+	    u->timestamp != f->timestamp || u->transfer != f->transfer ||
+	    u->transfer_len != f->transfer_len)
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct record r;
-	const char *why = NULL;
+	struct record_user fu;
+	const char *why = NULL, *fwhy = NULL;
+	int fast;
 
+	fast = record_decode_user(data, size, &fu, &fwhy);
+	if (fast < 0 && fwhy == NULL)
+		abort();
 	if (record_decode(data, size, &r, &why) < 0) {
 		if (why == NULL)
 			abort();
 		return 0;
 	}
+	if (r.kind == RECORD_USER)
+		check_fast(&r.u.user, fast, &fu);
+	else if (fast == 0)
+		abort();
 	if (size > RECORD_MAX || !inside(r.body, r.body_len, data, size))
 		abort();
 	switch (r.kind) {

@@ -837,6 +837,287 @@ test_batch(void **state)
 		    REJECT_BAD_SIGNATURE : ACCEPT_DUPLICATE);
 }
 
+/* ---- store_put_users ---------------------------------------------------- */
+
+struct replay {
+	struct store *dst;
+	size_t n;
+};
+
+/* Every current record must pass the full accept rule elsewhere: the
+ * batch did not verify what it signed. */
+static int
+replay_cb(const struct record *r, const uint8_t *e, size_t len, void *arg)
+{
+	struct replay *rp = arg;
+
+	assert_int_equal(store_accept(rp->dst, e, len, FX_NOW),
+	    ACCEPT_STORED);
+	rp->n++;
+	return 0;
+}
+
+static void
+replay_into_fresh(struct fx *f, size_t want)
+{
+	struct replay rp = { NULL, 0 };
+	char path[128];
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/replay", f->dir);
+	rp.dst = open_store(path, STORE_WRITE);
+	assert_int_equal(store_set_root(rp.dst, root.pk, &(char *){ NULL }),
+	    0);
+	n = fx_cert(&root, &fra, "fra", FX_NOW - 100, 0, env);
+	assert_int_equal(store_accept(rp.dst, env, n, FX_NOW), ACCEPT_STORED);
+	n = fx_cert(&root, &ams, "ams", FX_NOW - 100, 0, env);
+	assert_int_equal(store_accept(rp.dst, env, n, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_foreach_user(f->st, replay_cb, &rp), 0);
+	assert_int_equal(rp.n, want);
+	store_close(rp.dst);
+	fx_rmdir(path);
+}
+
+static void
+test_put_users_batch(void **state)
+{
+	struct fx *f = *state;
+	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sa = { &ams, "ams", "ams-n1" };
+	struct store_user_item items[] = {
+		{ "new1@x", "ms1", USTATE_ACTIVE, NULL },
+		{ "old@x", "ms2", USTATE_ACTIVE, "" },
+		{ "theirs@x", "ms1", USTATE_ACTIVE, NULL },	/* ams owns it */
+		{ "Upper@x", "ms1", USTATE_ACTIVE, NULL },	/* not normalised */
+		{ "new2@x", "", USTATE_ACTIVE, NULL },		/* no back end */
+		{ "new1@x", "ms2", USTATE_MOVING, "ams" },	/* again */
+		{ "new3@x", "ms1", USTATE_FROZEN, "ams" },
+		{ "old@x", "", USTATE_DELETED, NULL },
+	};
+	const enum accept_result want[] = { ACCEPT_STORED, ACCEPT_STORED,
+		REJECT_WRONG_SITE, REJECT_MALFORMED, REJECT_MALFORMED,
+		ACCEPT_STORED, ACCEPT_STORED, ACCEPT_STORED };
+	enum accept_result res[8];
+	struct store_verify_report rep;
+	struct record_user u;
+	uint64_t base, next;
+	size_t i;
+
+	assert_int_equal(store_put_user(f->st, &sf, "old@x", "ms1",
+	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_put_user(f->st, &sf, "old@x", "ms1",
+	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_put_user(f->st, &sa, "theirs@x", "ms9",
+	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_next_origin_seq(f->st, "fra-n1", &base), 0);
+	assert_int_equal(base, 3);
+
+	store_put_users(f->st, &sf, items, 8, FX_NOW + 1, res);
+	for (i = 0; i < 8; i++)
+		assert_int_equal(res[i], want[i]);
+
+	/* Numbered without gaps, in item order, over the stored ones only:
+	 * new1 (base), old (base + 1), new1 again, new3, old deleted. */
+	assert_int_equal(store_next_origin_seq(f->st, "fra-n1", &next), 0);
+	assert_int_equal(next, base + 5);
+	assert_int_equal(store_get_user(f->st, "new1@x", &u, NULL, NULL), 1);
+	assert_int_equal(u.seq, 2);
+	assert_int_equal(u.origin_seq, base + 2);
+	assert_int_equal(u.state, USTATE_MOVING);
+	assert_string_equal(u.target_site, "ams");
+	assert_string_equal(u.backend, "ms2");
+	assert_int_equal(store_get_user(f->st, "new3@x", &u, NULL, NULL), 1);
+	assert_int_equal(u.seq, 1);
+	assert_int_equal(u.origin_seq, base + 3);
+	assert_int_equal(u.state, USTATE_FROZEN);
+	assert_int_equal(store_get_user(f->st, "old@x", &u, NULL, NULL), 1);
+	assert_int_equal(u.seq, 4);
+	assert_int_equal(u.origin_seq, base + 4);
+	assert_int_equal(u.state, USTATE_DELETED);
+	assert_int_equal(u.timestamp, FX_NOW + 1);
+	/* The other site's user is untouched. */
+	assert_int_equal(store_get_user(f->st, "theirs@x", &u, NULL, NULL),
+	    1);
+	assert_string_equal(u.site, "ams");
+	assert_string_equal(u.backend, "ms9");
+	assert_int_equal(store_get_user(f->st, "new2@x", &u, NULL, NULL), 0);
+
+	assert_int_equal(store_verify(f->st, FX_NOW, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.bad, 0);
+	replay_into_fresh(f, 4);
+
+	/* Nothing to store: no transaction, no number taken. */
+	store_put_users(f->st, &sf, items + 2, 3, FX_NOW, res);
+	assert_int_equal(res[0], REJECT_WRONG_SITE);
+	assert_int_equal(res[1], REJECT_MALFORMED);
+	assert_int_equal(res[2], REJECT_MALFORMED);
+	assert_int_equal(store_next_origin_seq(f->st, "fra-n1", &next), 0);
+	assert_int_equal(next, base + 5);
+}
+
+static void
+test_put_users_signer(void **state)
+{
+	struct fx *f = *state;
+	struct store_signer ss = { &stranger, "fra", "x-n1" };
+	struct store_signer sw = { &ams, "fra", "x-n2" };	/* ams key */
+	struct store_signer s2 = { &fra2, "fra", "x-n3" };
+	struct store_user_item items[2] = {
+		{ "a@x", "ms1", USTATE_ACTIVE, NULL },
+		{ "b@x", "ms1", USTATE_ACTIVE, NULL },
+	};
+	enum accept_result res[2];
+	uint8_t id[DKEY_ID_LEN];
+	struct record_user u;
+	size_t n;
+
+	store_put_users(f->st, &ss, items, 2, FX_NOW, res);
+	assert_int_equal(res[0], REJECT_UNKNOWN_KEY);
+	assert_int_equal(res[1], REJECT_UNKNOWN_KEY);
+	store_put_users(f->st, &sw, items, 2, FX_NOW, res);
+	assert_int_equal(res[0], REJECT_WRONG_SITE);
+	assert_int_equal(res[1], REJECT_WRONG_SITE);
+	/* fra2: certified until FX_NOW, then revoked. */
+	n = fx_cert(&root, &fra2, "fra", FX_NOW - 100, FX_NOW, env);
+	assert_int_equal(store_accept(f->st, env, n, FX_NOW - 50),
+	    ACCEPT_STORED);
+	store_put_users(f->st, &s2, items, 2, FX_NOW - 10, res);
+	assert_int_equal(res[0], ACCEPT_STORED);
+	assert_int_equal(res[1], ACCEPT_STORED);
+	store_put_users(f->st, &s2, items, 2, FX_NOW, res);
+	assert_int_equal(res[0], REJECT_EXPIRED);
+	dkey_id(fra2.pk, id);
+	n = fx_revoke(&root, id, env);
+	assert_int_equal(store_accept(f->st, env, n, FX_NOW), ACCEPT_STORED);
+	store_put_users(f->st, &s2, items, 2, FX_NOW - 10, res);
+	assert_int_equal(res[0], REJECT_REVOKED);
+	assert_int_equal(res[1], REJECT_REVOKED);
+	assert_int_equal(store_get_user(f->st, "a@x", &u, NULL, NULL), 1);
+	assert_int_equal(u.seq, 1);
+}
+
+#define BIG_BATCH 1500
+
+/* Long enough to be signed on all cores; replayed through the full rule. */
+static void
+test_put_users_parallel(void **state)
+{
+	struct fx *f = *state;
+	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_user_item *items = calloc(BIG_BATCH, sizeof(*items));
+	enum accept_result *res = calloc(BIG_BATCH, sizeof(*res));
+	char (*names)[32] = calloc(BIG_BATCH, sizeof(*names));
+	struct store_verify_report rep;
+	struct record_user u;
+	size_t i;
+
+	for (i = 0; i < BIG_BATCH; i++) {
+		/* Every tenth name repeats the one before it. */
+		snprintf(names[i], sizeof(names[i]), "p%04zu@x",
+		    i % 10 == 9 ? i - 1 : i);
+		items[i].user = names[i];
+		items[i].backend = i % 2 ? "ms1" : "ms2";
+		items[i].state = USTATE_ACTIVE;
+	}
+	store_put_users(f->st, &sf, items, BIG_BATCH, FX_NOW, res);
+	for (i = 0; i < BIG_BATCH; i++) {
+		assert_int_equal(res[i], ACCEPT_STORED);
+		assert_int_equal(store_get_user(f->st, names[i], &u, NULL,
+		    NULL), 1);
+		assert_int_equal(u.seq, i % 10 >= 8 ? 2 : 1);
+		/* the last record of a user numbers it */
+		assert_int_equal(u.origin_seq, i % 10 == 8 ? i + 2 : i + 1);
+	}
+	assert_int_equal(store_verify(f->st, FX_NOW, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.bad, 0);
+	replay_into_fresh(f, BIG_BATCH - BIG_BATCH / 10);
+	free(items);
+	free(res);
+	free(names);
+}
+
+/* After a hand-over the new owner's records, batched or not, carry the
+ * TRANSFER. */
+static void
+test_put_users_after_transfer(void **state)
+{
+	struct fx *f = *state;
+	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sa = { &ams, "ams", "ams-n1" };
+	struct store_user_item items[2] = {
+		{ "mv@x", "ms5", USTATE_ACTIVE, NULL },
+		{ "mv@x", "ms6", USTATE_ACTIVE, NULL },
+	};
+	enum accept_result res[2];
+	struct record_user u;
+
+	assert_int_equal(store_put_user(f->st, &sf, "mv@x", "ms1",
+	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_put_transfer(f->st, &sf, "mv@x", "ams", NULL,
+	    FX_NOW), ACCEPT_STORED);
+	store_put_users(f->st, &sa, items, 2, FX_NOW, res);
+	assert_int_equal(res[0], ACCEPT_STORED);
+	assert_int_equal(res[1], ACCEPT_STORED);
+	assert_int_equal(store_get_user(f->st, "mv@x", &u, NULL, NULL), 1);
+	assert_int_equal(u.epoch, 2);
+	assert_int_equal(u.seq, 2);
+	assert_true(u.transfer_len > 0);
+	assert_string_equal(u.backend, "ms6");
+	/* A node that never saw the TRANSFER takes the record. */
+	replay_into_fresh(f, 1);
+	/* fra owns it no more. */
+	store_put_users(f->st, &sf, items, 1, FX_NOW, res);
+	assert_int_equal(res[0], REJECT_WRONG_SITE);
+}
+
+struct trust_seen {
+	int certs, revoked;
+};
+
+static int
+cert_cb(const struct record *r, const uint8_t *e, size_t len, void *arg)
+{
+	assert_int_equal(r->kind, RECORD_CERT);
+	((struct trust_seen *)arg)->certs++;
+	return 0;
+}
+
+static int
+revoked_cb(const struct record *r, const uint8_t *e, size_t len, void *arg)
+{
+	assert_int_equal(r->kind, RECORD_REVOKE);
+	((struct trust_seen *)arg)->revoked++;
+	return 0;
+}
+
+static void
+test_trust_api(void **state)
+{
+	struct fx *f = *state;
+	struct trust_seen seen = { 0, 0 };
+	struct record_cert c;
+	uint8_t id[DKEY_ID_LEN];
+	uint64_t seq;
+	size_t n;
+
+	dkey_id(ams.pk, id);
+	assert_int_equal(store_get_cert(f->st, id, &c), 1);
+	assert_memory_equal(c.pk, ams.pk, DKEY_PK_LEN);
+	assert_string_equal(c.site, "ams");
+	dkey_id(stranger.pk, id);
+	assert_int_equal(store_get_cert(f->st, id, &c), 0);
+	n = fx_revoke(&root, id, env);
+	assert_int_equal(store_accept(f->st, env, n, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_foreach_cert(f->st, cert_cb, &seen), 0);
+	assert_int_equal(store_foreach_revoked(f->st, revoked_cb, &seen), 0);
+	assert_int_equal(seen.certs, 2);
+	assert_int_equal(seen.revoked, 1);
+	assert_int_equal(store_next_origin_seq(f->st, "root", &seq), 0);
+	assert_int_equal(seq, fx_root_seq + 1);
+	assert_int_equal(store_next_origin_seq(f->st, "nobody", &seq), 0);
+	assert_int_equal(seq, 1);
+}
+
 int
 main(void)
 {
@@ -861,6 +1142,11 @@ main(void)
 		T(test_verify_and_foreach),
 		T(test_foreach),
 		T(test_batch),
+		T(test_put_users_batch),
+		T(test_put_users_signer),
+		T(test_put_users_parallel),
+		T(test_put_users_after_transfer),
+		T(test_trust_api),
 #undef T
 	};
 
