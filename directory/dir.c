@@ -332,8 +332,10 @@ store_lookup(struct dir *dir, const char *key, enum mm_proto proto,
 		return DIR_TEMPFAIL;
 	if (r == 0 || u.state == USTATE_DELETED)
 		return DIR_NOTFOUND;
-	if (strcmp(u.site, dir->conf->site) != 0)
+	if (strcmp(u.site, dir->conf->site) != 0) {
+		mm_strlcpy(route_r->site, u.site, sizeof(route_r->site));
 		return DIR_REMOTE;
+	}
 	if (u.state == USTATE_FROZEN)
 		return DIR_TEMPFAIL;
 	if (mm_config_backend(dir->conf, u.backend) == NULL) {
@@ -396,4 +398,130 @@ dir_result_name(enum dir_result r)
 		return "remote";
 	}
 	return "unknown";
+}
+
+/* ---- trust for the inter-node channel ------------------------------- */
+
+struct revoked_find {
+	const uint8_t *id;
+	bool found;
+};
+
+static int
+revoked_find_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct revoked_find *f = arg;
+
+	if (memcmp(r->u.revoke.key_id, f->id, DKEY_ID_LEN) != 0)
+		return 0;
+	f->found = true;
+	return 1;
+}
+
+int
+dir_cert_check(struct dir *dir, const uint8_t *env, size_t len,
+    uint64_t now, enum cert_role *role_r, char *site_r, const char **why_r)
+{
+	struct store *st = dir->conf->directory != NULL ? dir_store(dir) :
+	    NULL;
+	struct revoked_find f;
+	struct record r;
+	uint8_t root[DKEY_PK_LEN], id[DKEY_ID_LEN];
+	int g;
+
+	if (st == NULL) {
+		*why_r = "store unavailable";
+		return -1;
+	}
+	if ((g = store_get_root(st, root)) <= 0) {
+		*why_r = g < 0 ? "store unreadable" : "no root key";
+		return -1;
+	}
+	if (record_decode(env, len, &r, why_r) != 0)
+		return 0;
+	if (r.kind != RECORD_CERT) {
+		*why_r = "not a certificate";
+		return 0;
+	}
+	dkey_id(root, id);
+	if (memcmp(r.key_id, id, DKEY_ID_LEN) != 0 ||
+	    record_verify(&r, root) != 0) {
+		*why_r = "not signed by the root";
+		return 0;
+	}
+	if (r.u.cert.expires != 0 && r.u.cert.expires <= now) {
+		*why_r = "certificate expired";
+		return 0;
+	}
+	/* Revocations are few; a scan is cheaper than an index here. */
+	dkey_id(r.u.cert.pk, id);
+	f.id = id;
+	f.found = false;
+	if (store_foreach_revoked(st, revoked_find_cb, &f) != 0) {
+		*why_r = "store unreadable";
+		return -1;
+	}
+	if (f.found) {
+		*why_r = "key revoked";
+		return 0;
+	}
+	*role_r = r.u.cert.role;
+	mm_strlcpy(site_r, r.u.cert.site, DIR_SITE_MAX + 1);
+	return 1;
+}
+
+struct cert_find {
+	const uint8_t *id;
+	uint8_t *env;
+	size_t len;
+};
+
+static int
+cert_find_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct cert_find *f = arg;
+	uint8_t id[DKEY_ID_LEN];
+
+	dkey_id(r->u.cert.pk, id);
+	if (memcmp(id, f->id, DKEY_ID_LEN) != 0)
+		return 0;
+	f->env = xmalloc(len);
+	memcpy(f->env, env, len);
+	f->len = len;
+	return 1;
+}
+
+int
+dir_cert_find(struct dir *dir, const uint8_t *id, uint64_t now,
+    uint8_t **env_r, size_t *len_r, const char **why_r)
+{
+	struct store *st = dir->conf->directory != NULL ? dir_store(dir) :
+	    NULL;
+	struct cert_find f = { id, NULL, 0 };
+	enum cert_role role;
+	char site[DIR_SITE_MAX + 1];
+	int r;
+
+	if (st == NULL) {
+		*why_r = "store unavailable";
+		return -1;
+	}
+	if (store_foreach_cert(st, cert_find_cb, &f) != 0) {
+		*why_r = "store unreadable";
+		return -1;
+	}
+	if (f.env == NULL) {
+		*why_r = "no certificate for the key";
+		return 0;
+	}
+	r = dir_cert_check(dir, f.env, f.len, now, &role, site, why_r);
+	if (r != 1) {
+		free(f.env);
+		return r;
+	}
+	*env_r = f.env;
+	*len_r = f.len;
+	return 1;
 }

@@ -8,15 +8,17 @@
 #include <stdint.h>
 
 #include "mm_config.h"
+#include "record.h"
 
 #define DIR_USER_MAX 256	/* longest user name accepted for a lookup */
 #define DIR_HOST_MAX 256
+#define DIR_SITE_MAX RECORD_SITE_MAX
 
 enum dir_result {
 	DIR_FOUND,		/* route_r is filled in */
 	DIR_NOTFOUND,		/* unknown user: answer like a wrong password */
 	DIR_TEMPFAIL,		/* try again later (frozen, source unreadable) */
-	DIR_REMOTE,		/* owned by another site (not routable yet) */
+	DIR_REMOTE,		/* owned by another site: route_r->site names it */
 };
 
 struct dir_route {
@@ -26,6 +28,7 @@ struct dir_route {
 	const struct mm_backend_conf *backend;
 	char host[DIR_HOST_MAX];	/* address to connect to */
 	uint16_t port;			/* port for the protocol asked */
+	char site[DIR_SITE_MAX + 1];	/* DIR_REMOTE: the owner site */
 };
 
 struct dir;
@@ -55,5 +58,21 @@ enum dir_result dir_lookup(struct dir *dir, const char *user,
     enum mm_proto proto, struct dir_route *route_r);
 
 const char *dir_result_name(enum dir_result r);
+
+/* Trust checks for the inter-node channel, from the same read-only store.
+ *
+ * dir_cert_check: env/len is a CERT envelope shown by a peer. 1 when it is
+ * signed by the cluster root, its key is not revoked and it has not expired
+ * at now (unix seconds); then *role_r and site_r (DIR_SITE_MAX + 1 bytes)
+ * are set. 0 when not, with *why_r (static); -1 when the store cannot be
+ * read (*why_r too). */
+int dir_cert_check(struct dir *dir, const uint8_t *env, size_t len,
+    uint64_t now, enum cert_role *role_r, char *site_r, const char **why_r);
+
+/* The CERT envelope the store holds for key id, checked as above: 1 with
+ * a malloc'd copy in *env_r (the caller frees it) and its length, 0 when
+ * there is none or it is not valid (*why_r), -1 on a store error. */
+int dir_cert_find(struct dir *dir, const uint8_t *id, uint64_t now,
+    uint8_t **env_r, size_t *len_r, const char **why_r);
 
 #endif

@@ -347,6 +347,7 @@ static const char *const role_names[] = {
 	[ROLE_SITE] = "site",
 	[ROLE_NODE] = "node",
 	[ROLE_OPERATOR] = "operator",
+	[ROLE_TRANSPORT] = "transport",
 };
 
 const char *
@@ -426,7 +427,7 @@ check_user(const struct record_user *u)
 static const char *
 check_cert(const struct record_cert *c)
 {
-	if (c->role < ROLE_SITE || c->role > ROLE_OPERATOR)
+	if (c->role < ROLE_SITE || c->role > ROLE_TRANSPORT)
 		return "invalid role";
 	if (!record_site_valid(c->site))
 		return "invalid site";
@@ -516,7 +517,7 @@ decode_cert(struct mp_reader *rd, struct record_cert *c)
 	    mp_str(rd, c->origin, RECORD_NAME_MAX) < 0 ||
 	    mp_uint(rd, &c->origin_seq) < 0)
 		return -1;
-	if (role < ROLE_SITE || role > ROLE_OPERATOR)
+	if (role < ROLE_SITE || role > ROLE_TRANSPORT)
 		return mp_fail(rd, "invalid role");
 	c->role = (enum cert_role)role;
 	if ((why = check_cert(c)) != NULL)

@@ -62,6 +62,9 @@ enum cert_role {
 	ROLE_SITE = 1,		/* may sign records of its site */
 	ROLE_NODE = 2,		/* one node of its site: same rights */
 	ROLE_OPERATOR = 3,	/* an operator's tool for its site */
+	/* A proxy worker's identity on the inter-node channel (cross-site
+	 * sessions). Signs nothing the store accepts. */
+	ROLE_TRANSPORT = 4,
 };
 
 struct record_user {

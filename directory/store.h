@@ -211,6 +211,39 @@ enum accept_result store_put_transfer(struct store *st,
     const struct store_signer *sg, const char *user, const char *new_site,
     const char *backend, uint64_t now);
 
+/* ---- per-origin logs, for gossip ------------------------------------ */
+
+/* Every origin the store holds records of: origin, the highest
+ * origin_seq held with no gap below it (contig; 0 when seq 1 is missing)
+ * and the highest held at all. The contiguous mark is kept up to date by
+ * every write that adds to the log. cb returns 0 to go on, nonzero to
+ * stop; pointers are valid during the call. 0, or -1 on a store error. */
+typedef int (*store_origin_cb)(const char *origin, uint64_t contig,
+    uint64_t highest, void *arg);
+int store_foreach_origin(struct store *st, store_origin_cb cb, void *arg);
+
+/* The contiguous mark of one origin (0 when none). 0, or -1. */
+int store_origin_contig(struct store *st, const char *origin,
+    uint64_t *contig_r);
+
+/* Calls cb with the log entries of origin from from_seq on, in order,
+ * stopping at the first gap or when cb returns nonzero. env points into
+ * the store, valid during the call. 0, or -1 on a store error. */
+typedef int (*store_log_cb)(uint64_t origin_seq, const uint8_t *env,
+    size_t len, void *arg);
+int store_log_range(struct store *st, const char *origin, uint64_t from_seq,
+    store_log_cb cb, void *arg);
+
+/* Keeps a record that the accept rule refused as superseded (stale, or
+ * from a key revoked or expired since) in its origin's log, so that the
+ * log has no gap where a valid record was: it never becomes current.
+ * USER records must be signed by a certified key (any state) whose
+ * certificate name is the record's origin; CERT and REVOKE records by
+ * the root. The caller keeps env. 1 stored, 0 the slot is taken already,
+ * -1 not verifiable or a store error. */
+int store_log_fill(struct store *st, const uint8_t *env, size_t len,
+    uint64_t now);
+
 /* ---- checks --------------------------------------------------------- */
 
 struct store_verify_report {

@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,8 +24,13 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/util.h>
+#include <sodium.h>
 
+#include "chan.h"
+#include "chan_ev.h"
 #include "dir.h"
+#include "gossip.h"
 #include "mm_log.h"
 #include "mm_util.h"
 #include "record.h"
@@ -37,13 +44,18 @@
 #define AGENT_SOCKET_MODE 0660
 #define ROOT_ORIGIN "root"	/* origin of records signed by the root key */
 #define TIME_TEXT_LEN 32
+#define PEER_BACKLOG 64
 
 struct agent {
 	const struct mm_config *conf;
 	struct store *st;
 	struct dkey key;
 	struct store_signer sg;
+	struct gossip *g;	/* the agent process with peer-listen only */
+	uint64_t published;	/* own origin_seq gossiped up to */
 };
+
+static void agent_publish_own(struct agent *a);
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -571,6 +583,7 @@ put_user(struct agent *a, const char *what, const char *user,
 	res = store_put_user(a->st, &a->sg, user, backend, state, target,
 	    (uint64_t)time(NULL));
 	log_change(what, user, backend, state, a, res);
+	agent_publish_own(a);
 	status = accept_status(res);
 	if (status != CTL_OK) {
 		*msg_r = xasprintf("%s: %s", user, store_accept_name(res));
@@ -882,6 +895,7 @@ import_batch(struct agent *a, size_t width, size_t argc, char *const *argv,
 	}
 	store_put_users(a->st, &a->sg, items, nitems, (uint64_t)time(NULL),
 	    res);
+	agent_publish_own(a);
 	for (i = 0; i < n; i++) {
 		if (r[i].todo == 0)
 			continue;
@@ -1013,6 +1027,9 @@ op_keys_accept(struct agent *a, size_t argc, char *const *argv,
 		memcpy(id, r.u.revoke.key_id, DKEY_ID_LEN);
 	dkey_id_hex((uint8_t *)id, kid);
 	res = store_accept(a->st, env, len, (uint64_t)time(NULL));
+	if (res == ACCEPT_STORED && a->g != NULL &&
+	    gossip_publish(a->g, env, len, mm_now_ms()) != 0)
+		log_warnx("- gossip publish-failed kind=trust");
 	log_info("- dir %s key_id=%s result=%s", r.kind == RECORD_CERT ?
 	    "key-certify" : "key-revoke", kid, store_accept_name(res));
 	*msg_r = xasprintf("%s %s: %s", r.kind == RECORD_CERT ? "certificate" :
@@ -1066,6 +1083,55 @@ op_stats(struct agent *a, size_t argc, char *const *argv, char **msg_r,
 	return CTL_OK;
 }
 
+struct sites_ctx {
+	struct ctl_rows *rows;
+	uint64_t now_ms;
+};
+
+static void
+sites_cb(void *arg, const struct gossip_member_info *m)
+{
+	struct sites_ctx *sc = arg;
+	char inc[24], rtt[24], last[24];
+
+	snprintf(inc, sizeof(inc), "%llu", (unsigned long long)m->incarnation);
+	if (m->rtt_ms >= 0)
+		snprintf(rtt, sizeof(rtt), "%lld", (long long)m->rtt_ms);
+	else
+		rtt[0] = '\0';
+	if (m->self)
+		snprintf(last, sizeof(last), "0");
+	else if (m->last_contact_ms != 0 && m->last_contact_ms <= sc->now_ms)
+		snprintf(last, sizeof(last), "%llu", (unsigned long long)
+		    ((sc->now_ms - m->last_contact_ms) / 1000));
+	else
+		last[0] = '\0';
+	rows_addv(sc->rows, 8, m->site, m->name, m->addr,
+	    gossip_state_name(m->state), rtt, last, inc,
+	    m->self ? "yes" : "no");
+}
+
+static enum ctl_status
+op_sites(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	static const char *const header[] = { "site", "name", "address",
+		"state", "rtt_ms", "last_contact_s", "incarnation", "self" };
+	struct sites_ctx sc = { rows, mm_now_ms() };
+	struct gossip_stats gs;
+
+	if (a->g == NULL) {
+		*msg_r = xasprintf("gossip is off on this node (no "
+		    "peer-listen in %s)", a->conf->path);
+		return CTL_FAILED;
+	}
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	gossip_foreach_member(a->g, sites_cb, &sc);
+	gossip_stats(a->g, &gs);
+	*msg_r = xasprintf("%u members, %u alive", gs.members, gs.alive);
+	return CTL_OK;
+}
+
 static const struct op ops[] = {
 	{ "user-add", 2, 2, op_user_add },
 	{ "user-set", 4, 4, op_user_set },
@@ -1079,6 +1145,7 @@ static const struct op ops[] = {
 	{ "keys-accept", 1, 1, op_keys_accept },
 	{ "keys-list", 0, 0, op_keys_list },
 	{ "stats", 0, 0, op_stats },
+	{ "sites", 0, 0, op_sites },
 };
 
 enum ctl_status
@@ -1192,6 +1259,52 @@ agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
 fail:
 	*errstr_r = xasprintf("control-socket %s: %s", path, strerror(errno));
 	agent_unbind_socket(conf, fd);
+	return -1;
+}
+
+int
+agent_bind_peer(const struct mm_config *conf, char **errstr_r)
+{
+	struct addrinfo hints, *res = NULL;
+	const char *host = conf->peer_listen_host;
+	int fd = -1, on = 1, gai;
+
+	if (host == NULL)
+		return -1;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = strcmp(host, "*") == 0 ? AF_INET6 : AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	gai = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host,
+	    conf->peer_listen_port, &hints, &res);
+	if (gai != 0) {
+		*errstr_r = xasprintf("peer-listen %s:%s: %s", host,
+		    conf->peer_listen_port, gai_strerror(gai));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+	    sizeof(on)) != 0)
+		goto fail;
+	if (res->ai_family == AF_INET6) {
+		int off = 0;
+
+		/* "*" takes IPv4 too. */
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off,
+		    sizeof(off));
+	}
+	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, PEER_BACKLOG) != 0)
+		goto fail;
+	freeaddrinfo(res);
+	return fd;
+fail:
+	*errstr_r = xasprintf("peer-listen %s:%s: %s", host,
+	    conf->peer_listen_port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
 	return -1;
 }
 
@@ -1367,9 +1480,799 @@ agent_signal_cb(evutil_socket_t sig, short what, void *arg)
 	/* SIGHUP: nothing to re-read; the config is the parent's. */
 }
 
+/* ---- gossip between nodes ------------------------------------------- */
+
+#define PEER_CONNS_MAX 256	/* inter-node connections at once */
+#define PEER_OUT_MAX (1024 * 1024)	/* queued for a slow peer: then drop */
+#define PEER_HOLD_MAX (256 * 1024)	/* held while a dial completes */
+#define PEER_HS_TIMEOUT_S 5
+#define PEER_IDLE_MS 60000	/* a connection nothing used is closed */
+/* Sent to and heard nothing back for this long: the path is gone (a
+ * partition leaves TCP silent, not closed). */
+#define PEER_SILENT_MS 8000
+#define PEER_BACKOFF_MIN_MS 250
+#define PEER_BACKOFF_MAX_MS 4000
+#define PEER_DIALS_MAX 64	/* backoff entries kept */
+#define GOSSIP_TICK_MS 50
+#define PEER_HOUSEKEEP_MS 250
+
+struct pconn {
+	struct chan_ev *ce;
+	char name[RECORD_NAME_MAX + 1];	/* "" until the handshake says */
+	char want[RECORD_NAME_MAX + 1];	/* dialled for this member, or "" */
+	char addr[GOSSIP_ADDR_MAX + 1];	/* dialled, or the remote end */
+	int seed;			/* index in seeds when dialling one */
+	bool outbound, ready;
+	uint64_t last_ms;
+	uint64_t unanswered_ms;		/* first send since the last frame in */
+	struct evbuffer *hold;		/* len (4, BE) || message, until ready */
+	struct pconn *next;
+};
+
+/* Reconnect backoff, per member name or seed address. */
+struct dial {
+	char key[GOSSIP_ADDR_MAX + 1];
+	uint64_t next_ms;
+	uint32_t delay_ms;
+};
+
+struct seed {
+	char *addr;
+	bool known;
+};
+
+static struct {
+	struct gossip *g;
+	struct evconnlistener *lst;
+	struct event *tick_ev;
+	struct pconn *conns, *dead;
+	size_t n_conns;
+	uint8_t *cert;
+	size_t cert_len;
+	struct dial dials[PEER_DIALS_MAX];
+	struct seed *seeds;
+	size_t n_seeds;
+	uint64_t last_housekeep;
+	uint64_t dropped;
+} gp;
+
+struct publish_ctx {
+	struct agent *a;
+	uint64_t last;
+};
+
+static int
+publish_cb(uint64_t seq, const uint8_t *env, size_t len, void *arg)
+{
+	struct publish_ctx *pc = arg;
+
+	if (gossip_publish(pc->a->g, env, len, mm_now_ms()) != 0)
+		log_warnx("- gossip publish-failed origin_seq=%llu",
+		    (unsigned long long)seq);
+	pc->last = seq;
+	return 0;
+}
+
+/* Pushes the records this node signed since the last call. */
+static void
+agent_publish_own(struct agent *a)
+{
+	struct publish_ctx pc = { a, a->published };
+
+	if (a->g == NULL)
+		return;
+	if (store_log_range(a->st, a->conf->node_name, a->published + 1,
+	    publish_cb, &pc) != 0)
+		log_warnx("- gossip publish-failed reason=store");
+	a->published = pc.last;
+}
+
+static struct dial *
+dial_get(const char *key, bool create)
+{
+	struct dial *d, *oldest = &gp.dials[0];
+	size_t i;
+
+	for (i = 0; i < PEER_DIALS_MAX; i++) {
+		d = &gp.dials[i];
+		if (strcmp(d->key, key) == 0)
+			return d;
+		if (d->next_ms < oldest->next_ms)
+			oldest = d;
+	}
+	if (!create)
+		return NULL;
+	memset(oldest, 0, sizeof(*oldest));
+	mm_strlcpy(oldest->key, key, sizeof(oldest->key));
+	return oldest;
+}
+
+static bool
+dial_allowed(const char *key, uint64_t now)
+{
+	struct dial *d = dial_get(key, false);
+
+	return d == NULL || d->next_ms <= now;
+}
+
+static void
+dial_failed(const char *key, uint64_t now)
+{
+	struct dial *d = dial_get(key, true);
+
+	d->delay_ms = d->delay_ms == 0 ? PEER_BACKOFF_MIN_MS :
+	    d->delay_ms * 2;
+	if (d->delay_ms > PEER_BACKOFF_MAX_MS)
+		d->delay_ms = PEER_BACKOFF_MAX_MS;
+	d->next_ms = now + d->delay_ms;
+}
+
+static void
+dial_ok(const char *key)
+{
+	struct dial *d = dial_get(key, false);
+
+	if (d != NULL)
+		memset(d, 0, sizeof(*d));
+}
+
+/* Unlinks c and frees its channel; c itself goes at the next tick (it
+ * may be an argument up the stack). */
+static void
+pconn_close(struct pconn *c)
+{
+	struct pconn **pp;
+
+	for (pp = &gp.conns; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			gp.n_conns--;
+			break;
+		}
+	}
+	chan_ev_free(c->ce);
+	c->ce = NULL;
+	if (c->hold != NULL)
+		evbuffer_free(c->hold);
+	c->hold = NULL;
+	c->next = gp.dead;
+	gp.dead = c;
+}
+
+static void
+pconn_reap(void)
+{
+	struct pconn *c;
+
+	while ((c = gp.dead) != NULL) {
+		gp.dead = c->next;
+		free(c);
+	}
+}
+
+static struct pconn *
+pconn_find(const char *name, bool ready)
+{
+	struct pconn *c;
+
+	for (c = gp.conns; c != NULL; c = c->next) {
+		if (ready && c->ready && strcmp(c->name, name) == 0)
+			return c;
+		if (!ready && !c->ready && strcmp(c->want, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static void
+pconn_send(struct pconn *c, const uint8_t *buf, size_t len)
+{
+	uint8_t n[4];
+
+	if (!c->ready) {
+		if (evbuffer_get_length(c->hold) + len + 4 > PEER_HOLD_MAX) {
+			gp.dropped++;
+			return;
+		}
+		n[0] = (uint8_t)(len >> 24);
+		n[1] = (uint8_t)(len >> 16);
+		n[2] = (uint8_t)(len >> 8);
+		n[3] = (uint8_t)len;
+		evbuffer_add(c->hold, n, 4);
+		evbuffer_add(c->hold, buf, len);
+		return;
+	}
+	/* Gossip tolerates loss; an unbounded queue for a slow peer would
+	 * not be tolerated by this process. */
+	if (chan_ev_pending(c->ce) > PEER_OUT_MAX) {
+		if (gp.dropped++ % 1000 == 0)
+			log_warnx("- gossip peer-slow name=%s dropped=%llu",
+			    c->name, (unsigned long long)gp.dropped);
+		return;
+	}
+	if (chan_ev_send(c->ce, buf, len) == 0) {
+		c->last_ms = mm_now_ms();
+		if (c->unanswered_ms == 0)
+			c->unanswered_ms = c->last_ms;
+	}
+}
+
+static void
+pconn_flush_hold(struct pconn *c)
+{
+	uint8_t n[4], *p;
+	size_t len;
+
+	while (c->ce != NULL && evbuffer_get_length(c->hold) >= 4) {
+		evbuffer_remove(c->hold, n, 4);
+		len = (size_t)n[0] << 24 | (size_t)n[1] << 16 |
+		    (size_t)n[2] << 8 | n[3];
+		p = evbuffer_pullup(c->hold, (ev_ssize_t)len);
+		if (p == NULL)
+			break;
+		pconn_send(c, p, len);
+		evbuffer_drain(c->hold, len);
+	}
+}
+
+/* The peer's certificate: root-signed (accepted into the store when new),
+ * not revoked, not expired, a node's or a site's. */
+static int
+peer_trust_cb(const uint8_t *env, size_t len, const struct record *cert,
+    struct chan_peer *peer, const char **why_r, void *arg)
+{
+	struct agent *a = arg;
+	struct record_cert c;
+	uint64_t now = (uint64_t)time(NULL);
+	enum accept_result res;
+
+	res = store_accept(a->st, env, len, now);
+	if (res != ACCEPT_STORED && res != ACCEPT_DUPLICATE &&
+	    res != REJECT_STALE) {
+		*why_r = store_accept_name(res);
+		return -1;
+	}
+	/* A newer certificate of the same key may be held: that one says. */
+	if (store_get_cert(a->st, peer->key_id, &c) != 1 ||
+	    memcmp(c.pk, peer->pk, DKEY_PK_LEN) != 0) {
+		*why_r = "unknown-key";
+		return -1;
+	}
+	if (c.expires != 0 && c.expires <= now) {
+		*why_r = "expired";
+		return -1;
+	}
+	if (c.role != ROLE_NODE && c.role != ROLE_SITE) {
+		*why_r = "not a node or site key";
+		return -1;
+	}
+	if (!record_name_valid(c.name) || strlen(c.name) > GOSSIP_NAME_MAX) {
+		*why_r = "certificate names no node";
+		return -1;
+	}
+	mm_strlcpy(peer->site, c.site, sizeof(peer->site));
+	mm_strlcpy(peer->name, c.name, sizeof(peer->name));
+	peer->role = c.role;
+	if (res == ACCEPT_STORED)
+		log_info("- gossip cert-learnt site=%s name=%s", c.site,
+		    c.name);
+	return 0;
+}
+
+static void peer_ready_cb(struct chan_ev *ce, const struct chan_peer *peer,
+    void *arg);
+static void peer_frame_cb(struct chan_ev *ce, const uint8_t *payload,
+    size_t len, void *arg);
+static void peer_closed_cb(struct chan_ev *ce, const char *reason,
+    void *arg);
+
+static const struct chan_ev_cbs peer_cbs = {
+	peer_ready_cb, peer_frame_cb, peer_closed_cb
+};
+
+static struct pconn *
+pconn_new(struct bufferevent *bev, enum chan_role role, const char *addr)
+{
+	struct timeval hs = { PEER_HS_TIMEOUT_S, 0 };
+	struct chan_config cc;
+	struct pconn *c;
+	struct chan *ch;
+	const char *why = NULL;
+
+	memset(&cc, 0, sizeof(cc));
+	cc.role = role;
+	cc.key = &ag.a->key;
+	cc.cert = gp.cert;
+	cc.cert_len = gp.cert_len;
+	cc.trust = peer_trust_cb;
+	cc.trust_arg = ag.a;
+	if ((ch = chan_new(&cc, &why)) == NULL) {
+		log_warnx("- gossip channel-failed reason=\"%s\"", why);
+		bufferevent_free(bev);
+		return NULL;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->seed = -1;
+	c->outbound = role == CHAN_INITIATOR;
+	c->last_ms = mm_now_ms();
+	c->hold = evbuffer_new();
+	if (c->hold == NULL)
+		abort();
+	mm_strlcpy(c->addr, addr, sizeof(c->addr));
+	c->next = gp.conns;
+	gp.conns = c;
+	gp.n_conns++;
+	c->ce = chan_ev_new(bev, ch, &peer_cbs, c, &hs);
+	return c;
+}
+
+/* Connects to addr ("HOST:PORT", IPv6 in brackets). NULL on failure. */
+static struct pconn *
+pconn_dial(const char *addr)
+{
+	struct sockaddr_storage ss;
+	struct bufferevent *bev;
+	int sslen = (int)sizeof(ss);
+
+	if (gp.n_conns >= PEER_CONNS_MAX ||
+	    evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss,
+	    &sslen) != 0)
+		return NULL;
+	bev = bufferevent_socket_new(ag.base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL;
+	if (bufferevent_socket_connect(bev, (struct sockaddr *)&ss,
+	    sslen) != 0) {
+		bufferevent_free(bev);
+		return NULL;
+	}
+	return pconn_new(bev, CHAN_INITIATOR, addr);
+}
+
+static void
+peer_ready_cb(struct chan_ev *ce, const struct chan_peer *peer, void *arg)
+{
+	struct pconn *c = arg, *o, *next;
+	const char *self = ag.conf->node_name;
+
+	mm_strlcpy(c->name, peer->name, sizeof(c->name));
+	if (strcmp(peer->name, self) == 0) {
+		/* A seed that is this node's own address. */
+		if (c->seed >= 0)
+			gp.seeds[c->seed].known = true;
+		pconn_close(c);
+		return;
+	}
+	if (c->want[0] != '\0' && strcmp(c->want, peer->name) != 0) {
+		log_warnx("- gossip peer-unexpected addr=%s want=%s got=%s",
+		    c->addr, c->want, peer->name);
+		dial_failed(c->want, mm_now_ms());
+		pconn_close(c);
+		return;
+	}
+	c->ready = true;
+	c->last_ms = mm_now_ms();
+	if (c->outbound) {
+		dial_ok(c->want[0] != '\0' ? c->want : c->addr);
+		dial_ok(peer->name);
+	}
+	log_info("- gossip peer-up site=%s name=%s addr=%s dir=%s", peer->site,
+	    peer->name, c->addr, c->outbound ? "out" : "in");
+	if (c->seed >= 0) {
+		gp.seeds[c->seed].known = true;
+		(void)gossip_add_seed(gp.g, peer->name, peer->site, c->addr);
+	}
+	/* One channel per pair: of two, both ends keep the one whose
+	 * initiator has the lower name. */
+	for (o = gp.conns; o != NULL; o = next) {
+		const char *oi, *ci;
+
+		next = o->next;
+		if (o == c || !o->ready || strcmp(o->name, c->name) != 0)
+			continue;
+		oi = o->outbound ? self : o->name;
+		ci = c->outbound ? self : c->name;
+		if (strcmp(ci, oi) < 0 || (strcmp(ci, oi) == 0 &&
+		    c->outbound == o->outbound)) {
+			pconn_flush_hold(o);
+			pconn_close(o);
+		} else {
+			pconn_flush_hold(c);
+			pconn_close(c);
+			return;
+		}
+	}
+	pconn_flush_hold(c);
+}
+
+static void
+peer_frame_cb(struct chan_ev *ce, const uint8_t *payload, size_t len,
+    void *arg)
+{
+	struct pconn *c = arg;
+
+	c->last_ms = mm_now_ms();
+	c->unanswered_ms = 0;
+	(void)gossip_recv(gp.g, c->name, payload, len, c->last_ms);
+}
+
+static void
+peer_closed_cb(struct chan_ev *ce, const char *reason, void *arg)
+{
+	struct pconn *c = arg;
+	uint64_t now = mm_now_ms();
+
+	if (c->ready)
+		log_info("- gossip peer-down name=%s addr=%s reason=\"%s\"",
+		    c->name, c->addr, reason);
+	else if (c->outbound)
+		log_info("- gossip dial-failed want=%s addr=%s reason=\"%s\"",
+		    c->want[0] != '\0' ? c->want : "-", c->addr, reason);
+	else
+		log_warnx("- gossip handshake-failed addr=%s reason=\"%s\"",
+		    c->addr, reason);
+	if (c->outbound && !c->ready)
+		dial_failed(c->want[0] != '\0' ? c->want : c->addr, now);
+	pconn_close(c);
+}
+
+static void
+peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct bufferevent *bev;
+	char host[INET6_ADDRSTRLEN + 8], addr[GOSSIP_ADDR_MAX + 1];
+	int port = 0;
+
+	host[0] = '\0';
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+
+		evutil_inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+		snprintf(addr, sizeof(addr), "%s:%d", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+
+		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, host,
+		    sizeof(host));
+		port = ntohs(sin6->sin6_port);
+		snprintf(addr, sizeof(addr), "[%s]:%d", host, port);
+	} else {
+		snprintf(addr, sizeof(addr), "?");
+	}
+	if (gp.n_conns >= PEER_CONNS_MAX) {
+		log_warnx("- gossip refused addr=%s reason=too-many-peers",
+		    addr);
+		evutil_closesocket(fd);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	bev = bufferevent_socket_new(ag.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	(void)pconn_new(bev, CHAN_RESPONDER, addr);
+}
+
+/* ---- the gossip core's I/O -------------------------------------------- */
+
+static void
+gio_send(void *arg, const char *to, const uint8_t *buf, size_t len)
+{
+	struct gossip_member_info m;
+	char addr[GOSSIP_ADDR_MAX + 1];
+	struct pconn *c;
+	uint64_t now = mm_now_ms();
+
+	if ((c = pconn_find(to, true)) == NULL &&
+	    (c = pconn_find(to, false)) == NULL) {
+		if (gossip_member_get(gp.g, to, &m) != 1 ||
+		    m.addr[0] == '\0' || !dial_allowed(to, now))
+			return;
+		mm_strlcpy(addr, m.addr, sizeof(addr));
+		if ((c = pconn_dial(addr)) == NULL) {
+			dial_failed(to, now);
+			return;
+		}
+		mm_strlcpy(c->want, to, sizeof(c->want));
+	}
+	pconn_send(c, buf, len);
+}
+
+struct digest_ctx {
+	struct gossip_digest_entry *out;
+	size_t max, n;
+};
+
+static int
+digest_cb(const char *origin, uint64_t contig, uint64_t highest, void *arg)
+{
+	struct digest_ctx *dc = arg;
+
+	if (contig == 0 || strlen(origin) > GOSSIP_NAME_MAX)
+		return 0;
+	mm_strlcpy(dc->out[dc->n].origin, origin,
+	    sizeof(dc->out[dc->n].origin));
+	dc->out[dc->n].seq = contig;
+	return ++dc->n >= dc->max;
+}
+
+static size_t
+gio_digest(void *arg, struct gossip_digest_entry *out, size_t max)
+{
+	struct agent *a = arg;
+	struct digest_ctx dc = { out, max, 0 };
+
+	if (max == 0 || store_foreach_origin(a->st, digest_cb, &dc) != 0)
+		return 0;
+	return dc.n;
+}
+
+struct fetch_ctx {
+	gossip_emit_cb emit;
+	void *ctx;
+};
+
+static int
+fetch_cb(uint64_t seq, const uint8_t *env, size_t len, void *arg)
+{
+	struct fetch_ctx *fc = arg;
+
+	return fc->emit(fc->ctx, env, len);
+}
+
+static void
+gio_fetch(void *arg, const char *origin, uint64_t from_seq,
+    gossip_emit_cb emit, void *ctx)
+{
+	struct agent *a = arg;
+	struct fetch_ctx fc = { emit, ctx };
+
+	(void)store_log_range(a->st, origin, from_seq, fetch_cb, &fc);
+}
+
+/* The accept rule, plus: a USER record is numbered under its signer's own
+ * name (else a certified node could fill another origin's log). What the
+ * rule refuses as superseded is kept in the log (no hidden gaps) and not
+ * held against the sender; so is a record whose signer's certificate has
+ * not reached us yet (it comes again once it has). */
+enum gossip_accept
+agent_gossip_accept(struct agent *a, const char *from, const uint8_t *env,
+    size_t len, uint64_t now_s)
+{
+	struct record r;
+	struct record_cert c;
+	enum accept_result res;
+	const char *why = NULL;
+	char kid[DKEY_ID_HEX_LEN + 1];
+	int f;
+
+	if (len > RECORD_MAX || record_decode(env, len, &r, &why) != 0) {
+		log_warnx("- gossip record-rejected from=%s result=%s",
+		    from, store_accept_name(REJECT_MALFORMED));
+		return GOSSIP_ACCEPT_REJECT;
+	}
+	dkey_id_hex(r.key_id, kid);
+	if (r.kind == RECORD_USER && store_get_cert(a->st, r.key_id, &c) == 1 &&
+	    strcmp(c.name, r.u.user.origin) != 0) {
+		log_warnx("- gossip record-rejected from=%s result=origin-"
+		    "mismatch origin=%s key_id=%s", from, r.u.user.origin,
+		    kid);
+		return GOSSIP_ACCEPT_REJECT;
+	}
+	res = store_accept(a->st, env, len, now_s);
+	switch (res) {
+	case ACCEPT_STORED:
+	case ACCEPT_EQUIVOCATION:
+		if (r.kind == RECORD_USER)
+			log_debug("- gossip record-stored from=%s origin=%s "
+			    "origin_seq=%llu", from, r.u.user.origin,
+			    (unsigned long long)r.u.user.origin_seq);
+		return GOSSIP_ACCEPT_NEW;
+	case ACCEPT_DUPLICATE:
+	case REJECT_STORE:
+		return GOSSIP_ACCEPT_DUP;
+	case REJECT_STALE:
+	case REJECT_REVOKED:
+	case REJECT_EXPIRED:
+		f = store_log_fill(a->st, env, len, now_s);
+		if (f < 0)
+			log_warnx("- gossip record-rejected from=%s result=%s "
+			    "key_id=%s", from, store_accept_name(res), kid);
+		return GOSSIP_ACCEPT_DUP;
+	case REJECT_UNKNOWN_KEY:
+		log_warnx("- gossip record-rejected from=%s result=%s "
+		    "key_id=%s", from, store_accept_name(res), kid);
+		return GOSSIP_ACCEPT_DUP;
+	default:
+		log_warnx("- gossip record-rejected from=%s result=%s "
+		    "key_id=%s", from, store_accept_name(res), kid);
+		return GOSSIP_ACCEPT_REJECT;
+	}
+}
+
+static enum gossip_accept
+gio_accept(void *arg, const char *from, const uint8_t *env, size_t len,
+    uint64_t now_ms)
+{
+	return agent_gossip_accept(arg, from, env, len, (uint64_t)time(NULL));
+}
+
+static void
+gio_member_change(void *arg, const struct gossip_member_info *m)
+{
+	static const char *const ev[] = { "member-alive", "member-suspect",
+		"member-dead" };
+
+	if (m->self)
+		return;
+	if (m->state == GOSSIP_ALIVE)
+		log_info("- gossip %s site=%s name=%s addr=%s incarnation=%llu",
+		    ev[m->state], m->site, m->name, m->addr,
+		    (unsigned long long)m->incarnation);
+	else
+		log_warnx("- gossip %s site=%s name=%s addr=%s "
+		    "incarnation=%llu", ev[m->state], m->site, m->name,
+		    m->addr, (unsigned long long)m->incarnation);
+}
+
+static const struct gossip_io gossip_io = {
+	gio_send, gio_digest, gio_fetch, gio_accept, gio_member_change
+};
+
+static void
+housekeep(uint64_t now)
+{
+	struct pconn *c, *next;
+	size_t i;
+
+	for (c = gp.conns; c != NULL; c = next) {
+		next = c->next;
+		if (now - c->last_ms > PEER_IDLE_MS) {
+			log_debug("- gossip peer-idle name=%s", c->name);
+			pconn_close(c);
+		} else if (c->ready && c->unanswered_ms != 0 &&
+		    now - c->unanswered_ms > PEER_SILENT_MS) {
+			log_info("- gossip peer-silent name=%s addr=%s", c->name,
+			    c->addr);
+			pconn_close(c);
+		}
+	}
+	for (i = 0; i < gp.n_seeds; i++) {
+		struct seed *s = &gp.seeds[i];
+
+		if (s->known || !dial_allowed(s->addr, now))
+			continue;
+		for (c = gp.conns; c != NULL; c = c->next)
+			if (c->seed == (int)i)
+				break;
+		if (c != NULL)
+			continue;
+		if ((c = pconn_dial(s->addr)) == NULL)
+			dial_failed(s->addr, now);
+		else
+			c->seed = (int)i;
+	}
+}
+
+static void
+gossip_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t now = mm_now_ms();
+
+	gossip_tick(gp.g, now);
+	if (now - gp.last_housekeep >= PEER_HOUSEKEEP_MS) {
+		gp.last_housekeep = now;
+		housekeep(now);
+	}
+	pconn_reap();
+}
+
+struct own_cert_ctx {
+	const uint8_t *id;
+	const char *site;
+	uint64_t issued;
+	uint8_t *env;
+	size_t len;
+	char name[RECORD_NAME_MAX + 1];
+};
+
+static int
+own_cert_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct own_cert_ctx *oc = arg;
+	uint8_t id[DKEY_ID_LEN];
+
+	dkey_id(r->u.cert.pk, id);
+	if (memcmp(id, oc->id, DKEY_ID_LEN) != 0 ||
+	    strcmp(r->u.cert.site, oc->site) != 0 ||
+	    (oc->env != NULL && r->u.cert.issued <= oc->issued))
+		return 0;
+	free(oc->env);
+	oc->env = xmalloc(len);
+	memcpy(oc->env, env, len);
+	oc->len = len;
+	oc->issued = r->u.cert.issued;
+	mm_strlcpy(oc->name, r->u.cert.name, sizeof(oc->name));
+	return 0;
+}
+
+/* Starts gossip on peer_fd (a bound, listening TCP socket). */
+static void
+gossip_start(const struct mm_config *conf, int peer_fd)
+{
+	struct gossip_conf gc;
+	struct own_cert_ctx oc;
+	struct timeval tv = { 0, GOSSIP_TICK_MS * 1000 };
+	uint64_t seed = 0;
+	size_t i;
+
+	memset(&oc, 0, sizeof(oc));
+	oc.id = ag.a->key.id;
+	oc.site = conf->site;
+	if (store_foreach_cert(ag.a->st, own_cert_cb, &oc) != 0 ||
+	    oc.env == NULL)
+		fatalx("gossip: no certificate of this node's key for site %s",
+		    conf->site);
+	if (strcmp(oc.name, conf->node_name) != 0)
+		log_warnx("- gossip cert-name-mismatch cert=%s node-name=%s "
+		    "(other nodes refuse records of this node: certify the "
+		    "key with --name %s)", oc.name, conf->node_name,
+		    conf->node_name);
+	gp.cert = oc.env;
+	gp.cert_len = oc.len;
+	gossip_conf_defaults(&gc);
+	gc.name = conf->node_name;
+	gc.site = conf->site;
+	gc.addr = conf->peer_address;
+	/* Raised on every start, so a restarted node refutes its death. */
+	gc.incarnation = (uint64_t)time(NULL) * 1000 + mm_now_ms() % 1000;
+	while (seed == 0)
+		randombytes_buf(&seed, sizeof(seed));
+	gc.seed = seed;
+	if ((gp.g = gossip_new(&gc, &gossip_io, ag.a)) == NULL)
+		fatalx("gossip: bad settings (node-name, site or "
+		    "peer-address too long)");
+	ag.a->g = gp.g;
+	(void)store_origin_contig(ag.a->st, conf->node_name,
+	    &ag.a->published);
+	gp.seeds = xcalloc(conf->n_peers + 1, sizeof(*gp.seeds));
+	for (i = 0; i < conf->n_peers; i++)
+		gp.seeds[i].addr = conf->peers[i];
+	gp.n_seeds = conf->n_peers;
+	gp.lst = evconnlistener_new(ag.base, peer_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE, -1, peer_fd);
+	if (gp.lst == NULL)
+		fatalx("peer listener failed");
+	gp.tick_ev = event_new(ag.base, -1, EV_PERSIST, gossip_tick_cb, NULL);
+	evtimer_add(gp.tick_ev, &tv);
+	log_info("- gossip start name=%s site=%s addr=%s seeds=%zu",
+	    conf->node_name, conf->site, conf->peer_address, conf->n_peers);
+}
+
+static void
+gossip_stop(void)
+{
+	if (gp.g == NULL)
+		return;
+	while (gp.conns != NULL)
+		pconn_close(gp.conns);
+	pconn_reap();
+	evconnlistener_free(gp.lst);
+	event_free(gp.tick_ev);
+	ag.a->g = NULL;
+	gossip_free(gp.g);
+	gp.g = NULL;
+	free(gp.cert);
+	free(gp.seeds);
+}
+
 void
 agent_main(const struct mm_config *conf, const struct dkey *key,
-    int listen_fd)
+    int listen_fd, int peer_fd)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	struct event *sev[MM_ARRAY_SIZE(sigs)];
@@ -1400,7 +2303,10 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	evtimer_add(ag.purge_ev, &now);
 	log_info("- dir agent-start site=%s origin=%s socket=%s", conf->site,
 	    conf->node_name, conf->control_socket);
+	if (peer_fd >= 0)
+		gossip_start(conf, peer_fd);
 	event_base_dispatch(ag.base);
+	gossip_stop();
 	while (ag.clients != NULL)
 		client_free(ag.clients);
 	evconnlistener_free(lst);

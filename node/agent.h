@@ -1,6 +1,7 @@
 /* The directory agent: the one process of a node that holds the node's
  * signing key and writes the store. It serves mmctl over the control
- * socket (directory/ctl.h) and purges old tombstones from one timer.
+ * socket (directory/ctl.h), purges old tombstones from one timer, and
+ * runs gossip with the other nodes over the inter-node channel.
  *
  * The request handlers are also what `mmctl --direct` runs when no node is
  * up, so that both paths give the same answers.
@@ -23,7 +24,11 @@
  *   verify                            faults: what, reason; message: counts
  *   keys-accept HEX                   a CERT or REVOKE envelope (hex)
  *   keys-list                         certificates and revocations
- *   stats                             one row of counters */
+ *   stats                             one row of counters
+ *   sites                             gossip members, this node first:
+ *                                     site, name, address, state,
+ *                                     rtt_ms, last_contact_s, incarnation,
+ *                                     self */
 #ifndef AGENT_H
 #define AGENT_H
 
@@ -32,6 +37,7 @@
 
 #include "ctl.h"
 #include "dkey.h"
+#include "gossip.h"
 #include "mm_config.h"
 
 struct agent;
@@ -69,9 +75,23 @@ enum ctl_status agent_exec(struct agent *a, const char *op, size_t argc,
     char *const *argv, char **message_r, struct ctl_rows *rows);
 
 /* The agent process: serves listen_fd (a bound, listening unix socket)
- * until SIGTERM. Does not return. */
+ * until SIGTERM, and gossips with the other nodes on peer_fd (a bound,
+ * listening TCP socket; -1: no gossip). Does not return. */
 void agent_main(const struct mm_config *conf, const struct dkey *key,
-    int listen_fd) __attribute__((noreturn));
+    int listen_fd, int peer_fd) __attribute__((noreturn));
+
+/* Binds and listens on conf->peer_listen_host:port (as root, before
+ * privileges are dropped). The fd, or -1 with *errstr_r. */
+int agent_bind_peer(const struct mm_config *conf, char **errstr_r);
+
+/* What the agent does with one envelope that peer from sent by gossip:
+ * the accept rule, with the record bound to its signer's name as origin.
+ * Superseded records are kept in the log and count as duplicates, and so
+ * does a record whose signer's certificate is not known yet; invalid
+ * ones are rejected (and logged with the rule's result). now is unix
+ * seconds. */
+enum gossip_accept agent_gossip_accept(struct agent *a, const char *from,
+    const uint8_t *env, size_t len, uint64_t now);
 
 /* Binds the control socket at conf->control_socket, mode 0660, owned by
  * uid/gid (-1: unchanged); refuses when a live agent answers on it.

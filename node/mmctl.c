@@ -76,12 +76,13 @@ usage(void)
 	    "  keys root-init DIR\n"
 	    "  keys new FILE\n"
 	    "  keys certify --root ROOTKEY --pub PUBFILE "
-	    "--role site|node|operator\n"
+	    "--role site|node|operator|transport\n"
 	    "               --site SITE --name NAME [--expires-days N]\n"
 	    "  keys revoke --root ROOTKEY (--pub PUBFILE | --id KEYID) "
 	    "[--reason TEXT]\n"
 	    "  keys list\n"
-	    "  stats\n");
+	    "  stats\n"
+	    "  sites\n");
 	exit(EXIT_USAGE);
 }
 
@@ -110,7 +111,8 @@ numeric_column(const char *name)
 	static const char *const num[] = { "epoch", "seq", "origin_seq",
 		"users", "tombstones", "certs", "revoked", "origins",
 		"evidence", "map_bytes", "used_bytes", "checked", "bad",
-		"equivocations", "stored", "unchanged", "failed", "line" };
+		"equivocations", "stored", "unchanged", "failed", "line",
+		"incarnation", "rtt_ms", "last_contact_s" };
 	size_t i;
 
 	for (i = 0; i < MM_ARRAY_SIZE(num); i++)
@@ -453,6 +455,19 @@ simple(const char *op, size_t argc, const char *const *argv, bool list,
 	ctl_rows_clear(&rows);
 	close_directory();
 	return (int)st;
+}
+
+/* ---- sites ---------------------------------------------------------- */
+
+/* Every node gossip knows, this one first; only a running node has them. */
+static int
+cmd_sites(int argc, char **argv)
+{
+	if (argc != 0)
+		usage();
+	if (ctl.direct)
+		fail(EXIT_FAIL, "sites needs the running node (not --direct)");
+	return simple("sites", 0, NULL, true, false);
 }
 
 /* ---- user ----------------------------------------------------------- */
@@ -1043,7 +1058,7 @@ cmd_keys_certify(int argc, char **argv)
 		usage();
 	memset(&c, 0, sizeof(c));
 	if (record_role_parse(role, &c.role) != 0)
-		fail(EXIT_USAGE, "--role is site, node or operator");
+		fail(EXIT_USAGE, "--role is site, node, operator or transport");
 	if (!record_site_valid(site))
 		fail(EXIT_USAGE, "--site: 1-32 of a-z 0-9 -");
 	if (!record_name_valid(name))
@@ -1344,6 +1359,8 @@ main(int argc, char **argv)
 		rc = cmd_keys(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "stats") == 0)
 		rc = cmd_stats(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "sites") == 0)
+		rc = cmd_sites(argc - 1, argv + 1);
 	else
 		usage();
 	mm_config_free(ctl.conf);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -58,8 +59,13 @@ static struct {
 	/* The directory agent, when the config has a directory. */
 	struct dkey key;	/* the node key; wiped in workers */
 	int ctl_fd;		/* the bound control socket */
+	int peer_fd;		/* the bound inter-node listener, or -1 */
 	struct worker agent;
-} node = { .ctl_fd = -1 };
+	/* Cross-site sessions: the workers' transport key and each
+	 * worker's session-listen socket (NULL: none). */
+	struct dkey tkey;
+	int *sfds;
+} node = { .ctl_fd = -1, .peer_fd = -1 };
 
 static void start_worker(unsigned i);
 static void start_agent(void);
@@ -216,7 +222,12 @@ directory_setup_root(char **errstr_r)
 		return -1;
 	}
 	node.ctl_fd = agent_bind_socket(node.conf, uid, gid, errstr_r);
-	return node.ctl_fd < 0 ? -1 : 0;
+	if (node.ctl_fd < 0)
+		return -1;
+	if (node.conf->peer_listen_host != NULL &&
+	    (node.peer_fd = agent_bind_peer(node.conf, errstr_r)) < 0)
+		return -1;
+	return 0;
 }
 
 /* As the run user, before anything forks: the store is writable and the
@@ -249,9 +260,87 @@ close_listeners(void)
 	unsigned w;
 	size_t l;
 
-	for (w = 0; w < node.n_workers; w++)
+	for (w = 0; w < node.n_workers; w++) {
 		for (l = 0; l < node.conf->n_listeners; l++)
 			close(node.fds[w][l]);
+		if (node.sfds != NULL)
+			close(node.sfds[w]);
+	}
+}
+
+/* ---- cross-site sessions -------------------------------------------- */
+
+/* As root: the transport key (like the node key, perhaps unreadable by
+ * the run user) and one session-listen socket per worker. */
+static int
+transport_setup_root(char **errstr_r)
+{
+	struct stat sb;
+	char *err = NULL;
+	unsigned w;
+
+	if (node.conf->transport_key == NULL)
+		return 0;
+	if (stat(node.conf->transport_key, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	    (sb.st_mode & 077) != 0) {
+		*errstr_r = xasprintf("transport-key %s: is readable by group "
+		    "or others (chmod 600 %s)", node.conf->transport_key,
+		    node.conf->transport_key);
+		return -1;
+	}
+	if (dkey_load_secret(node.conf->transport_key, &node.tkey,
+	    &err) != 0) {
+		*errstr_r = xasprintf("transport-key %s: %s",
+		    node.conf->transport_key, err);
+		free(err);
+		return -1;
+	}
+	if (node.conf->session_listen == NULL)
+		return 0;
+	node.sfds = xcalloc(node.n_workers, sizeof(int));
+	for (w = 0; w < node.n_workers; w++)
+		node.sfds[w] = -1;
+	for (w = 0; w < node.n_workers; w++)
+		if ((node.sfds[w] = bind_one(node.conf->session_listen,
+		    errstr_r)) < 0)
+			return -1;
+	return 0;
+}
+
+/* As the run user, before anything forks: the transport key is certified
+ * for this site in role transport. The store is opened and closed here:
+ * nothing of it crosses the fork. */
+static int
+transport_check(char **errstr_r)
+{
+	struct dir *d;
+	enum cert_role role = ROLE_SITE;
+	char site[DIR_SITE_MAX + 1] = "", kid[DKEY_ID_HEX_LEN + 1];
+	const char *why = NULL;
+	uint8_t *env = NULL;
+	size_t len = 0;
+	uint64_t now = (uint64_t)time(NULL);
+	int r;
+
+	if (node.conf->transport_key == NULL)
+		return 0;
+	if ((d = dir_open(node.conf, errstr_r)) == NULL)
+		return -1;
+	r = dir_cert_find(d, node.tkey.id, now, &env, &len, &why);
+	if (r == 1)
+		r = dir_cert_check(d, env, len, now, &role, site, &why);
+	free(env);
+	dir_free(d);
+	if (r == 1 && role == ROLE_TRANSPORT &&
+	    strcmp(site, node.conf->site) == 0)
+		return 0;
+	dkey_id_hex(node.tkey.id, kid);
+	*errstr_r = xasprintf("transport-key %s (key id %s): %s (certify it "
+	    "with: mmctl keys certify --role transport --site %s ...)",
+	    node.conf->transport_key, kid, r == 1 ?
+	    "not certified as transport for this site" : why,
+	    node.conf->site);
+	return -1;
 }
 
 static void __attribute__((noreturn))
@@ -259,11 +348,12 @@ agent_child(void)
 {
 	signal(SIGCHLD, SIG_DFL);
 	close_listeners();
+	dkey_clear(&node.tkey);
 	if (event_reinit(node.base) != 0)
 		fatalx("event_reinit failed");
 	event_base_free(node.base);
 	node.base = NULL;
-	agent_main(node.conf, &node.key, node.ctl_fd);
+	agent_main(node.conf, &node.key, node.ctl_fd, node.peer_fd);
 }
 
 static void
@@ -345,12 +435,18 @@ worker_main(unsigned i)
 	dkey_clear(&node.key);
 	if (node.ctl_fd >= 0)
 		close(node.ctl_fd);
+	if (node.peer_fd >= 0)
+		close(node.peer_fd);
 	snprintf(ident, sizeof(ident), "mmnode[worker%u]", i);
 	mm_log_set_ident(ident);
-	for (w = 0; w < node.n_workers; w++)
-		if (w != i)
-			for (l = 0; l < node.conf->n_listeners; l++)
-				close(node.fds[w][l]);
+	for (w = 0; w < node.n_workers; w++) {
+		if (w == i)
+			continue;
+		for (l = 0; l < node.conf->n_listeners; l++)
+			close(node.fds[w][l]);
+		if (node.sfds != NULL)
+			close(node.sfds[w]);
+	}
 	/* The parent's loop and its signal handlers are not ours. The epoll
 	 * instance is shared across fork: reinit gives the child its own
 	 * before the free, or the free would remove the parent's events. */
@@ -362,7 +458,10 @@ worker_main(unsigned i)
 	if (worker_base == NULL)
 		fatalx("event_base_new failed");
 	worker_px = proxy_new(worker_base, node.conf, node.dir, node.tls,
-	    node.ipt, i);
+	    node.ipt, i, node.tkey.has_secret ? &node.tkey : NULL);
+	if (node.sfds != NULL &&
+	    proxy_listen_sessions(worker_px, node.sfds[i]) != 0)
+		fatalx("session listener failed");
 	for (l = 0; l < node.conf->n_listeners; l++)
 		if (proxy_listen(worker_px, &node.conf->listeners[l],
 		    node.fds[i][l]) != 0)
@@ -377,6 +476,7 @@ worker_main(unsigned i)
 	for (l = 0; l < MM_ARRAY_SIZE(sigs); l++)
 		event_free(sev[l]);
 	event_base_free(worker_base);
+	dkey_clear(&node.tkey);
 	_exit(0);
 }
 
@@ -624,7 +724,9 @@ main(int argc, char **argv)
 		node.n_workers = IPTABLE_WORKERS_MAX;
 	raise_fd_limit();
 	if (bind_all(&err) != 0 || directory_setup_root(&err) != 0 ||
-	    drop_privileges(&err) != 0 || directory_check(&err) != 0) {
+	    transport_setup_root(&err) != 0 ||
+	    drop_privileges(&err) != 0 || directory_check(&err) != 0 ||
+	    transport_check(&err) != 0) {
 		fprintf(stderr, "mmnode: %s\n", err);
 		if (node.ctl_fd >= 0)
 			agent_unbind_socket(node.conf, node.ctl_fd);

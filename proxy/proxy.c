@@ -46,6 +46,14 @@ struct proxy {
 	unsigned worker;
 	struct listener *listeners;
 	size_t n_listeners;
+	struct xsite *xs;		/* cross-site links */
+	struct evconnlistener *sevl;	/* session-listen */
+	/* What a cross-site session uses in place of a back end's settings
+	 * (the far node speaks plaintext over the channel and takes the
+	 * client's address from the request) and of a listener's (per
+	 * protocol; no TLS, since the channel is encrypted). */
+	struct mm_backend_conf xsite_be;
+	struct mm_listener_conf xsite_lc[MM_PROTO_COUNT];
 	struct session *sessions;	/* list of live sessions */
 	size_t n_sessions;
 	uint64_t next_id;
@@ -75,9 +83,10 @@ proto_of(enum mm_proto p)
 struct proxy *
 proxy_new(struct event_base *base, const struct mm_config *conf,
     struct dir *dir, const struct proxy_tls *tls, struct iptable *ipt,
-    unsigned worker)
+    unsigned worker, const struct dkey *transport_key)
 {
 	struct proxy *px = xcalloc(1, sizeof(*px));
+	int p;
 
 	px->base = base;
 	px->conf = conf;
@@ -91,6 +100,18 @@ proxy_new(struct event_base *base, const struct mm_config *conf,
 	if (px->dns == NULL)
 		px->dns = evdns_base_new(base, 0);
 	px->next_id = ((uint64_t)getpid() << 24);
+	px->xs = xsite_new(base, conf, dir, transport_key);
+	px->xsite_be.name = (char *)"xsite";
+	px->xsite_be.host = (char *)"";
+	px->xsite_be.tls_name = (char *)"";
+	px->xsite_be.tls = MM_TLS_NONE;
+	px->xsite_be.client_addr = MM_CADDR_NONE;
+	for (p = 0; p < MM_PROTO_COUNT; p++) {
+		px->xsite_lc[p].proto = (enum mm_proto)p;
+		px->xsite_lc[p].tls = MM_TLS_NONE;
+		px->xsite_lc[p].host = (char *)"-";
+		px->xsite_lc[p].port = (char *)"-";
+	}
 	return px;
 }
 
@@ -103,6 +124,9 @@ proxy_free(struct proxy *px)
 		return;
 	while (px->sessions != NULL)
 		session_free(px->sessions);
+	if (px->sevl != NULL)
+		evconnlistener_free(px->sevl);
+	xsite_free(px->xs);
 	for (i = 0; i < px->n_listeners; i++)
 		if (px->listeners[i].evl != NULL)
 			evconnlistener_free(px->listeners[i].evl);
@@ -176,6 +200,19 @@ session_log_close(struct session *s, const char *result)
 	    (unsigned long long)s->bytes_c2b,
 	    (unsigned long long)s->bytes_b2c,
 	    (unsigned long long)(mm_now_ms() - s->start_ms));
+	if (s->xl_client != NULL || s->xl_backend != NULL) {
+		const struct xlink *xl = s->xl_client != NULL ? s->xl_client :
+		    s->xl_backend;
+
+		log_info("%s xsite close dir=%s site=%s peer=%s addr=%s "
+		    "user=%s client=%s:%s result=%s in=%llu out=%llu", s->sid,
+		    s->xl_client != NULL ? "in" : "out", xlink_peer_site(xl),
+		    xlink_peer_name(xl), xlink_addr(xl),
+		    mm_log_escape(s->user[0] ? s->user : "-", user,
+		    sizeof(user)), s->caddr_str, s->cport_str, result,
+		    (unsigned long long)s->bytes_c2b,
+		    (unsigned long long)s->bytes_b2c);
+	}
 }
 
 static void
@@ -209,6 +246,18 @@ relay_events_free(struct session *s)
 	}
 }
 
+/* The back-end connection, or the link to another site standing for it. */
+static void
+backend_drop(struct session *s)
+{
+	if (s->bbev != NULL) {
+		bufferevent_free(s->bbev);
+		s->bbev = NULL;
+	}
+	xlink_close(s->xl_backend);
+	s->xl_backend = NULL;
+}
+
 static void
 session_free(struct session *s)
 {
@@ -220,8 +269,8 @@ session_free(struct session *s)
 	login_free(s->login);
 	if (s->cbev != NULL)
 		bufferevent_free(s->cbev);
-	if (s->bbev != NULL)
-		bufferevent_free(s->bbev);
+	xlink_close(s->xl_client);
+	backend_drop(s);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->counted)
@@ -279,10 +328,7 @@ session_close(struct session *s, const char *result)
 	relay_events_free(s);
 	login_free(s->login);
 	s->login = NULL;
-	if (s->bbev != NULL) {
-		bufferevent_free(s->bbev);
-		s->bbev = NULL;
-	}
+	backend_drop(s);
 	if (s->cbev == NULL ||
 	    evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0) {
 		session_free_later(s);
@@ -293,6 +339,33 @@ session_close(struct session *s, const char *result)
 	bufferevent_setwatermark(s->cbev, EV_WRITE, 0, 0);
 	bufferevent_setcb(s->cbev, NULL, client_write_cb, client_event_cb, s);
 	timer_set(s, CLOSE_FLUSH_MS);
+}
+
+/* A session in the list, before it has a client. */
+static struct session *
+session_new(struct proxy *px, const struct mm_listener_conf *lc,
+    size_t index)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+
+	s->px = px;
+	s->lc = lc;
+	s->listener_index = index;
+	s->proto = proto_of(lc->proto);
+	s->state = S_PRELOGIN;
+	s->hops = XSITE_HOPS;
+	s->id = ++px->next_id;
+	snprintf(s->sid, sizeof(s->sid), "%012llx", (unsigned long long)s->id);
+	s->start_ms = s->last_active_ms = mm_now_ms();
+	s->next = px->sessions;
+	if (px->sessions != NULL)
+		px->sessions->prev = s;
+	px->sessions = s;
+	px->n_sessions++;
+	s->timer = evtimer_new(px->base, timer_cb, s);
+	s->pipefd[0][0] = s->pipefd[0][1] = -1;
+	s->pipefd[1][0] = s->pipefd[1][1] = -1;
+	return s;
 }
 
 static void
@@ -307,15 +380,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	SSL_CTX *ctx;
 	int one = 1;
 
-	s = xcalloc(1, sizeof(*s));
-	s->px = px;
-	s->lc = l->lc;
-	s->listener_index = l->index;
-	s->proto = proto_of(l->lc->proto);
-	s->state = S_PRELOGIN;
-	s->id = ++px->next_id;
-	snprintf(s->sid, sizeof(s->sid), "%012llx", (unsigned long long)s->id);
-	s->start_ms = s->last_active_ms = mm_now_ms();
+	s = session_new(px, l->lc, l->index);
 	memcpy(&s->caddr, sa, (size_t)salen < sizeof(s->caddr) ?
 	    (size_t)salen : sizeof(s->caddr));
 	addr_to_str(sa, s->caddr_str, sizeof(s->caddr_str), s->cport_str,
@@ -326,15 +391,6 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 		    sizeof(s->laddr_str), s->lport_str, sizeof(s->lport_str));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	evutil_make_socket_nonblocking(fd);
-
-	s->next = px->sessions;
-	if (px->sessions != NULL)
-		px->sessions->prev = s;
-	px->sessions = s;
-	px->n_sessions++;
-	s->timer = evtimer_new(px->base, timer_cb, s);
-	s->pipefd[0][0] = s->pipefd[0][1] = -1;
-	s->pipefd[1][0] = s->pipefd[1][1] = -1;
 
 	ctx = proxy_tls_server_ctx(px->tls, l->index);
 	if (l->lc->tls == MM_TLS_IMPLICIT && ctx != NULL) {
@@ -403,6 +459,80 @@ proxy_listen(struct proxy *px, const struct mm_listener_conf *lc, int fd)
 		evconnlistener_set_cb(px->listeners[i].evl, accept_cb,
 		    &px->listeners[i]);
 	return 0;
+}
+
+/* ---- sessions from other sites -------------------------------------- */
+
+/* A node of another site sent a session request: a session whose client
+ * is the channel, with the real client's address from the request. */
+static void
+incoming_up(struct xlink *xl, struct bufferevent *outer,
+    const struct xsite_req *req, void *arg)
+{
+	struct proxy *px = arg;
+	const struct mm_config *conf = px->conf;
+	struct session *s;
+	char port[8];
+
+	s = session_new(px, &px->xsite_lc[req->proto], SIZE_MAX);
+	s->xl_client = xl;
+	s->hops = req->hops - 1;
+	s->cbev = outer;
+	snprintf(port, sizeof(port), "%u", (unsigned)req->cport);
+	if (evutil_parse_sockaddr_port(req->caddr, (struct sockaddr *)&s->caddr,
+	    &(int){ sizeof(s->caddr) }) == 0) {
+		if (s->caddr.ss_family == AF_INET)
+			((struct sockaddr_in *)&s->caddr)->sin_port =
+			    htons(req->cport);
+		else if (s->caddr.ss_family == AF_INET6)
+			((struct sockaddr_in6 *)&s->caddr)->sin6_port =
+			    htons(req->cport);
+	}
+	mm_strlcpy(s->caddr_str, req->caddr, sizeof(s->caddr_str));
+	mm_strlcpy(s->cport_str, port, sizeof(s->cport_str));
+	if (xlink_local_addr(xl, &s->laddr) == 0)
+		addr_to_str((struct sockaddr *)&s->laddr, s->laddr_str,
+		    sizeof(s->laddr_str), s->lport_str, sizeof(s->lport_str));
+	bufferevent_setcb(s->cbev, client_read_cb, client_write_cb,
+	    client_event_cb, s);
+	bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+	log_info("%s xsite accept proto=%s site=%s peer=%s addr=%s "
+	    "client=%s:%s hops=%u peer_session=%012llx", s->sid,
+	    mm_proto_name(req->proto), xlink_peer_site(xl),
+	    xlink_peer_name(xl), xlink_addr(xl), s->caddr_str, s->cport_str,
+	    req->hops, (unsigned long long)req->sid);
+	if (!iptable_conn_open(px->ipt, px->worker,
+	    (struct sockaddr *)&s->caddr, conf->limits.conn_per_ip_max,
+	    conf->limits.conn_max)) {
+		s->proto->bye(s, "Too many connections, try again later.");
+		session_close(s, "connection-limit");
+		return;
+	}
+	s->counted = true;
+	timer_set(s, conf->limits.idle_prelogin_ms);
+	s->proto->greet(s);
+}
+
+static const struct xlink_cbs incoming_cbs = {
+	.up = incoming_up,
+};
+
+static void
+session_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct proxy *px = arg;
+
+	xsite_accept(px->xs, fd, &incoming_cbs, px,
+	    px->conf->limits.backend_connect_ms);
+}
+
+int
+proxy_listen_sessions(struct proxy *px, int fd)
+{
+	px->sevl = evconnlistener_new(px->base, session_accept_cb, px,
+	    LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	return px->sevl != NULL ? 0 : -1;
 }
 
 /* ---- writing -------------------------------------------------------- */
@@ -597,13 +727,18 @@ log_login(struct session *s, const char *result, const char *reason)
 {
 	char user[2 * DIR_USER_MAX];
 
+	char port[8] = "";
+
+	/* A cross-site route's host already names its endpoint. */
+	if (s->route.port != 0)
+		snprintf(port, sizeof(port), ":%u", s->route.port);
 	log_info("%s proxy login proto=%s user=%s client=%s:%s backend=%s "
-	    "addr=%s:%u result=%s%s%s", s->sid,
+	    "addr=%s%s result=%s%s%s", s->sid,
 	    mm_proto_name(s->lc->proto),
 	    mm_log_escape(s->user, user, sizeof(user)), s->caddr_str,
 	    s->cport_str,
 	    s->route.backend != NULL ? s->route.backend->name : "-",
-	    s->route.host[0] ? s->route.host : "-", s->route.port, result,
+	    s->route.host[0] ? s->route.host : "-", port, result,
 	    reason != NULL ? " reason=" : "", reason != NULL ? reason : "");
 }
 
@@ -685,6 +820,63 @@ backend_connect(struct session *s)
 	}
 }
 
+static void
+remote_up(struct xlink *xl, struct bufferevent *outer,
+    const struct xsite_req *req, void *arg)
+{
+	struct session *s = arg;
+
+	s->bbev = outer;
+	mm_strlcpy(s->route.host, xlink_addr(xl), sizeof(s->route.host));
+	bufferevent_setcb(outer, backend_read_cb, backend_write_cb,
+	    backend_event_cb, s);
+	bufferevent_enable(outer, EV_READ | EV_WRITE);
+	/* The far node greets, then the protocol logs in as with any
+	 * back end (SASL PLAIN, which it always offers). */
+	s->proto->backend_connected(s);
+}
+
+static void
+remote_failed(struct xlink *xl, const char *reason, void *arg)
+{
+	session_login_fail(arg, LOGIN_FAIL_TEMP, "xsite-unreachable");
+}
+
+static const struct xlink_cbs remote_cbs = {
+	.up = remote_up,
+	.failed = remote_failed,
+};
+
+/* The user lives at another site: carry the login to a node there. */
+static void
+remote_login(struct session *s)
+{
+	struct proxy *px = s->px;
+	struct xsite_req rq;
+	const char *why = NULL;
+	uint64_t timeout = px->conf->limits.backend_connect_ms;
+
+	s->route.backend = &px->xsite_be;
+	mm_strlcpy(s->route.host, s->route.site, sizeof(s->route.host));
+	if (s->hops == 0) {
+		session_login_fail(s, LOGIN_FAIL_TEMP, "hop-limit");
+		return;
+	}
+	memset(&rq, 0, sizeof(rq));
+	rq.proto = s->lc->proto;
+	mm_strlcpy(rq.user, s->login->user, sizeof(rq.user));
+	mm_strlcpy(rq.caddr, s->caddr_str, sizeof(rq.caddr));
+	rq.cport = (uint16_t)strtoul(s->cport_str, NULL, 10);
+	rq.hops = s->hops;
+	rq.sid = s->id;
+	timer_set(s, timeout);
+	s->xl_backend = xsite_connect(px->xs, s->route.site, &rq, &remote_cbs,
+	    s, timeout, &why);
+	mm_wipe(&rq, sizeof(rq));
+	if (s->xl_backend == NULL)
+		session_login_fail(s, LOGIN_FAIL_TEMP, why);
+}
+
 void
 session_login(struct session *s, struct login *l)
 {
@@ -713,8 +905,10 @@ session_login(struct session *s, struct login *l)
 	case DIR_NOTFOUND:
 		session_login_fail(s, LOGIN_FAIL_AUTH, "unknown-user");
 		return;
-	case DIR_TEMPFAIL:
 	case DIR_REMOTE:
+		remote_login(s);
+		return;
+	case DIR_TEMPFAIL:
 		session_login_fail(s, LOGIN_FAIL_TEMP, dir_result_name(r));
 		return;
 	}
@@ -792,10 +986,7 @@ session_login_fail(struct session *s, enum login_fail kind,
 	    reason);
 	login_free(s->login);
 	s->login = NULL;
-	if (s->bbev != NULL) {
-		bufferevent_free(s->bbev);
-		s->bbev = NULL;
-	}
+	backend_drop(s);
 	/* The reply always comes from the timer, never from inside the
 	 * caller's callback chain; a temporary failure waits 0 ms. */
 	s->pending_fail = kind;
@@ -807,6 +998,11 @@ session_login_fail(struct session *s, enum login_fail kind,
 	s->n_fail++;
 	iptable_fail_add(px->ipt, (struct sockaddr *)&s->caddr, mm_now_ms(),
 	    lim->auth_fail_window_ms);
+	if (s->xl_client != NULL) {
+		/* The node the client reached makes it wait. */
+		timer_set(s, 0);
+		return;
+	}
 	log_debug("%s proxy fail-delay failures=%u delay_ms=%llu", s->sid,
 	    s->n_fail, (unsigned long long)fail_delay(s));
 	timer_set(s, fail_delay(s));
@@ -1296,6 +1492,11 @@ proxy_drain(struct proxy *px, uint64_t deadline_ms,
 		evconnlistener_free(px->listeners[i].evl);
 		px->listeners[i].evl = NULL;
 	}
+	if (px->sevl != NULL) {
+		evconnlistener_free(px->sevl);
+		px->sevl = NULL;
+	}
+	xsite_drop_pending(px->xs);
 	/* Nobody has logged in on these yet: end them now. */
 	for (s = px->sessions; s != NULL; s = next) {
 		next = s->next;

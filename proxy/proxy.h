@@ -10,23 +10,30 @@
 #include <event2/event.h>
 
 #include "dir.h"
+#include "dkey.h"
 #include "iptable.h"
 #include "mm_config.h"
 #include "proxy_tls.h"
 
 struct proxy;
 
-/* Creates the proxy of one worker. conf, dir, tls and ipt are borrowed and
- * must outlive it; worker is this worker's index for the shared counters. */
+/* Creates the proxy of one worker. conf, dir, tls, ipt and transport_key
+ * are borrowed and must outlive it; worker is this worker's index for the
+ * shared counters. transport_key (with its secret; NULL: none) is what the
+ * worker shows on the inter-node channel for cross-site sessions. */
 struct proxy *proxy_new(struct event_base *base, const struct mm_config *conf,
     struct dir *dir, const struct proxy_tls *tls, struct iptable *ipt,
-    unsigned worker);
+    unsigned worker, const struct dkey *transport_key);
 
 void proxy_free(struct proxy *px);
 
 /* Starts accepting on fd (a bound, listening socket) for listener lc.
  * Returns 0 or -1. */
 int proxy_listen(struct proxy *px, const struct mm_listener_conf *lc, int fd);
+
+/* Starts accepting sessions from nodes of other sites on fd (bound to
+ * session-listen). Returns 0 or -1. */
+int proxy_listen_sessions(struct proxy *px, int fd);
 
 /* SIGTERM: stop accepting; sessions carry on until they end or until
  * deadline (monotonic ms), when the rest are closed. done_cb runs once

@@ -14,6 +14,7 @@
 #include "mm_config.h"
 #include "proxy.h"
 #include "sasl.h"
+#include "xsite.h"
 
 #define SESSION_ADDR_MAX 64		/* "[v6]:port" as text */
 #define BACKEND_LINE_MAX 16384		/* a back-end line during login */
@@ -105,6 +106,11 @@ struct session {
 	uint64_t start_ms;
 	uint64_t last_active_ms;
 	uint64_t bytes_c2b, bytes_b2c;
+	/* Cross-site: the client is a node of another site (its request
+	 * named the real client), or the back end is one. */
+	struct xlink *xl_client;
+	struct xlink *xl_backend;
+	unsigned hops;			/* channel hops still allowed */
 	struct session *prev, *next;
 };
 

@@ -20,6 +20,7 @@
 #define CONF_WORDS_MAX		16	/* more than any directive takes */
 #define CONF_LISTENERS_MAX	64
 #define CONF_BACKENDS_MAX	4096	/* keeps the duplicate search cheap */
+#define CONF_PEERS_MAX		64	/* seed peers */
 #define CONF_WORKERS_MAX	256
 #define CONF_NAME_MAX		64	/* bytes in a back-end name */
 #define CONF_HOST_MAX		253	/* a DNS name in text form */
@@ -53,7 +54,10 @@ struct directive {
 
 static directive_cb parse_string, parse_bool, parse_workers, parse_log,
     parse_add_domain, parse_listen, parse_backend, parse_limit, parse_site,
-    parse_node_name, parse_ttl;
+    parse_node_name, parse_ttl, parse_peer_listen, parse_peer,
+    parse_peer_address;
+
+static directive_cb parse_session_listen, parse_site_route;
 
 #define CONF_FIELD(f) offsetof(struct mm_config, f)
 
@@ -92,6 +96,16 @@ static const struct directive directives[] = {
 	{ "tombstone-ttl", "DURATION", 1, 1, false, parse_ttl, 0 },
 	{ "popmap-fallback", "yes|no", 1, 1, false, parse_bool,
 	    CONF_FIELD(popmap_fallback) },
+	{ "peer-listen", "ADDRESS:PORT", 1, 1, false, parse_peer_listen, 0 },
+	{ "peer", "ADDRESS:PORT", 1, 1, true, parse_peer, 0 },
+	{ "peer-address", "ADDRESS:PORT", 1, 1, false, parse_peer_address,
+	    0 },
+	{ "transport-key", "FILE", 1, 1, false, parse_string,
+	    CONF_FIELD(transport_key) },
+	{ "session-listen", "ADDRESS:PORT", 1, 1, false, parse_session_listen,
+	    0 },
+	{ "site-route", "SITE ADDRESS:PORT [ADDRESS:PORT ...]", 2,
+	    CONF_WORDS_MAX - 1, true, parse_site_route, 0 },
 	/* limit and timeout check duplicates per name themselves. */
 	{ "limit", "NAME VALUE", 2, 2, true, parse_limit, 0 },
 	{ "timeout", "NAME VALUE", 2, 2, true, parse_limit, 0 },
@@ -424,8 +438,8 @@ parse_ttl(struct parser *p, const struct directive *d, int argc, char **argv)
 
 /* Splits a listen address into host ("*" or numeric) and port. */
 static int
-parse_listen_addr(struct parser *p, const char *word, char **host_r,
-    char **port_r)
+parse_addr(struct parser *p, const char *what, bool any_ok,
+    const char *word, char **host_r, char **port_r)
 {
 	struct in6_addr a6;
 	struct in_addr a4;
@@ -437,39 +451,40 @@ parse_listen_addr(struct parser *p, const char *word, char **host_r,
 	if (word[0] == '[') {
 		close = strchr(word, ']');
 		if (close == NULL || close[1] != ':') {
-			conf_error(p, "listen: '%s': expected [IPv6]:PORT",
-			    word);
+			conf_error(p, "%s: '%s': expected [IPv6]:PORT",
+			    what, word);
 			goto done;
 		}
 		host = xstrndup(word + 1, (size_t)(close - word - 1));
 		if (inet_pton(AF_INET6, host, &a6) != 1) {
-			conf_error(p, "listen: '%s' is not a numeric IPv6 "
-			    "address", host);
+			conf_error(p, "%s: '%s' is not a numeric IPv6 "
+			    "address", what, host);
 			goto done;
 		}
 		colon = close + 1;
 	} else {
 		colon = strrchr(word, ':');
 		if (colon == NULL) {
-			conf_error(p, "listen: '%s' has no port "
-			    "(ADDRESS:PORT)", word);
+			conf_error(p, "%s: '%s' has no port "
+			    "(ADDRESS:PORT)", what, word);
 			goto done;
 		}
 		host = xstrndup(word, (size_t)(colon - word));
 		if (strchr(host, ':') != NULL) {
-			conf_error(p, "listen: '%s': an IPv6 address goes in "
-			    "brackets, as in [::1]:143", word);
+			conf_error(p, "%s: '%s': an IPv6 address goes in "
+			    "brackets, as in [::1]:143", what, word);
 			goto done;
 		}
-		if (strcmp(host, "*") != 0 &&
+		if ((!any_ok || strcmp(host, "*") != 0) &&
 		    inet_pton(AF_INET, host, &a4) != 1) {
-			conf_error(p, "listen: '%s' is not a numeric IPv4 "
-			    "address, [IPv6] or *", host);
+			conf_error(p, "%s: '%s' is not a numeric IPv4 "
+			    "address, [IPv6]%s", what, host,
+			    any_ok ? " or *" : "");
 			goto done;
 		}
 	}
 	if (parse_port(colon + 1, &port) != 0) {
-		conf_error(p, "listen: '%s' is not a port (1-65535)",
+		conf_error(p, "%s: '%s' is not a port (1-65535)", what,
 		    colon + 1);
 		goto done;
 	}
@@ -483,6 +498,63 @@ done:
 	return rc;
 }
 
+/* host and port as one "ADDRESS:PORT" string (IPv6 in brackets). */
+static char *
+join_addr(const char *host, const char *port)
+{
+	return strchr(host, ':') != NULL ? xasprintf("[%s]:%s", host, port) :
+	    xasprintf("%s:%s", host, port);
+}
+
+static int
+parse_peer_listen(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	char *host = NULL, *port = NULL;
+
+	if (parse_addr(p, "peer-listen", true, argv[1], &host, &port) != 0)
+		return -1;
+	free(p->conf->peer_listen_host);
+	free(p->conf->peer_listen_port);
+	p->conf->peer_listen_host = host;
+	p->conf->peer_listen_port = port;
+	return 0;
+}
+
+static int
+parse_peer(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	char *host = NULL, *port = NULL;
+
+	if (p->conf->n_peers >= CONF_PEERS_MAX)
+		return conf_error(p, "peer: more than %d seed peers",
+		    CONF_PEERS_MAX);
+	if (parse_addr(p, "peer", false, argv[1], &host, &port) != 0)
+		return -1;
+	p->conf->peers = xrealloc(p->conf->peers, (p->conf->n_peers + 1) *
+	    sizeof(*p->conf->peers));
+	p->conf->peers[p->conf->n_peers++] = join_addr(host, port);
+	free(host);
+	free(port);
+	return 0;
+}
+
+static int
+parse_peer_address(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	char *host = NULL, *port = NULL;
+
+	if (parse_addr(p, "peer-address", false, argv[1], &host, &port) != 0)
+		return -1;
+	free(p->conf->peer_address);
+	p->conf->peer_address = join_addr(host, port);
+	free(host);
+	free(port);
+	return 0;
+}
+
 static void
 listener_clear(struct mm_listener_conf *l)
 {
@@ -491,6 +563,75 @@ listener_clear(struct mm_listener_conf *l)
 	free(l->cert_file);
 	free(l->key_file);
 }
+
+/* ---- cross-site sessions ---------------------------------------------- */
+
+static int
+parse_session_listen(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	struct mm_listener_conf *l = xcalloc(1, sizeof(*l));
+
+	if (parse_addr(p, "session-listen", true, argv[1], &l->host,
+	    &l->port) != 0) {
+		free(l);
+		return -1;
+	}
+	l->line = p->line;
+	p->conf->session_listen = l;
+	return 0;
+}
+
+static void
+site_route_clear(struct mm_site_route *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_addrs; i++)
+		free(r->addrs[i]);
+	free(r->addrs);
+	free(r->site);
+}
+
+static int
+parse_site_route(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	struct mm_config *conf = p->conf;
+	struct mm_site_route r;
+	size_t n = strlen(argv[1]), i;
+	char *host = NULL, *port = NULL;
+	int a;
+
+	if (n < 1 || n > CONF_SITE_MAX ||
+	    strspn(argv[1], "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+		return conf_error(p, "site-route: bad site name '%s' (1-%d of "
+		    "a-z 0-9 -)", argv[1], CONF_SITE_MAX);
+	for (i = 0; i < conf->n_site_routes; i++)
+		if (strcmp(conf->site_routes[i].site, argv[1]) == 0)
+			return conf_error(p, "site-route: site '%s' already "
+			    "routed on line %d", argv[1],
+			    conf->site_routes[i].line);
+	memset(&r, 0, sizeof(r));
+	r.line = p->line;
+	r.site = xstrdup(argv[1]);
+	r.addrs = xcalloc((size_t)argc, sizeof(*r.addrs));
+	for (a = 2; a < argc; a++) {
+		if (parse_addr(p, "site-route", false, argv[a], &host,
+		    &port) != 0) {
+			site_route_clear(&r);
+			return -1;
+		}
+		r.addrs[r.n_addrs++] = join_addr(host, port);
+		free(host);
+		free(port);
+	}
+	conf->site_routes = xrealloc(conf->site_routes,
+	    (conf->n_site_routes + 1) * sizeof(*conf->site_routes));
+	conf->site_routes[conf->n_site_routes++] = r;
+	return 0;
+}
+
 
 static int
 parse_listen(struct parser *p, const struct directive *d, int argc,
@@ -530,7 +671,7 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 	}
 	l.proto = listen_protos[i].proto;
 	implicit = listen_protos[i].implicit;
-	if (parse_listen_addr(p, argv[2], &l.host, &l.port) != 0)
+	if (parse_addr(p, "listen", true, argv[2], &l.host, &l.port) != 0)
 		goto done;
 
 	for (a = 3; a < argc; a++) {
@@ -961,7 +1102,7 @@ check_directory(struct parser *p)
 {
 	static const char *const needs_dir[] = { "site", "node-name",
 		"node-key", "root-key", "control-socket", "tombstone-ttl",
-		"popmap-fallback" };
+		"popmap-fallback", "peer-listen", "peer", "peer-address" };
 	static const char *const needed[] = { "site", "node-key",
 		"root-key" };
 	struct mm_config *conf = p->conf;
@@ -995,6 +1136,58 @@ check_directory(struct parser *p)
 	}
 	if (conf->control_socket == NULL)
 		conf->control_socket = xstrdup(CONF_CONTROL_SOCKET);
+	/* Without a listener of its own a node could dial out but never
+	 * be reached, and gossip needs both ways. */
+	if (conf->peer_listen_host == NULL) {
+		static const char *const needs_listen[] = { "peer",
+			"peer-address" };
+
+		for (i = 0; i < MM_ARRAY_SIZE(needs_listen); i++) {
+			if ((p->line = directive_line(p,
+			    needs_listen[i])) != 0)
+				return conf_error(p, "%s: needs "
+				    "'peer-listen'", needs_listen[i]);
+		}
+	} else if (conf->peer_address == NULL) {
+		p->line = directive_line(p, "peer-listen");
+		if (strcmp(conf->peer_listen_host, "*") == 0)
+			return conf_error(p, "peer-listen: on '*' other nodes "
+			    "need 'peer-address' to reach this one");
+		conf->peer_address = join_addr(conf->peer_listen_host,
+		    conf->peer_listen_port);
+	}
+	p->line = 0;
+	return 0;
+}
+
+/* Cross-site sessions need the directory (whose records route them and
+ * whose certificates prove the channel's ends) and a transport key. */
+static int
+check_xsite(struct parser *p)
+{
+	static const char *const needs[] = { "transport-key",
+		"session-listen", "site-route" };
+	struct mm_config *conf = p->conf;
+	size_t i;
+
+	for (i = 0; i < MM_ARRAY_SIZE(needs); i++) {
+		if ((p->line = directive_line(p, needs[i])) == 0)
+			continue;
+		if (conf->directory == NULL)
+			return conf_error(p, "%s: needs 'directory'",
+			    needs[i]);
+		if (conf->transport_key == NULL)
+			return conf_error(p, "%s: needs 'transport-key'",
+			    needs[i]);
+	}
+	for (i = 0; i < conf->n_site_routes; i++) {
+		if (conf->site != NULL &&
+		    strcmp(conf->site_routes[i].site, conf->site) == 0) {
+			p->line = conf->site_routes[i].line;
+			return conf_error(p, "site-route: '%s' is this node's "
+			    "own site", conf->site);
+		}
+	}
 	p->line = 0;
 	return 0;
 }
@@ -1011,6 +1204,8 @@ check_config(struct parser *p)
 	if (p->conf->n_listeners == 0)
 		return conf_error(p, "no listen directive");
 	if (check_directory(p) != 0)
+		return -1;
+	if (check_xsite(p) != 0)
 		return -1;
 	if (lim->auth_fail_delay_max_ms < lim->auth_fail_delay_ms) {
 		p->line = p->limit_line[mi] > p->limit_line[di] ?
@@ -1158,6 +1353,19 @@ mm_config_free(struct mm_config *conf)
 	free(conf->node_key);
 	free(conf->root_key);
 	free(conf->control_socket);
+	for (i = 0; i < conf->n_peers; i++)
+		free(conf->peers[i]);
+	free(conf->peers);
+	free(conf->peer_listen_host);
+	free(conf->peer_listen_port);
+	free(conf->peer_address);
+	free(conf->transport_key);
+	if (conf->session_listen != NULL)
+		listener_clear(conf->session_listen);
+	free(conf->session_listen);
+	for (i = 0; i < conf->n_site_routes; i++)
+		site_route_clear(&conf->site_routes[i]);
+	free(conf->site_routes);
 	free(conf->user_add_domain);
 	free(conf->popmap_file);
 	free(conf->pidfile);

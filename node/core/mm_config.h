@@ -64,6 +64,14 @@ struct mm_limits {
 	uint32_t relay_buffer;		/* high watermark of a relay direction */
 };
 
+/* site-route: the session endpoints of one other site, tried in order. */
+struct mm_site_route {
+	char *site;
+	char **addrs;		/* "HOST:PORT", IPv6 in brackets */
+	size_t n_addrs;
+	int line;
+};
+
 struct mm_config {
 	char *path;
 	char *user;		/* drop privileges to; NULL: stay */
@@ -95,6 +103,22 @@ struct mm_config {
 	uint64_t tombstone_ttl_s;	/* deleted users' bodies kept this long */
 	bool popmap_fallback;	/* the popmap answers users the directory
 				 * does not know */
+
+	/* Gossip between nodes: on when peer_listen_host is set (needs
+	 * directory). Addresses are "HOST:PORT", IPv6 in brackets. */
+	char *peer_listen_host;	/* numeric, or "*"; NULL: no gossip */
+	char *peer_listen_port;
+	char *peer_address;	/* how others reach us; default peer-listen */
+	char **peers;		/* seed nodes to join through */
+	size_t n_peers;
+
+	/* Cross-site sessions (need directory): the workers' channel key,
+	 * the inter-node session listener (host and port only; NULL: none)
+	 * and the endpoints of other sites. */
+	char *transport_key;	/* NULL: no cross-site sessions */
+	struct mm_listener_conf *session_listen;
+	struct mm_site_route *site_routes;
+	size_t n_site_routes;
 
 	struct mm_listener_conf *listeners;	/* in file order; at least one */
 	size_t n_listeners;

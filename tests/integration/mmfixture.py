@@ -125,14 +125,15 @@ def port_open(port, host=HOST, timeout=0.5):
         return False
 
 
-def wait_ports(ports, timeout=10.0, proc=None, what="process", log=None):
+def wait_ports(ports, timeout=10.0, proc=None, what="process", log=None,
+               host=HOST):
     deadline = time.monotonic() + timeout
     pending = list(ports)
     while pending:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("%s exited with %s before listening:\n%s" % (
                 what, proc.returncode, log() if log else ""))
-        pending = [p for p in pending if not port_open(p)]
+        pending = [p for p in pending if not port_open(p, host=host)]
         if not pending:
             return
         if time.monotonic() > deadline:
@@ -595,8 +596,19 @@ class Mmnode:
 
     def __init__(self, env, name="node", listeners=None, backends=None,
                  popmap=None, limits=None, timeouts=None, extra=None,
-                 workers=2, user=None, site=None, root=None):
+                 workers=2, user=None, site=None, root=None,
+                 peer_listen=None, peers=None, peer_address=None,
+                 netns=None, host=HOST):
         self.env = env
+        # The address the client listeners bind (a site per loopback
+        # address in cross-site tests).
+        self.host = host
+        # Gossip: PEER_LISTEN "HOST:PORT" of the inter-node listener, PEERS
+        # the seed nodes; NETNS runs the node in that network namespace.
+        self.peer_listen = peer_listen
+        self.peers = list(peers or [])
+        self.peer_address = peer_address
+        self.netns = netns
         self.name = name
         self.dir = os.path.join(env.dir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -649,8 +661,14 @@ class Mmnode:
                       "node-key %s" % self.node_key,
                       "root-key %s" % self.root_pub,
                       "control-socket %s" % self.control_socket]
+            if self.peer_listen:
+                lines.append("peer-listen %s" % self.peer_listen)
+            if self.peer_address:
+                lines.append("peer-address %s" % self.peer_address)
+            for p in self.peers:
+                lines.append("peer %s" % p)
         for key, proto, opts in self.listeners:
-            ln = "listen %s %s:%d" % (proto, HOST, self.port[key])
+            ln = "listen %s %s:%d" % (proto, self.host, self.port[key])
             if opts.get("tls") or proto in ("imaps", "pop3s"):
                 ln += " cert=%s key=%s" % (t.cert, t.key)
             if opts.get("require_tls"):
@@ -681,12 +699,19 @@ class Mmnode:
             raise RuntimeError("mmnode binary not found at %s (set MM_BUILD_DIR)"
                                % binary)
         self.logf = open(self.logfile, "ab")
+        cmd = [binary, "-c", self.conf]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns] + cmd
         self.proc = subprocess.Popen(
-            [binary, "-c", self.conf], stdin=subprocess.DEVNULL,
+            cmd, stdin=subprocess.DEVNULL,
             stdout=self.logf, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_die_with_parent)
-        wait_ports(list(self.port.values()), timeout=10, proc=self.proc,
-                   what="mmnode " + self.name, log=self.log_text)
+        if self.netns is None:
+            # Inside a namespace the listeners are not reachable from here;
+            # the control socket (a file) is.
+            wait_ports(list(self.port.values()), timeout=10, proc=self.proc,
+                       what="mmnode " + self.name, log=self.log_text,
+                       host=self.host)
         if self.site is not None:
             self.wait_control_socket()
         return self
@@ -1098,6 +1123,14 @@ class Env:
         if getattr(self, "_root", None) is None:
             self._root = RootKey(os.path.join(self.dir, "root"))
         return self._root
+
+    def gossip_node(self, name, site, peer_listen, peers=(), start=True,
+                    **kw):
+        """A directory node of SITE that gossips: listens for other nodes
+        on PEER_LISTEN ("HOST:PORT") and joins through PEERS."""
+        return self.directory_node(name, site=site, start=start,
+                                   peer_listen=peer_listen, peers=peers,
+                                   **kw)
 
     def directory_node(self, name, site="a", certify=True, start=True,
                        **kw):

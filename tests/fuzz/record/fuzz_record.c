@@ -87,7 +87,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case RECORD_CERT:
 		if (!record_site_valid(r.u.cert.site) ||
 		    !record_name_valid(r.u.cert.name) ||
-		    r.u.cert.role < ROLE_SITE || r.u.cert.role > ROLE_OPERATOR)
+		    r.u.cert.role < ROLE_SITE || r.u.cert.role > ROLE_TRANSPORT)
 			abort();
 		break;
 	case RECORD_REVOKE:

@@ -351,6 +351,113 @@ test_directory_errors(void **state)
 	assert_int_equal(mm_config_parse_duration_s("", &s), -1);
 }
 
+static void
+test_peer_directives(void **state)
+{
+	struct mm_config *conf = parse_ok(DIRECTORY
+	    "peer-listen 127.0.0.2:7400\n"
+	    "peer 127.0.0.3:7400\n"
+	    "peer [::1]:07401\n"
+	    LISTEN);
+
+	assert_string_equal(conf->peer_listen_host, "127.0.0.2");
+	assert_string_equal(conf->peer_listen_port, "7400");
+	/* Defaults to the listener. */
+	assert_string_equal(conf->peer_address, "127.0.0.2:7400");
+	assert_int_equal(conf->n_peers, 2);
+	assert_string_equal(conf->peers[0], "127.0.0.3:7400");
+	assert_string_equal(conf->peers[1], "[::1]:7401");
+	mm_config_free(conf);
+
+	conf = parse_ok(DIRECTORY "peer-listen *:7400\n"
+	    "peer-address 192.0.2.1:7400\n" LISTEN);
+	assert_string_equal(conf->peer_listen_host, "*");
+	assert_string_equal(conf->peer_address, "192.0.2.1:7400");
+	assert_int_equal(conf->n_peers, 0);
+	mm_config_free(conf);
+
+	conf = parse_ok(DIRECTORY LISTEN);
+	assert_null(conf->peer_listen_host);
+	assert_null(conf->peer_address);
+	mm_config_free(conf);
+}
+
+static void
+test_peer_errors(void **state)
+{
+	expect_error(LISTEN "peer-listen 127.0.0.1:7400\n", 2,
+	    "peer-listen: needs 'directory'");
+	expect_error(DIRECTORY "peer 127.0.0.1:7400\n" LISTEN, 5,
+	    "peer: needs 'peer-listen'");
+	expect_error(DIRECTORY "peer-address 127.0.0.1:7400\n" LISTEN, 5,
+	    "peer-address: needs 'peer-listen'");
+	expect_error(DIRECTORY "peer-listen *:7400\n" LISTEN, 5,
+	    "need 'peer-address'");
+	expect_error(DIRECTORY "peer-listen 127.0.0.1\n" LISTEN, 5,
+	    "peer-listen: '127.0.0.1' has no port");
+	expect_error(DIRECTORY "peer-listen 127.0.0.1:7400\n"
+	    "peer *:7400\n" LISTEN, 6, "peer: '*' is not a numeric IPv4");
+	expect_error(DIRECTORY "peer-listen 127.0.0.1:7400\n"
+	    "peer host.example:7400\n" LISTEN, 6, "not a numeric");
+	expect_error(DIRECTORY "peer-listen 127.0.0.1:70000\n" LISTEN, 5,
+	    "is not a port");
+	expect_error(DIRECTORY "peer-listen 127.0.0.1:1\n"
+	    "peer-listen 127.0.0.1:2\n" LISTEN, 6, "duplicate 'peer-listen'");
+}
+
+static void
+test_xsite_directives(void **state)
+{
+	struct mm_config *conf;
+
+	conf = parse_ok(DIRECTORY "transport-key /etc/mm/t.key\n"
+	    "session-listen 127.0.0.2:7500\n"
+	    "site-route ams 127.0.0.3:7500 [::1]:07501\n"
+	    "site-route lon 127.0.0.4:7500\n" LISTEN);
+	assert_string_equal(conf->transport_key, "/etc/mm/t.key");
+	assert_non_null(conf->session_listen);
+	assert_string_equal(conf->session_listen->host, "127.0.0.2");
+	assert_string_equal(conf->session_listen->port, "7500");
+	assert_int_equal(conf->n_site_routes, 2);
+	assert_string_equal(conf->site_routes[0].site, "ams");
+	assert_int_equal(conf->site_routes[0].n_addrs, 2);
+	assert_string_equal(conf->site_routes[0].addrs[0], "127.0.0.3:7500");
+	assert_string_equal(conf->site_routes[0].addrs[1], "[::1]:7501");
+	assert_string_equal(conf->site_routes[1].addrs[0], "127.0.0.4:7500");
+	mm_config_free(conf);
+
+	conf = parse_ok(DIRECTORY LISTEN);
+	assert_null(conf->transport_key);
+	assert_null(conf->session_listen);
+	assert_int_equal(conf->n_site_routes, 0);
+	mm_config_free(conf);
+}
+
+static void
+test_xsite_errors(void **state)
+{
+	expect_error(LISTEN "transport-key /k\n", 2,
+	    "transport-key: needs 'directory'");
+	expect_error(DIRECTORY "session-listen 127.0.0.1:7500\n" LISTEN, 5,
+	    "session-listen: needs 'transport-key'");
+	expect_error(DIRECTORY "site-route ams 127.0.0.1:7500\n" LISTEN, 5,
+	    "site-route: needs 'transport-key'");
+	expect_error(DIRECTORY "transport-key /k\n"
+	    "site-route fra 127.0.0.1:7500\n" LISTEN, 6, "own site");
+	expect_error(DIRECTORY "transport-key /k\n"
+	    "site-route ams 127.0.0.1:7500\n"
+	    "site-route ams 127.0.0.2:7500\n" LISTEN, 7,
+	    "already routed on line 6");
+	expect_error(DIRECTORY "transport-key /k\n"
+	    "site-route AMS 127.0.0.1:7500\n" LISTEN, 6, "bad site name");
+	expect_error(DIRECTORY "transport-key /k\n"
+	    "site-route ams *:7500\n" LISTEN, 6, "not a numeric");
+	expect_error(DIRECTORY "transport-key /k\n"
+	    "site-route ams\n" LISTEN, 6, "site-route");
+	expect_error(DIRECTORY "transport-key /k\n"
+	    "session-listen 127.0.0.1\n" LISTEN, 6, "has no port");
+}
+
 /* ---- syntax ---------------------------------------------------------- */
 
 static void
@@ -1004,6 +1111,10 @@ main(void)
 		cmocka_unit_test(test_limit_errors),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_proto_helpers),
+		cmocka_unit_test(test_peer_directives),
+		cmocka_unit_test(test_peer_errors),
+		cmocka_unit_test(test_xsite_directives),
+		cmocka_unit_test(test_xsite_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -602,7 +602,7 @@ test_state_role_names(void **state)
 		    0);
 		assert_int_equal(st, i);
 	}
-	for (i = ROLE_SITE; i <= ROLE_OPERATOR; i++) {
+	for (i = ROLE_SITE; i <= ROLE_TRANSPORT; i++) {
 		assert_int_equal(record_role_parse(record_role_name(i), &ro),
 		    0);
 		assert_int_equal(ro, i);
