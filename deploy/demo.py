@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""One-site MailMesh demo: a Dovecot back end with demo users and an mmnode
-in front of it, both left running in the background. Driven by demo.sh.
+"""Three-site MailMesh demo: sites fra, ams and lon on 127.0.0.2, .3 and .4,
+each with its own Dovecot back end and one mmnode, left running in the
+background. Driven by demo.sh.
 
-The node runs with the signed directory on: a cluster root key (root/), a
-node key certified by it for site "demo" (node/node.key), and the users
-added with mmctl, which demo.env names as MMCTL.
+One cluster root key (root/) certifies each node's node key and transport
+key. The nodes gossip (the signed records, membership and round-trip
+times) and carry a session for a user of another site over the inter-node
+channel to that site. Each user is added with mmctl at their own site.
 
   demo.py start --state DIR --build DIR --env-file FILE
   demo.py stop --state DIR
@@ -23,8 +25,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import mmfixture as mf  # noqa: E402
 
-BACKEND = "be1"
-SITE = "demo"
+BACKEND = "ms1"
+# Three sites on one machine, each on its own loopback address.
+SITES = [("fra", "127.0.0.2"), ("ams", "127.0.0.3"), ("lon", "127.0.0.4")]
+# Who lives where: each user is added at their own site; gossip carries
+# the signed records to the others.
+HOME = {"demo@example.com": "fra", "alice@example.com": "ams",
+        "bob@example.com": "lon"}
 
 
 def pidfile(state):
@@ -74,8 +81,18 @@ def stop(state):
         print("no demo running")
 
 
+class NodeTLS:
+    """The demo's certificates: one for all three nodes' addresses."""
+
+    def __init__(self, tls):
+        self.ca = tls.ca
+        self.cert, self.key = tls.issue(
+            "nodes", "localhost", "IP:127.0.0.1,%s,DNS:localhost" %
+            ",".join("IP:" + ip for _, ip in SITES))
+
+
 class DemoEnv:
-    """What mmfixture.Mmnode needs from its environment."""
+    """What mmfixture.Mmnode needs from its environment: one site's."""
 
     def __init__(self, d, tls, dovecot):
         self.dir = d
@@ -88,6 +105,18 @@ class DemoEnv:
             name, mf.HOST, d.imap, d.pop3, client_addr)
 
 
+def wait_for(pred, timeout, what):
+    if not mf.wait_for(pred, timeout, step=0.2):
+        raise RuntimeError("not within %ds: %s" % (timeout, what))
+
+
+def sites_alive(node):
+    r = node.ctl("sites", json=True)
+    return r.rc == 0 and len([m for m in r.json()
+                              if m["state"] == "alive" and
+                              m.get("session_address")]) == len(SITES)
+
+
 def start(state, build, env_file):
     mf.DETACH = True
     os.environ["MM_BUILD_DIR"] = build
@@ -97,83 +126,134 @@ def start(state, build, env_file):
     os.chmod(state, 0o755)
     alphabet = string.ascii_letters + string.digits
     demo_pass = "".join(secrets.choice(alphabet) for _ in range(16))
-    users = {
+    passwords = {
         "demo@example.com": demo_pass,
         "alice@example.com": "alice-demo-pw",
         "bob@example.com": "bob-demo-pw",
     }
     tls = mf.TLS(os.path.join(state, "tls"))
-    dov = mf.Dovecot(BACKEND, os.path.join(state, "backend"),
-                     tls.cert, tls.key, users=users, big=False)
+    ntls = NodeTLS(tls)
+    root = mf.RootKey(os.path.join(state, "root"))
+    peer_port = {s: mf.free_port() for s, _ in SITES}
+    seed = "%s:%d" % (SITES[0][1], peer_port[SITES[0][0]])
+    nodes = {}
     pids = []
     try:
-        dov.start()
-        pids.append(dov.proc.pid)
-        env = DemoEnv(state, tls, dov)
-        root = mf.RootKey(os.path.join(state, "root"))
-        node = mf.Mmnode(
-            env, name="node", backends=[env.backend_line(BACKEND)],
-            site=SITE, root=root,
-            limits={"auth-failure-delay": "1s",
-                    "auth-failure-delay-max": "8s"},
-            timeouts={"drain": "5s", "backend": "10s"})
-        # A node key, certified by the root for the demo site (written to
-        # the store directly: no node runs yet).
-        node.make_key()
-        node.start()
-        pids.append(node.proc.pid)
-        # The users, signed by the running node (over its control socket).
-        for u in users:
-            node.ctl("user", "add", u, BACKEND).check("mmctl user add " + u)
+        for site, ip in SITES:
+            d = os.path.join(state, site)
+            os.makedirs(d)
+            # A site's back end holds only the mailboxes of its users.
+            users = {u: p for u, p in passwords.items() if HOME[u] == site}
+            dov = mf.Dovecot(BACKEND, os.path.join(d, "backend"),
+                             tls.cert, tls.key, users=users, big=False)
+            dov.start()
+            pids.append(dov.proc.pid)
+            env = DemoEnv(d, ntls, dov)
+            tkey = os.path.join(d, site, "transport.key")
+            node = mf.Mmnode(
+                env, name=site, host=ip, site=site, root=root,
+                backends=[env.backend_line(BACKEND)],
+                peer_listen="%s:%d" % (ip, peer_port[site]),
+                peers=[] if site == SITES[0][0] else [seed],
+                extra=["transport-key %s" % tkey,
+                       "session-listen %s:%d" % (ip, mf.free_port())],
+                limits={"auth-failure-delay": "1s",
+                        "auth-failure-delay-max": "8s"},
+                timeouts={"drain": "5s", "backend": "10s"})
+            # A node key and a transport key (for the workers' channel to
+            # other sites), both certified by the root for this site.
+            node.make_key()
+            mf.mmctl(["keys", "new", tkey]).check("mmctl keys new")
+            node.certify(role="transport", pub=tkey + ".pub",
+                         name=site + "-transport")
+            node.start()
+            pids.append(node.proc.pid)
+            nodes[site] = node
+        # Users are added at their own site, signed by its node.
+        for u in passwords:
+            nodes[HOME[u]].ctl("user", "add", u, BACKEND).check(
+                "mmctl user add " + u)
+        for site, node in nodes.items():
+            wait_for(lambda: sites_alive(node), 20,
+                     "every node alive as seen from " + site)
+            wait_for(lambda: all(node.ctl("user", "show", u).rc == 0
+                                 for u in passwords), 20,
+                     "every user known at " + site)
     finally:
         with open(pidfile(state), "w") as f:
             f.write(" ".join(map(str, pids)) + "\n")
-    mmctl_cmd = "%s -c %s" % (mf.mmctl_bin(), node.conf)
-    p = node.port
+    first = nodes[SITES[0][0]]
+    mmctl_cmd = "%s -c %s" % (mf.mmctl_bin(), first.conf)
     env_vars = {
-        "MM_IMAP": "%s:%d" % (mf.HOST, p["imap"]),
-        "MM_IMAPS": "%s:%d" % (mf.HOST, p["imaps"]),
-        "MM_POP3": "%s:%d" % (mf.HOST, p["pop3"]),
-        "MM_POP3S": "%s:%d" % (mf.HOST, p["pop3s"]),
+        "MM_SITES": " ".join(s for s, _ in SITES),
+    }
+    for site, ip in SITES:
+        p = nodes[site].port
+        env_vars["MM_%s_IMAP" % site.upper()] = "%s:%d" % (ip, p["imap"])
+        env_vars["MM_%s_POP3" % site.upper()] = "%s:%d" % (ip, p["pop3"])
+    fip, fp = SITES[0][1], first.port
+    env_vars.update({
+        "MM_IMAP": "%s:%d" % (fip, fp["imap"]),
+        "MM_IMAPS": "%s:%d" % (fip, fp["imaps"]),
+        "MM_POP3": "%s:%d" % (fip, fp["pop3"]),
+        "MM_POP3S": "%s:%d" % (fip, fp["pop3s"]),
         "MM_CA": tls.ca,
         "MM_DEMO_USER": "demo@example.com",
         "MM_DEMO_PASS": demo_pass,
         "MMCTL": mmctl_cmd,
-    }
+    })
+    # A session at every site for a user of another reaches that user's
+    # back end before the demo says it runs.
+    for site, ip in SITES:
+        other = [u for u in passwords if HOME[u] != site][0]
+        url = "imap://%s:%s@%s/INBOX;UID=1" % (
+            other.replace("@", "%40"), passwords[other],
+            env_vars["MM_%s_IMAP" % site.upper()])
+        wait_for(lambda: b"Subject:" in mf.curl([url])[1], 20,
+                 "%s's mail through %s" % (other, site))
     with open(env_file, "w") as f:
         for k, v in env_vars.items():
             f.write("%s='%s'\n" % (k, v))
     u = "demo%40example.com:" + demo_pass
+    lines = []
+    for site, ip in SITES:
+        lines.append("  %-4s %s   imap %s   pop3 %s" % (
+            site, ip, env_vars["MM_%s_IMAP" % site.upper()],
+            env_vars["MM_%s_POP3" % site.upper()]))
     print("""
-MailMesh demo is running (state in %(state)s).
-  user:     demo@example.com   password: %(pw)s
-  also:     alice@example.com / alice-demo-pw, bob@example.com / bob-demo-pw
-  imap:     %(imap)s  (STARTTLS offered)    imaps: %(imaps)s
-  pop3:     %(pop3)s  (STLS offered)        pop3s: %(pop3s)s
+MailMesh demo is running: three sites (state in %(state)s).
+%(sites)s
+  users:    demo@example.com / %(pw)s (lives at fra)
+            alice@example.com / alice-demo-pw (ams), bob@example.com /
+            bob-demo-pw (lon)
+  fra also: imaps %(imaps)s   pop3s %(pop3s)s   (STARTTLS/STLS offered)
   CA:       %(ca)s
-  logs:     %(state)s/node/mmnode.log  %(state)s/backend/dovecot.log
-  directory: signed, site %(site)s; root key in %(state)s/root
-  mmctl:    %(mmctl)s
+  logs:     %(state)s/SITE/SITE/mmnode.log  %(state)s/SITE/backend/dovecot.log
+  directory: signed records, gossiped between the sites; root key in
+            %(state)s/root
+  mmctl:    %(mmctl)s   (the fra node)
 
-Try:
-  curl 'imap://%(u)s@%(imap)s/INBOX;UID=1'
+Log in anywhere: a session for a user of another site is carried to the
+nearest healthy node of that site, which connects to its own back end.
+  curl 'imap://%(u)s@%(imap)s/INBOX;UID=1'                 # at fra, home
+  curl 'imap://%(u)s@%(ams_imap)s/INBOX;UID=1'         # at ams -> fra
+  curl 'pop3://%(u)s@%(lon_pop3)s/1'                  # at lon -> fra
+  curl 'imap://alice%%40example.com:alice-demo-pw@%(imap)s/INBOX;UID=1'   # ams user at fra
   curl --ssl-reqd --cacert %(ca)s 'imap://%(u)s@%(imap)s/INBOX;UID=1'
   curl --cacert %(ca)s 'imaps://%(u)s@%(imaps)s/INBOX;UID=2'
-  curl 'pop3://%(u)s@%(pop3)s/1'
-  curl --cacert %(ca)s 'pop3s://%(u)s@%(pop3s)s/'
 
-The directory (users are records signed by the node):
-  %(mmctl)s user show demo@example.com
+The directory and the sites:
+  %(mmctl)s sites
   %(mmctl)s user list
-  %(mmctl)s user set bob@example.com %(be)s --state frozen --target fra
-      (bob's next login gets a temporary failure; --state active undoes it)
+  %(mmctl)s user show alice@example.com
 
-Shell variables for scripts: . %(envf)s   (then: $MMCTL user show "$MM_DEMO_USER")
+Shell variables for scripts: . %(envf)s   (MM_SITES, MM_FRA_IMAP, ...)
 Stop it with: deploy/demo.sh stop
-""" % dict(state=state, pw=demo_pass, imap=env_vars["MM_IMAP"],
-           imaps=env_vars["MM_IMAPS"], pop3=env_vars["MM_POP3"],
+""" % dict(state=state, pw=demo_pass, sites="\n".join(lines),
+           imap=env_vars["MM_IMAP"], imaps=env_vars["MM_IMAPS"],
            pop3s=env_vars["MM_POP3S"], ca=tls.ca, u=u, envf=env_file,
-           site=SITE, mmctl=mmctl_cmd, be=BACKEND))
+           mmctl=mmctl_cmd, ams_imap=env_vars["MM_AMS_IMAP"],
+           lon_pop3=env_vars["MM_LON_POP3"]))
 
 
 def main():

@@ -1,19 +1,23 @@
 #!/bin/bash
-# One-site MailMesh demo on 127.0.0.1: a Dovecot back end and an mmnode in
-# front of it (imap with STARTTLS, imaps, pop3 with STLS, pop3s), on free
-# ports, running in the background.
+# Three-site MailMesh demo on one machine: sites fra, ams and lon on
+# 127.0.0.2, 127.0.0.3 and 127.0.0.4, each with its own Dovecot back end and
+# one mmnode (imap with STARTTLS, imaps, pop3 with STLS, pop3s) on free
+# ports, running in the background. The nodes gossip with each other, and a
+# login at any site for a user of another is carried to that site.
 #
 #   deploy/demo.sh          install what is missing, build, (re)start
 #   deploy/demo.sh stop     stop what the demo started
 #
-# The node runs with the signed directory on: the demo makes a cluster root
-# key and a node key certified by it, and adds the users with mmctl.
+# The nodes run with the signed directory on: the demo makes a cluster root
+# key, a node key and a transport key per node certified by it, and adds
+# each user with mmctl at their own site.
 #
-# State (config, certificates, directory keys and store, mail, logs, pids)
-# lives in ${MM_DEMO_DIR:-$HOME/.mailmesh-demo}; demo.env with MM_IMAP,
-# MM_IMAPS, MM_POP3, MM_POP3S, MM_CA, MM_DEMO_USER, MM_DEMO_PASS and MMCTL
-# (the mmctl command for the demo node: $MMCTL user show "$MM_DEMO_USER") is
-# written to the directory the script is started from.
+# State (configs, certificates, keys and stores, mail, logs, pids) lives in
+# ${MM_DEMO_DIR:-$HOME/.mailmesh-demo}; demo.env is written to the directory
+# the script is started from: MM_SITES (site names), MM_<SITE>_IMAP and
+# MM_<SITE>_POP3 per site, and MM_IMAP, MM_IMAPS, MM_POP3, MM_POP3S, MM_CA,
+# MM_DEMO_USER, MM_DEMO_PASS and MMCTL for the first site (fra), where
+# MM_DEMO_USER lives ($MMCTL sites, $MMCTL user show "$MM_DEMO_USER").
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -7,8 +7,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mm_log.h"
+#include "mm_msgpack.h"
 #include "mm_util.h"
 #include "popmap.h"
 #include "record.h"
@@ -321,13 +323,13 @@ store_lookup(struct dir *dir, const char *key, enum mm_proto proto,
     struct dir_route *route_r)
 {
 	struct store *st = dir_store(dir);
-	struct record_user u;
+	struct store_route u;
 	char esc[2 * RECORD_NAME_MAX + 1];
 	int r;
 
 	if (st == NULL)
 		return DIR_TEMPFAIL;
-	r = store_get_user(st, key, &u, NULL, NULL);
+	r = store_get_route(st, key, &u);
 	if (r < 0)
 		return DIR_TEMPFAIL;
 	if (r == 0 || u.state == USTATE_DELETED)
@@ -524,4 +526,184 @@ dir_cert_find(struct dir *dir, const uint8_t *id, uint64_t now,
 	*env_r = f.env;
 	*len_r = f.len;
 	return 1;
+}
+
+/* ---- the membership snapshot ---------------------------------------- */
+
+#define MEMBER_FIELDS 5
+#define MEMBER_BYTES (DIR_SITE_MAX + DIR_NAME_MAX + DIR_ADDR_MAX + 32)
+
+uint8_t *
+dir_members_encode(const struct dir_member *m, size_t n, uint64_t now,
+    size_t *len_r)
+{
+	struct mm_mp_writer w;
+	size_t size, i;
+	uint8_t *buf;
+
+	if (n > DIR_MEMBERS_MAX)
+		n = DIR_MEMBERS_MAX;
+	size = 32 + n * MEMBER_BYTES;
+	buf = xmalloc(size);
+	mm_mp_writer_init(&w, buf, size);
+	mm_mp_put_array(&w, 3);
+	mm_mp_put_uint(&w, DIR_MEMBERS_VERSION);
+	mm_mp_put_uint(&w, now);
+	mm_mp_put_array(&w, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		mm_mp_put_array(&w, MEMBER_FIELDS);
+		mm_mp_put_str(&w, m[i].site);
+		mm_mp_put_str(&w, m[i].name);
+		mm_mp_put_str(&w, m[i].session_addr);
+		mm_mp_put_uint(&w, m[i].suspect ? 1 : 0);
+		mm_mp_put_uint(&w, m[i].rtt_ms < 0 ? 0 :
+		    (uint64_t)m[i].rtt_ms + 1);
+	}
+	if (!mm_mp_writer_ok(&w))
+		fatalx("dir_members_encode: member fields over their limits");
+	*len_r = mm_mp_writer_len(&w);
+	return buf;
+}
+
+int
+dir_members_decode(const uint8_t *buf, size_t len, uint64_t *written_r,
+    dir_member_cb cb, void *arg, const char **why_r)
+{
+	struct mm_mp_reader r;
+	char site[DIR_SITE_MAX + 1], name[DIR_NAME_MAX + 1];
+	char addr[DIR_ADDR_MAX + 1];
+	struct dir_member m;
+	uint64_t version, state, rtt;
+	uint32_t n, i;
+
+	*written_r = 0;
+	mm_mp_reader_init(&r, buf, len);
+	if (mm_mp_get_array_n(&r, 3) < 0 ||
+	    mm_mp_get_uint(&r, &version) < 0)
+		goto bad;
+	if (version != DIR_MEMBERS_VERSION) {
+		*why_r = "unknown snapshot version";
+		return -1;
+	}
+	if (mm_mp_get_uint(&r, written_r) < 0 ||
+	    mm_mp_get_array(&r, DIR_MEMBERS_MAX, &n) < 0)
+		goto bad;
+	for (i = 0; i < n; i++) {
+		if (mm_mp_get_array_n(&r, MEMBER_FIELDS) < 0 ||
+		    mm_mp_get_str(&r, site, DIR_SITE_MAX) < 0 ||
+		    mm_mp_get_str(&r, name, DIR_NAME_MAX) < 0 ||
+		    mm_mp_get_str(&r, addr, DIR_ADDR_MAX) < 0 ||
+		    mm_mp_get_uint_max(&r, 1, &state) < 0 ||
+		    mm_mp_get_uint_max(&r, (uint64_t)INT64_MAX, &rtt) < 0)
+			goto bad;
+		m.site = site;
+		m.name = name;
+		m.session_addr = addr;
+		m.suspect = state == 1;
+		m.rtt_ms = rtt == 0 ? -1 : (int64_t)(rtt - 1);
+		cb(&m, arg);
+	}
+	if (mm_mp_end(&r) < 0)
+		goto bad;
+	return 0;
+bad:
+	*why_r = r.why != NULL ? r.why : "invalid snapshot";
+	return -1;
+}
+
+struct ep_cand {
+	struct dir_endpoint ep;
+	bool suspect;
+	int64_t rtt_ms;
+	uint64_t tie;
+};
+
+struct ep_ctx {
+	const char *site;
+	struct ep_cand *c;
+	size_t n, cap;
+	uint64_t salt;
+};
+
+static uint64_t
+name_tie(const char *name, uint64_t salt)
+{
+	uint64_t h = 1469598103934665603ULL ^ salt;
+
+	for (; *name != '\0'; name++)
+		h = (h ^ (uint8_t)*name) * 1099511628211ULL;
+	return h;
+}
+
+static void
+ep_collect_cb(const struct dir_member *m, void *arg)
+{
+	struct ep_ctx *ec = arg;
+	struct ep_cand *c;
+
+	if (strcmp(m->site, ec->site) != 0 || m->session_addr[0] == '\0' ||
+	    ec->n >= DIR_MEMBERS_MAX)
+		return;
+	if (ec->n == ec->cap) {
+		ec->cap = ec->cap ? ec->cap * 2 : 8;
+		ec->c = xrealloc(ec->c, ec->cap * sizeof(*ec->c));
+	}
+	c = &ec->c[ec->n++];
+	mm_strlcpy(c->ep.addr, m->session_addr, sizeof(c->ep.addr));
+	mm_strlcpy(c->ep.name, m->name, sizeof(c->ep.name));
+	c->suspect = m->suspect;
+	c->rtt_ms = m->rtt_ms;
+	c->tie = name_tie(m->name, ec->salt);
+}
+
+/* Alive before suspect; measured before unmeasured, nearest first; equal
+ * times in an order of this process's own, so that the workers and nodes
+ * of a site spread their sessions over equally near nodes. */
+static int
+ep_cmp(const void *pa, const void *pb)
+{
+	const struct ep_cand *a = pa, *b = pb;
+
+	if (a->suspect != b->suspect)
+		return a->suspect ? 1 : -1;
+	if ((a->rtt_ms < 0) != (b->rtt_ms < 0))
+		return a->rtt_ms < 0 ? 1 : -1;
+	if (a->rtt_ms != b->rtt_ms)
+		return a->rtt_ms < b->rtt_ms ? -1 : 1;
+	if (a->tie != b->tie)
+		return a->tie < b->tie ? -1 : 1;
+	return strcmp(a->ep.name, b->ep.name);
+}
+
+int
+dir_site_endpoints(struct dir *dir, const char *site,
+    struct dir_endpoint *eps_r, size_t max)
+{
+	struct store *st;
+	struct ep_ctx ec;
+	uint8_t *buf = NULL;
+	size_t len = 0, i;
+	uint64_t written;
+	const char *why = NULL;
+	int r;
+
+	if (dir->conf->directory == NULL || (st = dir_store(dir)) == NULL)
+		return dir->conf->directory == NULL ? 0 : -1;
+	if ((r = store_get_members(st, &buf, &len)) <= 0)
+		return r;
+	memset(&ec, 0, sizeof(ec));
+	ec.site = site;
+	ec.salt = (uint64_t)getpid();
+	if (dir_members_decode(buf, len, &written, ep_collect_cb, &ec,
+	    &why) < 0) {
+		log_warnx("- dir members-snapshot-invalid reason=\"%s\"", why);
+		ec.n = 0;
+	}
+	free(buf);
+	if (ec.n > 1)
+		qsort(ec.c, ec.n, sizeof(*ec.c), ep_cmp);
+	for (i = 0; i < ec.n && i < max; i++)
+		eps_r[i] = ec.c[i].ep;
+	free(ec.c);
+	return (int)i;
 }

@@ -4,6 +4,7 @@
 #ifndef DIR_H
 #define DIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,5 +75,51 @@ int dir_cert_check(struct dir *dir, const uint8_t *env, size_t len,
  * there is none or it is not valid (*why_r), -1 on a store error. */
 int dir_cert_find(struct dir *dir, const uint8_t *id, uint64_t now,
     uint8_t **env_r, size_t *len_r, const char **why_r);
+
+/* ---- the membership snapshot -----------------------------------------
+ *
+ * The directory agent publishes which nodes of each site are up, where
+ * they take cross-site sessions and how far away they are (gossip's
+ * measured round-trip time) into the store (store_put_members); proxy
+ * workers read it from there: no IPC on the lookup path. Encoding: msgpack
+ * [version (1), written (unix seconds), [[site, name, session address,
+ * state (0 alive, 1 suspect), rtt_ms + 1 (0: not measured)], ...]]. */
+#define DIR_MEMBERS_VERSION 1
+#define DIR_MEMBERS_MAX 1024		/* entries in one snapshot */
+#define DIR_NAME_MAX RECORD_NAME_MAX
+#define DIR_ADDR_MAX 96			/* a session address, GOSSIP_ADDR_MAX */
+
+struct dir_member {
+	const char *site, *name, *session_addr;
+	bool suspect;			/* false: alive */
+	int64_t rtt_ms;			/* -1: not measured */
+};
+
+/* Encodes up to DIR_MEMBERS_MAX members (the rest are left out; dead
+ * members and members without a session address must not be passed).
+ * Returns a malloc'd buffer and its length in *len_r. */
+uint8_t *dir_members_encode(const struct dir_member *m, size_t n,
+    uint64_t now, size_t *len_r);
+
+typedef void (*dir_member_cb)(const struct dir_member *m, void *arg);
+/* Decodes a snapshot (pure), calling cb for every member; strings are
+ * valid during the call. 0, or -1 with *why_r (static) when it does not
+ * decode (members before the fault have been passed to cb). */
+int dir_members_decode(const uint8_t *buf, size_t len, uint64_t *written_r,
+    dir_member_cb cb, void *arg, const char **why_r);
+
+/* One session endpoint of a node of another site. */
+struct dir_endpoint {
+	char addr[DIR_ADDR_MAX + 1];
+	char name[DIR_NAME_MAX + 1];
+};
+
+/* The session endpoints of the nodes of site, nearest healthy node
+ * first: alive nodes by measured round-trip time (unmeasured ones after
+ * the measured), then suspect ones; dead nodes never. Fills up to max
+ * entries of eps_r. Returns how many, 0 when the snapshot names none (or
+ * there is no snapshot), -1 when the store cannot be read. */
+int dir_site_endpoints(struct dir *dir, const char *site,
+    struct dir_endpoint *eps_r, size_t max);
 
 #endif

@@ -16,7 +16,7 @@
 #define DEFAULT_SEED 0x9e3779b97f4a7c15ULL
 
 struct member {
-	char *name, *site, *addr;
+	char *name, *site, *addr, *saddr;
 	enum gossip_state state;
 	uint64_t inc;
 	int64_t rtt_ms;
@@ -26,6 +26,11 @@ struct member {
 	uint32_t n_accusers;		/* distinct, the first one included */
 	uint32_t accusers[GOSSIP_CONFIRM_MAX + 1];
 	uint32_t bcast_left;		/* transmissions of its update to go */
+	uint32_t intro_left;		/* messages to it that carry our own
+					 * alive update: a member that met us
+					 * after our announcement had spread
+					 * would never learn our site and
+					 * addresses */
 	bool in_bq, in_sus;
 	uint32_t rejects;
 	uint64_t throttled_until;
@@ -255,6 +260,7 @@ info_fill(struct gossip *g, uint32_t idx, struct gossip_member_info *mi)
 	mi->name = m->name;
 	mi->site = m->site;
 	mi->addr = m->addr;
+	mi->session_addr = m->saddr;
 	mi->state = m->state;
 	mi->incarnation = m->inc;
 	mi->rtt_ms = m->rtt_ms;
@@ -280,9 +286,12 @@ set_text(char **dst, const char *s, size_t len)
 	*dst = xstrndup(s, len);
 }
 
+static uint32_t retransmit_limit(struct gossip *g);
+
 static uint32_t
 member_add(struct gossip *g, const char *name, size_t len, const char *site,
-    size_t slen, const char *addr, size_t alen, uint64_t inc)
+    size_t slen, const char *addr, size_t alen, const char *saddr,
+    size_t salen, uint64_t inc)
 {
 	struct member *m;
 	uint32_t idx, j;
@@ -311,10 +320,13 @@ member_add(struct gossip *g, const char *name, size_t len, const char *site,
 	m->name = xstrndup(name, len);
 	m->site = xstrndup(site, slen);
 	m->addr = xstrndup(addr, alen);
+	m->saddr = xstrndup(saddr, salen);
 	m->state = GOSSIP_ALIVE;
 	m->inc = inc;
 	m->rtt_ms = -1;
 	m->accuser = SELF;
+	if (idx != SELF)
+		m->intro_left = retransmit_limit(g);
 	ht_insert(g, idx);
 	g->n_live++;
 	if (idx != SELF) {
@@ -466,12 +478,13 @@ put_update(struct gossip *g, struct mm_mp_writer *w, uint32_t idx)
 	const struct member *m = &g->m[idx];
 
 	if (m->state == GOSSIP_ALIVE) {
-		mm_mp_put_array(w, 5);
+		mm_mp_put_array(w, 6);
 		mm_mp_put_uint(w, GUPD_ALIVE);
 		mm_mp_put_str(w, m->name);
 		mm_mp_put_uint(w, m->inc);
 		mm_mp_put_str(w, m->site);
 		mm_mp_put_str(w, m->addr);
+		mm_mp_put_str(w, m->saddr);
 	} else {
 		mm_mp_put_array(w, 4);
 		mm_mp_put_uint(w, m->state == GOSSIP_SUSPECT ? GUPD_SUSPECT :
@@ -492,6 +505,10 @@ put_updates(struct gossip *g, struct mm_mp_writer *w, uint32_t about)
 
 	if (about != NONE && g->m[about].state != GOSSIP_ALIVE)
 		pick[n++] = about;
+	if (about != NONE && about != SELF && g->m[about].intro_left > 0) {
+		g->m[about].intro_left--;
+		pick[n++] = SELF;
+	}
 	while (n < GOSSIP_PIGGYBACK_MAX) {
 		uint32_t best = NONE;
 
@@ -704,7 +721,9 @@ apply_alive(struct gossip *g, const struct gossip_update *u)
 	if (idx == NONE) {
 		idx = member_add(g, (const char *)u->name.p, u->name.len,
 		    (const char *)u->site.p, u->site.len,
-		    (const char *)u->addr.p, u->addr.len, u->incarnation);
+		    (const char *)u->addr.p, u->addr.len,
+		    (const char *)u->session_addr.p, u->session_addr.len,
+		    u->incarnation);
 		if (idx != NONE) {
 			bcast(g, idx);
 			notify(g, idx);
@@ -718,15 +737,19 @@ apply_alive(struct gossip *g, const struct gossip_update *u)
 		m->inc = u->incarnation;
 		set_text(&m->site, (const char *)u->site.p, u->site.len);
 		set_text(&m->addr, (const char *)u->addr.p, u->addr.len);
+		set_text(&m->saddr, (const char *)u->session_addr.p,
+		    u->session_addr.len);
 		set_state(g, idx, GOSSIP_ALIVE);
 		bcast(g, idx);
 		if (changed)
 			notify(g, idx);
 	} else if (u->incarnation == m->inc && m->state == GOSSIP_ALIVE &&
 	    m->site[0] == '\0' && u->site.len > 0) {
-		/* A seed learns its site and address. */
+		/* A seed learns its site and addresses. */
 		set_text(&m->site, (const char *)u->site.p, u->site.len);
 		set_text(&m->addr, (const char *)u->addr.p, u->addr.len);
+		set_text(&m->saddr, (const char *)u->session_addr.p,
+		    u->session_addr.len);
 	}
 }
 
@@ -1234,7 +1257,7 @@ gossip_recv(struct gossip *g, const char *from_name, const uint8_t *buf,
 	    GOSSIP_NAME_MAX, false)) {
 		/* Authenticated by the transport: known from now on. */
 		from = member_add(g, from_name, strlen(from_name), "", 0, "",
-		    0, 0);
+		    0, "", 0, 0);
 		if (from != NONE)
 			notify(g, from);
 	}
@@ -1470,11 +1493,13 @@ gossip_new(const struct gossip_conf *conf, const struct gossip_io *io,
 	struct gossip *g;
 	const struct gossip_conf *c = conf;
 	const char *site = c->site ? c->site : "", *addr = c->addr ? c->addr : "";
+	const char *saddr = c->session_addr ? c->session_addr : "";
 
 	if (c->name == NULL || !text_valid(c->name, strlen(c->name),
 	    GOSSIP_NAME_MAX, false) ||
 	    !text_valid(site, strlen(site), GOSSIP_SITE_MAX, true) ||
 	    !text_valid(addr, strlen(addr), GOSSIP_ADDR_MAX, true) ||
+	    !text_valid(saddr, strlen(saddr), GOSSIP_ADDR_MAX, true) ||
 	    c->probe_interval_ms == 0 || c->probe_timeout_ms == 0 ||
 	    c->probe_timeout_ms >= c->probe_interval_ms ||
 	    c->indirect_probes > GOSSIP_INDIRECT_MAX ||
@@ -1499,10 +1524,11 @@ gossip_new(const struct gossip_conf *conf, const struct gossip_io *io,
 	g->dig = xcalloc(GOSSIP_ORIGINS_MAX, sizeof(*g->dig));
 	g->wants = xcalloc(GOSSIP_ORIGINS_MAX, sizeof(*g->wants));
 	member_add(g, c->name, strlen(c->name), site, strlen(site), addr,
-	    strlen(addr), c->incarnation);
+	    strlen(addr), saddr, strlen(saddr), c->incarnation);
 	g->conf.name = g->m[SELF].name;
 	g->conf.site = g->m[SELF].site;
 	g->conf.addr = g->m[SELF].addr;
+	g->conf.session_addr = g->m[SELF].saddr;
 	bcast(g, SELF);
 	return g;
 }
@@ -1518,6 +1544,7 @@ gossip_free(struct gossip *g)
 		free(g->m[i].name);
 		free(g->m[i].site);
 		free(g->m[i].addr);
+		free(g->m[i].saddr);
 	}
 	for (i = 0; i < g->n_hot; i++)
 		free(g->hot[i].env);
@@ -1549,7 +1576,7 @@ gossip_add_seed(struct gossip *g, const char *name, const char *site,
 	if (lookup(g, name, strlen(name)) != NONE)
 		return 0;
 	idx = member_add(g, name, strlen(name), site, strlen(site), addr,
-	    strlen(addr), 0);
+	    strlen(addr), "", 0, 0);
 	if (idx == NONE)
 		return -1;
 	/* Our own announcement now has more members to reach. */
@@ -1625,11 +1652,11 @@ get_updates(struct mm_mp_reader *r, struct gossip_msg *m)
 		struct gossip_update *u = &m->updates[i];
 
 		memset(u, 0, sizeof(*u));
-		if (mm_mp_get_array(r, 5, &fields) < 0 ||
+		if (mm_mp_get_array(r, 6, &fields) < 0 ||
 		    mm_mp_get_uint_max(r, GUPD_DEAD, &kind) < 0)
 			return -1;
 		u->kind = (enum gossip_update_kind)kind;
-		if (fields != (kind == GUPD_ALIVE ? 5u : 4u)) {
+		if (fields != (kind == GUPD_ALIVE ? 6u : 4u)) {
 			r->why = "wrong update element count";
 			return -1;
 		}
@@ -1638,7 +1665,9 @@ get_updates(struct mm_mp_reader *r, struct gossip_msg *m)
 			return -1;
 		if (kind == GUPD_ALIVE) {
 			if (get_text(r, GOSSIP_SITE_MAX, true, &u->site) < 0 ||
-			    get_text(r, GOSSIP_ADDR_MAX, true, &u->addr) < 0)
+			    get_text(r, GOSSIP_ADDR_MAX, true, &u->addr) < 0 ||
+			    get_text(r, GOSSIP_ADDR_MAX, true,
+			    &u->session_addr) < 0)
 				return -1;
 		} else if (get_text(r, GOSSIP_NAME_MAX, false, &u->from) < 0)
 			return -1;

@@ -7,9 +7,10 @@
  * io->send, and records come from and go to an abstract source (the
  * directory store in a node, an in-memory map in the simulator).
  *
- * Members. A member is a node name (unique in the cluster), its site and
- * its transport address; the transport authenticates peers and maps names
- * to connections. State is alive, suspect or dead, with an incarnation
+ * Members. A member is a node name (unique in the cluster), its site,
+ * its transport address and its session endpoint (where nodes of other
+ * sites open cross-site sessions, "" if it takes none); the transport
+ * authenticates peers and maps names to connections. State is alive, suspect or dead, with an incarnation
  * number that only the member itself raises.
  *
  * Failure detection (SWIM with Lifeguard's refinements):
@@ -62,7 +63,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GOSSIP_VERSION 1
+#define GOSSIP_VERSION 2	/* 2: alive updates carry the session endpoint */
 #define GOSSIP_MSG_MAX (128 * 1024)	/* one encoded message */
 #define GOSSIP_NAME_MAX 64	/* node and origin names */
 #define GOSSIP_SITE_MAX 32
@@ -101,6 +102,7 @@ typedef int (*gossip_emit_cb)(void *ctx, const uint8_t *env, size_t len);
 
 struct gossip_member_info {
 	const char *name, *site, *addr;	/* valid during the callback */
+	const char *session_addr;	/* "" if none */
 	enum gossip_state state;
 	uint64_t incarnation;
 	int64_t rtt_ms;			/* last direct probe, -1 if none */
@@ -133,6 +135,7 @@ struct gossip_io {
 
 struct gossip_conf {
 	const char *name, *site, *addr;	/* ours; copied */
+	const char *session_addr;	/* ours, NULL or "" for none; copied */
 	uint64_t incarnation;		/* start value (e.g. unix time) */
 	uint64_t seed;			/* random choices; nonzero */
 	uint32_t probe_interval_ms;
@@ -219,7 +222,8 @@ enum gossip_msg_type {
 };
 
 enum gossip_update_kind {
-	GUPD_ALIVE = 0,		/* [0, name, incarnation, site, addr] */
+	GUPD_ALIVE = 0,		/* [0, name, incarnation, site, addr,
+				 *  session addr] */
 	GUPD_SUSPECT = 1,	/* [1, name, incarnation, from] */
 	GUPD_DEAD = 2,		/* [2, name, incarnation, from] */
 };
@@ -234,7 +238,7 @@ struct gossip_update {
 	enum gossip_update_kind kind;
 	struct gossip_slice name;
 	uint64_t incarnation;
-	struct gossip_slice site, addr;	/* alive */
+	struct gossip_slice site, addr, session_addr;	/* alive */
 	struct gossip_slice from;	/* suspect, dead */
 };
 
@@ -258,8 +262,8 @@ struct gossip_msg {
 
 /* Decodes one message (pure: no allocation; slices point into buf).
  * Names are 1..GOSSIP_NAME_MAX bytes of printable ASCII without spaces,
- * sites likewise up to GOSSIP_SITE_MAX, addresses up to GOSSIP_ADDR_MAX
- * (may be empty), envelopes 1..GOSSIP_RECORD_MAX bytes. 0, or -1 with
+ * sites likewise up to GOSSIP_SITE_MAX, addresses (transport and
+ * session) up to GOSSIP_ADDR_MAX (may be empty), envelopes 1..GOSSIP_RECORD_MAX bytes. 0, or -1 with
  * *why_r a static reason. */
 int gossip_msg_decode(const uint8_t *buf, size_t len, struct gossip_msg *m,
     const char **why_r);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,10 +19,12 @@
 #include "mm_util.h"
 
 #define STORE_MAXDBS 16
+#define ROUTE_VALUE_MAX (3 + RECORD_SITE_MAX + RECORD_NAME_MAX)
 #define STORE_MAXREADERS 512	/* proxy workers, tools, tests */
 #define STORE_DATA_FILE "data.mdb"
 /* Map doublings (or re-reads of another writer's size) per transaction. */
 #define STORE_GROW_TRIES 16
+#define STORE_DISK_FULL_BYTES (1024 * 1024)	/* less free than this: full */
 #define META_SCHEMA "schema_version"
 #define META_ROOT "root_pk"
 /* meta key prefix + origin -> the highest origin_seq held with no gap
@@ -49,12 +52,13 @@ enum {
 	DBI_CERTS,
 	DBI_REVOKED,
 	DBI_EVIDENCE,
+	DBI_ROUTES,
 	DBI_COUNT
 };
 
 static const char *const dbi_names[DBI_COUNT] = {
 	"meta", "users", "hwm", "log", "origins", "certs", "revoked",
-	"evidence",
+	"evidence", "routes",
 };
 
 struct store {
@@ -64,6 +68,7 @@ struct store {
 	MDB_txn *rtxn;		/* reset between lookups, renewed for each */
 	char *path;
 	uint64_t counts[STORE_ACCEPT_RESULTS];
+	int last_error;		/* LMDB or errno value of the last failed write */
 };
 
 struct hwm {
@@ -96,6 +101,7 @@ struct wctx {
 struct signer {
 	uint8_t pk[DKEY_PK_LEN];
 	char site[RECORD_SITE_MAX + 1];
+	char name[RECORD_NAME_MAX + 1];
 };
 
 static const char *const accept_names[STORE_ACCEPT_RESULTS] = {
@@ -111,6 +117,7 @@ static const char *const accept_names[STORE_ACCEPT_RESULTS] = {
 	[REJECT_STALE] = "stale",
 	[REJECT_NO_TRANSFER] = "no-transfer",
 	[REJECT_NO_ROOT] = "no-root",
+	[REJECT_WRONG_ORIGIN] = "wrong-origin",
 	[REJECT_STORE] = "store-error",
 };
 
@@ -451,6 +458,17 @@ grow_map(struct store *st)
 	return 0;
 }
 
+/* Whether the file system under path has (almost) no room left. */
+static bool
+disk_full(const char *path)
+{
+	struct statvfs sv;
+
+	if (statvfs(path, &sv) != 0)
+		return false;
+	return (uint64_t)sv.f_bavail * sv.f_frsize < STORE_DISK_FULL_BYTES;
+}
+
 /* Runs fn in a write transaction; a full map doubles and fn runs again
  * from the start, so nothing of the failed attempt remains. */
 static int
@@ -491,9 +509,18 @@ store_write(struct store *st, uint64_t now, write_fn fn, void *arg)
 		if (mrc != MDB_MAP_FULL || grow_map(st) < 0)
 			break;
 	}
+	if (mrc == EIO && disk_full(st->path))
+		mrc = ENOSPC;	/* LMDB reports a short write as EIO */
 	log_warnx("- dir store write path=%s error=\"%s\"", st->path,
 	    mrc != 0 ? mdb_strerror(mrc) : "retries exhausted");
+	st->last_error = mrc != 0 ? mrc : MDB_MAP_FULL;
 	return -1;
+}
+
+const char *
+store_last_error(const struct store *st)
+{
+	return st->last_error != 0 ? mdb_strerror(st->last_error) : NULL;
 }
 
 /* ---- lookups inside a transaction ------------------------------------ */
@@ -599,6 +626,7 @@ resolve_signer(struct wctx *ctx, const struct record *r, int check_expiry,
 		return REJECT_BAD_SIGNATURE;
 	memcpy(s_r->pk, c.u.cert.pk, DKEY_PK_LEN);
 	memcpy(s_r->site, c.u.cert.site, sizeof(s_r->site));
+	memcpy(s_r->name, c.u.cert.name, sizeof(s_r->name));
 	return ACCEPT_STORED;
 }
 
@@ -686,6 +714,60 @@ log_and_origin(struct wctx *ctx, const char *origin, uint64_t origin_seq,
 	return ACCEPT_STORED;
 }
 
+/*
+ * The routing index: user -> [state, site length, site, back-end length,
+ * back end], a few dozen bytes beside each full record. The proxy reads
+ * only this: the tree it walks is a fraction of the size of the records'
+ * tree, so a lookup touches fewer pages. It is written in the same
+ * transaction as the record it summarises, and verify compares the two.
+ */
+static size_t
+route_encode(enum user_state state, const char *site, const char *backend,
+    uint8_t out[ROUTE_VALUE_MAX])
+{
+	size_t sl = strlen(site), bl = strlen(backend), n = 0;
+
+	out[n++] = (uint8_t)state;
+	out[n++] = (uint8_t)sl;
+	memcpy(out + n, site, sl);
+	n += sl;
+	out[n++] = (uint8_t)bl;
+	memcpy(out + n, backend, bl);
+	return n + bl;
+}
+
+static int
+route_decode(const uint8_t *v, size_t len, struct store_route *r)
+{
+	size_t sl, bl;
+
+	if (len < 3 || v[0] < USTATE_ACTIVE || v[0] > USTATE_DELETED)
+		return -1;
+	sl = v[1];
+	if (sl > RECORD_SITE_MAX || 2 + sl + 1 > len)
+		return -1;
+	bl = v[2 + sl];
+	if (bl > RECORD_NAME_MAX || 3 + sl + bl != len)
+		return -1;
+	r->state = (enum user_state)v[0];
+	memcpy(r->site, v + 2, sl);
+	r->site[sl] = '\0';
+	memcpy(r->backend, v + 3 + sl, bl);
+	r->backend[bl] = '\0';
+	return 0;
+}
+
+static int
+put_route(struct wctx *ctx, const char *user, enum user_state state,
+    const char *site, const char *backend)
+{
+	uint8_t v[ROUTE_VALUE_MAX];
+	MDB_val key = val_str(user), val;
+
+	val = val_bin(v, route_encode(state, site, backend, v));
+	return tx_put(ctx, DBI_ROUTES, &key, &val, 0);
+}
+
 /* Makes r the current record of its user. */
 static enum accept_result
 put_current(struct wctx *ctx, const struct record *r, const uint8_t *env,
@@ -697,7 +779,8 @@ put_current(struct wctx *ctx, const struct record *r, const uint8_t *env,
 	MDB_val key = val_str(u->user), val;
 
 	val = val_bin(env, len);
-	if (tx_put(ctx, DBI_USERS, &key, &val, 0) < 0)
+	if (tx_put(ctx, DBI_USERS, &key, &val, 0) < 0 ||
+	    put_route(ctx, u->user, u->state, u->site, u->backend) < 0)
 		return REJECT_STORE;
 	be64_put(h, u->epoch);
 	be64_put(h + 8, u->seq);
@@ -847,6 +930,10 @@ accept_user(struct wctx *ctx, const struct record *r, const uint8_t *env,
 			return REJECT_WRONG_SITE;
 		}
 	}
+	/* A node numbers only its own records: otherwise any certified
+	 * node could fill another origin's log. */
+	if (strcmp(u->origin, s.name) != 0)
+		return REJECT_WRONG_ORIGIN;
 	if (put_current(ctx, r, env, len) != ACCEPT_STORED)
 		return REJECT_STORE;
 	return log_and_origin(ctx, u->origin, u->origin_seq, env, len, 1);
@@ -1241,6 +1328,38 @@ done:
 }
 
 int
+store_get_route(struct store *st, const char *user, struct store_route *r_r)
+{
+	MDB_txn *txn;
+	MDB_val key, val;
+	size_t ulen = strnlen(user, RECORD_USER_MAX + 1);
+	int rc = -1, mrc;
+
+	if (ulen == 0 || ulen > RECORD_USER_MAX)
+		return 0;
+	if (read_begin(st, &txn) < 0)
+		return -1;
+	key = val_bin(user, ulen);
+	mrc = mdb_get(txn, st->dbi[DBI_ROUTES], &key, &val);
+	if (mrc == MDB_NOTFOUND) {
+		rc = 0;
+	} else if (mrc != 0) {
+		log_warnx("- dir store get path=%s error=\"%s\"", st->path,
+		    mdb_strerror(mrc));
+	} else if (route_decode(val.mv_data, val.mv_size, r_r) < 0) {
+		char esc[LOG_USER_MAX];
+
+		log_warnx("- dir store bad-route user=%s",
+		    mm_log_escape(user, esc, sizeof(esc)));
+		st->counts[REJECT_MALFORMED]++;
+	} else {
+		rc = 1;
+	}
+	read_end(st);
+	return rc;
+}
+
+int
 store_foreach_user(struct store *st, store_user_cb cb, void *arg)
 {
 	MDB_txn *txn = NULL;
@@ -1457,6 +1576,12 @@ check_own_signer(struct wctx *ctx, const struct store_signer *sg)
 		return REJECT_EXPIRED;
 	if (strcmp(c.u.cert.site, sg->site) != 0)
 		return REJECT_WRONG_SITE;
+	/* The same rule as for records from elsewhere: a transport key signs
+	 * nothing, and a node numbers only its own origin. */
+	if (c.u.cert.role == ROLE_TRANSPORT)
+		return REJECT_WRONG_SITE;
+	if (strcmp(c.u.cert.name, sg->origin) != 0)
+		return REJECT_WRONG_ORIGIN;
 	return ACCEPT_STORED;
 }
 
@@ -1686,7 +1811,9 @@ store_plan(struct wctx *ctx, struct puts *b, const struct plan *p)
 	MDB_val key = val_str(user), val;
 
 	val = val_bin(b->envs + p->env_off, p->env_len);
-	if (tx_put(ctx, DBI_USERS, &key, &val, 0) < 0)
+	if (tx_put(ctx, DBI_USERS, &key, &val, 0) < 0 ||
+	    put_route(ctx, user, b->items[p->item].state, b->sg->site,
+	    b->items[p->item].backend) < 0)
 		return -1;
 	be64_put(h, p->epoch);
 	be64_put(h + 8, p->seq);
@@ -2183,6 +2310,7 @@ v_user(struct vstate *vs, const MDB_val *key, const MDB_val *val)
 	const struct record_user *u = &r.u.user;
 	const char *why = NULL;
 	struct hwm h;
+	struct store_route route;
 	MDB_val hv;
 	uint8_t bh[HWM_HASH_LEN];
 	char name[RECORD_USER_MAX + 1];
@@ -2228,6 +2356,13 @@ v_user(struct vstate *vs, const MDB_val *key, const MDB_val *val)
 	    memcmp(h.hash, bh, HWM_HASH_LEN) != 0 ||
 	    strcmp(h.site, u->site) != 0) {
 		bad_user(vs, name, "high-water mark does not match");
+		return;
+	}
+	if (mdb_get(vs->txn, vs->st->dbi[DBI_ROUTES], (MDB_val *)key,
+	    &hv) != 0 || route_decode(hv.mv_data, hv.mv_size, &route) < 0 ||
+	    route.state != u->state || strcmp(route.site, u->site) != 0 ||
+	    strcmp(route.backend, u->backend) != 0) {
+		bad_user(vs, name, "routing index does not match the record");
 		return;
 	}
 	v_queue(vs, &r, val, c->pk, name);
@@ -2317,6 +2452,9 @@ purge_fn(struct wctx *ctx, void *arg)
 			continue;
 		if (ctx->now < a->ttl || r.u.user.timestamp > ctx->now - a->ttl)
 			continue;
+		mrc = mdb_del(ctx->txn, ctx->st->dbi[DBI_ROUTES], &key, NULL);
+		if (mrc != 0 && mrc != MDB_NOTFOUND)
+			break;
 		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 		a->count++;
@@ -2559,4 +2697,284 @@ store_log_fill(struct store *st, const uint8_t *env, size_t len,
 	if (store_write(st, now, fill_fn, &a) < 0)
 		return -1;
 	return a.res;
+}
+
+/* ---- consistency tree ------------------------------------------------ */
+
+struct store_tree {
+	uint64_t users;
+	uint8_t root[STORE_TREE_HASH_LEN];
+	uint8_t bucket[STORE_TREE_FANOUT][STORE_TREE_HASH_LEN];
+	uint8_t leaf[STORE_TREE_LEAVES][STORE_TREE_HASH_LEN];
+};
+
+/* One user's contribution, kept in scan (name) order until sorted. */
+struct tree_item {
+	uint8_t h[STORE_TREE_HASH_LEN];
+	uint16_t leaf;
+};
+
+unsigned
+store_tree_leaf_of(const char *user, size_t len)
+{
+	uint8_t h[16];
+
+	crypto_generichash(h, sizeof(h), (const uint8_t *)user, len, NULL, 0);
+	return (unsigned)h[0] << 8 | h[1];
+}
+
+void
+store_tree_env_hash(const uint8_t *env, size_t len,
+    uint8_t out[STORE_TREE_HASH_LEN])
+{
+	crypto_generichash(out, STORE_TREE_HASH_LEN, env, len, NULL, 0);
+}
+
+static void
+tree_item_hash(const char *user, size_t ulen, const uint8_t *env,
+    size_t len, uint8_t out[STORE_TREE_HASH_LEN])
+{
+	crypto_generichash_state s;
+	uint8_t eh[STORE_TREE_HASH_LEN], nul = 0;
+
+	store_tree_env_hash(env, len, eh);
+	crypto_generichash_init(&s, NULL, 0, STORE_TREE_HASH_LEN);
+	crypto_generichash_update(&s, (const uint8_t *)user, ulen);
+	crypto_generichash_update(&s, &nul, 1);
+	crypto_generichash_update(&s, eh, sizeof(eh));
+	crypto_generichash_final(&s, out, STORE_TREE_HASH_LEN);
+}
+
+static bool
+hash_zero(const uint8_t *h)
+{
+	static const uint8_t z[STORE_TREE_HASH_LEN];
+
+	return memcmp(h, z, STORE_TREE_HASH_LEN) == 0;
+}
+
+/* A node of n children: zeros when every child is. */
+static void
+tree_node_hash(const uint8_t (*child)[STORE_TREE_HASH_LEN], size_t n,
+    uint8_t out[STORE_TREE_HASH_LEN])
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!hash_zero(child[i]))
+			break;
+	if (i == n) {
+		memset(out, 0, STORE_TREE_HASH_LEN);
+		return;
+	}
+	crypto_generichash(out, STORE_TREE_HASH_LEN, (const uint8_t *)child,
+	    n * STORE_TREE_HASH_LEN, NULL, 0);
+}
+
+int
+store_tree_build(struct store *st, struct store_tree **tree_r)
+{
+	struct store_tree *t = NULL;
+	struct tree_item *items = NULL;
+	uint32_t *order = NULL, *start = NULL;
+	size_t n = 0, cap = 0, i;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	int rc = -1, mrc;
+
+	*tree_r = NULL;
+	if (walk_begin(st, &txn) < 0)
+		return -1;
+	if ((mrc = mdb_cursor_open(txn, st->dbi[DBI_USERS], &cur)) != 0)
+		goto fail;
+	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+		if (key.mv_size == 0 || key.mv_size > RECORD_USER_MAX)
+			continue;
+		if (n == cap) {
+			cap = cap == 0 ? 4096 : cap * 2;
+			items = xrealloc(items, cap * sizeof(*items));
+		}
+		items[n].leaf = (uint16_t)store_tree_leaf_of(key.mv_data,
+		    key.mv_size);
+		tree_item_hash(key.mv_data, key.mv_size, val.mv_data,
+		    val.mv_size, items[n].h);
+		n++;
+	}
+	if (mrc != MDB_NOTFOUND)
+		goto fail;
+	/* A stable counting sort by leaf keeps name order inside a leaf. */
+	start = xcalloc(STORE_TREE_LEAVES + 1, sizeof(*start));
+	for (i = 0; i < n; i++)
+		start[items[i].leaf + 1]++;
+	for (i = 1; i <= STORE_TREE_LEAVES; i++)
+		start[i] += start[i - 1];
+	order = xcalloc(n == 0 ? 1 : n, sizeof(*order));
+	for (i = 0; i < n; i++)
+		order[start[items[i].leaf]++] = (uint32_t)i;
+	t = xcalloc(1, sizeof(*t));
+	t->users = n;
+	for (i = 0, n = 0; i < STORE_TREE_LEAVES; i++) {
+		crypto_generichash_state s;
+		size_t end = start[i];
+
+		if (n == end)
+			continue;
+		crypto_generichash_init(&s, NULL, 0, STORE_TREE_HASH_LEN);
+		for (; n < end; n++)
+			crypto_generichash_update(&s, items[order[n]].h,
+			    STORE_TREE_HASH_LEN);
+		crypto_generichash_final(&s, t->leaf[i], STORE_TREE_HASH_LEN);
+	}
+	for (i = 0; i < STORE_TREE_FANOUT; i++)
+		tree_node_hash(&t->leaf[i * STORE_TREE_FANOUT],
+		    STORE_TREE_FANOUT, t->bucket[i]);
+	tree_node_hash(t->bucket, STORE_TREE_FANOUT, t->root);
+	*tree_r = t;
+	t = NULL;
+	rc = 0;
+	goto done;
+fail:
+	log_warnx("- dir store walk path=%s error=\"%s\"", st->path,
+	    mdb_strerror(mrc));
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	free(items);
+	free(order);
+	free(start);
+	free(t);
+	return rc;
+}
+
+void
+store_tree_free(struct store_tree *t)
+{
+	free(t);
+}
+
+const uint8_t *
+store_tree_root(const struct store_tree *t)
+{
+	return t->root;
+}
+
+const uint8_t *
+store_tree_bucket(const struct store_tree *t, unsigned bucket)
+{
+	return t->bucket[bucket % STORE_TREE_FANOUT];
+}
+
+const uint8_t *
+store_tree_leaf(const struct store_tree *t, unsigned leaf)
+{
+	return t->leaf[leaf % STORE_TREE_LEAVES];
+}
+
+uint64_t
+store_tree_users(const struct store_tree *t)
+{
+	return t->users;
+}
+
+int
+store_tree_leaf_users(struct store *st, const uint8_t *leaves,
+    store_tree_user_cb cb, void *arg)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	char user[RECORD_USER_MAX + 1];
+	uint8_t eh[STORE_TREE_HASH_LEN];
+	unsigned leaf;
+	int rc = -1, mrc;
+
+	if (walk_begin(st, &txn) < 0)
+		return -1;
+	if ((mrc = mdb_cursor_open(txn, st->dbi[DBI_USERS], &cur)) != 0)
+		goto fail;
+	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+		if (key.mv_size == 0 || key.mv_size > RECORD_USER_MAX)
+			continue;
+		leaf = store_tree_leaf_of(key.mv_data, key.mv_size);
+		if ((leaves[leaf / 8] & (1u << (leaf % 8))) == 0)
+			continue;
+		memcpy(user, key.mv_data, key.mv_size);
+		user[key.mv_size] = '\0';
+		store_tree_env_hash(val.mv_data, val.mv_size, eh);
+		if (cb(leaf, user, eh, val.mv_data, val.mv_size, arg) != 0) {
+			mrc = MDB_NOTFOUND;
+			break;
+		}
+	}
+	if (mrc != MDB_NOTFOUND)
+		goto fail;
+	rc = 0;
+	goto done;
+fail:
+	log_warnx("- dir store walk path=%s error=\"%s\"", st->path,
+	    mdb_strerror(mrc));
+done:
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* ---- membership snapshot -------------------------------------------- */
+
+#define META_MEMBERS "members"
+
+struct members_arg {
+	const uint8_t *buf;
+	size_t len;
+};
+
+static int
+members_fn(struct wctx *ctx, void *arg)
+{
+	struct members_arg *a = arg;
+	MDB_val key = val_str(META_MEMBERS), val = val_bin(a->buf, a->len);
+
+	return tx_put(ctx, DBI_META, &key, &val, 0) < 0 ? -1 : 0;
+}
+
+int
+store_put_members(struct store *st, const uint8_t *buf, size_t len)
+{
+	struct members_arg a = { buf, len };
+
+	if (len > STORE_MEMBERS_MAX)
+		return -1;
+	return store_write(st, 0, members_fn, &a) < 0 ? -1 : 0;
+}
+
+int
+store_get_members(struct store *st, uint8_t **buf_r, size_t *len_r)
+{
+	MDB_txn *txn;
+	MDB_val key = val_str(META_MEMBERS), val;
+	int mrc;
+
+	*buf_r = NULL;
+	*len_r = 0;
+	if (read_begin(st, &txn) < 0)
+		return -1;
+	mrc = mdb_get(txn, st->dbi[DBI_META], &key, &val);
+	if (mrc == MDB_NOTFOUND) {
+		read_end(st);
+		return 0;
+	}
+	if (mrc != 0 || val.mv_size > STORE_MEMBERS_MAX) {
+		log_warnx("- dir store members-read path=%s error=\"%s\"",
+		    st->path, mrc != 0 ? mdb_strerror(mrc) : "too long");
+		read_end(st);
+		return -1;
+	}
+	*buf_r = xmalloc(val.mv_size + 1);
+	memcpy(*buf_r, val.mv_data, val.mv_size);
+	*len_r = val.mv_size;
+	read_end(st);
+	return 1;
 }

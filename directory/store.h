@@ -4,7 +4,8 @@
  * user -> envelope), hwm (user -> epoch, seq), log (origin NUL origin_seq
  * big-endian -> envelope), origins (origin -> highest origin_seq), certs
  * (key id -> CERT envelope), revoked (key id -> REVOKE envelope), evidence
- * (BLAKE2b of an envelope -> envelope, for equivocations).
+ * (BLAKE2b of an envelope -> envelope, for equivocations), routes (user ->
+ * state, site, back end: the proxy's compact index of the current records).
  *
  * One writer (the node's directory agent, or mmctl when no node runs; LMDB
  * serialises writers anyway). Proxy workers open it read-only and resolve a
@@ -22,7 +23,7 @@
 #include "dkey.h"
 #include "record.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_MAPSIZE_INITIAL (64ULL << 20)	/* grows when full */
 
 struct store;
@@ -56,6 +57,17 @@ int store_get_root(struct store *st, uint8_t pk_r[DKEY_PK_LEN]);
  * one). A store handle is for one thread at a time. */
 int store_get_user(struct store *st, const char *user,
     struct record_user *u_r, uint8_t **buf_r, size_t *len_r);
+
+/* What the proxy needs to route a user, from the routing index kept
+ * beside the records (written in the same transaction as each record).
+ * Returns 1 found, 0 not found, -1 on a store error or a damaged entry. */
+struct store_route {
+	enum user_state state;
+	char site[RECORD_SITE_MAX + 1];
+	char backend[RECORD_NAME_MAX + 1];
+};
+int store_get_route(struct store *st, const char *user,
+    struct store_route *r_r);
 
 /* Calls cb for every current user record in name order (tombstones
  * included); cb returns 0 to go on, nonzero to stop. Returns 0, or -1. */
@@ -110,12 +122,17 @@ enum accept_result {
 	REJECT_STALE,		/* (epoch, seq) not above the high-water mark */
 	REJECT_NO_TRANSFER,	/* epoch change without the old owner's transfer */
 	REJECT_NO_ROOT,		/* store has no root key yet */
+	REJECT_WRONG_ORIGIN,	/* origin is not the signer's certified name */
 	REJECT_STORE,		/* LMDB error, disk full: nothing changed */
 };
 
 #define STORE_ACCEPT_RESULTS (REJECT_STORE + 1)
 
 const char *store_accept_name(enum accept_result r);
+
+/* The LMDB or system error behind the last failed write (REJECT_STORE),
+ * as text ("No space left on device"); NULL if none failed. */
+const char *store_last_error(const struct store *st);
 
 /* How often this store handle gave each result since it was opened
  * (store_accept*, store_put_*; store_get_user counts REJECT_MALFORMED for
@@ -267,5 +284,66 @@ int store_verify(struct store *st, uint64_t now,
  * marks stay, so an old record can never come back). Returns the count
  * purged, or -1. */
 long store_purge_tombstones(struct store *st, uint64_t now, uint64_t ttl);
+
+
+/* ---- consistency tree ----------------------------------------------- */
+
+/* A hash tree over the current user records (tombstones included), for
+ * `mmctl check`: two levels of STORE_TREE_FANOUT, a user falls in the leaf
+ * named by the first two bytes of BLAKE2b(user). An entry is
+ * BLAKE2b(user NUL BLAKE2b(envelope)); a leaf hashes its entries in user
+ * name order, a bucket its leaves, the root its buckets; an empty leaf or
+ * bucket is all zeros. Equal sets of records give equal roots whatever
+ * order they arrived in.
+ *
+ * Computed on demand by one scan of the users (no state kept in the store,
+ * so no write pays for it): about a second per million users. */
+#define STORE_TREE_HASH_LEN 32
+#define STORE_TREE_FANOUT 256
+#define STORE_TREE_LEAVES (STORE_TREE_FANOUT * STORE_TREE_FANOUT)
+
+struct store_tree;
+
+/* Scans the store. *tree_r is the caller's (store_tree_free). 0, or -1 on
+ * a store error. */
+int store_tree_build(struct store *st, struct store_tree **tree_r);
+void store_tree_free(struct store_tree *t);
+/* Pointers into t (STORE_TREE_HASH_LEN bytes), valid while t is. */
+const uint8_t *store_tree_root(const struct store_tree *t);
+const uint8_t *store_tree_bucket(const struct store_tree *t, unsigned bucket);
+/* leaf = bucket * STORE_TREE_FANOUT + sub-bucket. */
+const uint8_t *store_tree_leaf(const struct store_tree *t, unsigned leaf);
+uint64_t store_tree_users(const struct store_tree *t);
+
+/* The leaf a user falls in, and the hash of one envelope. Pure. */
+unsigned store_tree_leaf_of(const char *user, size_t len);
+void store_tree_env_hash(const uint8_t *env, size_t len,
+    uint8_t out[STORE_TREE_HASH_LEN]);
+
+/* Calls cb for every current user record in the leaves whose bit is set
+ * in leaves (STORE_TREE_LEAVES bits, bit i in byte i / 8, value
+ * 1 << (i % 8)), in name order, with the envelope's hash; user is
+ * NUL-terminated, user and env point into the store, valid during the
+ * call. cb returns 0 to go on. 0, or -1 on a store error. */
+typedef int (*store_tree_user_cb)(unsigned leaf, const char *user,
+    const uint8_t hash[STORE_TREE_HASH_LEN], const uint8_t *env, size_t len,
+    void *arg);
+int store_tree_leaf_users(struct store *st, const uint8_t *leaves,
+    store_tree_user_cb cb, void *arg);
+
+/* ---- membership snapshot -------------------------------------------- */
+
+/* The directory agent publishes the gossip membership (which nodes of
+ * which site are alive, their session endpoints and round-trip times) for
+ * the proxy workers, who read it without asking the agent. The bytes are
+ * opaque here (dir.h encodes them), at most STORE_MEMBERS_MAX, kept under
+ * one key of the meta database; each put replaces the last. */
+#define STORE_MEMBERS_MAX (256 * 1024)
+
+/* 0, or -1 (too long, read-only, store error). */
+int store_put_members(struct store *st, const uint8_t *buf, size_t len);
+/* 1 with a malloc'd copy in *buf_r (the caller frees it) and its length,
+ * 0 when none was published, -1 on a store error. */
+int store_get_members(struct store *st, uint8_t **buf_r, size_t *len_r);
 
 #endif

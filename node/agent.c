@@ -29,6 +29,7 @@
 
 #include "chan.h"
 #include "chan_ev.h"
+#include "check.h"
 #include "dir.h"
 #include "gossip.h"
 #include "mm_log.h"
@@ -42,7 +43,6 @@
 #define AGENT_ROWS_PER_FRAME (256 * 1024)	/* bytes of rows per frame */
 #define AGENT_SOCKET_DIR_MODE 0755
 #define AGENT_SOCKET_MODE 0660
-#define ROOT_ORIGIN "root"	/* origin of records signed by the root key */
 #define TIME_TEXT_LEN 32
 #define PEER_BACKLOG 64
 
@@ -497,10 +497,20 @@ agent_preflight(const struct mm_config *conf, const struct dkey *key,
 		    (ci->c.role != ROLE_NODE && ci->c.role != ROLE_SITE))
 			continue;
 		why = cert_state(&t, ci, now);
-		if (strcmp(why, "valid") == 0) {
-			rc = 0;
+		if (strcmp(why, "valid") != 0)
+			continue;
+		/* Records carry node-name as their origin, and the accept
+		 * rule wants it to be the name in the signer's certificate. */
+		if (strcmp(ci->c.name, conf->node_name) != 0) {
+			*errstr_r = xasprintf("node-key %s (key id %s) is "
+			    "certified as %s but node-name is %s (set node-name "
+			    "%s, or certify the key with --name %s)",
+			    conf->node_key, kid, ci->c.name, conf->node_name,
+			    ci->c.name, conf->node_name);
 			goto done;
 		}
+		rc = 0;
+		goto done;
 	}
 	if (why != NULL && strcmp(why, "revoked") == 0)
 		*errstr_r = xasprintf("node-key %s (key id %s): its "
@@ -570,6 +580,16 @@ log_change(const char *what, const char *user, const char *backend,
 	    store_accept_name(res));
 }
 
+/* Why a change was not stored, for the operator: a store failure names
+ * the system error (a full disk says so). */
+static const char *
+accept_why(const struct agent *a, enum accept_result res)
+{
+	if (res == REJECT_STORE && store_last_error(a->st) != NULL)
+		return store_last_error(a->st);
+	return store_accept_name(res);
+}
+
 /* Writes one user change; the answer is the record as stored. */
 static enum ctl_status
 put_user(struct agent *a, const char *what, const char *user,
@@ -586,14 +606,14 @@ put_user(struct agent *a, const char *what, const char *user,
 	agent_publish_own(a);
 	status = accept_status(res);
 	if (status != CTL_OK) {
-		*msg_r = xasprintf("%s: %s", user, store_accept_name(res));
+		*msg_r = xasprintf("%s: %s", user, accept_why(a, res));
 		return status;
 	}
 	if (user_lookup_row(a, user, rows, &u) != 1) {
 		*msg_r = xasprintf("%s: stored but cannot be read back", user);
 		return CTL_TEMP;
 	}
-	*msg_r = xasprintf("%s: %s", user, store_accept_name(res));
+	*msg_r = xasprintf("%s: %s", user, accept_why(a, res));
 	return CTL_OK;
 }
 
@@ -908,7 +928,7 @@ import_batch(struct agent *a, size_t width, size_t argc, char *const *argv,
 			}
 			if (accept_status(e) == CTL_TEMP)
 				worst = CTL_TEMP;
-			r[i].why = store_accept_name(e);
+			r[i].why = accept_why(a, e);
 			log_info("- dir user-import user=%s result=%s",
 			    mm_log_escape(r[i].user, esc, sizeof(esc)),
 			    r[i].why);
@@ -1106,9 +1126,9 @@ sites_cb(void *arg, const struct gossip_member_info *m)
 		    ((sc->now_ms - m->last_contact_ms) / 1000));
 	else
 		last[0] = '\0';
-	rows_addv(sc->rows, 8, m->site, m->name, m->addr,
+	rows_addv(sc->rows, 9, m->site, m->name, m->addr,
 	    gossip_state_name(m->state), rtt, last, inc,
-	    m->self ? "yes" : "no");
+	    m->self ? "yes" : "no", m->session_addr);
 }
 
 static enum ctl_status
@@ -1116,7 +1136,8 @@ op_sites(struct agent *a, size_t argc, char *const *argv, char **msg_r,
     struct ctl_rows *rows)
 {
 	static const char *const header[] = { "site", "name", "address",
-		"state", "rtt_ms", "last_contact_s", "incarnation", "self" };
+		"state", "rtt_ms", "last_contact_s", "incarnation", "self",
+		"session_address" };
 	struct sites_ctx sc = { rows, mm_now_ms() };
 	struct gossip_stats gs;
 
@@ -1132,6 +1153,17 @@ op_sites(struct agent *a, size_t argc, char *const *argv, char **msg_r,
 	return CTL_OK;
 }
 
+/* The consistency check (at the end of this file). */
+struct client;
+struct pconn;
+static enum ctl_status op_check(struct agent *a, size_t argc,
+    char *const *argv, char **msg_r, struct ctl_rows *rows);
+static bool check_ctl_start(struct client *c, const struct ctl_msg *m);
+static void check_client_gone(struct client *c);
+static int check_peer_frame(struct pconn *c, const uint8_t *payload,
+    size_t len);
+static void check_stop(void);
+
 static const struct op ops[] = {
 	{ "user-add", 2, 2, op_user_add },
 	{ "user-set", 4, 4, op_user_set },
@@ -1146,6 +1178,7 @@ static const struct op ops[] = {
 	{ "keys-list", 0, 0, op_keys_list },
 	{ "stats", 0, 0, op_stats },
 	{ "sites", 0, 0, op_sites },
+	{ "check", 0, 0, op_check },
 };
 
 enum ctl_status
@@ -1327,6 +1360,7 @@ client_free(struct client *c)
 {
 	struct client **pp;
 
+	check_client_gone(c);
 	for (pp = &ag.clients; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == c) {
 			*pp = c->next;
@@ -1416,6 +1450,11 @@ client_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 		ctl_rows_init(&rows);
+		if (check_ctl_start(c, m)) {
+			/* Answered when the other nodes have. */
+			ctl_msg_free(m);
+			return;
+		}
 		st = agent_exec(ag.a, m->op, m->argc, m->argv, &msg, &rows);
 		client_reply(c, st, msg, &rows);
 		ctl_rows_clear(&rows);
@@ -1893,6 +1932,8 @@ peer_frame_cb(struct chan_ev *ce, const uint8_t *payload, size_t len,
 
 	c->last_ms = mm_now_ms();
 	c->unanswered_ms = 0;
+	if (check_peer_frame(c, payload, len))
+		return;
 	(void)gossip_recv(gp.g, c->name, payload, len, c->last_ms);
 }
 
@@ -2157,12 +2198,160 @@ housekeep(uint64_t now)
 	}
 }
 
+/* ---- membership snapshot for the proxy workers ------------------------
+ *
+ * The workers route a cross-site session to the nearest healthy node of
+ * the owner site without asking this process: the alive and suspect
+ * members that take sessions, with their RTTs, are written to the store
+ * when that view changes, at most once per MEMBERS_PUBLISH_MS. Small RTT
+ * jitter is not a change: it would cost a store write every second. */
+#define MEMBERS_PUBLISH_MS 1000
+#define MEMBERS_RTT_SLACK_MS 2		/* and a fifth of the RTT */
+
+struct snap_entry {
+	char site[GOSSIP_SITE_MAX + 1];
+	char name[GOSSIP_NAME_MAX + 1];
+	char saddr[GOSSIP_ADDR_MAX + 1];
+	bool suspect;
+	int64_t rtt_ms;
+};
+
+struct snap {
+	struct snap_entry *e;
+	size_t n, cap;
+};
+
+static struct {
+	struct snap last;		/* as last written */
+	bool written;
+	uint64_t last_ms;
+} ms;
+
+static void
+snap_collect_cb(void *arg, const struct gossip_member_info *m)
+{
+	struct snap *sn = arg;
+	struct snap_entry *e;
+
+	if (m->self || m->state == GOSSIP_DEAD || m->session_addr[0] == '\0' ||
+	    sn->n >= DIR_MEMBERS_MAX)
+		return;
+	if (sn->n == sn->cap) {
+		sn->cap = sn->cap ? sn->cap * 2 : 16;
+		sn->e = xrealloc(sn->e, sn->cap * sizeof(*sn->e));
+	}
+	e = &sn->e[sn->n++];
+	mm_strlcpy(e->site, m->site, sizeof(e->site));
+	mm_strlcpy(e->name, m->name, sizeof(e->name));
+	mm_strlcpy(e->saddr, m->session_addr, sizeof(e->saddr));
+	e->suspect = m->state == GOSSIP_SUSPECT;
+	e->rtt_ms = m->rtt_ms;
+}
+
+static bool
+rtt_close(int64_t a, int64_t b)
+{
+	int64_t d = a > b ? a - b : b - a, hi = a > b ? a : b;
+
+	if ((a < 0) != (b < 0))
+		return false;
+	return a < 0 || d <= MEMBERS_RTT_SLACK_MS || d * 5 <= hi;
+}
+
+static bool
+snap_same(const struct snap *x, const struct snap *y)
+{
+	size_t i;
+
+	if (x->n != y->n)
+		return false;
+	for (i = 0; i < x->n; i++) {
+		const struct snap_entry *a = &x->e[i], *b = &y->e[i];
+
+		if (strcmp(a->name, b->name) != 0 ||
+		    strcmp(a->site, b->site) != 0 ||
+		    strcmp(a->saddr, b->saddr) != 0 ||
+		    a->suspect != b->suspect || !rtt_close(a->rtt_ms, b->rtt_ms))
+			return false;
+	}
+	return true;
+}
+
+static int
+snap_write(struct store *st, const struct snap *sn)
+{
+	struct dir_member *m = xcalloc(sn->n + 1, sizeof(*m));
+	uint8_t *buf;
+	size_t len, i;
+	int r;
+
+	for (i = 0; i < sn->n; i++) {
+		m[i].site = sn->e[i].site;
+		m[i].name = sn->e[i].name;
+		m[i].session_addr = sn->e[i].saddr;
+		m[i].suspect = sn->e[i].suspect;
+		m[i].rtt_ms = sn->e[i].rtt_ms;
+	}
+	buf = dir_members_encode(m, sn->n, (uint64_t)time(NULL), &len);
+	r = store_put_members(st, buf, len);
+	free(buf);
+	free(m);
+	return r;
+}
+
+/* From the gossip timer. */
+static void
+members_publish(uint64_t now)
+{
+	struct snap sn = { NULL, 0, 0 };
+
+	if (ms.written && now - ms.last_ms < MEMBERS_PUBLISH_MS)
+		return;
+	gossip_foreach_member(gp.g, snap_collect_cb, &sn);
+	if (ms.written && snap_same(&sn, &ms.last)) {
+		free(sn.e);
+		return;
+	}
+	ms.last_ms = now;
+	if (snap_write(ag.a->st, &sn) != 0) {
+		log_warnx("- gossip members-publish-failed members=%zu", sn.n);
+		free(sn.e);
+		return;
+	}
+	log_debug("- gossip members-published members=%zu", sn.n);
+	free(ms.last.e);
+	ms.last = sn;
+	ms.written = true;
+}
+
+/* Without gossip, a snapshot an earlier run left must not route. */
+static void
+members_unpublish(void)
+{
+	struct snap none = { NULL, 0, 0 };
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (store_get_members(ag.a->st, &buf, &len) == 1 &&
+	    snap_write(ag.a->st, &none) != 0)
+		log_warnx("- gossip members-unpublish-failed");
+	free(buf);
+}
+
+static void
+members_stop(void)
+{
+	free(ms.last.e);
+	memset(&ms, 0, sizeof(ms));
+}
+
 static void
 gossip_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t now = mm_now_ms();
 
 	gossip_tick(gp.g, now);
+	members_publish(now);
 	if (now - gp.last_housekeep >= PEER_HOUSEKEEP_MS) {
 		gp.last_housekeep = now;
 		housekeep(now);
@@ -2228,6 +2417,7 @@ gossip_start(const struct mm_config *conf, int peer_fd)
 	gc.name = conf->node_name;
 	gc.site = conf->site;
 	gc.addr = conf->peer_address;
+	gc.session_addr = conf->session_address;
 	/* Raised on every start, so a restarted node refutes its death. */
 	gc.incarnation = (uint64_t)time(NULL) * 1000 + mm_now_ms() % 1000;
 	while (seed == 0)
@@ -2249,8 +2439,10 @@ gossip_start(const struct mm_config *conf, int peer_fd)
 		fatalx("peer listener failed");
 	gp.tick_ev = event_new(ag.base, -1, EV_PERSIST, gossip_tick_cb, NULL);
 	evtimer_add(gp.tick_ev, &tv);
-	log_info("- gossip start name=%s site=%s addr=%s seeds=%zu",
-	    conf->node_name, conf->site, conf->peer_address, conf->n_peers);
+	log_info("- gossip start name=%s site=%s addr=%s session=%s seeds=%zu",
+	    conf->node_name, conf->site, conf->peer_address,
+	    conf->session_address != NULL ? conf->session_address : "-",
+	    conf->n_peers);
 }
 
 static void
@@ -2258,12 +2450,14 @@ gossip_stop(void)
 {
 	if (gp.g == NULL)
 		return;
+	check_stop();
 	while (gp.conns != NULL)
 		pconn_close(gp.conns);
 	pconn_reap();
 	evconnlistener_free(gp.lst);
 	event_free(gp.tick_ev);
 	ag.a->g = NULL;
+	members_stop();
 	gossip_free(gp.g);
 	gp.g = NULL;
 	free(gp.cert);
@@ -2305,6 +2499,8 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	    conf->node_name, conf->control_socket);
 	if (peer_fd >= 0)
 		gossip_start(conf, peer_fd);
+	else
+		members_unpublish();
 	event_base_dispatch(ag.base);
 	gossip_stop();
 	while (ag.clients != NULL)
@@ -2317,4 +2513,854 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	agent_free(ag.a);
 	log_info("- dir agent-stopped");
 	_exit(0);
+}
+
+/* ---- consistency check (mmctl check) ----------------------------------
+ *
+ * The node mmctl talks to runs the check: it asks every member gossip
+ * knows of for its tree root, origins, back ends and verify summary
+ * (CHECK_ROOT_REQ, CHECK_VERIFY_REQ), descends the tree of each node whose
+ * root differs from its own (buckets, then leaves, then the users of the
+ * differing leaves), fetches every node's record of each user found to
+ * differ, and answers mmctl with the report (check.h). One check runs at a
+ * time; the answers of the others are served from the event loop. */
+
+#define AGENT_CHECK_TIMEOUT_MS 15000	/* the whole check */
+#define AGENT_CHECK_FETCH_MS 3000	/* records, after a timeout */
+#define AGENT_CHECK_STUCK_S 3600	/* a move older than this is stuck */
+#define AGENT_CHECK_TREE_MS 30000	/* a served tree is reused this long */
+#define AGENT_CHECK_LEAVES_REQ 16	/* leaves per CHECK_USERS_REQ */
+#define AGENT_CHECK_PEERS_MAX 1024
+
+struct ckuser {
+	char *user;
+	uint8_t hash[CHECK_HASH_LEN];
+};
+
+struct ckpeer {
+	char name[RECORD_NAME_MAX + 1];
+	struct check_node *node;
+	bool have_root, have_verify, descended;
+	unsigned pending;		/* descent requests outstanding */
+	unsigned pending_rec;		/* record requests outstanding */
+	uint8_t *leaves;		/* bitmap of differing leaves */
+	struct ckuser *users;		/* its (user, hash) in those leaves */
+	size_t n_users;
+};
+
+static struct {
+	/* serving */
+	struct store_tree *served;
+	uint64_t served_ms;
+	struct check_msg *in, *out;
+	uint8_t *buf;
+	/* the check this node runs, for client */
+	struct client *client;
+	uint64_t id;
+	struct store_tree *mine;
+	struct check_report *rep;
+	struct ckpeer *peers;
+	size_t n_peers;
+	char **diff;			/* users found to differ */
+	size_t n_diff;
+	bool fetching;
+	struct event *timer;
+} ck;
+
+static void
+check_scratch(void)
+{
+	if (ck.in == NULL) {
+		ck.in = xmalloc(sizeof(*ck.in));
+		ck.out = xmalloc(sizeof(*ck.out));
+		ck.buf = xmalloc(CHECK_MSG_MAX);
+	}
+	ck.out->type = 0;
+	ck.out->id = 0;
+	ck.out->n_origins = ck.out->n_backends = ck.out->n_paths = 0;
+	ck.out->n_leaves = ck.out->n_users = ck.out->n_faults = 0;
+	ck.out->complete = false;
+	ck.out->root = NULL;
+	ck.out->users = ck.out->checked = ck.out->bad = 0;
+	ck.out->equivocations = 0;
+}
+
+static struct check_slice
+check_str(const char *s)
+{
+	struct check_slice sl = { (const uint8_t *)s, strlen(s) };
+
+	return sl;
+}
+
+static void
+check_send(const char *to, struct pconn *c)
+{
+	int len = check_msg_encode(ck.out, ck.buf, CHECK_MSG_MAX);
+
+	if (len < 0) {
+		log_warnx("- check encode-failed type=%d", (int)ck.out->type);
+		return;
+	}
+	if (c != NULL)
+		pconn_send(c, ck.buf, (size_t)len);
+	else
+		gio_send(NULL, to, ck.buf, (size_t)len);
+}
+
+/* ---- what this node knows ---- */
+
+struct ck_origin_ctx {
+	struct check_node *node;
+	struct check_msg *m;
+	char (*names)[RECORD_NAME_MAX + 1];
+};
+
+static int
+check_origin_cb(const char *origin, uint64_t contig, uint64_t highest,
+    void *arg)
+{
+	struct ck_origin_ctx *oc = arg;
+
+	if (oc->node != NULL)
+		check_node_origin(oc->node, origin, contig, highest);
+	if (oc->m != NULL && oc->m->n_origins < CHECK_ORIGINS_MAX &&
+	    strlen(origin) <= CHECK_NAME_MAX && origin[0] != '\0') {
+		size_t i = oc->m->n_origins++;
+
+		mm_strlcpy(oc->names[i], origin, sizeof(oc->names[i]));
+		oc->m->origins[i].origin = check_str(oc->names[i]);
+		oc->m->origins[i].contig = contig;
+		oc->m->origins[i].highest = highest;
+	}
+	return 0;
+}
+
+struct ck_fault_ctx {
+	struct check_node *node;
+	struct check_msg *m;
+	char (*text)[2][CHECK_TEXT_MAX + 1];
+};
+
+static void
+check_fault_cb(const char *what, const char *reason, void *arg)
+{
+	struct ck_fault_ctx *fc = arg;
+	size_t i;
+
+	if (fc->node != NULL)
+		check_node_fault(fc->node, what, reason);
+	if (fc->m == NULL || fc->m->n_faults >= CHECK_FAULTS_MAX)
+		return;
+	i = fc->m->n_faults++;
+	mm_strlcpy(fc->text[i][0], what, CHECK_TEXT_MAX + 1);
+	mm_strlcpy(fc->text[i][1], reason, CHECK_TEXT_MAX + 1);
+	fc->m->faults[i].what = check_str(fc->text[i][0]);
+	fc->m->faults[i].reason = check_str(fc->text[i][1]);
+}
+
+static int
+check_local_record_cb(const struct record *r, const uint8_t *env,
+    size_t len, void *arg)
+{
+	check_report_local_record(arg, env, len);
+	return 0;
+}
+
+/* The local node's part of the report: its tree (kept in *tree_r when not
+ * NULL), origins, back ends, verify summary and the per-record checks. */
+static int
+check_local(struct agent *a, struct check_report *rep,
+    struct store_tree **tree_r)
+{
+	struct check_node *n;
+	struct store_tree *t = NULL;
+	struct store_verify_report vr;
+	struct ck_origin_ctx oc = { NULL, NULL, NULL };
+	struct ck_fault_ctx fc = { NULL, NULL, NULL };
+	size_t i;
+
+	n = check_report_node(rep, a->conf->site, a->conf->node_name);
+	if (store_tree_build(a->st, &t) != 0) {
+		check_node_unreachable(n, "store error");
+		return -1;
+	}
+	check_node_root(n, store_tree_root(t), store_tree_users(t));
+	oc.node = n;
+	(void)store_foreach_origin(a->st, check_origin_cb, &oc);
+	for (i = 0; i < a->conf->n_backends; i++)
+		check_node_backend(n, a->conf->backends[i].name);
+	fc.node = n;
+	if (store_verify(a->st, (uint64_t)time(NULL), &vr, check_fault_cb,
+	    &fc) == 0)
+		check_node_verify(n, vr.checked, vr.bad, vr.equivocations);
+	else
+		check_node_incomplete(n, "verify failed: store error");
+	(void)store_foreach_user(a->st, check_local_record_cb, rep);
+	if (tree_r != NULL)
+		*tree_r = t;
+	else
+		store_tree_free(t);
+	return 0;
+}
+
+/* `check` without gossip (mmctl --direct, or no peers): this node only. */
+static enum ctl_status
+op_check(struct agent *a, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	struct check_report *rep = check_report_new();
+	enum ctl_status st;
+
+	(void)check_local(a, rep, NULL);
+	st = check_report_finish(rep, (uint64_t)time(NULL),
+	    AGENT_CHECK_STUCK_S, rows, msg_r);
+	check_report_free(rep);
+	return st;
+}
+
+/* ---- serving other nodes' checks ---- */
+
+static struct store_tree *
+check_served_tree(bool fresh)
+{
+	uint64_t now = mm_now_ms();
+
+	if (ck.served != NULL && !fresh &&
+	    now - ck.served_ms < AGENT_CHECK_TREE_MS)
+		return ck.served;
+	store_tree_free(ck.served);
+	ck.served = NULL;
+	if (store_tree_build(ag.a->st, &ck.served) != 0)
+		return NULL;
+	ck.served_ms = now;
+	return ck.served;
+}
+
+struct ck_users_ctx {
+	struct check_msg *m;
+	char (*names)[RECORD_USER_MAX + 1];
+	uint8_t (*hashes)[CHECK_HASH_LEN];
+};
+
+static int
+check_users_cb(unsigned leaf, const char *user,
+    const uint8_t hash[STORE_TREE_HASH_LEN], const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct ck_users_ctx *uc = arg;
+	size_t i = uc->m->n_users;
+
+	if (i >= CHECK_USERS_MAX) {
+		uc->m->complete = false;
+		return 1;
+	}
+	mm_strlcpy(uc->names[i], user, sizeof(uc->names[i]));
+	memcpy(uc->hashes[i], hash, CHECK_HASH_LEN);
+	uc->m->list[i].user = check_str(uc->names[i]);
+	uc->m->list[i].hash = uc->hashes[i];
+	uc->m->list[i].env.len = 0;
+	uc->m->n_users++;
+	return 0;
+}
+
+static void
+check_serve(struct pconn *c, const struct check_msg *q)
+{
+	struct check_msg *m = ck.out;
+	struct store_tree *t;
+	char (*names)[RECORD_USER_MAX + 1] = NULL;
+	uint8_t (*hashes)[CHECK_HASH_LEN] = NULL, **envs = NULL;
+	char (*onames)[RECORD_NAME_MAX + 1] = NULL;
+	char (*text)[2][CHECK_TEXT_MAX + 1] = NULL;
+	uint8_t *bits = NULL;
+	size_t i;
+
+	m->id = q->id;
+	switch (q->type) {
+	case CHECK_ROOT_REQ: {
+		struct ck_origin_ctx oc = { NULL, m, NULL };
+
+		if ((t = check_served_tree(true)) == NULL)
+			return;
+		m->type = CHECK_ROOT;
+		m->site = check_str(ag.conf->site);
+		m->node = check_str(ag.conf->node_name);
+		m->root = store_tree_root(t);
+		m->users = store_tree_users(t);
+		onames = xcalloc(CHECK_ORIGINS_MAX, sizeof(*onames));
+		oc.names = onames;
+		(void)store_foreach_origin(ag.a->st, check_origin_cb, &oc);
+		for (i = 0; i < ag.conf->n_backends &&
+		    i < CHECK_BACKENDS_MAX; i++)
+			m->backends[m->n_backends++] =
+			    check_str(ag.conf->backends[i].name);
+		break;
+	}
+	case CHECK_BUCKETS_REQ:
+		if ((t = check_served_tree(false)) == NULL)
+			return;
+		m->type = CHECK_BUCKETS;
+		for (i = 0; i < q->n_paths; i++) {
+			m->paths[i] = q->paths[i];
+			m->hashes[i] = q->paths[i] == 0 ?
+			    store_tree_bucket(t, 0) :
+			    store_tree_leaf(t, (q->paths[i] - 1) *
+			    STORE_TREE_FANOUT);
+		}
+		m->n_paths = q->n_paths;
+		break;
+	case CHECK_USERS_REQ: {
+		struct ck_users_ctx uc = { m, NULL, NULL };
+
+		m->type = CHECK_USERS;
+		m->complete = true;
+		bits = xcalloc(STORE_TREE_LEAVES / 8, 1);
+		for (i = 0; i < q->n_leaves; i++)
+			bits[q->leaves[i] / 8] |= (uint8_t)(1u <<
+			    (q->leaves[i] % 8));
+		names = xcalloc(CHECK_USERS_MAX, sizeof(*names));
+		hashes = xcalloc(CHECK_USERS_MAX, sizeof(*hashes));
+		uc.names = names;
+		uc.hashes = hashes;
+		if (store_tree_leaf_users(ag.a->st, bits, check_users_cb,
+		    &uc) != 0)
+			m->complete = false;
+		break;
+	}
+	case CHECK_RECORD_REQ:
+		m->type = CHECK_RECORD;
+		names = xcalloc(CHECK_RECORDS_MAX, sizeof(*names));
+		envs = xcalloc(CHECK_RECORDS_MAX, sizeof(*envs));
+		for (i = 0; i < q->n_users; i++) {
+			struct record_user u;
+			size_t len = 0;
+
+			memcpy(names[i], q->list[i].user.p,
+			    q->list[i].user.len);
+			names[i][q->list[i].user.len] = '\0';
+			m->list[i].user = check_str(names[i]);
+			m->list[i].env.len = 0;
+			if (store_get_user(ag.a->st, names[i], &u, &envs[i],
+			    &len) == 1) {
+				m->list[i].env.p = envs[i];
+				m->list[i].env.len = len;
+			}
+		}
+		m->n_users = q->n_users;
+		break;
+	case CHECK_VERIFY_REQ: {
+		struct store_verify_report vr;
+		struct ck_fault_ctx fc = { NULL, m, NULL };
+
+		m->type = CHECK_VERIFY;
+		text = xcalloc(CHECK_FAULTS_MAX, sizeof(*text));
+		fc.text = text;
+		memset(&vr, 0, sizeof(vr));
+		if (store_verify(ag.a->st, (uint64_t)time(NULL), &vr,
+		    check_fault_cb, &fc) != 0)
+			goto done;
+		m->checked = vr.checked;
+		m->bad = vr.bad;
+		m->equivocations = vr.equivocations;
+		break;
+	}
+	default:
+		return;
+	}
+	check_send(NULL, c);
+done:
+	if (envs != NULL)
+		for (i = 0; i < CHECK_RECORDS_MAX; i++)
+			free(envs[i]);
+	free(envs);
+	free(names);
+	free(hashes);
+	free(onames);
+	free(text);
+	free(bits);
+}
+
+/* ---- running a check ---- */
+
+static void
+check_end(void)
+{
+	size_t i, j;
+
+	for (i = 0; i < ck.n_peers; i++) {
+		free(ck.peers[i].leaves);
+		for (j = 0; j < ck.peers[i].n_users; j++)
+			free(ck.peers[i].users[j].user);
+		free(ck.peers[i].users);
+	}
+	free(ck.peers);
+	ck.peers = NULL;
+	ck.n_peers = 0;
+	for (i = 0; i < ck.n_diff; i++)
+		free(ck.diff[i]);
+	free(ck.diff);
+	ck.diff = NULL;
+	ck.n_diff = 0;
+	store_tree_free(ck.mine);
+	ck.mine = NULL;
+	check_report_free(ck.rep);
+	ck.rep = NULL;
+	ck.client = NULL;
+	ck.fetching = false;
+	if (ck.timer != NULL)
+		evtimer_del(ck.timer);
+}
+
+static void
+check_finish(void)
+{
+	struct ctl_rows rows;
+	enum ctl_status st;
+	struct client *c = ck.client;
+	char *msg = NULL;
+
+	ctl_rows_init(&rows);
+	st = check_report_finish(ck.rep, (uint64_t)time(NULL),
+	    AGENT_CHECK_STUCK_S, &rows, &msg);
+	log_info("- check done status=%d result=\"%s\"", (int)st, msg);
+	if (c != NULL) {
+		client_reply(c, st, msg, &rows);
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	ctl_rows_clear(&rows);
+	free(msg);
+	check_end();
+}
+
+static void
+check_diff_add(const char *user)
+{
+	size_t i;
+
+	for (i = 0; i < ck.n_diff; i++)
+		if (strcmp(ck.diff[i], user) == 0)
+			return;
+	ck.diff = xrealloc(ck.diff, (ck.n_diff + 1) * sizeof(*ck.diff));
+	ck.diff[ck.n_diff++] = xstrdup(user);
+}
+
+/* Phase two: every node's record of every user found to differ. */
+static void
+check_fetch(void)
+{
+	struct check_node *local = check_report_local(ck.rep);
+	size_t i, j, k;
+
+	ck.fetching = true;
+	for (i = 0; i < ck.n_diff; i++) {
+		struct record_user u;
+		uint8_t *env = NULL;
+		size_t len = 0;
+
+		if (store_get_user(ag.a->st, ck.diff[i], &u, &env,
+		    &len) != 1)
+			len = 0;
+		check_node_record(local, ck.diff[i], len > 0 ? env : NULL,
+		    len);
+		free(env);
+	}
+	for (i = 0; i < ck.n_peers; i++) {
+		struct ckpeer *p = &ck.peers[i];
+
+		if (!p->have_root || check_node_same(p->node))
+			continue;
+		for (j = 0; j < ck.n_diff; j += CHECK_RECORDS_MAX) {
+			check_scratch();
+			ck.out->type = CHECK_RECORD_REQ;
+			ck.out->id = ck.id;
+			for (k = j; k < ck.n_diff && k < j + CHECK_RECORDS_MAX;
+			    k++)
+				ck.out->list[k - j].user = check_str(ck.diff[k]);
+			ck.out->n_users = k - j;
+			check_send(p->name, NULL);
+			p->pending_rec++;
+		}
+	}
+}
+
+static void
+check_progress(void)
+{
+	size_t i;
+
+	for (i = 0; i < ck.n_peers; i++) {
+		const struct ckpeer *p = &ck.peers[i];
+
+		if (!ck.fetching && (!p->descended || !p->have_verify))
+			return;
+		if (ck.fetching && p->pending_rec > 0)
+			return;
+	}
+	if (!ck.fetching && ck.n_diff > 0) {
+		check_fetch();
+		check_progress();
+		return;
+	}
+	check_finish();
+}
+
+static int
+ckuser_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ckuser *)a)->user,
+	    ((const struct ckuser *)b)->user);
+}
+
+struct ck_cmp_ctx {
+	struct ckpeer *p;
+	uint8_t *seen;		/* per peer user: matched locally */
+};
+
+static int
+check_cmp_cb(unsigned leaf, const char *user,
+    const uint8_t hash[STORE_TREE_HASH_LEN], const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct ck_cmp_ctx *cc = arg;
+	struct ckuser key = { (char *)user, { 0 } }, *f;
+
+	f = bsearch(&key, cc->p->users, cc->p->n_users, sizeof(key),
+	    ckuser_cmp);
+	if (f == NULL) {
+		check_diff_add(user);
+		return 0;
+	}
+	cc->seen[f - cc->p->users] = 1;
+	if (memcmp(f->hash, hash, CHECK_HASH_LEN) != 0)
+		check_diff_add(user);
+	return 0;
+}
+
+/* The peer's descent is over: its users of the differing leaves against
+ * ours. */
+static void
+check_descended(struct ckpeer *p)
+{
+	struct ck_cmp_ctx cc = { p, NULL };
+	size_t i;
+
+	p->descended = true;
+	if (p->leaves == NULL)
+		return;
+	if (p->n_users > 0)
+		qsort(p->users, p->n_users, sizeof(*p->users), ckuser_cmp);
+	cc.seen = xcalloc(p->n_users + 1, 1);
+	if (store_tree_leaf_users(ag.a->st, p->leaves, check_cmp_cb,
+	    &cc) != 0)
+		check_node_incomplete(p->node, "local store error");
+	for (i = 0; i < p->n_users; i++)
+		if (!cc.seen[i])
+			check_diff_add(p->users[i].user);
+	free(cc.seen);
+}
+
+static void
+check_ask_leaves(struct ckpeer *p, const uint32_t *leaves, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (i % AGENT_CHECK_LEAVES_REQ == 0) {
+			if (i > 0) {
+				check_send(p->name, NULL);
+				p->pending++;
+			}
+			check_scratch();
+			ck.out->type = CHECK_USERS_REQ;
+			ck.out->id = ck.id;
+		}
+		ck.out->leaves[ck.out->n_leaves++] = leaves[i];
+		if (p->leaves == NULL)
+			p->leaves = xcalloc(STORE_TREE_LEAVES / 8, 1);
+		p->leaves[leaves[i] / 8] |= (uint8_t)(1u << (leaves[i] % 8));
+	}
+	if (n > 0) {
+		check_send(p->name, NULL);
+		p->pending++;
+	}
+}
+
+static void
+check_answer(struct ckpeer *p, const struct check_msg *m)
+{
+	char s[CHECK_TEXT_MAX + 1], s2[CHECK_TEXT_MAX + 1];
+	uint32_t list[STORE_TREE_FANOUT];
+	size_t i, j, n;
+
+	switch (m->type) {
+	case CHECK_ROOT:
+		if (p->have_root)
+			return;
+		p->have_root = true;
+		check_node_root(p->node, m->root, m->users);
+		for (i = 0; i < m->n_origins; i++) {
+			memcpy(s, m->origins[i].origin.p,
+			    m->origins[i].origin.len);
+			s[m->origins[i].origin.len] = '\0';
+			check_node_origin(p->node, s, m->origins[i].contig,
+			    m->origins[i].highest);
+		}
+		for (i = 0; i < m->n_backends; i++) {
+			memcpy(s, m->backends[i].p, m->backends[i].len);
+			s[m->backends[i].len] = '\0';
+			check_node_backend(p->node, s);
+		}
+		if (check_node_same(p->node)) {
+			p->descended = true;
+			break;
+		}
+		check_scratch();
+		ck.out->type = CHECK_BUCKETS_REQ;
+		ck.out->id = ck.id;
+		ck.out->paths[0] = 0;
+		ck.out->n_paths = 1;
+		check_send(p->name, NULL);
+		p->pending++;
+		break;
+	case CHECK_VERIFY:
+		if (p->have_verify)
+			return;
+		p->have_verify = true;
+		check_node_verify(p->node, m->checked, m->bad,
+		    m->equivocations);
+		for (i = 0; i < m->n_faults; i++) {
+			memcpy(s, m->faults[i].what.p, m->faults[i].what.len);
+			s[m->faults[i].what.len] = '\0';
+			memcpy(s2, m->faults[i].reason.p,
+			    m->faults[i].reason.len);
+			s2[m->faults[i].reason.len] = '\0';
+			check_node_fault(p->node, s, s2);
+		}
+		break;
+	case CHECK_BUCKETS:
+		if (p->pending == 0 || p->descended)
+			return;
+		p->pending--;
+		for (i = 0; i < m->n_paths; i++) {
+			const uint8_t *mine = m->paths[i] == 0 ?
+			    store_tree_bucket(ck.mine, 0) :
+			    store_tree_leaf(ck.mine, (m->paths[i] - 1) *
+			    STORE_TREE_FANOUT);
+
+			for (j = 0, n = 0; j < STORE_TREE_FANOUT; j++)
+				if (memcmp(mine + j * CHECK_HASH_LEN,
+				    m->hashes[i] + j * CHECK_HASH_LEN,
+				    CHECK_HASH_LEN) != 0)
+					list[n++] = (uint32_t)j;
+			if (m->paths[i] != 0) {
+				for (j = 0; j < n; j++)
+					list[j] += (m->paths[i] - 1) *
+					    STORE_TREE_FANOUT;
+				check_ask_leaves(p, list, n);
+				continue;
+			}
+			for (j = 0; j < n; j += CHECK_PATHS_MAX) {
+				size_t k;
+
+				check_scratch();
+				ck.out->type = CHECK_BUCKETS_REQ;
+				ck.out->id = ck.id;
+				for (k = j; k < n && k < j + CHECK_PATHS_MAX;
+				    k++)
+					ck.out->paths[k - j] = list[k] + 1;
+				ck.out->n_paths = k - j;
+				check_send(p->name, NULL);
+				p->pending++;
+			}
+		}
+		if (p->pending == 0)
+			check_descended(p);
+		break;
+	case CHECK_USERS:
+		if (p->pending == 0 || p->descended)
+			return;
+		p->pending--;
+		if (!m->complete)
+			check_node_incomplete(p->node, "too many users in the "
+			    "leaves that differ");
+		p->users = xrealloc(p->users, (p->n_users + m->n_users) *
+		    sizeof(*p->users) + 1);
+		for (i = 0; i < m->n_users; i++) {
+			struct ckuser *u = &p->users[p->n_users++];
+
+			u->user = xmalloc(m->list[i].user.len + 1);
+			memcpy(u->user, m->list[i].user.p,
+			    m->list[i].user.len);
+			u->user[m->list[i].user.len] = '\0';
+			memcpy(u->hash, m->list[i].hash, CHECK_HASH_LEN);
+		}
+		if (p->pending == 0)
+			check_descended(p);
+		break;
+	case CHECK_RECORD:
+		if (!ck.fetching || p->pending_rec == 0)
+			return;
+		p->pending_rec--;
+		for (i = 0; i < m->n_users; i++) {
+			char u[CHECK_USER_MAX + 1];
+
+			memcpy(u, m->list[i].user.p, m->list[i].user.len);
+			u[m->list[i].user.len] = '\0';
+			check_node_record(p->node, u, m->list[i].env.len > 0 ?
+			    m->list[i].env.p : NULL, m->list[i].env.len);
+		}
+		break;
+	default:
+		return;
+	}
+	check_progress();
+}
+
+static void
+check_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	size_t i;
+
+	if (ck.rep == NULL)
+		return;
+	for (i = 0; i < ck.n_peers; i++) {
+		struct ckpeer *p = &ck.peers[i];
+
+		if (!p->have_root)
+			check_node_unreachable(p->node, "no answer");
+		else if (!p->descended || !p->have_verify ||
+		    p->pending_rec > 0)
+			check_node_incomplete(p->node, "timed out");
+	}
+	if (!ck.fetching && ck.n_diff > 0) {
+		/* What was found still gets its records, briefly. */
+		struct timeval tv = { AGENT_CHECK_FETCH_MS / 1000,
+			(AGENT_CHECK_FETCH_MS % 1000) * 1000 };
+
+		for (i = 0; i < ck.n_peers; i++) {
+			ck.peers[i].descended = true;
+			ck.peers[i].have_verify = true;
+		}
+		check_fetch();
+		evtimer_add(ck.timer, &tv);
+		return;
+	}
+	check_finish();
+}
+
+static void
+check_member_cb(void *arg, const struct gossip_member_info *m)
+{
+	struct ckpeer *p;
+
+	if (m->self || ck.n_peers >= AGENT_CHECK_PEERS_MAX)
+		return;
+	if (m->state == GOSSIP_DEAD) {
+		check_node_unreachable(check_report_node(ck.rep, m->site,
+		    m->name), "dead (gossip)");
+		return;
+	}
+	ck.peers = xrealloc(ck.peers, (ck.n_peers + 1) * sizeof(*ck.peers));
+	p = &ck.peers[ck.n_peers++];
+	memset(p, 0, sizeof(*p));
+	mm_strlcpy(p->name, m->name, sizeof(p->name));
+	p->node = check_report_node(ck.rep, m->site, m->name);
+}
+
+/* Starts a check for client c; false when it cannot run here (then the
+ * request is run as a local check). */
+static bool
+check_ctl_start(struct client *c, const struct ctl_msg *m)
+{
+	struct timeval tv = { AGENT_CHECK_TIMEOUT_MS / 1000,
+		(AGENT_CHECK_TIMEOUT_MS % 1000) * 1000 };
+	struct ctl_rows rows;
+	size_t i;
+
+	if (strcmp(m->op, "check") != 0 || m->argc != 0 || ag.a->g == NULL)
+		return false;
+	if (ck.rep != NULL) {
+		ctl_rows_init(&rows);
+		client_reply(c, CTL_TEMP, "a check is running already", &rows);
+		return true;
+	}
+	ck.rep = check_report_new();
+	if (check_local(ag.a, ck.rep, &ck.mine) != 0) {
+		check_end();
+		ctl_rows_init(&rows);
+		client_reply(c, CTL_FAILED, "store error", &rows);
+		return true;
+	}
+	ck.client = c;
+	ck.id++;
+	gossip_foreach_member(ag.a->g, check_member_cb, NULL);
+	log_info("- check start nodes=%zu", ck.n_peers + 1);
+	bufferevent_disable(c->bev, EV_READ);
+	for (i = 0; i < ck.n_peers; i++) {
+		check_scratch();
+		ck.out->type = CHECK_ROOT_REQ;
+		ck.out->id = ck.id;
+		check_send(ck.peers[i].name, NULL);
+		ck.out->type = CHECK_VERIFY_REQ;
+		check_send(ck.peers[i].name, NULL);
+	}
+	if (ck.timer == NULL)
+		ck.timer = evtimer_new(ag.base, check_timeout_cb, NULL);
+	evtimer_add(ck.timer, &tv);
+	check_progress();
+	return true;
+}
+
+/* The client of the running check went away: the check is dropped. */
+static void
+check_client_gone(struct client *c)
+{
+	if (ck.rep != NULL && ck.client == c)
+		check_end();
+}
+
+/* A check message from peer c: 1 taken, 0 not a check message. */
+static int
+check_peer_frame(struct pconn *c, const uint8_t *payload, size_t len)
+{
+	const char *why = NULL;
+	size_t i;
+
+	if (!check_msg_is(payload, len))
+		return 0;
+	check_scratch();
+	if (check_msg_decode(payload, len, ck.in, &why) != 0) {
+		log_warnx("- check bad-message from=%s reason=\"%s\"", c->name,
+		    why);
+		return 1;
+	}
+	if (ck.in->type % 2 == 1) {
+		check_serve(c, ck.in);
+		return 1;
+	}
+	if (ck.rep == NULL || ck.in->id != ck.id)
+		return 1;
+	for (i = 0; i < ck.n_peers; i++)
+		if (strcmp(ck.peers[i].name, c->name) == 0)
+			break;
+	if (i < ck.n_peers)
+		check_answer(&ck.peers[i], ck.in);
+	return 1;
+}
+
+static void
+check_stop(void)
+{
+	check_end();
+	if (ck.timer != NULL)
+		event_free(ck.timer);
+	ck.timer = NULL;
+	store_tree_free(ck.served);
+	ck.served = NULL;
+	free(ck.in);
+	free(ck.out);
+	free(ck.buf);
+	ck.in = ck.out = NULL;
+	ck.buf = NULL;
 }

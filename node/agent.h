@@ -22,13 +22,19 @@
  *   export                            this site's users: user, backend,
  *                                     state, target site
  *   verify                            faults: what, reason; message: counts
+ *   check                             findings (check.h): kind, user, site,
+ *                                     node, the record's fields, detail;
+ *                                     with gossip every member is asked
+ *                                     and the answer waits for them;
+ *                                     status 0 clean, 1 a finding, 3 only
+ *                                     a node not reached
  *   keys-accept HEX                   a CERT or REVOKE envelope (hex)
  *   keys-list                         certificates and revocations
  *   stats                             one row of counters
  *   sites                             gossip members, this node first:
  *                                     site, name, address, state,
  *                                     rtt_ms, last_contact_s, incarnation,
- *                                     self */
+ *                                     self, session_address */
 #ifndef AGENT_H
 #define AGENT_H
 

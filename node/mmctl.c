@@ -32,7 +32,11 @@
 #define IMPORT_ERRORS_SHOWN 20	/* then the count only */
 #define IMPORT_COLS 4		/* user, backend, state, target site */
 #define CSV_FIELDS_MAX 4
-#define ROOT_ORIGIN "root"	/* origin of records signed by the root key */
+/* Records signed by the root key are numbered per subject key, origin
+ * "root-<key id>": a certificate and any later revocation of one key.
+ * Sites that certify on their own stores then never give two different
+ * records the same origin and number. */
+#define ROOT_ORIGIN_PREFIX "root-"
 #define DAY_S 86400
 #define EXPIRES_DAYS_MAX 36500
 
@@ -56,6 +60,15 @@ static struct {
 } ctl = { .cpath = DEFAULT_CONFIG, .fd = -1 };
 
 static void
+root_origin(const uint8_t id[DKEY_ID_LEN], char *out, size_t outlen)
+{
+	char hex[DKEY_ID_HEX_LEN + 1];
+
+	dkey_id_hex(id, hex);
+	snprintf(out, outlen, "%s%s", ROOT_ORIGIN_PREFIX, hex);
+}
+
+static void
 usage(void)
 {
 	fprintf(stderr,
@@ -73,6 +86,7 @@ usage(void)
 	    "[,state[,target_site]])\n"
 	    "  export popmap | export csv\n"
 	    "  verify\n"
+	    "  check\n"
 	    "  keys root-init DIR\n"
 	    "  keys new FILE\n"
 	    "  keys certify --root ROOTKEY --pub PUBFILE "
@@ -888,6 +902,119 @@ cmd_verify(int argc, char **argv)
 	return (int)st;
 }
 
+/* ---- check ---------------------------------------------------------- */
+
+static const struct {
+	const char *kind, *title;
+} check_sections[] = {
+	{ "unreachable", "Nodes that could not be reached" },
+	{ "incomplete", "Nodes checked only in part" },
+	{ "lagging", "Nodes behind on an origin's records" },
+	{ "disagree", "Users on which sites disagree" },
+	{ "owned-twice", "Users owned by more than one site" },
+	{ "invalid", "Invalid records" },
+	{ "equivocation", "Equivocating records" },
+	{ "stuck", "Users stuck mid-move" },
+	{ "unknown-backend", "Back ends the owning site does not define" },
+};
+
+static void
+check_print_row(const struct ctl_row *r)
+{
+	const char *kind = r->col[0], *user = r->col[1], *site = r->col[2],
+	    *node = r->col[3], *detail = r->col[10];
+
+	if (strcmp(kind, "disagree") == 0 || strcmp(kind, "owned-twice") == 0 ||
+	    strcmp(kind, "stuck") == 0) {
+		printf("  %s  at %s/%s: ", user, site, node);
+		if (r->col[4][0] != '\0')
+			printf("site=%s backend=%s state=%s epoch=%s seq=%s "
+			    "origin=%s", r->col[4], r->col[5], r->col[6],
+			    r->col[7], r->col[8], r->col[9]);
+		if (detail[0] != '\0')
+			printf("%s%s", r->col[4][0] != '\0' ? "  " : "",
+			    detail);
+		putchar('\n');
+	} else if (strcmp(kind, "unknown-backend") == 0) {
+		printf("  %s (e.g. %s)\n", detail, user);
+	} else {
+		printf("  %s/%s: %s\n", site, node, detail);
+	}
+}
+
+static void
+check_json_rows(const struct ctl_rows *rows, bool nodes)
+{
+	bool first = true;
+	size_t i;
+
+	putchar('[');
+	for (i = 1; i < rows->n; i++) {
+		if ((strcmp(rows->row[i].col[0], "node") == 0) != nodes)
+			continue;
+		if (!first)
+			putchar(',');
+		first = false;
+		json_object(&rows->row[0], &rows->row[i]);
+	}
+	putchar(']');
+}
+
+/* The node mmctl talks to asks every other node; --direct (or no node
+ * running) checks this store alone. */
+static int
+cmd_check(int argc, char **argv)
+{
+	struct ctl_rows rows;
+	enum ctl_status st;
+	char *msg = NULL;
+	size_t i, j, n;
+
+	if (argc != 0)
+		usage();
+	open_directory(false);
+	ctl_rows_init(&rows);
+	st = call("check", 0, NULL, &msg, &rows);
+	if (rows.n == 0 || rows.row[0].n != 11) {
+		if (st == CTL_OK)
+			st = CTL_FAILED;
+		fail((int)st, msg);
+	}
+	if (ctl.json) {
+		printf("{\"status\":%d,\"summary\":", (int)st);
+		json_str(stdout, msg);
+		printf(",\"nodes\":");
+		check_json_rows(&rows, true);
+		printf(",\"findings\":");
+		check_json_rows(&rows, false);
+		printf("}\n");
+	} else {
+		printf("Nodes:\n");
+		for (i = 1; i < rows.n; i++)
+			if (strcmp(rows.row[i].col[0], "node") == 0)
+				printf("  %s/%s: %s\n", rows.row[i].col[2],
+				    rows.row[i].col[3], rows.row[i].col[10]);
+		for (j = 0; j < MM_ARRAY_SIZE(check_sections); j++) {
+			for (i = 1, n = 0; i < rows.n; i++)
+				if (strcmp(rows.row[i].col[0],
+				    check_sections[j].kind) == 0)
+					n++;
+			if (n == 0)
+				continue;
+			printf("%s (%zu):\n", check_sections[j].title, n);
+			for (i = 1; i < rows.n; i++)
+				if (strcmp(rows.row[i].col[0],
+				    check_sections[j].kind) == 0)
+					check_print_row(&rows.row[i]);
+		}
+		printf("%s\n", msg);
+	}
+	free(msg);
+	ctl_rows_clear(&rows);
+	close_directory();
+	return (int)st;
+}
+
 static int
 cmd_stats(int argc, char **argv)
 {
@@ -1081,8 +1208,8 @@ cmd_keys_certify(int argc, char **argv)
 	mm_strlcpy(c.name, name, sizeof(c.name));
 	c.issued = now;
 	c.expires = nd != 0 ? now + (uint64_t)nd * DAY_S : 0;
-	mm_strlcpy(c.origin, ROOT_ORIGIN, sizeof(c.origin));
-	c.origin_seq = agent_root_next_seq(ctl.conf->directory, ROOT_ORIGIN);
+	root_origin(pk.id, c.origin, sizeof(c.origin));
+	c.origin_seq = agent_root_next_seq(ctl.conf->directory, c.origin);
 	len = record_encode_cert(&c, &rk, env, sizeof(env), &why);
 	dkey_clear(&rk);
 	if (len < 0) {
@@ -1147,8 +1274,8 @@ cmd_keys_revoke(int argc, char **argv)
 	load_root_secret(root, &rk);
 	v.timestamp = (uint64_t)time(NULL);
 	mm_strlcpy(v.reason, reason, sizeof(v.reason));
-	mm_strlcpy(v.origin, ROOT_ORIGIN, sizeof(v.origin));
-	v.origin_seq = agent_root_next_seq(ctl.conf->directory, ROOT_ORIGIN);
+	root_origin(v.key_id, v.origin, sizeof(v.origin));
+	v.origin_seq = agent_root_next_seq(ctl.conf->directory, v.origin);
 	len = record_encode_revoke(&v, &rk, env, sizeof(env), &why);
 	dkey_clear(&rk);
 	if (len < 0) {
@@ -1355,6 +1482,8 @@ main(int argc, char **argv)
 		rc = cmd_export(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "verify") == 0)
 		rc = cmd_verify(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "check") == 0)
+		rc = cmd_check(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "keys") == 0)
 		rc = cmd_keys(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "stats") == 0)

@@ -299,6 +299,11 @@ session_free_later(struct session *s)
 {
 	static const struct timeval zero = { 0, 0 };
 
+	/* Several paths may end a session in one loop iteration (an EOF
+	 * and a write callback, both ends of a cross-site link): free once. */
+	if (s->free_pending)
+		return;
+	s->free_pending = true;
 	if (s->cbev != NULL)
 		bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
 	if (s->bbev != NULL)

@@ -84,6 +84,7 @@ struct session {
 	char lport_str[8];
 	bool client_tls;		/* TLS active or being negotiated */
 	bool counted;			/* holds an iptable connection slot */
+	bool free_pending;		/* session_free_later was called */
 	bool src_paused[2];		/* relay read paused for backpressure */
 	/* Relay reads of a plaintext source socket, straight into the other
 	 * side's output buffer: [0] client to back end, [1] the reverse.

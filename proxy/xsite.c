@@ -53,9 +53,11 @@ struct xlink {
 	void *arg;
 	uint64_t timeout_ms;
 	char site[DIR_SITE_MAX + 1];	/* initiator: the site wanted */
-	const struct mm_site_route *route;
-	size_t next_ep;
-	char addr[XSITE_ADDR_MAX + 8];	/* endpoint, or the peer's address */
+	struct dir_endpoint eps[XSITE_ENDPOINTS_MAX];	/* to try, in order */
+	size_t n_eps, next_ep;
+	bool from_gossip;		/* eps: the membership snapshot */
+	uint64_t deadline_ms;		/* of the whole attempt */
+	char addr[DIR_ADDR_MAX + 1];	/* endpoint, or the peer's address */
 	uint8_t req[XSITE_REQ_MAX];	/* initiator: the encoded request */
 	size_t req_len;
 	struct bufferevent *sock;	/* the connection (chan_ev owns it) */
@@ -591,8 +593,21 @@ try_next(struct xlink *xl)
 	struct sockaddr_storage ss;
 	int sslen;
 
-	while (xl->route != NULL && xl->next_ep < xl->route->n_addrs) {
-		const char *ep = xl->route->addrs[xl->next_ep++];
+	while (xl->next_ep < xl->n_eps) {
+		const char *ep = xl->eps[xl->next_ep].addr;
+		uint64_t now = mm_now_ms(), left, slice;
+		size_t more = xl->n_eps - xl->next_ep;
+
+		xl->next_ep++;
+		if (now >= xl->deadline_ms)
+			break;
+		/* An endpoint that does not answer (a node gossip has not
+		 * found dead yet) must leave time for the next one. */
+		left = xl->deadline_ms - now;
+		slice = left / more;
+		if (slice < XSITE_EP_MIN_MS)
+			slice = XSITE_EP_MIN_MS;
+		timer_in(xl, slice < left ? slice : left);
 
 		mm_strlcpy(xl->addr, ep, sizeof(xl->addr));
 		sslen = (int)sizeof(ss);
@@ -607,8 +622,13 @@ try_next(struct xlink *xl)
 		bufferevent_setcb(xl->sock, NULL, NULL, sock_event_cb, xl);
 		bufferevent_enable(xl->sock, EV_READ | EV_WRITE);
 		if (bufferevent_socket_connect(xl->sock,
-		    (struct sockaddr *)&ss, sslen) == 0)
+		    (struct sockaddr *)&ss, sslen) == 0) {
+			log_debug("- xsite connecting site=%s addr=%s node=%s "
+			    "via=%s", xl->site, ep,
+			    xl->eps[xl->next_ep - 1].name,
+			    xl->from_gossip ? "gossip" : "site-route");
 			return;
+		}
 		bufferevent_free(xl->sock);
 		xl->sock = NULL;
 		log_info("- xsite connect-failed site=%s addr=%s "
@@ -629,9 +649,9 @@ link_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case XL_CONNECTING:
 	case XL_HANDSHAKE:
 	case XL_WAIT_REQ:
-		/* No further endpoint: the whole attempt has timed out. */
-		if (xl->route != NULL)
-			xl->next_ep = xl->route->n_addrs;
+		/* This endpoint's time is up; the next gets what is left. */
+		if (mm_now_ms() >= xl->deadline_ms)
+			xl->next_ep = xl->n_eps;
 		link_fail(xl, "timed out");
 		break;
 	case XL_CLOSING:
@@ -693,16 +713,40 @@ route_of(const struct mm_config *conf, const char *site)
 	return NULL;
 }
 
+/* The nodes of site to try: the nearest healthy ones gossip knows, else
+ * the configured site-route. */
+static size_t
+endpoints_of(struct xsite *xs, const char *site,
+    struct dir_endpoint *eps, bool *from_gossip_r)
+{
+	const struct mm_site_route *route;
+	int n = dir_site_endpoints(xs->dir, site, eps, XSITE_ENDPOINTS_MAX);
+	size_t i;
+
+	*from_gossip_r = n > 0;
+	if (n > 0)
+		return (size_t)n;
+	if ((route = route_of(xs->conf, site)) == NULL)
+		return 0;
+	for (i = 0; i < route->n_addrs && i < XSITE_ENDPOINTS_MAX; i++) {
+		mm_strlcpy(eps[i].addr, route->addrs[i], sizeof(eps[i].addr));
+		mm_strlcpy(eps[i].name, "-", sizeof(eps[i].name));
+	}
+	return i;
+}
+
 struct xlink *
 xsite_connect(struct xsite *xs, const char *site, const struct xsite_req *req,
     const struct xlink_cbs *cbs, void *arg, uint64_t timeout_ms,
     const char **why_r)
 {
-	const struct mm_site_route *route = route_of(xs->conf, site);
+	struct dir_endpoint eps[XSITE_ENDPOINTS_MAX];
+	bool from_gossip;
+	size_t n_eps = endpoints_of(xs, site, eps, &from_gossip);
 	struct xlink *xl;
 	int n;
 
-	if (route == NULL || route->n_addrs == 0) {
+	if (n_eps == 0) {
 		*why_r = "no-site-route";
 		return NULL;
 	}
@@ -714,7 +758,9 @@ xsite_connect(struct xsite *xs, const char *site, const struct xsite_req *req,
 	xl = link_new(xs, cbs, arg, timeout_ms);
 	xl->initiator = true;
 	xl->owned = true;
-	xl->route = route;
+	memcpy(xl->eps, eps, n_eps * sizeof(eps[0]));
+	xl->n_eps = n_eps;
+	xl->from_gossip = from_gossip;
 	mm_strlcpy(xl->site, site, sizeof(xl->site));
 	n = xsite_req_encode(req, xl->req, sizeof(xl->req));
 	if (n < 0) {
@@ -723,7 +769,7 @@ xsite_connect(struct xsite *xs, const char *site, const struct xsite_req *req,
 		return NULL;
 	}
 	xl->req_len = (size_t)n;
-	timer_in(xl, timeout_ms);
+	xl->deadline_ms = mm_now_ms() + timeout_ms;
 	try_next(xl);
 	return xl;
 }

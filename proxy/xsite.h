@@ -44,6 +44,8 @@
 #define XSITE_REQ_MAX 1024		/* largest session request */
 #define XSITE_CHUNK (64 * 1024)		/* stream bytes per frame */
 #define XSITE_CLOSE_FLUSH_MS 5000	/* time to send what is queued */
+#define XSITE_ENDPOINTS_MAX 8		/* nodes of a site tried per session */
+#define XSITE_EP_MIN_MS 500		/* least time one endpoint gets */
 
 struct xsite_req {
 	enum mm_proto proto;
@@ -86,7 +88,12 @@ struct xsite *xsite_new(struct event_base *base, const struct mm_config *conf,
 void xsite_free(struct xsite *xs);
 
 /* Opens a link to a node of site for req (copied), trying the site's
- * session endpoints in order; cbs is copied and called later, never from
+ * nodes nearest first: the alive ones of the membership snapshot that
+ * gossip keeps (dir_site_endpoints) by round-trip time, then suspect
+ * ones, never dead ones; when the snapshot names none, the site-route
+ * endpoints of the config in order. Each endpoint gets a share of
+ * timeout_ms (at least XSITE_EP_MIN_MS) so that one that does not answer
+ * leaves time for the next; cbs is copied and called later, never from
  * inside this call. NULL with *why_r (static) when there is no route or
  * no usable transport identity. The caller owns the link. */
 struct xlink *xsite_connect(struct xsite *xs, const char *site,

@@ -57,7 +57,8 @@ static directive_cb parse_string, parse_bool, parse_workers, parse_log,
     parse_node_name, parse_ttl, parse_peer_listen, parse_peer,
     parse_peer_address;
 
-static directive_cb parse_session_listen, parse_site_route;
+static directive_cb parse_session_listen, parse_session_address,
+    parse_site_route;
 
 #define CONF_FIELD(f) offsetof(struct mm_config, f)
 
@@ -104,6 +105,8 @@ static const struct directive directives[] = {
 	    CONF_FIELD(transport_key) },
 	{ "session-listen", "ADDRESS:PORT", 1, 1, false, parse_session_listen,
 	    0 },
+	{ "session-address", "ADDRESS:PORT", 1, 1, false,
+	    parse_session_address, 0 },
 	{ "site-route", "SITE ADDRESS:PORT [ADDRESS:PORT ...]", 2,
 	    CONF_WORDS_MAX - 1, true, parse_site_route, 0 },
 	/* limit and timeout check duplicates per name themselves. */
@@ -579,6 +582,22 @@ parse_session_listen(struct parser *p, const struct directive *d, int argc,
 	}
 	l->line = p->line;
 	p->conf->session_listen = l;
+	return 0;
+}
+
+static int
+parse_session_address(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	char *host = NULL, *port = NULL;
+
+	if (parse_addr(p, "session-address", false, argv[1], &host,
+	    &port) != 0)
+		return -1;
+	free(p->conf->session_address);
+	p->conf->session_address = join_addr(host, port);
+	free(host);
+	free(port);
 	return 0;
 }
 
@@ -1166,7 +1185,7 @@ static int
 check_xsite(struct parser *p)
 {
 	static const char *const needs[] = { "transport-key",
-		"session-listen", "site-route" };
+		"session-listen", "session-address", "site-route" };
 	struct mm_config *conf = p->conf;
 	size_t i;
 
@@ -1188,6 +1207,16 @@ check_xsite(struct parser *p)
 			    "own site", conf->site);
 		}
 	}
+	/* What gossip tells other sites about where to open sessions. */
+	if (conf->session_address != NULL && conf->session_listen == NULL) {
+		p->line = directive_line(p, "session-address");
+		return conf_error(p, "session-address: needs "
+		    "'session-listen'");
+	}
+	if (conf->session_address == NULL && conf->session_listen != NULL &&
+	    strcmp(conf->session_listen->host, "*") != 0)
+		conf->session_address = join_addr(conf->session_listen->host,
+		    conf->session_listen->port);
 	p->line = 0;
 	return 0;
 }
@@ -1363,6 +1392,7 @@ mm_config_free(struct mm_config *conf)
 	if (conf->session_listen != NULL)
 		listener_clear(conf->session_listen);
 	free(conf->session_listen);
+	free(conf->session_address);
 	for (i = 0; i < conf->n_site_routes; i++)
 		site_route_clear(&conf->site_routes[i]);
 	free(conf->site_routes);

@@ -117,6 +117,9 @@ struct mm_config {
 	 * and the endpoints of other sites. */
 	char *transport_key;	/* NULL: no cross-site sessions */
 	struct mm_listener_conf *session_listen;
+	char *session_address;	/* advertised to other nodes by gossip;
+				 * default: session-listen unless on '*';
+				 * NULL: none */
 	struct mm_site_route *site_routes;
 	size_t n_site_routes;
 

@@ -119,12 +119,13 @@ struct lookup_result {
 	uint64_t misses;
 };
 
-/* In a separate process, as a proxy worker would: read-only store. */
+/* In a separate process, as a proxy worker would: read-only store, the
+ * routing index. */
 static void
 lookups(const char *path, uint64_t n, struct lookup_result *res)
 {
 	struct store *st;
-	struct record_user u;
+	struct store_route u;
 	char *err = NULL, *names;
 	double *lat, t0;
 	uint64_t i, seed = 88172645463325252ULL;
@@ -146,16 +147,14 @@ lookups(const char *path, uint64_t n, struct lookup_result *res)
 	}
 	t0 = now_s();
 	for (i = 0; i < BENCH_LOOKUPS; i++)
-		if (store_get_user(st, names + i * BENCH_USER_LEN, &u, NULL,
-		    NULL) != 1)
+		if (store_get_route(st, names + i * BENCH_USER_LEN, &u) != 1)
 			res->misses++;
 	res->rate = BENCH_LOOKUPS / (now_s() - t0);
 	for (i = 0; i < BENCH_LATENCY_SAMPLE; i++) {
 		struct timespec a, b;
 
 		clock_gettime(CLOCK_MONOTONIC, &a);
-		(void)store_get_user(st, names + i * BENCH_USER_LEN, &u, NULL,
-		    NULL);
+		(void)store_get_route(st, names + i * BENCH_USER_LEN, &u);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		lat[i] = (double)(b.tv_sec - a.tv_sec) * 1e6 +
 		    (double)(b.tv_nsec - a.tv_nsec) / 1e3;
@@ -233,7 +232,7 @@ main(int argc, char **argv)
 	memcpy(c.pk, site.pk, DKEY_PK_LEN);
 	c.role = ROLE_SITE;
 	strcpy(c.site, "fra");
-	strcpy(c.name, "fra");
+	strcpy(c.name, "fra-import");
 	c.issued = BENCH_NOW;
 	strcpy(c.origin, "root");
 	c.origin_seq = 1;

@@ -600,6 +600,9 @@ class Mmnode:
                  peer_listen=None, peers=None, peer_address=None,
                  netns=None, host=HOST):
         self.env = env
+        # The origin name of the records this node signs; it must be the
+        # name in its key's certificate (default: the node's name).
+        self.node_name = None
         # The address the client listeners bind (a site per loopback
         # address in cross-site tests).
         self.host = host
@@ -657,7 +660,7 @@ class Mmnode:
         if self.site is not None:
             lines += ["directory %s" % self.store,
                       "site %s" % self.site,
-                      "node-name %s" % self.name,
+                      "node-name %s" % (self.node_name or self.name),
                       "node-key %s" % self.node_key,
                       "root-key %s" % self.root_pub,
                       "control-socket %s" % self.control_socket]

@@ -73,6 +73,7 @@ def sign_into(store_of, site, key_of, user, backend, root=None):
                   site=site, root=root or ENV.root_key())
     w.store = store_of.store
     w.node_key, w.node_pub = key_of.node_key, key_of.node_pub
+    w.node_name = key_of.name     # records carry their signer's name
     w.write_config()
     r = w.ctl("keys", "certify", "--root", w.root.key, "--pub", w.node_pub,
               "--role", "node", "--site", site, "--name", key_of.name)

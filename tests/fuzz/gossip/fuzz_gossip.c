@@ -93,7 +93,9 @@ check(const struct gossip_msg *m, const uint8_t *data, size_t size)
 		if (u->kind == GUPD_ALIVE && (!inside(u->site, data, size) ||
 		    u->site.len > GOSSIP_SITE_MAX ||
 		    !inside(u->addr, data, size) ||
-		    u->addr.len > GOSSIP_ADDR_MAX))
+		    u->addr.len > GOSSIP_ADDR_MAX ||
+		    !inside(u->session_addr, data, size) ||
+		    u->session_addr.len > GOSSIP_ADDR_MAX))
 			abort();
 		if (u->kind != GUPD_ALIVE && (!inside(u->from, data, size) ||
 		    u->from.len == 0))

@@ -177,30 +177,30 @@ test_decode_rejections(void **state)
 	(void)state;
 	decode_fails((const uint8_t *)"", 0, "truncated");
 	decode_fails((const uint8_t *)"\x01", 1, "want array");
-	decode_fails((const uint8_t *)"\x93\x02\x06\x00", 4, "version");
-	decode_fails((const uint8_t *)"\x93\x01\x0a\x00", 4, "message type");
-	decode_fails((const uint8_t *)"\x93\x01\x01\x00", 4, "element count");
-	decode_fails((const uint8_t *)"\x92\x01\x01", 3, "element count");
+	decode_fails((const uint8_t *)"\x93\x03\x06\x00", 4, "version");
+	decode_fails((const uint8_t *)"\x93\x02\x0a\x00", 4, "message type");
+	decode_fails((const uint8_t *)"\x93\x02\x01\x00", 4, "element count");
+	decode_fails((const uint8_t *)"\x92\x02\x01", 3, "element count");
 	/* SYNC with trailing bytes */
-	decode_fails((const uint8_t *)"\x94\x01\x06\x00\x00\x00", 6,
+	decode_fails((const uint8_t *)"\x94\x02\x06\x00\x00\x00", 6,
 	    "trailing");
 	/* PING to a name with a space */
-	decode_fails((const uint8_t *)"\x95\x01\x01\x01\xa2h \x90", 8,
+	decode_fails((const uint8_t *)"\x95\x02\x01\x01\xa2h \x90", 8,
 	    "invalid name");
 	/* PING to an empty name */
-	decode_fails((const uint8_t *)"\x95\x01\x01\x01\xa0\x90", 6,
+	decode_fails((const uint8_t *)"\x95\x02\x01\x01\xa0\x90", 6,
 	    "invalid name");
 	/* ACK with an update of unknown kind */
-	decode_fails((const uint8_t *)"\x94\x01\x02\x01\x91\x94\x03\xa1x\x00"
+	decode_fails((const uint8_t *)"\x94\x02\x02\x01\x91\x94\x03\xa1x\x00"
 	    "\xa1y", 12, "out of range");
 	/* ACK with an alive update of four fields */
-	decode_fails((const uint8_t *)"\x94\x01\x02\x01\x91\x94\x00\xa1x\x00"
+	decode_fails((const uint8_t *)"\x94\x02\x02\x01\x91\x94\x00\xa1x\x00"
 	    "\xa1y", 12, "update element count");
 	/* PUSH with an empty record */
-	decode_fails((const uint8_t *)"\x94\x01\x05\x90\x91\xc4\x00", 7,
+	decode_fails((const uint8_t *)"\x94\x02\x05\x90\x91\xc4\x00", 7,
 	    "empty record");
 	/* DIGEST whose reply is not a boolean */
-	decode_fails((const uint8_t *)"\x94\x01\x07\x01\x90", 5, "boolean");
+	decode_fails((const uint8_t *)"\x94\x02\x07\x01\x90", 5, "boolean");
 	memset(big, 0, sizeof(big));
 	decode_fails(big, sizeof(big), "too long");
 }
@@ -221,10 +221,11 @@ fill_many_updates(struct mm_mp_writer *w, void *arg)
 	mm_mp_put_uint(w, 1);
 	mm_mp_put_array(w, m->n);
 	for (i = 0; i < m->n; i++) {
-		mm_mp_put_array(w, 5);
+		mm_mp_put_array(w, 6);
 		mm_mp_put_uint(w, GUPD_ALIVE);
 		mm_mp_put_str(w, "x");
 		mm_mp_put_uint(w, i);
+		mm_mp_put_str(w, "");
 		mm_mp_put_str(w, "");
 		mm_mp_put_str(w, "");
 	}
@@ -295,7 +296,7 @@ test_probe_and_ack(void **state)
 	seq = m->seq;
 	mm_mp_writer_init(&w, ack, sizeof(ack));
 	mm_mp_put_array(&w, 4);
-	mm_mp_put_uint(&w, 1);
+	mm_mp_put_uint(&w, GOSSIP_VERSION);
 	mm_mp_put_uint(&w, GMSG_ACK);
 	mm_mp_put_uint(&w, seq);
 	mm_mp_put_array(&w, 0);
@@ -319,7 +320,7 @@ test_ping_answered(void **state)
 	(void)state;
 	/* PING seq 77 to "me" from a node we did not know. */
 	assert_int_equal(gossip_recv(g, "stranger",
-	    (const uint8_t *)"\x95\x01\x01\x4d\xa2me\x90", 8, 5), 0);
+	    (const uint8_t *)"\x95\x02\x01\x4d\xa2me\x90", 8, 5), 0);
 	m = last(&f, GMSG_ACK, "stranger");
 	assert_int_equal(m->seq, 77);
 	assert_int_equal(gossip_member_get(g, "stranger", &mi), 1);
@@ -327,7 +328,7 @@ test_ping_answered(void **state)
 	/* A PING for someone else is not answered. */
 	f.n_sent = 0;
 	assert_int_equal(gossip_recv(g, "stranger",
-	    (const uint8_t *)"\x95\x01\x01\x4d\xa2yo\x90", 8, 6), 0);
+	    (const uint8_t *)"\x95\x02\x01\x4d\xa2yo\x90", 8, 6), 0);
 	assert_int_equal(f.n_sent, 0);
 	gossip_free(g);
 }
@@ -344,7 +345,7 @@ fill_ack_with(struct mm_mp_writer *w, void *arg)
 	struct upd *u = arg;
 
 	mm_mp_put_array(w, 4);
-	mm_mp_put_uint(w, 1);
+	mm_mp_put_uint(w, GOSSIP_VERSION);
 	mm_mp_put_uint(w, GMSG_ACK);
 	mm_mp_put_uint(w, 999);
 	mm_mp_put_array(w, 1);
@@ -435,7 +436,7 @@ fill_push(struct mm_mp_writer *w, void *arg)
 
 	memset(env, *(int *)arg, sizeof(env));
 	mm_mp_put_array(w, 4);
-	mm_mp_put_uint(w, 1);
+	mm_mp_put_uint(w, GOSSIP_VERSION);
 	mm_mp_put_uint(w, GMSG_PUSH);
 	mm_mp_put_array(w, 0);
 	mm_mp_put_array(w, 1);
@@ -539,6 +540,67 @@ test_anti_entropy(void **state)
 	gossip_free(gb);
 }
 
+/* The session endpoint rides on the alive update and is learnt by others;
+ * a node without one announces "". */
+static void
+test_session_addr_travels(void **state)
+{
+	static struct fake a, b;
+	struct gossip_conf c;
+	struct gossip *ga, *gb;
+	struct gossip_member_info mi;
+	const struct gossip_msg *m;
+	char toolong[GOSSIP_ADDR_MAX + 2];
+	size_t i;
+	bool seen = false;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	gossip_conf_defaults(&c);
+	c.name = "a1";
+	c.site = "fra";
+	c.addr = "10.0.0.1:7400";
+	c.session_addr = "10.0.0.1:7500";
+	ga = gossip_new(&c, &fake_io, &a);
+	assert_non_null(ga);
+	assert_int_equal(gossip_member_get(ga, "a1", &mi), 1);
+	assert_string_equal(mi.session_addr, "10.0.0.1:7500");
+	assert_int_equal(gossip_add_seed(ga, "b1", "ams", ""), 0);
+	c.name = "b1";
+	c.site = "ams";
+	c.addr = "10.0.0.2:7400";
+	c.session_addr = NULL;
+	gb = gossip_new(&c, &fake_io, &b);
+	assert_non_null(gb);
+	gossip_tick(ga, 1000);
+	gossip_tick(ga, 2000);
+	m = find(&a, GMSG_PING);
+	assert_non_null(m);
+	for (i = 0; i < m->n_updates; i++)
+		if (m->updates[i].kind == GUPD_ALIVE &&
+		    m->updates[i].session_addr.len == 13 &&
+		    memcmp(m->updates[i].session_addr.p, "10.0.0.1:7500",
+		    13) == 0)
+			seen = true;
+	assert_true(seen);
+	for (i = 0; i < a.n_sent; i++)
+		assert_int_equal(gossip_recv(gb, "a1", a.sent[i].buf,
+		    a.sent[i].len, 2000), 0);
+	assert_int_equal(gossip_member_get(gb, "a1", &mi), 1);
+	assert_string_equal(mi.site, "fra");
+	assert_string_equal(mi.addr, "10.0.0.1:7400");
+	assert_string_equal(mi.session_addr, "10.0.0.1:7500");
+	assert_int_equal(gossip_member_get(gb, "b1", &mi), 1);
+	assert_string_equal(mi.session_addr, "");
+	memset(toolong, 'x', sizeof(toolong) - 1);
+	toolong[sizeof(toolong) - 1] = '\0';
+	c.session_addr = toolong;
+	assert_null(gossip_new(&c, &fake_io, &b));
+	gossip_free(ga);
+	gossip_free(gb);
+}
+
 int
 main(void)
 {
@@ -552,6 +614,7 @@ main(void)
 		cmocka_unit_test(test_silent_peer_dies),
 		cmocka_unit_test(test_push_forwarded_and_throttled),
 		cmocka_unit_test(test_anti_entropy),
+		cmocka_unit_test(test_session_addr_travels),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

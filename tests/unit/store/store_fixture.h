@@ -17,6 +17,27 @@
 static uint64_t fx_root_seq;
 
 /* A certificate for subject at site, signed by signer (the root). */
+/* Certified names by public key, so that a user record's origin is the
+ * name in its signer's certificate, as the accept rule wants. */
+static struct {
+	uint8_t pk[DKEY_PK_LEN];
+	char name[RECORD_NAME_MAX + 1];
+} fx_names[32];
+static size_t fx_n_names;
+
+static inline const char *
+fx_name_of(const struct dkey *k, const char *site)
+{
+	static char fallback[RECORD_NAME_MAX + 1];
+	size_t i;
+
+	for (i = 0; i < fx_n_names; i++)
+		if (memcmp(fx_names[i].pk, k->pk, DKEY_PK_LEN) == 0)
+			return fx_names[i].name;
+	snprintf(fallback, sizeof(fallback), "%s-node", site);
+	return fallback;
+}
+
 static inline size_t
 fx_cert(const struct dkey *signer, const struct dkey *subject,
     const char *site, uint64_t issued, uint64_t expires, uint8_t *out)
@@ -30,6 +51,11 @@ fx_cert(const struct dkey *signer, const struct dkey *subject,
 	c.role = ROLE_SITE;
 	snprintf(c.site, sizeof(c.site), "%s", site);
 	snprintf(c.name, sizeof(c.name), "%s-node", site);
+	if (fx_n_names < sizeof(fx_names) / sizeof(fx_names[0])) {
+		memcpy(fx_names[fx_n_names].pk, subject->pk, DKEY_PK_LEN);
+		memcpy(fx_names[fx_n_names].name, c.name, sizeof(c.name));
+		fx_n_names++;
+	}
 	c.issued = issued;
 	c.expires = expires;
 	snprintf(c.origin, sizeof(c.origin), "root");
@@ -81,7 +107,7 @@ fx_user(const struct dkey *k, const char *user, const char *site,
 	u.state = state;
 	u.epoch = epoch;
 	u.seq = seq;
-	snprintf(u.origin, sizeof(u.origin), "%s-n1", site);
+	snprintf(u.origin, sizeof(u.origin), "%s", fx_name_of(k, site));
 	u.origin_seq = seq + 1000 * epoch;
 	u.timestamp = FX_NOW;
 	u.transfer = transfer;

@@ -185,6 +185,100 @@ test_wrong_site(void **state)
 	assert_int_equal(acc(f, env, n), REJECT_WRONG_SITE);
 }
 
+/* A record numbered under another node's origin, and one signed by a
+ * transport key: both refused, nothing stored. */
+static void
+test_wrong_origin_and_transport_key(void **state)
+{
+	struct fx *f = *state;
+	struct record_user u;
+	struct record_cert c;
+	struct dkey tk;
+	const char *why = NULL;
+	int n;
+
+	memset(&u, 0, sizeof(u));
+	snprintf(u.user, sizeof(u.user), "o@x");
+	snprintf(u.site, sizeof(u.site), "fra");
+	snprintf(u.backend, sizeof(u.backend), "ms1");
+	u.state = USTATE_ACTIVE;
+	u.epoch = 1;
+	u.seq = 1;
+	snprintf(u.origin, sizeof(u.origin), "fra-other");
+	u.origin_seq = 1;
+	u.timestamp = FX_NOW;
+	n = record_encode_user(&u, &fra, env, FX_ENV_MAX, &why);
+	assert_true(n > 0);
+	assert_int_equal(acc(f, env, (size_t)n), REJECT_WRONG_ORIGIN);
+	assert_int_equal(store_get_user(f->st, "o@x", &u, NULL, NULL), 0);
+
+	/* A transport key of site fra, certified by the root. */
+	dkey_generate(&tk);
+	memset(&c, 0, sizeof(c));
+	memcpy(c.pk, tk.pk, DKEY_PK_LEN);
+	c.role = ROLE_TRANSPORT;
+	snprintf(c.site, sizeof(c.site), "fra");
+	snprintf(c.name, sizeof(c.name), "fra-transport");
+	c.issued = FX_NOW - 10;
+	snprintf(c.origin, sizeof(c.origin), "root-t");
+	c.origin_seq = 1;
+	n = record_encode_cert(&c, &root, env, FX_ENV_MAX, &why);
+	assert_true(n > 0);
+	assert_int_equal(acc(f, env, (size_t)n), ACCEPT_STORED);
+	memset(&u, 0, sizeof(u));
+	snprintf(u.user, sizeof(u.user), "t@x");
+	snprintf(u.site, sizeof(u.site), "fra");
+	snprintf(u.backend, sizeof(u.backend), "ms1");
+	u.state = USTATE_ACTIVE;
+	u.epoch = 1;
+	u.seq = 1;
+	snprintf(u.origin, sizeof(u.origin), "fra-transport");
+	u.origin_seq = 1;
+	u.timestamp = FX_NOW;
+	n = record_encode_user(&u, &tk, env, FX_ENV_MAX, &why);
+	assert_true(n > 0);
+	assert_int_equal(acc(f, env, (size_t)n), REJECT_WRONG_SITE);
+	assert_int_equal(store_get_user(f->st, "t@x", &u, NULL, NULL), 0);
+	dkey_clear(&tk);
+}
+
+/* The routing index follows every write of the record it summarises. */
+static void
+test_route_index(void **state)
+{
+	struct fx *f = *state;
+	struct store_signer sf = { &fra, "fra", "fra-node" };
+	struct store_route r;
+	size_t n;
+
+	assert_int_equal(store_get_route(f->st, "r@x", &r), 0);
+	assert_int_equal(store_put_user(f->st, &sf, "r@x", "ms1",
+	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_get_route(f->st, "r@x", &r), 1);
+	assert_int_equal(r.state, USTATE_ACTIVE);
+	assert_string_equal(r.site, "fra");
+	assert_string_equal(r.backend, "ms1");
+	assert_int_equal(store_put_user(f->st, &sf, "r@x", "ms2",
+	    USTATE_FROZEN, "ams", FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_get_route(f->st, "r@x", &r), 1);
+	assert_int_equal(r.state, USTATE_FROZEN);
+	assert_string_equal(r.backend, "ms2");
+	/* A record from elsewhere updates it as well. */
+	n = fx_user(&ams, "s@x", "ams", USTATE_ACTIVE, 1, 1, "ms7", NULL, 0,
+	    env);
+	assert_int_equal(acc(f, env, n), ACCEPT_STORED);
+	assert_int_equal(store_get_route(f->st, "s@x", &r), 1);
+	assert_string_equal(r.site, "ams");
+	assert_string_equal(r.backend, "ms7");
+	/* A purged tombstone takes its route along. */
+	assert_int_equal(store_put_user(f->st, &sf, "r@x", "ms2",
+	    USTATE_DELETED, NULL, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_get_route(f->st, "r@x", &r), 1);
+	assert_int_equal(r.state, USTATE_DELETED);
+	assert_true(store_purge_tombstones(f->st, FX_NOW + 100, 10) >= 1);
+	assert_int_equal(store_get_route(f->st, "r@x", &r), 0);
+}
+
 static void
 test_unknown_revoked_expired(void **state)
 {
@@ -365,8 +459,8 @@ static void
 test_put_transfer_flow(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
-	struct store_signer sa = { &ams, "ams", "ams-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
+	struct store_signer sa = { &ams, "ams", "ams-node" };
 	struct record_user u;
 	uint8_t *buf = NULL, *tbuf = NULL;
 	size_t len, tlen;
@@ -505,7 +599,7 @@ static void
 test_put_user_origin_seq(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
 	struct store_signer sf2 = { &fra, "fra", "fra-n2" };
 	struct record_user u;
 	char name[32];
@@ -520,7 +614,7 @@ test_put_user_origin_seq(void **state)
 		assert_int_equal(store_get_user(f->st, name, &u, NULL, NULL),
 		    1);
 		assert_int_equal(u.origin_seq, ++want);
-		assert_string_equal(u.origin, "fra-n1");
+		assert_string_equal(u.origin, "fra-node");
 		assert_int_equal(u.epoch, 1);
 		assert_int_equal(u.seq, (uint64_t)(i / 7 + 1));
 	}
@@ -533,18 +627,21 @@ test_put_user_origin_seq(void **state)
 	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
 	assert_int_equal(store_get_user(f->st, "z@x", &u, NULL, NULL), 1);
 	assert_int_equal(u.origin_seq, ++want);
-	/* Another origin numbers from 1. */
+	/* A key numbers only the origin its certificate names. */
 	assert_int_equal(store_put_user(f->st, &sf2, "y@x", "ms1",
+	    USTATE_ACTIVE, NULL, FX_NOW), REJECT_WRONG_ORIGIN);
+	assert_int_equal(store_get_user(f->st, "y@x", &u, NULL, NULL), 0);
+	assert_int_equal(store_put_user(f->st, &sf, "y@x", "ms1",
 	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
 	assert_int_equal(store_get_user(f->st, "y@x", &u, NULL, NULL), 1);
-	assert_int_equal(u.origin_seq, 1);
+	assert_int_equal(u.origin_seq, ++want);
 }
 
 static void
 test_purge_tombstones(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
 	struct store_stats s;
 	struct record_user u;
 	size_t n;
@@ -584,7 +681,7 @@ static void
 test_map_growth(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
 	struct store *st;
 	struct store_stats s;
 	struct record_user u;
@@ -633,7 +730,7 @@ static void
 test_readonly_beside_writer(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
 	struct store *ro, *w;
 	struct record_user u;
 	char path[128], name[64], *err = NULL;
@@ -711,7 +808,8 @@ test_schema_version(void **state)
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	MDB_val k = { 14, "schema_version" }, v;
-	uint8_t two[4] = { 0, 0, 0, 2 };
+	char want[64];
+	uint8_t two[4] = { 0, 0, 0, STORE_SCHEMA_VERSION + 1 };
 	char *err = NULL;
 
 	store_close(f->st);
@@ -728,8 +826,11 @@ test_schema_version(void **state)
 	mdb_env_close(menv);
 
 	assert_null(store_open(f->path, STORE_WRITE, &err));
-	assert_non_null(strstr(err, "schema version 2"));
-	assert_non_null(strstr(err, "version 1"));
+	snprintf(want, sizeof(want), "schema version %d",
+	    STORE_SCHEMA_VERSION + 1);
+	assert_non_null(strstr(err, want));
+	snprintf(want, sizeof(want), "version %d", STORE_SCHEMA_VERSION);
+	assert_non_null(strstr(err, want));
 	assert_non_null(strstr(err, f->path));
 	free(err);
 	err = NULL;
@@ -747,7 +848,7 @@ static void
 test_verify_and_foreach(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
 	struct store_verify_report rep;
 	int nbad = 0;
 	size_t n;
@@ -783,7 +884,7 @@ static void
 test_foreach(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
 	int count = 0;
 
 	assert_int_equal(store_put_user(f->st, &sf, "f1@x", "ms1",
@@ -882,8 +983,8 @@ static void
 test_put_users_batch(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
-	struct store_signer sa = { &ams, "ams", "ams-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
+	struct store_signer sa = { &ams, "ams", "ams-node" };
 	struct store_user_item items[] = {
 		{ "new1@x", "ms1", USTATE_ACTIVE, NULL },
 		{ "old@x", "ms2", USTATE_ACTIVE, "" },
@@ -909,7 +1010,7 @@ test_put_users_batch(void **state)
 	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
 	assert_int_equal(store_put_user(f->st, &sa, "theirs@x", "ms9",
 	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
-	assert_int_equal(store_next_origin_seq(f->st, "fra-n1", &base), 0);
+	assert_int_equal(store_next_origin_seq(f->st, "fra-node", &base), 0);
 	assert_int_equal(base, 3);
 
 	store_put_users(f->st, &sf, items, 8, FX_NOW + 1, res);
@@ -918,7 +1019,7 @@ test_put_users_batch(void **state)
 
 	/* Numbered without gaps, in item order, over the stored ones only:
 	 * new1 (base), old (base + 1), new1 again, new3, old deleted. */
-	assert_int_equal(store_next_origin_seq(f->st, "fra-n1", &next), 0);
+	assert_int_equal(store_next_origin_seq(f->st, "fra-node", &next), 0);
 	assert_int_equal(next, base + 5);
 	assert_int_equal(store_get_user(f->st, "new1@x", &u, NULL, NULL), 1);
 	assert_int_equal(u.seq, 2);
@@ -951,7 +1052,7 @@ test_put_users_batch(void **state)
 	assert_int_equal(res[0], REJECT_WRONG_SITE);
 	assert_int_equal(res[1], REJECT_MALFORMED);
 	assert_int_equal(res[2], REJECT_MALFORMED);
-	assert_int_equal(store_next_origin_seq(f->st, "fra-n1", &next), 0);
+	assert_int_equal(store_next_origin_seq(f->st, "fra-node", &next), 0);
 	assert_int_equal(next, base + 5);
 }
 
@@ -961,7 +1062,7 @@ test_put_users_signer(void **state)
 	struct fx *f = *state;
 	struct store_signer ss = { &stranger, "fra", "x-n1" };
 	struct store_signer sw = { &ams, "fra", "x-n2" };	/* ams key */
-	struct store_signer s2 = { &fra2, "fra", "x-n3" };
+	struct store_signer s2 = { &fra2, "fra", "fra-node" };
 	struct store_user_item items[2] = {
 		{ "a@x", "ms1", USTATE_ACTIVE, NULL },
 		{ "b@x", "ms1", USTATE_ACTIVE, NULL },
@@ -1003,7 +1104,7 @@ static void
 test_put_users_parallel(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
 	struct store_user_item *items = calloc(BIG_BATCH, sizeof(*items));
 	enum accept_result *res = calloc(BIG_BATCH, sizeof(*res));
 	char (*names)[32] = calloc(BIG_BATCH, sizeof(*names));
@@ -1042,8 +1143,8 @@ static void
 test_put_users_after_transfer(void **state)
 {
 	struct fx *f = *state;
-	struct store_signer sf = { &fra, "fra", "fra-n1" };
-	struct store_signer sa = { &ams, "ams", "ams-n1" };
+	struct store_signer sf = { &fra, "fra", "fra-node" };
+	struct store_signer sa = { &ams, "ams", "ams-node" };
 	struct store_user_item items[2] = {
 		{ "mv@x", "ms5", USTATE_ACTIVE, NULL },
 		{ "mv@x", "ms6", USTATE_ACTIVE, NULL },
@@ -1127,6 +1228,8 @@ main(void)
 		T(test_store_and_get),
 		T(test_forged_signature),
 		T(test_wrong_site),
+		T(test_wrong_origin_and_transport_key),
+		T(test_route_index),
 		T(test_unknown_revoked_expired),
 		T(test_trust_records),
 		T(test_ordering),
