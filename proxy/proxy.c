@@ -1345,6 +1345,40 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/* Hands the protocol the back end's lines while it logs in. Each line is
+ * taken out of the buffer before it is handled: once the login succeeds
+ * the relay owns whatever follows it. */
+static void
+backend_login_input(struct session *s)
+{
+	char *copy = NULL;
+
+	while (s->state == S_LOGIN && s->bbev != NULL) {
+		struct evbuffer *in = bufferevent_get_input(s->bbev);
+		const char *line;
+		size_t len, consumed;
+		int rc;
+
+		rc = session_evbuf_line(in, BACKEND_LINE_MAX, &line, &len,
+		    &consumed);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			session_login_fail(s, LOGIN_FAIL_TEMP,
+			    "backend-line-too-long");
+			break;
+		}
+		if (copy == NULL)
+			copy = xmalloc(BACKEND_LINE_MAX + 1);
+		memcpy(copy, line, len);
+		copy[len] = '\0';
+		evbuffer_drain(in, consumed);
+		if (!s->proto->backend_line(s, copy, len))
+			break;
+	}
+	free(copy);
+}
+
 static void
 backend_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -1352,7 +1386,7 @@ backend_read_cb(struct bufferevent *bev, void *arg)
 
 	switch (s->state) {
 	case S_LOGIN:
-		s->proto->backend_input(s);
+		backend_login_input(s);
 		break;
 	case S_RELAY:
 		relay(s, s->bbev, s->cbev, 1);

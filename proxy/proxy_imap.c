@@ -587,45 +587,12 @@ backend_line(struct session *s, const char *line, size_t len)
 	return false;
 }
 
-static void
-imap_backend_input(struct session *s)
-{
-	char *copy = NULL;
-
-	while (s->state == S_LOGIN && s->bbev != NULL) {
-		struct evbuffer *in = bufferevent_get_input(s->bbev);
-		const char *line;
-		size_t len, consumed;
-		int rc;
-
-		rc = session_evbuf_line(in, BACKEND_LINE_MAX, &line, &len,
-		    &consumed);
-		if (rc == 0)
-			break;
-		if (rc < 0) {
-			session_login_fail(s, LOGIN_FAIL_TEMP,
-			    "backend-line-too-long");
-			break;
-		}
-		/* Take the line out first: once the login succeeds the relay
-		 * owns whatever follows it in the buffer. */
-		if (copy == NULL)
-			copy = xmalloc(BACKEND_LINE_MAX + 1);
-		memcpy(copy, line, len);
-		copy[len] = '\0';
-		evbuffer_drain(in, consumed);
-		if (!backend_line(s, copy, len))
-			break;
-	}
-	free(copy);
-}
-
 const struct proxy_proto proxy_imap = {
 	.proto = MM_PROTO_IMAP,
 	.greet = imap_greet,
 	.client_input = imap_client_input,
 	.backend_connected = imap_backend_connected,
-	.backend_input = imap_backend_input,
+	.backend_line = backend_line,
 	.backend_tls_done = imap_backend_tls_done,
 	.login_failed = imap_login_failed,
 	.bye = imap_bye,

@@ -50,8 +50,10 @@ struct proxy_proto {
 	void (*client_input)(struct session *s);
 	/* The back end is connected (and any PROXY header sent). */
 	void (*backend_connected)(struct session *s);
-	/* Back-end bytes arrived during the login conversation. */
-	void (*backend_input)(struct session *s);
+	/* One back-end line (CRLF removed, NUL-terminated) during the login
+	 * conversation; false once the conversation is over (the login
+	 * succeeded or failed, or the back end is being upgraded to TLS). */
+	bool (*backend_line)(struct session *s, const char *line, size_t len);
 	/* The back-end STARTTLS handshake finished. */
 	void (*backend_tls_done)(struct session *s);
 	/* Tells the client its login failed (after any delay). */

@@ -373,42 +373,12 @@ backend_line(struct session *s, const char *line, size_t len)
 	return false;
 }
 
-static void
-pop3_backend_input(struct session *s)
-{
-	char copy[BACKEND_LINE_MAX + 1];
-
-	while (s->state == S_LOGIN && s->bbev != NULL) {
-		struct evbuffer *in = bufferevent_get_input(s->bbev);
-		const char *line;
-		size_t len, consumed;
-		int rc;
-
-		rc = session_evbuf_line(in, BACKEND_LINE_MAX, &line, &len,
-		    &consumed);
-		if (rc == 0)
-			return;
-		if (rc < 0) {
-			session_login_fail(s, LOGIN_FAIL_TEMP,
-			    "backend-line-too-long");
-			return;
-		}
-		/* Out of the buffer first: after a good login the relay
-		 * owns what follows. */
-		memcpy(copy, line, len);
-		copy[len] = '\0';
-		evbuffer_drain(in, consumed);
-		if (!backend_line(s, copy, len))
-			return;
-	}
-}
-
 const struct proxy_proto proxy_pop3 = {
 	.proto = MM_PROTO_POP3,
 	.greet = pop3_greet,
 	.client_input = pop3_client_input,
 	.backend_connected = pop3_backend_connected,
-	.backend_input = pop3_backend_input,
+	.backend_line = backend_line,
 	.backend_tls_done = pop3_backend_tls_done,
 	.login_failed = pop3_login_failed,
 	.bye = pop3_bye,
