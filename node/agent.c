@@ -2492,6 +2492,7 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 		sev[i] = evsignal_new(ag.base, sigs[i], agent_signal_cb, NULL);
 		evsignal_add(sev[i], NULL);
 	}
+	mm_signals_unblock();	/* blocked since the fork */
 	/* A purge at start catches up after a long stop. */
 	ag.purge_ev = evtimer_new(ag.base, purge_cb, NULL);
 	evtimer_add(ag.purge_ev, &now);

@@ -369,7 +369,10 @@ start_agent(void)
 
 	if (node.stopping || node.conf->directory == NULL)
 		return;
+	mm_signals_block();
 	pid = fork();
+	if (pid != 0)
+		mm_signals_unblock();
 	if (pid < 0) {
 		struct timeval tv = { 1, 0 };
 
@@ -471,6 +474,7 @@ worker_main(unsigned i)
 		    NULL);
 		evsignal_add(sev[l], NULL);
 	}
+	mm_signals_unblock();	/* blocked since the fork */
 	event_base_dispatch(worker_base);
 	proxy_free(worker_px);
 	for (l = 0; l < MM_ARRAY_SIZE(sigs); l++)
@@ -496,7 +500,10 @@ start_worker(unsigned i)
 	if (node.stopping)
 		return;
 	iptable_reset_worker(node.ipt, i);
+	mm_signals_block();
 	pid = fork();
+	if (pid != 0)
+		mm_signals_unblock();
 	if (pid < 0) {
 		struct timeval tv = { 1, 0 };
 

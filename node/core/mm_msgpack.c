@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "mm_util.h"
+
 #define MP_FIXINT_MAX 0x7f
 #define MP_FIXARRAY 0x90
 #define MP_FIXARRAY_MAX 0x0f
@@ -24,6 +26,8 @@
 #define MP_ARRAY16 0xdc
 #define MP_ARRAY32 0xdd
 
+#define GROW_MIN 256
+
 /* ---- writer ---------------------------------------------------------- */
 
 void
@@ -32,6 +36,32 @@ mm_mp_writer_init(struct mm_mp_writer *w, uint8_t *buf, size_t size)
 	w->start = w->p = buf;
 	w->end = buf + size;
 	w->overflow = false;
+	w->grow = false;
+}
+
+void
+mm_mp_writer_init_grow(struct mm_mp_writer *w, size_t skip)
+{
+	size_t cap = GROW_MIN;
+
+	while (cap < skip)
+		cap *= 2;
+	w->start = xmalloc(cap);
+	memset(w->start, 0, skip);
+	w->p = w->start + skip;
+	w->end = w->start + cap;
+	w->overflow = false;
+	w->grow = true;
+}
+
+uint8_t *
+mm_mp_writer_take(struct mm_mp_writer *w, size_t *len_r)
+{
+	uint8_t *buf = w->start;
+
+	*len_r = mm_mp_writer_len(w);
+	w->start = w->p = w->end = NULL;
+	return buf;
 }
 
 bool
@@ -46,9 +76,26 @@ mm_mp_writer_len(const struct mm_mp_writer *w)
 	return (size_t)(w->p - w->start);
 }
 
+/* Room for len more bytes in a growing writer; doubling keeps a long
+ * frame linear. */
+static void
+grow(struct mm_mp_writer *w, size_t len)
+{
+	size_t used = (size_t)(w->p - w->start);
+	size_t cap = (size_t)(w->end - w->start);
+
+	while (cap - used < len)
+		cap *= 2;
+	w->start = xrealloc(w->start, cap);
+	w->p = w->start + used;
+	w->end = w->start + cap;
+}
+
 static void
 put(struct mm_mp_writer *w, const void *data, size_t len)
 {
+	if (!w->overflow && w->grow && (size_t)(w->end - w->p) < len)
+		grow(w, len);
 	if (w->overflow || (size_t)(w->end - w->p) < len) {
 		w->overflow = true;
 		return;
@@ -160,8 +207,8 @@ mm_mp_remaining(const struct mm_mp_reader *r)
 	return (size_t)(r->end - r->p);
 }
 
-static int
-fail(struct mm_mp_reader *r, const char *why)
+int
+mm_mp_fail(struct mm_mp_reader *r, const char *why)
 {
 	if (r->why == NULL)
 		r->why = why;
@@ -175,7 +222,7 @@ need(struct mm_mp_reader *r, size_t n)
 	if (r->why != NULL)
 		return -1;
 	if ((size_t)(r->end - r->p) < n)
-		return fail(r, "truncated");
+		return mm_mp_fail(r, "truncated");
 	return 0;
 }
 
@@ -206,20 +253,22 @@ mm_mp_get_array(struct mm_mp_reader *r, uint32_t max, uint32_t *n_r)
 			return -1;
 		hdr = 3, n = be_load(r->p + 1, 2);
 		if (n <= MP_FIXARRAY_MAX)
-			return fail(r, "array count not in shortest form");
+			return mm_mp_fail(r,
+			    "array count not in shortest form");
 	} else if (t == MP_ARRAY32) {
 		if (need(r, 5) < 0)
 			return -1;
 		hdr = 5, n = be_load(r->p + 1, 4);
 		if (n <= UINT16_MAX)
-			return fail(r, "array count not in shortest form");
+			return mm_mp_fail(r,
+			    "array count not in shortest form");
 	} else
-		return fail(r, "wrong type (want array)");
+		return mm_mp_fail(r, "wrong type (want array)");
 	if (n > max)
-		return fail(r, "too many array elements");
+		return mm_mp_fail(r, "too many array elements");
 	/* Each element takes at least one byte: reject early. */
 	if (n > (uint64_t)(r->end - r->p) - hdr)
-		return fail(r, "truncated");
+		return mm_mp_fail(r, "truncated");
 	r->p += hdr;
 	*n_r = (uint32_t)n;
 	return 0;
@@ -233,7 +282,19 @@ mm_mp_get_array_n(struct mm_mp_reader *r, uint32_t want)
 	if (mm_mp_get_array(r, want, &n) < 0)
 		return -1;
 	if (n != want)
-		return fail(r, "wrong element count");
+		return mm_mp_fail(r, "wrong element count");
+	return 0;
+}
+
+int
+mm_mp_get_fixarray(struct mm_mp_reader *r, uint32_t *n_r)
+{
+	if (need(r, 1) < 0)
+		return -1;
+	if ((*r->p & 0xf0) != MP_FIXARRAY)
+		return mm_mp_fail(r, "wrong type (want array)");
+	*n_r = *r->p & MP_FIXARRAY_MAX;
+	r->p++;
 	return 0;
 }
 
@@ -266,13 +327,13 @@ mm_mp_get_uint(struct mm_mp_reader *r, uint64_t *v_r)
 		n = 8, min = 0x100000000ULL;
 		break;
 	default:
-		return fail(r, "wrong type (want unsigned integer)");
+		return mm_mp_fail(r, "wrong type (want unsigned integer)");
 	}
 	if (need(r, 1 + n) < 0)
 		return -1;
 	v = be_load(r->p + 1, n);
 	if (v < min)
-		return fail(r, "integer not in shortest form");
+		return mm_mp_fail(r, "integer not in shortest form");
 	r->p += 1 + n;
 	*v_r = v;
 	return 0;
@@ -286,7 +347,7 @@ mm_mp_get_uint_max(struct mm_mp_reader *r, uint64_t max, uint64_t *v_r)
 	if (mm_mp_get_uint(r, &v) < 0)
 		return -1;
 	if (v > max)
-		return fail(r, "integer out of range");
+		return mm_mp_fail(r, "integer out of range");
 	*v_r = v;
 	return 0;
 }
@@ -297,7 +358,7 @@ mm_mp_get_bool(struct mm_mp_reader *r, bool *b_r)
 	if (need(r, 1) < 0)
 		return -1;
 	if (*r->p != MP_TRUE && *r->p != MP_FALSE)
-		return fail(r, "wrong type (want boolean)");
+		return mm_mp_fail(r, "wrong type (want boolean)");
 	*b_r = *r->p == MP_TRUE;
 	r->p++;
 	return 0;
@@ -309,7 +370,7 @@ mm_mp_get_nil(struct mm_mp_reader *r)
 	if (need(r, 1) < 0)
 		return -1;
 	if (*r->p != MP_NIL)
-		return fail(r, "wrong type (want nil)");
+		return mm_mp_fail(r, "wrong type (want nil)");
 	r->p++;
 	return 0;
 }
@@ -339,25 +400,26 @@ get_blob(struct mm_mp_reader *r, bool str, size_t max, const uint8_t **data_r,
 			return -1;
 		hdr = 2, len = r->p[1];
 		if (str && len <= MP_FIXSTR_MAX)
-			return fail(r, "string not in shortest form");
+			return mm_mp_fail(r, "string not in shortest form");
 	} else if (t == (str ? MP_STR16 : MP_BIN16)) {
 		if (need(r, 3) < 0)
 			return -1;
 		hdr = 3, len = be_load(r->p + 1, 2);
 		if (len <= UINT8_MAX)
-			return fail(r, "length not in shortest form");
+			return mm_mp_fail(r, "length not in shortest form");
 	} else if (t == (str ? MP_STR32 : MP_BIN32)) {
 		if (need(r, 5) < 0)
 			return -1;
 		hdr = 5, len = be_load(r->p + 1, 4);
 		if (len <= UINT16_MAX)
-			return fail(r, "length not in shortest form");
+			return mm_mp_fail(r, "length not in shortest form");
 	} else {
-		return fail(r, str ? "wrong type (want string)" :
+		return mm_mp_fail(r, str ? "wrong type (want string)" :
 		    "wrong type (want binary)");
 	}
 	if (len > max)
-		return fail(r, str ? "string too long" : "binary too long");
+		return mm_mp_fail(r, str ? "string too long" :
+		    "binary too long");
 	if (need(r, hdr + (size_t)len) < 0)
 		return -1;
 	*data_r = r->p + hdr;
@@ -376,7 +438,7 @@ mm_mp_get_strp(struct mm_mp_reader *r, size_t max, const char **s_r,
 	if (get_blob(r, true, max, &s, &len) < 0)
 		return -1;
 	if (len > 0 && memchr(s, '\0', len) != NULL)
-		return fail(r, "NUL in string");
+		return mm_mp_fail(r, "NUL in string");
 	*s_r = (const char *)s;
 	*len_r = len;
 	return 0;
@@ -411,7 +473,7 @@ mm_mp_get_bin_fixed(struct mm_mp_reader *r, uint8_t *out, size_t want)
 	if (get_blob(r, false, want, &b, &len) < 0)
 		return -1;
 	if (len != want)
-		return fail(r, "binary of wrong length");
+		return mm_mp_fail(r, "binary of wrong length");
 	memcpy(out, b, len);
 	return 0;
 }
@@ -422,6 +484,6 @@ mm_mp_end(struct mm_mp_reader *r)
 	if (r->why != NULL)
 		return -1;
 	if (r->p != r->end)
-		return fail(r, "trailing bytes");
+		return mm_mp_fail(r, "trailing bytes");
 	return 0;
 }

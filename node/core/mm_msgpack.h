@@ -6,10 +6,11 @@
  * re-encode a value into other bytes) and rejects truncated data, a wrong
  * type, a length over the caller's limit and trailing bytes (mm_mp_end).
  *
- * Neither side allocates. The writer never writes past its buffer: an
- * overflow is sticky and reported by mm_mp_writer_ok. The reader's first
- * error is sticky too: once a getter fails, every later getter fails and
- * why names the first cause (a static string). */
+ * Neither side allocates, except a writer set up by mm_mp_writer_init_grow.
+ * A fixed writer never writes past its buffer: an overflow is sticky and
+ * reported by mm_mp_writer_ok. The reader's first error is sticky too: once
+ * a getter fails, every later getter fails and why names the first cause
+ * (a static string). */
 #ifndef MM_MSGPACK_H
 #define MM_MSGPACK_H
 
@@ -20,10 +21,19 @@
 struct mm_mp_writer {
 	uint8_t *start, *p, *end;
 	bool overflow;
+	bool grow;	/* the buffer is the writer's, enlarged as needed */
 };
 
 /* buf (size bytes) is the caller's and must outlive the writer. */
 void mm_mp_writer_init(struct mm_mp_writer *w, uint8_t *buf, size_t size);
+/* A writer on a heap buffer it enlarges itself (allocation failure
+ * aborts), so it overflows only on a value msgpack cannot frame. The first
+ * skip bytes are left for the caller (a frame header) and count in
+ * mm_mp_writer_len. The buffer must be taken with mm_mp_writer_take. */
+void mm_mp_writer_init_grow(struct mm_mp_writer *w, size_t skip);
+/* The buffer of a growing writer, now the caller's to free(); its length
+ * (skip included) in *len_r. The writer is not to be used again. */
+uint8_t *mm_mp_writer_take(struct mm_mp_writer *w, size_t *len_r);
 bool mm_mp_writer_ok(const struct mm_mp_writer *w);
 size_t mm_mp_writer_len(const struct mm_mp_writer *w);
 
@@ -44,11 +54,19 @@ struct mm_mp_reader {
 void mm_mp_reader_init(struct mm_mp_reader *r, const uint8_t *buf,
     size_t len);
 size_t mm_mp_remaining(const struct mm_mp_reader *r);
+/* Records why (a static string) unless an earlier error is there; -1.
+ * For checks a caller makes on what it read. */
+int mm_mp_fail(struct mm_mp_reader *r, const char *why);
 
 /* An array of at most max elements; its count in *n_r. */
 int mm_mp_get_array(struct mm_mp_reader *r, uint32_t max, uint32_t *n_r);
 /* An array of exactly want elements. */
 int mm_mp_get_array_n(struct mm_mp_reader *r, uint32_t want);
+/* An array header in its one-byte form only (at most 15 elements; any
+ * wider header is "wrong type (want array)"), its count in *n_r. The count
+ * is not checked against the data left: a caller that decides on it first
+ * reports its own reason. */
+int mm_mp_get_fixarray(struct mm_mp_reader *r, uint32_t *n_r);
 int mm_mp_get_uint(struct mm_mp_reader *r, uint64_t *v_r);
 /* An unsigned integer not above max. */
 int mm_mp_get_uint_max(struct mm_mp_reader *r, uint64_t max, uint64_t *v_r);

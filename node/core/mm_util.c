@@ -1,6 +1,7 @@
 #include "mm_util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,4 +152,32 @@ mm_wipe(void *p, size_t len)
 
 	while (len-- > 0)
 		*v++ = 0;
+}
+
+static void
+handled_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGCHLD);
+}
+
+void
+mm_signals_block(void)
+{
+	sigset_t set;
+
+	handled_signals(&set);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+void
+mm_signals_unblock(void)
+{
+	sigset_t set;
+
+	handled_signals(&set);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
 }

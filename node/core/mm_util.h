@@ -30,6 +30,13 @@ int mm_parse_duration_ms(const char *s, uint64_t *ms_r);
 /* Parses a size such as "8192", "64k", "20M" into bytes. 0 / -1. */
 int mm_parse_size(const char *s, uint64_t *bytes_r);
 
+/* Blocks the signals the node's processes handle (HUP, TERM, INT, CHLD).
+ * Around a fork: a child inherits the parent's handlers, which would hand
+ * a signal to the parent's event loop, so the child keeps them blocked
+ * until its own loop handles them, then calls mm_signals_unblock. */
+void mm_signals_block(void);
+void mm_signals_unblock(void);
+
 /* Overwrites memory that held a secret; not optimised away. */
 void mm_wipe(void *p, size_t len);
 

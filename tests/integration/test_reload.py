@@ -229,6 +229,34 @@ class PrivilegeDropTest(unittest.TestCase):
         node.stop()
 
 
+class SignalRaceTest(unittest.TestCase):
+    def test_reload_while_workers_restart(self):
+        """SIGHUP right while workers are being forked must reach only the
+        new workers' own handlers: never kill them, never bounce back to
+        the parent as another reload."""
+        node = ENV.mmnode(name="sigrace")
+        mf.wait_for(lambda: len(node.children()) >= 2, 3)
+        pos = node.log_size()
+        sent = 0
+        for _ in range(6):
+            for pid in node.children():
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                node.reload()
+                sent += 1
+                time.sleep(0.0005)
+            mf.wait_for(lambda: len(node.children()) >= 2, 5)
+        time.sleep(1.5)
+        log = node.log_since(pos)
+        self.assertNotIn("signal=1 ", log, log[-3000:])
+        # Every reload the parent logs is one this test sent.
+        self.assertLessEqual(log.count("node reload"), sent, log[-3000:])
+        self.assertTrue(imap_subject(node, ALICE).startswith(
+            mf.hello_subject(ALICE, "be1")))
+        node.stop()
+
+
 class ConfigCheckTest(unittest.TestCase):
     def check(self, text):
         d = os.path.join(ENV.dir, "confcheck")
