@@ -1,13 +1,15 @@
-/* The control protocol codec. The msgpack subset it needs (arrays, str,
- * unsigned integers) is written and read here directly: the reader is a
- * bounds-checked cursor whose typed getters fail on short data, so that a
- * hostile or truncated frame can cost no more than its length. */
+/* The control protocol codec. Bodies are written with mm_msgpack (shortest
+ * forms). They are read here by a bounds-checked cursor whose typed getters
+ * fail on short data, so that a hostile or truncated frame can cost no more
+ * than its length; it is not mm_msgpack's reader because control peers may
+ * send wider encodings than needed, which mm_msgpack refuses. */
 #include "ctl.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mm_msgpack.h"
 #include "mm_util.h"
 
 /* Worst-case msgpack overhead of one array or string header. */
@@ -16,131 +18,39 @@
 
 /* ---- writer ---------------------------------------------------------- */
 
-struct wbuf {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static void
-w_reserve(struct wbuf *w, size_t n)
-{
-	if (w->cap - w->len >= n)
-		return;
-	while (w->cap - w->len < n)
-		w->cap = w->cap == 0 ? 256 : w->cap * 2;
-	w->p = xrealloc(w->p, w->cap);
-}
-
-static void
-w_bytes(struct wbuf *w, const void *b, size_t n)
-{
-	w_reserve(w, n);
-	memcpy(w->p + w->len, b, n);
-	w->len += n;
-}
-
-static void
-w_be(struct wbuf *w, uint64_t v, size_t n)
-{
-	uint8_t b[8];
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		b[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-	w_bytes(w, b, n);
-}
-
-static void
-w_u8(struct wbuf *w, uint8_t c)
-{
-	w_bytes(w, &c, 1);
-}
-
-static void
-w_array(struct wbuf *w, size_t n)
-{
-	if (n < 16) {
-		w_u8(w, (uint8_t)(0x90 | n));
-	} else if (n <= UINT16_MAX) {
-		w_u8(w, 0xdc);
-		w_be(w, n, 2);
-	} else {
-		w_u8(w, 0xdd);
-		w_be(w, n, 4);
-	}
-}
-
-static void
-w_str(struct wbuf *w, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 32) {
-		w_u8(w, (uint8_t)(0xa0 | n));
-	} else if (n <= UINT8_MAX) {
-		w_u8(w, 0xd9);
-		w_be(w, n, 1);
-	} else if (n <= UINT16_MAX) {
-		w_u8(w, 0xda);
-		w_be(w, n, 2);
-	} else {
-		w_u8(w, 0xdb);
-		w_be(w, n, 4);
-	}
-	w_bytes(w, s, n);
-}
-
-static void
-w_uint(struct wbuf *w, uint64_t v)
-{
-	if (v < 128) {
-		w_u8(w, (uint8_t)v);
-	} else if (v <= UINT8_MAX) {
-		w_u8(w, 0xcc);
-		w_be(w, v, 1);
-	} else if (v <= UINT16_MAX) {
-		w_u8(w, 0xcd);
-		w_be(w, v, 2);
-	} else if (v <= UINT32_MAX) {
-		w_u8(w, 0xce);
-		w_be(w, v, 4);
-	} else {
-		w_u8(w, 0xcf);
-		w_be(w, v, 8);
-	}
-}
-
 /* Room for the header, filled in by w_finish. */
 static void
-w_start(struct wbuf *w)
+w_start(struct mm_mp_writer *w)
 {
-	memset(w, 0, sizeof(*w));
-	w_reserve(w, CTL_HEADER_LEN);
-	w->len = CTL_HEADER_LEN;
+	mm_mp_writer_init_grow(w, CTL_HEADER_LEN);
 }
 
 static uint8_t *
-w_finish(struct wbuf *w, enum ctl_type type, size_t *len_r,
+w_finish(struct mm_mp_writer *w, enum ctl_type type, size_t *len_r,
     const char **why_r)
 {
-	size_t body = w->len - CTL_HEADER_LEN;
+	bool ok = mm_mp_writer_ok(w);
+	size_t len;
+	uint8_t *p = mm_mp_writer_take(w, &len);
+	size_t body = len - CTL_HEADER_LEN;
 
-	if (body > CTL_FRAME_MAX) {
+	/* A growing writer fails only on a string msgpack cannot frame. */
+	if (!ok || body > CTL_FRAME_MAX) {
 		*why_r = "frame too large";
-		free(w->p);
+		free(p);
 		return NULL;
 	}
-	memcpy(w->p, CTL_MAGIC, 4);
-	w->p[4] = 0;
-	w->p[5] = CTL_VERSION;
-	w->p[6] = 0;
-	w->p[7] = (uint8_t)type;
-	w->p[8] = (uint8_t)(body >> 24);
-	w->p[9] = (uint8_t)(body >> 16);
-	w->p[10] = (uint8_t)(body >> 8);
-	w->p[11] = (uint8_t)body;
-	*len_r = w->len;
-	return w->p;
+	memcpy(p, CTL_MAGIC, 4);
+	p[4] = 0;
+	p[5] = CTL_VERSION;
+	p[6] = 0;
+	p[7] = (uint8_t)type;
+	p[8] = (uint8_t)(body >> 24);
+	p[9] = (uint8_t)(body >> 16);
+	p[10] = (uint8_t)(body >> 8);
+	p[11] = (uint8_t)body;
+	*len_r = len;
+	return p;
 }
 
 /* ---- reader ---------------------------------------------------------- */
@@ -348,7 +258,7 @@ uint8_t *
 ctl_encode_request(const char *op, size_t argc, const char *const *argv,
     size_t *len_r, const char **why_r)
 {
-	struct wbuf w;
+	struct mm_mp_writer w;
 	size_t i;
 
 	if (strlen(op) > CTL_OP_MAX) {
@@ -366,11 +276,11 @@ ctl_encode_request(const char *op, size_t argc, const char *const *argv,
 		}
 	}
 	w_start(&w);
-	w_array(&w, 2);
-	w_str(&w, op);
-	w_array(&w, argc);
+	mm_mp_put_array(&w, 2);
+	mm_mp_put_str(&w, op);
+	mm_mp_put_array(&w, (uint32_t)argc);
 	for (i = 0; i < argc; i++)
-		w_str(&w, argv[i]);
+		mm_mp_put_str(&w, argv[i]);
 	return w_finish(&w, CTL_REQUEST, len_r, why_r);
 }
 
@@ -379,7 +289,7 @@ ctl_encode_response(enum ctl_type type, enum ctl_status status,
     const char *message, const struct ctl_rows *rows, size_t *len_r,
     const char **why_r)
 {
-	struct wbuf w;
+	struct mm_mp_writer w;
 	size_t i, j, n = rows != NULL ? rows->n : 0;
 
 	if (type != CTL_RESPONSE && type != CTL_END) {
@@ -397,17 +307,17 @@ ctl_encode_response(enum ctl_type type, enum ctl_status status,
 		return NULL;
 	}
 	w_start(&w);
-	w_array(&w, 3);
-	w_uint(&w, (uint64_t)status);
-	w_str(&w, message);
-	w_array(&w, n);
+	mm_mp_put_array(&w, 3);
+	mm_mp_put_uint(&w, (uint64_t)status);
+	mm_mp_put_str(&w, message);
+	mm_mp_put_array(&w, (uint32_t)n);
 	for (i = 0; i < n; i++) {
 		const struct ctl_row *row = &rows->row[i];
 
-		w_array(&w, row->n);
+		mm_mp_put_array(&w, (uint32_t)row->n);
 		for (j = 0; j < row->n; j++)
-			w_str(&w, row->col[j]);
-		if (w.len - CTL_HEADER_LEN > CTL_FRAME_MAX)
+			mm_mp_put_str(&w, row->col[j]);
+		if (mm_mp_writer_len(&w) - CTL_HEADER_LEN > CTL_FRAME_MAX)
 			break;	/* w_finish refuses it */
 	}
 	return w_finish(&w, type, len_r, why_r);
@@ -416,13 +326,13 @@ ctl_encode_response(enum ctl_type type, enum ctl_status status,
 uint8_t *
 ctl_encode_progress(uint64_t done, uint64_t total, size_t *len_r)
 {
-	struct wbuf w;
+	struct mm_mp_writer w;
 	const char *why;
 
 	w_start(&w);
-	w_array(&w, 2);
-	w_uint(&w, done);
-	w_uint(&w, total);
+	mm_mp_put_array(&w, 2);
+	mm_mp_put_uint(&w, done);
+	mm_mp_put_uint(&w, total);
 	return w_finish(&w, CTL_PROGRESS, len_r, &why);
 }
 

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -76,6 +77,92 @@ test_writer_overflow(void **state)
 	mm_mp_put_uint(&w, 1);	/* sticky */
 	assert_false(mm_mp_writer_ok(&w));
 	assert_int_equal(mm_mp_writer_len(&w), 4);
+}
+
+/* A growing writer leaves room for a header, enlarges its buffer past the
+ * first allocation and writes what a fixed writer writes. */
+static void
+test_writer_grow(void **state)
+{
+	uint8_t fixed[2048], *buf;
+	char s[1000];
+	struct mm_mp_writer w, f;
+	size_t len;
+	uint32_t i;
+
+	(void)state;
+	memset(s, 'x', sizeof(s) - 1);
+	s[sizeof(s) - 1] = '\0';
+	mm_mp_writer_init_grow(&w, 12);
+	mm_mp_writer_init(&f, fixed, sizeof(fixed));
+	assert_int_equal(mm_mp_writer_len(&w), 12);
+	mm_mp_put_array(&w, 20);
+	mm_mp_put_array(&f, 20);
+	for (i = 0; i < 20; i++) {
+		mm_mp_put_uint(&w, (uint64_t)i << (i * 3));
+		mm_mp_put_uint(&f, (uint64_t)i << (i * 3));
+	}
+	mm_mp_put_str(&w, s);
+	mm_mp_put_str(&f, s);
+	mm_mp_put_str(&w, "");
+	mm_mp_put_str(&f, "");
+	assert_true(mm_mp_writer_ok(&w));
+	assert_true(mm_mp_writer_ok(&f));
+	buf = mm_mp_writer_take(&w, &len);
+	assert_int_equal(len, 12 + mm_mp_writer_len(&f));
+	assert_memory_equal(buf + 12, fixed, mm_mp_writer_len(&f));
+	free(buf);
+
+	/* A header larger than the first allocation. */
+	mm_mp_writer_init_grow(&w, 300);
+	mm_mp_put_nil(&w);
+	buf = mm_mp_writer_take(&w, &len);
+	assert_int_equal(len, 301);
+	assert_int_equal(buf[300], 0xc0);
+	free(buf);
+}
+
+/* Only the one-byte array header; the count is the caller's to judge. */
+static void
+test_fixarray(void **state)
+{
+	struct mm_mp_reader r;
+	uint32_t n;
+
+	(void)state;
+	mm_mp_reader_init(&r, (const uint8_t *)"\x9f\x01", 2);
+	assert_int_equal(mm_mp_get_fixarray(&r, &n), 0);
+	assert_int_equal(n, 15);	/* more than is left: not checked */
+	assert_int_equal(mm_mp_remaining(&r), 1);
+
+	mm_mp_reader_init(&r, (const uint8_t *)"\x90", 1);
+	assert_int_equal(mm_mp_get_fixarray(&r, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(mm_mp_end(&r), 0);
+
+	mm_mp_reader_init(&r, (const uint8_t *)"\xdc\x00\x10", 3);
+	assert_int_equal(mm_mp_get_fixarray(&r, &n), -1);
+	assert_string_equal(r.why, "wrong type (want array)");
+
+	mm_mp_reader_init(&r, (const uint8_t *)"", 0);
+	assert_int_equal(mm_mp_get_fixarray(&r, &n), -1);
+	assert_string_equal(r.why, "truncated");
+}
+
+/* A caller's own check joins the sticky error. */
+static void
+test_fail(void **state)
+{
+	struct mm_mp_reader r;
+	uint64_t v;
+
+	(void)state;
+	mm_mp_reader_init(&r, (const uint8_t *)"\x05\x06", 2);
+	assert_int_equal(mm_mp_get_uint(&r, &v), 0);
+	assert_int_equal(mm_mp_fail(&r, "invalid state"), -1);
+	assert_int_equal(mm_mp_get_uint(&r, &v), -1);
+	assert_int_equal(mm_mp_fail(&r, "later"), -1);
+	assert_string_equal(r.why, "invalid state");
 }
 
 /* Reading buf must fail with a reason containing want. */
@@ -160,6 +247,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_writer_overflow),
+		cmocka_unit_test(test_writer_grow),
+		cmocka_unit_test(test_fixarray),
+		cmocka_unit_test(test_fail),
 		cmocka_unit_test(test_rejections),
 		cmocka_unit_test(test_sticky_error),
 	};
