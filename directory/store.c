@@ -1359,75 +1359,11 @@ store_get_route(struct store *st, const char *user, struct store_route *r_r)
 	return rc;
 }
 
-int
-store_foreach_user(struct store *st, store_user_cb cb, void *arg)
-{
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val key, val;
-	struct record r;
-	int rc = -1, mrc;
-
-	if (walk_begin(st, &txn) < 0)
-		return -1;
-	if ((mrc = mdb_cursor_open(txn, st->dbi[DBI_USERS], &cur)) != 0)
-		goto fail;
-	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
-		if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
-		    r.kind != RECORD_USER) {
-			log_warnx("- dir store bad-record path=%s", st->path);
-			continue;
-		}
-		if (cb(&r, val.mv_data, val.mv_size, arg) != 0)
-			break;
-	}
-	if (mrc != 0 && mrc != MDB_NOTFOUND)
-		goto fail;
-	rc = 0;
-	goto done;
-fail:
-	log_warnx("- dir store walk path=%s error=\"%s\"", st->path,
-	    mdb_strerror(mrc));
-done:
-	if (cur != NULL)
-		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	return rc;
-}
-
-/* ---- trust state ----------------------------------------------------- */
-
-int
-store_get_cert(struct store *st, const uint8_t id[DKEY_ID_LEN],
-    struct record_cert *c_r)
-{
-	struct record r;
-	MDB_txn *txn;
-	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
-	int rc = -1, mrc;
-
-	if (read_begin(st, &txn) < 0)
-		return -1;
-	mrc = mdb_get(txn, st->dbi[DBI_CERTS], &key, &val);
-	if (mrc == MDB_NOTFOUND) {
-		rc = 0;
-	} else if (mrc != 0) {
-		log_warnx("- dir store get-cert path=%s error=\"%s\"",
-		    st->path, mdb_strerror(mrc));
-	} else if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
-	    r.kind != RECORD_CERT) {
-		rc = 0;		/* a damaged entry certifies nothing */
-	} else {
-		*c_r = r.u.cert;
-		rc = 1;
-	}
-	read_end(st);
-	return rc;
-}
-
+/* Calls cb for every record of kind in sub-database dbi, in key order;
+ * one that does not decode is logged and skipped. */
 static int
-foreach_trust(struct store *st, int dbi, enum record_kind kind,
-    store_trust_cb cb, void *arg)
+foreach_record(struct store *st, int dbi, enum record_kind kind,
+    store_user_cb cb, void *arg)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -1464,15 +1400,51 @@ done:
 }
 
 int
+store_foreach_user(struct store *st, store_user_cb cb, void *arg)
+{
+	return foreach_record(st, DBI_USERS, RECORD_USER, cb, arg);
+}
+
+/* ---- trust state ----------------------------------------------------- */
+
+int
+store_get_cert(struct store *st, const uint8_t id[DKEY_ID_LEN],
+    struct record_cert *c_r)
+{
+	struct record r;
+	MDB_txn *txn;
+	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
+	int rc = -1, mrc;
+
+	if (read_begin(st, &txn) < 0)
+		return -1;
+	mrc = mdb_get(txn, st->dbi[DBI_CERTS], &key, &val);
+	if (mrc == MDB_NOTFOUND) {
+		rc = 0;
+	} else if (mrc != 0) {
+		log_warnx("- dir store get-cert path=%s error=\"%s\"",
+		    st->path, mdb_strerror(mrc));
+	} else if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
+	    r.kind != RECORD_CERT) {
+		rc = 0;		/* a damaged entry certifies nothing */
+	} else {
+		*c_r = r.u.cert;
+		rc = 1;
+	}
+	read_end(st);
+	return rc;
+}
+
+int
 store_foreach_cert(struct store *st, store_trust_cb cb, void *arg)
 {
-	return foreach_trust(st, DBI_CERTS, RECORD_CERT, cb, arg);
+	return foreach_record(st, DBI_CERTS, RECORD_CERT, cb, arg);
 }
 
 int
 store_foreach_revoked(struct store *st, store_trust_cb cb, void *arg)
 {
-	return foreach_trust(st, DBI_REVOKED, RECORD_REVOKE, cb, arg);
+	return foreach_record(st, DBI_REVOKED, RECORD_REVOKE, cb, arg);
 }
 
 int
