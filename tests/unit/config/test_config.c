@@ -424,9 +424,24 @@ test_xsite_directives(void **state)
 	assert_string_equal(conf->site_routes[0].addrs[0], "127.0.0.3:7500");
 	assert_string_equal(conf->site_routes[0].addrs[1], "[::1]:7501");
 	assert_string_equal(conf->site_routes[1].addrs[0], "127.0.0.4:7500");
+	/* What gossip announces defaults to the session listener. */
+	assert_string_equal(conf->session_address, "127.0.0.2:7500");
+	mm_config_free(conf);
+
+	conf = parse_ok(DIRECTORY "transport-key /etc/mm/t.key\n"
+	    "session-listen *:7500\n"
+	    "session-address 192.0.2.7:7500\n" LISTEN);
+	assert_string_equal(conf->session_listen->host, "*");
+	assert_string_equal(conf->session_address, "192.0.2.7:7500");
+	mm_config_free(conf);
+
+	conf = parse_ok(DIRECTORY "transport-key /etc/mm/t.key\n"
+	    "session-listen *:7500\n" LISTEN);
+	assert_null(conf->session_address);	/* nothing to announce */
 	mm_config_free(conf);
 
 	conf = parse_ok(DIRECTORY LISTEN);
+	assert_null(conf->session_address);
 	assert_null(conf->transport_key);
 	assert_null(conf->session_listen);
 	assert_int_equal(conf->n_site_routes, 0);
@@ -456,6 +471,12 @@ test_xsite_errors(void **state)
 	    "site-route ams\n" LISTEN, 6, "site-route");
 	expect_error(DIRECTORY "transport-key /k\n"
 	    "session-listen 127.0.0.1\n" LISTEN, 6, "has no port");
+	expect_error(DIRECTORY "transport-key /k\n"
+	    "session-address 127.0.0.1:7500\n" LISTEN, 6,
+	    "session-address: needs 'session-listen'");
+	expect_error(DIRECTORY "transport-key /k\n"
+	    "session-listen 127.0.0.1:7500\n"
+	    "session-address 127.0.0.1\n" LISTEN, 7, "has no port");
 }
 
 /* ---- syntax ---------------------------------------------------------- */
