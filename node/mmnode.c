@@ -720,6 +720,28 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		/* The directory too: the node key is readable by its owner
+		 * only, and certified for this site in the store. */
+		if (node.conf->directory != NULL &&
+		    (dkey_init() != 0 ||
+		    agent_load_key(node.conf, &node.key, &err) != 0)) {
+			fprintf(stderr, "mmnode: %s\n", err != NULL ? err :
+			    "libsodium cannot start");
+			return 1;
+		}
+		if (node.conf->directory != NULL &&
+		    access(node.conf->directory, F_OK) != 0) {
+			fprintf(stderr, "mmnode: directory %s: %s (no store: "
+			    "the node key is not certified there; certify it "
+			    "with: mmctl -c %s keys certify ...)\n",
+			    node.conf->directory, strerror(errno), path);
+			return 1;
+		}
+		if (node.conf->directory != NULL &&
+		    agent_preflight(node.conf, &node.key, &err) != 0) {
+			fprintf(stderr, "mmnode: %s\n", err);
+			return 1;
+		}
 		printf("%s: configuration OK\n", path);
 		return 0;
 	}

@@ -521,6 +521,11 @@ class NodeKeyRefusalTest(unittest.TestCase):
     """mmnode checks its key before it starts anything."""
 
     def refused(self, node, *words):
+        # mmnode -t finds the same fault before anything starts.
+        t = mf.run([mf.mmnode_bin(), "-t", "-c", node.conf], timeout=10)
+        self.assertNotEqual(t.returncode, 0, t)
+        self.assertIn("certif" if "certif" in repr(words) else "",
+                      (t.stdout + t.stderr).decode(errors="replace"))
         rc, out = node.run_once(timeout=10)
         self.assertIsNotNone(rc, "mmnode kept running:\n" + out[-2000:])
         self.assertNotEqual(rc, 0, out)
