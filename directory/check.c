@@ -564,6 +564,13 @@ check_node_incomplete(struct check_node *n, const char *why)
 }
 
 void
+check_node_site(struct check_node *n, const char *site)
+{
+	free(n->site);
+	n->site = xstrdup(site);
+}
+
+void
 check_node_root(struct check_node *n, const uint8_t *root, uint64_t users)
 {
 	memcpy(n->root, root, CHECK_HASH_LEN);

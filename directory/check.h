@@ -145,6 +145,8 @@ void check_report_free(struct check_report *r);
 struct check_node *check_report_node(struct check_report *r,
     const char *site, const char *name);
 void check_node_unreachable(struct check_node *n, const char *why);
+/* The site the node says it is at (it answers for itself). */
+void check_node_site(struct check_node *n, const char *site);
 void check_node_root(struct check_node *n, const uint8_t *root,
     uint64_t users);
 void check_node_origin(struct check_node *n, const char *origin,

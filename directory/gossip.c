@@ -743,9 +743,11 @@ apply_alive(struct gossip *g, const struct gossip_update *u)
 		bcast(g, idx);
 		if (changed)
 			notify(g, idx);
-	} else if (u->incarnation == m->inc && m->state == GOSSIP_ALIVE &&
-	    m->site[0] == '\0' && u->site.len > 0) {
-		/* A seed learns its site and addresses. */
+	} else if (m->site[0] == '\0' && u->site.len > 0) {
+		/* A member first known only by name (a seed, or a peer met
+		 * on an incoming connection) learns its site and addresses
+		 * from any announcement: they say who the node is, not
+		 * whether it lives, so an older incarnation will do. */
 		set_text(&m->site, (const char *)u->site.p, u->site.len);
 		set_text(&m->addr, (const char *)u->addr.p, u->addr.len);
 		set_text(&m->saddr, (const char *)u->session_addr.p,

@@ -3099,6 +3099,13 @@ check_answer(struct ckpeer *p, const struct check_msg *m)
 		if (p->have_root)
 			return;
 		p->have_root = true;
+		/* The node names its own site: gossip may not have told us
+		 * yet (a member met only by name). */
+		if (m->site.len > 0 && m->site.len <= CHECK_TEXT_MAX) {
+			memcpy(s, m->site.p, m->site.len);
+			s[m->site.len] = '\0';
+			check_node_site(p->node, s);
+		}
 		check_node_root(p->node, m->root, m->users);
 		for (i = 0; i < m->n_origins; i++) {
 			memcpy(s, m->origins[i].origin.p,
