@@ -100,6 +100,30 @@ usage(void)
 	exit(EXIT_USAGE);
 }
 
+/* One "--name VALUE" option of a command and where its value goes. */
+struct opt {
+	const char *name;
+	const char **slot;
+};
+
+/* Fills the slots from argv's "--name VALUE" pairs; any other word, or an
+ * option without its value, is a usage error. opts ends with a NULL name. */
+static void
+parse_opts(int argc, char **argv, const struct opt *opts)
+{
+	const struct opt *o;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		for (o = opts; o->name != NULL; o++)
+			if (strcmp(argv[i], o->name) == 0)
+				break;
+		if (o->name == NULL || i + 1 >= argc)
+			usage();
+		*o->slot = argv[++i];
+	}
+}
+
 /* ---- JSON and tables ------------------------------------------------ */
 
 static void
@@ -491,7 +515,6 @@ cmd_user(int argc, char **argv)
 {
 	const char *state = "", *target = "", *site = "";
 	const char *args[4];
-	int i;
 
 	if (argc < 1)
 		usage();
@@ -501,15 +524,12 @@ cmd_user(int argc, char **argv)
 		return simple("user-add", 2, args, false, true);
 	}
 	if (strcmp(argv[0], "set") == 0 && argc >= 3) {
-		for (i = 3; i < argc; i++) {
-			if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
-				state = argv[++i];
-			else if (strcmp(argv[i], "--target") == 0 &&
-			    i + 1 < argc)
-				target = argv[++i];
-			else
-				usage();
-		}
+		const struct opt opts[] = {
+			{ "--state", &state }, { "--target", &target },
+			{ NULL, NULL },
+		};
+
+		parse_opts(argc - 3, argv + 3, opts);
 		args[0] = argv[1];
 		args[1] = argv[2];
 		args[2] = state;
@@ -1159,27 +1179,14 @@ cmd_keys_certify(int argc, char **argv)
 	char *err = NULL, *end;
 	unsigned long nd = 0;
 	uint64_t now = (uint64_t)time(NULL);
-	int i, len;
+	int len;
+	const struct opt opts[] = {
+		{ "--root", &root }, { "--pub", &pubf }, { "--role", &role },
+		{ "--site", &site }, { "--name", &name },
+		{ "--expires-days", &days }, { NULL, NULL },
+	};
 
-	for (i = 0; i < argc; i++) {
-		const char **slot = NULL;
-
-		if (strcmp(argv[i], "--root") == 0)
-			slot = &root;
-		else if (strcmp(argv[i], "--pub") == 0)
-			slot = &pubf;
-		else if (strcmp(argv[i], "--role") == 0)
-			slot = &role;
-		else if (strcmp(argv[i], "--site") == 0)
-			slot = &site;
-		else if (strcmp(argv[i], "--name") == 0)
-			slot = &name;
-		else if (strcmp(argv[i], "--expires-days") == 0)
-			slot = &days;
-		if (slot == NULL || i + 1 >= argc)
-			usage();
-		*slot = argv[++i];
-	}
+	parse_opts(argc, argv, opts);
 	if (root == NULL || pubf == NULL || role == NULL || site == NULL ||
 	    name == NULL)
 		usage();
@@ -1231,22 +1238,12 @@ cmd_keys_revoke(int argc, char **argv)
 	const char *why = NULL;
 	char *err = NULL;
 	int i, len;
+	const struct opt opts[] = {
+		{ "--root", &root }, { "--pub", &pubf }, { "--id", &id },
+		{ "--reason", &reason }, { NULL, NULL },
+	};
 
-	for (i = 0; i < argc; i++) {
-		const char **slot = NULL;
-
-		if (strcmp(argv[i], "--root") == 0)
-			slot = &root;
-		else if (strcmp(argv[i], "--pub") == 0)
-			slot = &pubf;
-		else if (strcmp(argv[i], "--id") == 0)
-			slot = &id;
-		else if (strcmp(argv[i], "--reason") == 0)
-			slot = &reason;
-		if (slot == NULL || i + 1 >= argc)
-			usage();
-		*slot = argv[++i];
-	}
+	parse_opts(argc, argv, opts);
 	if (root == NULL || (pubf == NULL) == (id == NULL))
 		usage();
 	if (strlen(reason) > RECORD_REASON_MAX)
