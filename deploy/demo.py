@@ -101,8 +101,8 @@ class DemoEnv:
 
     def backend_line(self, name, client_addr="id"):
         d = self.dovecots[name]
-        return "%s %s imap=%d pop3=%d client-addr=%s" % (
-            name, mf.HOST, d.imap, d.pop3, client_addr)
+        return "%s %s imap=%d pop3=%d lmtp=%d client-addr=%s" % (
+            name, mf.HOST, d.imap, d.pop3, d.lmtp, client_addr)
 
 
 def wait_for(pred, timeout, what):
@@ -152,6 +152,8 @@ def start(state, build, env_file):
             tkey = os.path.join(d, site, "transport.key")
             node = mf.Mmnode(
                 env, name=site, host=ip, site=site, root=root,
+                listeners=mf.Mmnode.DEFAULT_LISTENERS + [
+                    ("smtp", "smtp", {"tls": True})],
                 backends=[env.backend_line(BACKEND)],
                 peer_listen="%s:%d" % (ip, peer_port[site]),
                 peers=[] if site == SITES[0][0] else [seed],
@@ -191,12 +193,14 @@ def start(state, build, env_file):
         p = nodes[site].port
         env_vars["MM_%s_IMAP" % site.upper()] = "%s:%d" % (ip, p["imap"])
         env_vars["MM_%s_POP3" % site.upper()] = "%s:%d" % (ip, p["pop3"])
+        env_vars["MM_%s_SMTP" % site.upper()] = "%s:%d" % (ip, p["smtp"])
     fip, fp = SITES[0][1], first.port
     env_vars.update({
         "MM_IMAP": "%s:%d" % (fip, fp["imap"]),
         "MM_IMAPS": "%s:%d" % (fip, fp["imaps"]),
         "MM_POP3": "%s:%d" % (fip, fp["pop3"]),
         "MM_POP3S": "%s:%d" % (fip, fp["pop3s"]),
+        "MM_SMTP": "%s:%d" % (fip, fp["smtp"]),
         "MM_CA": tls.ca,
         "MM_DEMO_USER": "demo@example.com",
         "MM_DEMO_PASS": demo_pass,
@@ -217,9 +221,10 @@ def start(state, build, env_file):
     u = "demo%40example.com:" + demo_pass
     lines = []
     for site, ip in SITES:
-        lines.append("  %-4s %s   imap %s   pop3 %s" % (
+        lines.append("  %-4s %s   imap %s   pop3 %s   smtp %s" % (
             site, ip, env_vars["MM_%s_IMAP" % site.upper()],
-            env_vars["MM_%s_POP3" % site.upper()]))
+            env_vars["MM_%s_POP3" % site.upper()],
+            env_vars["MM_%s_SMTP" % site.upper()]))
     print("""
 MailMesh demo is running: three sites (state in %(state)s).
 %(sites)s
@@ -242,6 +247,10 @@ nearest healthy node of that site, which connects to its own back end.
   curl --ssl-reqd --cacert %(ca)s 'imap://%(u)s@%(imap)s/INBOX;UID=1'
   curl --cacert %(ca)s 'imaps://%(u)s@%(imaps)s/INBOX;UID=2'
 
+Send mail to anyone at any site: it is streamed to the back end of the
+recipient's site and acknowledged only once that back end has it.
+  swaks --server %(lon_smtp)s --to demo@example.com --from you@example.net
+
 The directory and the sites:
   %(mmctl)s sites
   %(mmctl)s user list
@@ -253,7 +262,8 @@ Stop it with: deploy/demo.sh stop
            imap=env_vars["MM_IMAP"], imaps=env_vars["MM_IMAPS"],
            pop3s=env_vars["MM_POP3S"], ca=tls.ca, u=u, envf=env_file,
            mmctl=mmctl_cmd, ams_imap=env_vars["MM_AMS_IMAP"],
-           lon_pop3=env_vars["MM_LON_POP3"]))
+           lon_pop3=env_vars["MM_LON_POP3"],
+           lon_smtp=env_vars["MM_LON_SMTP"]))
 
 
 def main():

@@ -195,6 +195,7 @@ dir_open(const struct mm_config *conf, char **errstr_r)
 	dir->builtin.tls_name = dir->builtin_host;
 	dir->builtin.tls = MM_TLS_NONE;
 	dir->builtin.client_addr = MM_CADDR_NONE;
+	dir->builtin.lmtp = true;	/* a popmap host takes mail by LMTP */
 
 	if (check_default(conf, errstr_r) != 0)
 		goto done;
@@ -314,7 +315,7 @@ dir_store(struct dir *dir)
 
 /*
  * The signed record decides. Deleted or unknown: NOTFOUND (like a wrong
- * password). Owned by another site: REMOTE. Frozen mid-move: TEMPFAIL.
+ * password). Owned by another site: REMOTE. Frozen mid-move: FROZEN.
  * Active or moving at this site: the back end the record names, which must
  * be one this site's config defines (a record never carries an address).
  */
@@ -339,7 +340,7 @@ store_lookup(struct dir *dir, const char *key, enum mm_proto proto,
 		return DIR_REMOTE;
 	}
 	if (u.state == USTATE_FROZEN)
-		return DIR_TEMPFAIL;
+		return DIR_FROZEN;
 	if (mm_config_backend(dir->conf, u.backend) == NULL) {
 		log_warnx("- dir unknown-backend backend=%s",
 		    mm_log_escape(u.backend, esc, sizeof(esc)));
@@ -396,6 +397,8 @@ dir_result_name(enum dir_result r)
 		return "notfound";
 	case DIR_TEMPFAIL:
 		return "tempfail";
+	case DIR_FROZEN:
+		return "frozen";
 	case DIR_REMOTE:
 		return "remote";
 	}

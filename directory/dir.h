@@ -18,7 +18,9 @@
 enum dir_result {
 	DIR_FOUND,		/* route_r is filled in */
 	DIR_NOTFOUND,		/* unknown user: answer like a wrong password */
-	DIR_TEMPFAIL,		/* try again later (frozen, source unreadable) */
+	DIR_TEMPFAIL,		/* try again later (source unreadable, bad
+				 * route, back end without the protocol) */
+	DIR_FROZEN,		/* mid-move: mail gets 4xx, logins wait */
 	DIR_REMOTE,		/* owned by another site: route_r->site names it */
 };
 

@@ -73,7 +73,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: mmctl [-c CONFIG] [--json] [--direct] COMMAND ...\n"
-	    "  lookup USER [imap|pop3]\n"
+	    "  lookup USER [imap|pop3|smtp]\n"
 	    "  popmap check FILE\n"
 	    "  config check [FILE]\n"
 	    "  user add USER BACKEND\n"
@@ -1364,6 +1364,8 @@ cmd_lookup(const char *cpath, int argc, char **argv)
 	if (argc == 2) {
 		if (strcmp(argv[1], "pop3") == 0)
 			proto = MM_PROTO_POP3;
+		else if (strcmp(argv[1], "smtp") == 0)
+			proto = MM_PROTO_SMTP;
 		else if (strcmp(argv[1], "imap") != 0)
 			usage();
 	}
@@ -1376,11 +1378,16 @@ cmd_lookup(const char *cpath, int argc, char **argv)
 	}
 	r = dir_lookup(dir, argv[0], proto, &route);
 	if (r == DIR_FOUND) {
-		printf("%s %s backend=%s addr=%s:%u tls=%s\n", argv[0],
+		printf("%s %s backend=%s addr=%s:%u tls=%s%s\n", argv[0],
 		    mm_proto_name(proto), route.backend->name, route.host,
 		    route.port, route.backend->tls == MM_TLS_NONE ? "none" :
 		    route.backend->tls == MM_TLS_STARTTLS ? "starttls" :
-		    "implicit");
+		    "implicit", proto != MM_PROTO_SMTP ? "" :
+		    route.backend->lmtp ? " via=lmtp" : " via=smtp");
+		rc = EXIT_OK;
+	} else if (r == DIR_REMOTE) {
+		printf("%s %s remote site=%s\n", argv[0], mm_proto_name(proto),
+		    route.site);
 		rc = EXIT_OK;
 	} else {
 		printf("%s %s %s\n", argv[0], mm_proto_name(proto),

@@ -19,6 +19,7 @@
 #include <event2/listener.h>
 #include <openssl/err.h>
 
+#include "lookup.h"
 #include "mm_log.h"
 #include "mm_util.h"
 #include "proxy_int.h"
@@ -47,6 +48,7 @@ struct proxy {
 	struct listener *listeners;
 	size_t n_listeners;
 	struct xsite *xs;		/* cross-site links */
+	struct lookup *lookups;		/* socketmap and auth_http answers */
 	struct evconnlistener *sevl;	/* session-listen */
 	/* What a cross-site session uses in place of a back end's settings
 	 * (the far node speaks plaintext over the channel and takes the
@@ -77,7 +79,25 @@ static void relay_direct(struct session *s, int dir);
 static const struct proxy_proto *
 proto_of(enum mm_proto p)
 {
-	return p == MM_PROTO_POP3 ? &proxy_pop3 : &proxy_imap;
+	switch (p) {
+	case MM_PROTO_POP3:
+		return &proxy_pop3;
+	case MM_PROTO_SMTP:
+		return &proxy_smtp;
+	default:
+		return &proxy_imap;
+	}
+}
+
+/* How long a client may stay silent outside the relay. SMTP senders get
+ * the minutes RFC 5321 promises them. */
+static uint64_t
+idle_ms(const struct session *s)
+{
+	const struct mm_limits *lim = &s->px->conf->limits;
+
+	return s->lc->proto == MM_PROTO_SMTP ? lim->smtp_idle_ms :
+	    lim->idle_prelogin_ms;
 }
 
 struct proxy *
@@ -101,6 +121,7 @@ proxy_new(struct event_base *base, const struct mm_config *conf,
 		px->dns = evdns_base_new(base, 0);
 	px->next_id = ((uint64_t)getpid() << 24);
 	px->xs = xsite_new(base, conf, dir, transport_key);
+	px->lookups = lookup_new(base, conf, dir);
 	px->xsite_be.name = (char *)"xsite";
 	px->xsite_be.host = (char *)"";
 	px->xsite_be.tls_name = (char *)"";
@@ -127,6 +148,7 @@ proxy_free(struct proxy *px)
 	if (px->sevl != NULL)
 		evconnlistener_free(px->sevl);
 	xsite_free(px->xs);
+	lookup_free(px->lookups);
 	for (i = 0; i < px->n_listeners; i++)
 		if (px->listeners[i].evl != NULL)
 			evconnlistener_free(px->listeners[i].evl);
@@ -148,6 +170,12 @@ const struct mm_config *
 session_conf(const struct session *s)
 {
 	return s->px->conf;
+}
+
+struct dir *
+session_dir(const struct session *s)
+{
+	return s->px->dir;
 }
 
 /* ---- addresses ------------------------------------------------------ */
@@ -437,7 +465,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 		return;
 	}
 	s->counted = true;
-	timer_set(s, conf->limits.idle_prelogin_ms);
+	timer_set(s, idle_ms(s));
 	s->proto->greet(s);
 }
 
@@ -446,6 +474,9 @@ proxy_listen(struct proxy *px, const struct mm_listener_conf *lc, int fd)
 {
 	struct listener *l;
 	size_t index = (size_t)(lc - px->conf->listeners);
+
+	if (lc->kind != MM_LISTEN_MAIL)
+		return lookup_listen(px->lookups, lc, fd);
 
 	px->listeners = xrealloc(px->listeners,
 	    (px->n_listeners + 1) * sizeof(*px->listeners));
@@ -514,7 +545,7 @@ incoming_up(struct xlink *xl, struct bufferevent *outer,
 		return;
 	}
 	s->counted = true;
-	timer_set(s, conf->limits.idle_prelogin_ms);
+	timer_set(s, idle_ms(s));
 	s->proto->greet(s);
 }
 
@@ -608,7 +639,13 @@ session_evbuf_line(struct evbuffer *in, size_t max, const char **line_r,
 bool
 session_count_command(struct session *s)
 {
-	if (++s->n_commands <= s->px->conf->limits.commands_prelogin_max)
+	const struct mm_limits *lim = &s->px->conf->limits;
+	uint64_t max = lim->commands_prelogin_max;
+
+	/* SMTP counts per message, where each recipient is a command. */
+	if (s->lc->proto == MM_PROTO_SMTP)
+		max += lim->rcpt_max;
+	if (++s->n_commands <= max)
 		return true;
 	s->proto->bye(s, "Too many commands before login.");
 	session_close(s, "command-limit");
@@ -674,7 +711,7 @@ session_resume(struct session *s)
 	if (s->state != S_PRELOGIN)
 		return;
 	bufferevent_enable(s->cbev, EV_READ);
-	timer_set(s, s->px->conf->limits.idle_prelogin_ms);
+	timer_set(s, idle_ms(s));
 	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
 		s->proto->client_input(s);
 }
@@ -737,8 +774,9 @@ log_login(struct session *s, const char *result, const char *reason)
 	/* A cross-site route's host already names its endpoint. */
 	if (s->route.port != 0)
 		snprintf(port, sizeof(port), ":%u", s->route.port);
-	log_info("%s proxy login proto=%s user=%s client=%s:%s backend=%s "
+	log_info("%s proxy %s proto=%s user=%s client=%s:%s backend=%s "
 	    "addr=%s%s result=%s%s%s", s->sid,
+	    s->lc->proto == MM_PROTO_SMTP ? "backend" : "login",
 	    mm_proto_name(s->lc->proto),
 	    mm_log_escape(s->user, user, sizeof(user)), s->caddr_str,
 	    s->cport_str,
@@ -869,7 +907,7 @@ remote_login(struct session *s)
 	}
 	memset(&rq, 0, sizeof(rq));
 	rq.proto = s->lc->proto;
-	mm_strlcpy(rq.user, s->login->user, sizeof(rq.user));
+	mm_strlcpy(rq.user, s->user, sizeof(rq.user));
 	mm_strlcpy(rq.caddr, s->caddr_str, sizeof(rq.caddr));
 	rq.cport = (uint16_t)strtoul(s->cport_str, NULL, 10);
 	rq.hops = s->hops;
@@ -914,9 +952,50 @@ session_login(struct session *s, struct login *l)
 		remote_login(s);
 		return;
 	case DIR_TEMPFAIL:
+	case DIR_FROZEN:
 		session_login_fail(s, LOGIN_FAIL_TEMP, dir_result_name(r));
 		return;
 	}
+}
+
+void
+session_backend_open(struct session *s, const struct dir_route *route,
+    bool remote)
+{
+	s->route = *route;
+	s->state = S_LOGIN;
+	bufferevent_disable(s->cbev, EV_READ);
+	backend_drop(s);
+	if (remote)
+		remote_login(s);
+	else
+		backend_connect(s);
+}
+
+void
+session_backend_wait(struct session *s, uint64_t timeout_ms)
+{
+	s->state = S_LOGIN;
+	bufferevent_disable(s->cbev, EV_READ);
+	timer_set(s, timeout_ms);
+	/* Lines that came early are handled from the loop, not from
+	 * inside the caller. */
+	if (s->bbev != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(s->bbev)) > 0)
+		bufferevent_trigger(s->bbev, EV_READ,
+		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void
+session_backend_close(struct session *s)
+{
+	backend_drop(s);
+}
+
+bool
+session_draining(const struct session *s)
+{
+	return s->px->draining;
 }
 
 static void
@@ -1289,7 +1368,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 
 	switch (s->state) {
 	case S_PRELOGIN:
-		timer_set(s, s->px->conf->limits.idle_prelogin_ms);
+		timer_set(s, idle_ms(s));
 		s->proto->client_input(s);
 		break;
 	case S_RELAY:
@@ -1312,6 +1391,8 @@ client_write_cb(struct bufferevent *bev, void *arg)
 	}
 	if (s->state == S_RELAY)
 		relay_resume(s, 1);
+	else if (s->state == S_PRELOGIN && s->proto->client_drained != NULL)
+		s->proto->client_drained(s);
 }
 
 static void
@@ -1403,6 +1484,8 @@ backend_write_cb(struct bufferevent *bev, void *arg)
 
 	if (s->state == S_RELAY)
 		relay_resume(s, 0);
+	else if (s->proto->backend_drained != NULL)
+		s->proto->backend_drained(s);
 }
 
 static void
@@ -1441,6 +1524,11 @@ backend_event_cb(struct bufferevent *bev, short what, void *arg)
 					;
 			}
 			session_login_fail(s, LOGIN_FAIL_TEMP, reason);
+			return;
+		}
+		if (s->state == S_PRELOGIN && s->proto->backend_lost != NULL) {
+			s->proto->backend_lost(s, (what & BEV_EVENT_ERROR) ?
+			    "backend-error" : "backend-closed");
 			return;
 		}
 		if (s->state == S_RELAY) {
@@ -1536,9 +1624,13 @@ proxy_drain(struct proxy *px, uint64_t deadline_ms,
 		px->sevl = NULL;
 	}
 	xsite_drop_pending(px->xs);
-	/* Nobody has logged in on these yet: end them now. */
+	lookup_drain(px->lookups);
+	/* Nobody has logged in on these yet, and no message is on its
+	 * way: end them now. */
 	for (s = px->sessions; s != NULL; s = next) {
 		next = s->next;
+		if (s->proto->busy != NULL && s->proto->busy(s))
+			continue;
 		if (s->state == S_PRELOGIN || s->state == S_DELAY) {
 			s->proto->bye(s, "Server shutting down.");
 			session_close(s, "shutdown");

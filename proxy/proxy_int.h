@@ -62,10 +62,21 @@ struct proxy_proto {
 	void (*bye)(struct session *s, const char *text);
 	/* Frees the protocol's pre-login state. */
 	void (*free_state)(struct session *s);
+	/* Optional, for protocols that talk to the back end outside
+	 * S_LOGIN and S_RELAY (SMTP): the back end closed or failed while
+	 * the session was in S_PRELOGIN; the back end's output drained
+	 * below the watermark; the client's output did. */
+	void (*backend_lost)(struct session *s, const char *reason);
+	void (*backend_drained)(struct session *s);
+	void (*client_drained)(struct session *s);
+	/* Optional: true while the session must not be cut by a drain
+	 * (a message is on its way). */
+	bool (*busy)(const struct session *s);
 };
 
 extern const struct proxy_proto proxy_imap;
 extern const struct proxy_proto proxy_pop3;
+extern const struct proxy_proto proxy_smtp;
 
 struct session {
 	uint64_t id;
@@ -169,6 +180,20 @@ void session_login_fail(struct session *s, enum login_fail kind,
 /* Upgrades the back-end connection with STARTTLS. */
 void session_backend_starttls(struct session *s);
 
+/* SMTP: connects to route's back end (remote: to a node of route->site
+ * over the inter-node channel) in S_LOGIN with client reading paused;
+ * as with a login, the protocol's backend_connected and backend_line
+ * follow, or login_failed(LOGIN_FAIL_TEMP) after a connect failure. An
+ * open back-end connection is closed first. */
+void session_backend_open(struct session *s, const struct dir_route *route,
+    bool remote);
+/* Enters S_LOGIN to wait for back-end lines for at most timeout_ms; the
+ * client's input waits meanwhile. */
+void session_backend_wait(struct session *s, uint64_t timeout_ms);
+void session_backend_close(struct session *s);
+/* The worker is shutting down: finish what is under way, start nothing. */
+bool session_draining(const struct session *s);
+
 /* Resumes reading client commands (after a reply that ended a wait). */
 void session_resume(struct session *s);
 
@@ -179,5 +204,6 @@ int session_evbuf_line(struct evbuffer *in, size_t max, const char **line_r,
     size_t *len_r, size_t *consumed_r);
 
 const struct mm_config *session_conf(const struct session *s);
+struct dir *session_dir(const struct session *s);
 
 #endif

@@ -58,7 +58,8 @@ static directive_cb parse_string, parse_bool, parse_workers, parse_log,
     parse_peer_address;
 
 static directive_cb parse_session_listen, parse_session_address,
-    parse_site_route;
+    parse_site_route, parse_lookup_relay, parse_hostname;
+static const char *host_problem(const char *host);
 
 #define CONF_FIELD(f) offsetof(struct mm_config, f)
 
@@ -81,9 +82,12 @@ static const struct directive directives[] = {
 	    CONF_FIELD(default_backend) },
 	{ "listen", "PROTO ADDRESS:PORT [cert=FILE key=FILE] [require-tls]",
 	    2, 5, true, parse_listen, 0 },
-	{ "backend", "NAME HOST [imap=PORT] [pop3=PORT] "
+	{ "backend", "NAME HOST [imap=PORT] [pop3=PORT] [lmtp=PORT|smtp=PORT] "
 	    "[tls=none|starttls|implicit] [ca=FILE] [tls-name=NAME] "
-	    "[client-addr=none|id|proxy]", 2, 8, true, parse_backend, 0 },
+	    "[client-addr=none|id|proxy]", 2, 9, true, parse_backend, 0 },
+	{ "lookup-relay", "imap|pop3|smtp ADDRESS:PORT", 2, 2, true,
+	    parse_lookup_relay, 0 },
+	{ "hostname", "NAME", 1, 1, false, parse_hostname, 0 },
 	{ "site", "NAME", 1, 1, false, parse_site, 0 },
 	{ "node-name", "NAME", 1, 1, false, parse_node_name, 0 },
 	{ "directory", "DIR", 1, 1, false, parse_string,
@@ -173,6 +177,17 @@ static const struct limit_def limit_defs[] = {
 	    10 * SEC, 100, 10 * MIN, "no back end could answer in time" },
 	{ "timeout", "drain", VAL_DURATION, LIM_FIELD(drain_ms),
 	    30 * SEC, 0, HOUR, NULL },
+	/* RFC 5321 4.5.3.1.8: a server must take at least 100 recipients. */
+	{ "limit", "recipients", VAL_COUNT, LIM_FIELD(rcpt_max),
+	    100, 1, 100000, "no message could be sent" },
+	{ "limit", "message-size", VAL_SIZE, LIM_FIELD(message_max),
+	    50 * MB, 64 * KB, 4096 * MB, "ordinary messages would not fit" },
+	/* RFC 5321 4.5.3.2.7: servers wait at least five minutes. */
+	{ "timeout", "smtp-idle", VAL_DURATION, LIM_FIELD(smtp_idle_ms),
+	    5 * MIN, SEC, HOUR, "senders would be cut off mid-message" },
+	/* RFC 5321 4.5.3.2.6: senders wait ten minutes for this reply. */
+	{ "timeout", "smtp-data", VAL_DURATION, LIM_FIELD(smtp_data_ms),
+	    10 * MIN, SEC, HOUR, "no back end could deliver in time" },
 };
 
 struct parser {
@@ -558,6 +573,46 @@ parse_peer_address(struct parser *p, const struct directive *d, int argc,
 	return 0;
 }
 
+static int
+parse_lookup_relay(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	struct mm_config *conf = p->conf;
+	char *host = NULL, *port = NULL;
+	int proto;
+
+	for (proto = 0; proto < MM_PROTO_COUNT; proto++)
+		if (strcmp(argv[1], mm_proto_name((enum mm_proto)proto)) == 0)
+			break;
+	if (proto == MM_PROTO_COUNT)
+		return conf_error(p, "lookup-relay: unknown protocol '%s' "
+		    "(imap, pop3 or smtp)", argv[1]);
+	if (conf->lookup_relay[proto] != NULL)
+		return conf_error(p, "lookup-relay: '%s' given twice",
+		    argv[1]);
+	if (parse_addr(p, "lookup-relay", false, argv[2], &host, &port) != 0)
+		return -1;
+	conf->lookup_relay[proto] = join_addr(host, port);
+	free(host);
+	free(port);
+	return 0;
+}
+
+static int
+parse_hostname(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	const char *why = host_problem(argv[1]);
+
+	if (why != NULL || strchr(argv[1], ':') != NULL ||
+	    strspn(argv[1], "0123456789.") == strlen(argv[1]))
+		return conf_error(p, "hostname: '%s' is not a DNS name%s%s",
+		    argv[1], why != NULL ? ": " : "", why != NULL ? why : "");
+	free(p->conf->hostname);
+	p->conf->hostname = xstrdup(argv[1]);
+	return 0;
+}
+
 static void
 listener_clear(struct mm_listener_conf *l)
 {
@@ -660,11 +715,16 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 		const char *name;
 		enum mm_proto proto;
 		bool implicit;
+		enum mm_listen_kind kind;
 	} listen_protos[] = {
-		{ "imap", MM_PROTO_IMAP, false },
-		{ "imaps", MM_PROTO_IMAP, true },
-		{ "pop3", MM_PROTO_POP3, false },
-		{ "pop3s", MM_PROTO_POP3, true },
+		{ "imap", MM_PROTO_IMAP, false, MM_LISTEN_MAIL },
+		{ "imaps", MM_PROTO_IMAP, true, MM_LISTEN_MAIL },
+		{ "pop3", MM_PROTO_POP3, false, MM_LISTEN_MAIL },
+		{ "pop3s", MM_PROTO_POP3, true, MM_LISTEN_MAIL },
+		{ "smtp", MM_PROTO_SMTP, false, MM_LISTEN_MAIL },
+		{ "smtps", MM_PROTO_SMTP, true, MM_LISTEN_MAIL },
+		{ "socketmap", MM_PROTO_SMTP, false, MM_LISTEN_SOCKETMAP },
+		{ "auth-http", MM_PROTO_IMAP, false, MM_LISTEN_AUTH_HTTP },
 	};
 	struct mm_config *conf = p->conf;
 	struct mm_listener_conf l;
@@ -684,11 +744,13 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 		if (strcmp(listen_protos[i].name, argv[1]) == 0)
 			break;
 	if (i == MM_ARRAY_SIZE(listen_protos)) {
-		conf_error(p, "listen: unknown protocol '%s' "
-		    "(imap, imaps, pop3 or pop3s)", argv[1]);
+		conf_error(p, "listen: unknown protocol '%s' (imap, imaps, "
+		    "pop3, pop3s, smtp, smtps, socketmap or auth-http)",
+		    argv[1]);
 		goto done;
 	}
 	l.proto = listen_protos[i].proto;
+	l.kind = listen_protos[i].kind;
 	implicit = listen_protos[i].implicit;
 	if (parse_addr(p, "listen", true, argv[2], &l.host, &l.port) != 0)
 		goto done;
@@ -731,6 +793,12 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 	}
 	if (l.key_file != NULL && l.cert_file == NULL) {
 		conf_error(p, "listen: 'key=%s' without cert=", l.key_file);
+		goto done;
+	}
+	if (l.kind != MM_LISTEN_MAIL && argc > 3) {
+		conf_error(p, "listen: '%s' takes no options (it answers "
+		    "lookups in plaintext: keep it on a private address)",
+		    argv[1]);
 		goto done;
 	}
 	if (implicit && l.cert_file == NULL) {
@@ -797,7 +865,7 @@ host_problem(const char *host)
 		if (inet_pton(AF_INET6, host, &a6) == 1)
 			return NULL;
 		if (strchr(host, ':') == strrchr(host, ':'))
-			return "a port goes in imap= or pop3=";
+			return "a port goes in imap=, pop3=, lmtp= or smtp=";
 		return "not a numeric IPv6 address";
 	}
 	/* The resolver would read a dotted number as an address, so it
@@ -839,8 +907,8 @@ backend_clear(struct mm_backend_conf *b)
 }
 
 enum backend_opt {
-	BOPT_IMAP, BOPT_POP3, BOPT_TLS, BOPT_CA, BOPT_TLS_NAME,
-	BOPT_CLIENT_ADDR, BOPT_COUNT
+	BOPT_IMAP, BOPT_POP3, BOPT_LMTP, BOPT_SMTP, BOPT_TLS, BOPT_CA,
+	BOPT_TLS_NAME, BOPT_CLIENT_ADDR, BOPT_COUNT
 };
 
 static int
@@ -848,7 +916,8 @@ parse_backend(struct parser *p, const struct directive *d, int argc,
     char **argv)
 {
 	static const char *const opt_keys[BOPT_COUNT] = {
-		"imap", "pop3", "tls", "ca", "tls-name", "client-addr",
+		"imap", "pop3", "lmtp", "smtp", "tls", "ca", "tls-name",
+		"client-addr",
 	};
 	struct mm_config *conf = p->conf;
 	struct mm_backend_conf b;
@@ -913,6 +982,20 @@ parse_backend(struct parser *p, const struct directive *d, int argc,
 				goto done;
 			}
 			break;
+		case BOPT_LMTP:
+		case BOPT_SMTP:
+			if (seen[BOPT_LMTP] && seen[BOPT_SMTP]) {
+				conf_error(p, "backend: give lmtp= or smtp=, "
+				    "not both: mail goes to one port");
+				goto done;
+			}
+			if (parse_port(val, &b.port[MM_PROTO_SMTP]) != 0) {
+				conf_error(p, "backend: '%s': not a port "
+				    "(1-65535)", argv[a]);
+				goto done;
+			}
+			b.lmtp = o == BOPT_LMTP;
+			break;
 		case BOPT_TLS:
 			if (strcmp(val, "none") == 0)
 				b.tls = MM_TLS_NONE;
@@ -960,7 +1043,8 @@ parse_backend(struct parser *p, const struct directive *d, int argc,
 		    "tls=implicit", seen[BOPT_CA] ? "ca=" : "tls-name=");
 		goto done;
 	}
-	if (!seen[BOPT_IMAP] && !seen[BOPT_POP3]) {
+	if (!seen[BOPT_IMAP] && !seen[BOPT_POP3] && !seen[BOPT_LMTP] &&
+	    !seen[BOPT_SMTP]) {
 		b.port[MM_PROTO_IMAP] = mm_proto_default_port(MM_PROTO_IMAP,
 		    b.tls);
 		b.port[MM_PROTO_POP3] = mm_proto_default_port(MM_PROTO_POP3,
@@ -1221,6 +1305,42 @@ check_xsite(struct parser *p)
 	return 0;
 }
 
+/* The socketmap and auth_http answers for users of other sites name this
+ * node's own listener of the protocol: the first plaintext one, with "*"
+ * read as the loopback address (set lookup-relay when Postfix or nginx
+ * run on another host). */
+static int
+check_lookups(struct parser *p)
+{
+	struct mm_config *conf = p->conf;
+	bool lookups = false;
+	size_t i;
+	int proto;
+
+	for (i = 0; i < conf->n_listeners; i++)
+		if (conf->listeners[i].kind != MM_LISTEN_MAIL)
+			lookups = true;
+	if (!lookups)
+		return 0;
+	for (proto = 0; proto < MM_PROTO_COUNT; proto++) {
+		if (conf->lookup_relay[proto] != NULL)
+			continue;
+		for (i = 0; i < conf->n_listeners; i++) {
+			const struct mm_listener_conf *l = &conf->listeners[i];
+
+			if (l->kind != MM_LISTEN_MAIL ||
+			    l->proto != (enum mm_proto)proto ||
+			    l->tls == MM_TLS_IMPLICIT)
+				continue;
+			conf->lookup_relay[proto] = join_addr(
+			    strcmp(l->host, "*") == 0 ? "127.0.0.1" : l->host,
+			    l->port);
+			break;
+		}
+	}
+	return 0;
+}
+
 /* Rules that involve more than one line. */
 static int
 check_config(struct parser *p)
@@ -1235,6 +1355,8 @@ check_config(struct parser *p)
 	if (check_directory(p) != 0)
 		return -1;
 	if (check_xsite(p) != 0)
+		return -1;
+	if (check_lookups(p) != 0)
 		return -1;
 	if (lim->auth_fail_delay_max_ms < lim->auth_fail_delay_ms) {
 		p->line = p->limit_line[mi] > p->limit_line[di] ?
@@ -1396,6 +1518,9 @@ mm_config_free(struct mm_config *conf)
 	for (i = 0; i < conf->n_site_routes; i++)
 		site_route_clear(&conf->site_routes[i]);
 	free(conf->site_routes);
+	for (i = 0; i < MM_PROTO_COUNT; i++)
+		free(conf->lookup_relay[i]);
+	free(conf->hostname);
 	free(conf->user_add_domain);
 	free(conf->popmap_file);
 	free(conf->pidfile);
@@ -1424,6 +1549,8 @@ mm_proto_default_port(enum mm_proto proto, enum mm_tls_mode tls)
 		return tls == MM_TLS_IMPLICIT ? 993 : 143;
 	case MM_PROTO_POP3:
 		return tls == MM_TLS_IMPLICIT ? 995 : 110;
+	case MM_PROTO_SMTP:
+		return 24;
 	default:
 		return 0;
 	}
@@ -1437,6 +1564,8 @@ mm_proto_name(enum mm_proto proto)
 		return "imap";
 	case MM_PROTO_POP3:
 		return "pop3";
+	case MM_PROTO_SMTP:
+		return "smtp";
 	default:
 		return "unknown";
 	}

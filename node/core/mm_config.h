@@ -7,7 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum mm_proto { MM_PROTO_IMAP, MM_PROTO_POP3, MM_PROTO_COUNT };
+enum mm_proto { MM_PROTO_IMAP, MM_PROTO_POP3, MM_PROTO_SMTP, MM_PROTO_COUNT };
+
+/* What a listener serves: mail sessions of its proto, or the lookups that
+ * Postfix (socketmap) and nginx (auth_http) ask of the directory. */
+enum mm_listen_kind {
+	MM_LISTEN_MAIL,
+	MM_LISTEN_SOCKETMAP,
+	MM_LISTEN_AUTH_HTTP,
+};
 
 enum mm_tls_mode {
 	MM_TLS_NONE,		/* plaintext only */
@@ -23,8 +31,10 @@ enum mm_client_addr {
 };
 
 struct mm_listener_conf {
-	enum mm_proto proto;
-	enum mm_tls_mode tls;	/* imap/pop3 with cert: STARTTLS; imaps/pop3s: IMPLICIT */
+	enum mm_listen_kind kind;
+	enum mm_proto proto;	/* MM_LISTEN_MAIL only */
+	enum mm_tls_mode tls;	/* imap/pop3/smtp with cert: STARTTLS;
+				 * imaps/pop3s/smtps: IMPLICIT */
 	char *host;		/* numeric address, "*" for any; no brackets */
 	char *port;		/* decimal, 1-65535, without leading zeros */
 	char *cert_file;	/* NULL: no TLS offered on this listener */
@@ -36,7 +46,9 @@ struct mm_listener_conf {
 struct mm_backend_conf {
 	char *name;
 	char *host;
-	uint16_t port[MM_PROTO_COUNT];	/* 0: protocol not served */
+	uint16_t port[MM_PROTO_COUNT];	/* 0: protocol not served; for
+					 * SMTP the port mail is delivered to */
+	bool lmtp;		/* port[MM_PROTO_SMTP] speaks LMTP, not SMTP */
 	enum mm_tls_mode tls;
 	char *ca_file;		/* CA that verifies the back end's certificate */
 	char *tls_name;		/* name checked in its certificate; never NULL:
@@ -62,6 +74,10 @@ struct mm_limits {
 	uint64_t backend_connect_ms;	/* connect + greeting + login reply */
 	uint64_t drain_ms;		/* SIGTERM: time sessions get to end */
 	uint32_t relay_buffer;		/* high watermark of a relay direction */
+	uint32_t rcpt_max;		/* SMTP recipients per message */
+	uint64_t message_max;		/* SMTP message size (SIZE) */
+	uint64_t smtp_idle_ms;		/* SMTP client idle, any phase */
+	uint64_t smtp_data_ms;		/* back end's reply to end of data */
 };
 
 /* site-route: the session endpoints of one other site, tried in order. */
@@ -123,6 +139,14 @@ struct mm_config {
 	struct mm_site_route *site_routes;
 	size_t n_site_routes;
 
+	/* lookup-relay: where the socketmap and auth_http answers send a
+	 * user of another site (this node's own listener, which carries
+	 * the session or message there), "HOST:PORT" per protocol; NULL:
+	 * the first plaintext listener of the protocol. */
+	char *lookup_relay[MM_PROTO_COUNT];
+	char *hostname;		/* SMTP greeting and EHLO name; default: the
+				 * host name */
+
 	struct mm_listener_conf *listeners;	/* in file order; at least one */
 	size_t n_listeners;
 	struct mm_backend_conf *backends;	/* in file order; names unique */
@@ -155,10 +179,11 @@ int mm_config_parse_duration_s(const char *s, uint64_t *sec_r);
 const struct mm_backend_conf *mm_config_backend(const struct mm_config *conf,
     const char *name);
 
-/* Default TCP port of a protocol for a back-end TLS mode (143/993, 110/995). */
+/* Default TCP port of a protocol for a back-end TLS mode (143/993, 110/995;
+ * SMTP: 24, LMTP, which is how a popmap host is reached for mail). */
 uint16_t mm_proto_default_port(enum mm_proto proto, enum mm_tls_mode tls);
 
-/* "imap" or "pop3"; a static string. */
+/* "imap", "pop3" or "smtp"; a static string. */
 const char *mm_proto_name(enum mm_proto proto);
 
 #endif

@@ -242,7 +242,7 @@ instance_name = {instance}
 base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
-protocols = imap pop3
+protocols = imap pop3 lmtp
 listen = 127.0.0.1
 {privs}
 first_valid_uid = 1
@@ -259,9 +259,11 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%Lu {dir}/passwd
 }}
+# Without allow_all_users the static userdb asks the passdb whether a user
+# exists when there was no login: LMTP refuses unknown recipients (550).
 userdb {{
   driver = static
-  args = {userdb_args} home={dir}/mail/%Lu allow_all_users=yes
+  args = {userdb_args} home={dir}/mail/%Lu
 }}
 service anvil {{
 {chroot}
@@ -301,6 +303,21 @@ service pop3-login {{
     haproxy = yes
   }}
 }}
+# LMTP delivers into the Maildir IMAP and POP3 read. The recipient address
+# is the user name as given (no +detail split, no detail mailbox); clients
+# in login_trusted_networks may send XCLIENT.
+recipient_delimiter =
+lmtp_save_to_detail_mailbox = no
+postmaster_address = postmaster@mailmesh.test
+service lmtp {{
+  inet_listener lmtp {{
+    port = {lmtp}
+  }}
+  inet_listener lmtp_haproxy {{
+    port = {lmtp_proxy}
+    haproxy = yes
+  }}
+}}
 """
 
 
@@ -309,12 +326,18 @@ class Dovecot:
 
     Ports: imap, pop3 (STARTTLS/STLS offered when cert is given), imaps,
     pop3s (implicit TLS; only when cert is given, otherwise plaintext),
-    imap_proxy, pop3_proxy (PROXY protocol header required).
+    imap_proxy, pop3_proxy (PROXY protocol header required), lmtp (LMTP
+    delivery to the users' INBOX; XCLIENT allowed from 127.0.0.0/8) and
+    lmtp_proxy (LMTP after a PROXY header). See strip_delivery_headers for
+    what LMTP adds to a message.
     """
 
-    def __init__(self, name, d, cert=None, key=None, users=None, big=True):
+    def __init__(self, name, d, cert=None, key=None, users=None, big=True,
+                 extra_conf=None):
         self.name = name
         self.dir = d
+        # Lines appended to dovecot.conf (later settings win).
+        self.extra_conf = list(extra_conf or [])
         self.cert, self.key = cert, key
         self.users = dict(users or USERS)
         self.big = big
@@ -322,6 +345,8 @@ class Dovecot:
         self.pop3, self.pop3s = free_port(), free_port()
         # Listeners that expect a PROXY protocol header first.
         self.imap_proxy, self.pop3_proxy = free_port(), free_port()
+        # LMTP on TCP: plain, and one expecting a PROXY header first.
+        self.lmtp, self.lmtp_proxy = free_port(), free_port()
         self.proc = None
         self.logfile = os.path.join(d, "dovecot.log")
         self.messages = {}   # user -> list of raw message bytes written
@@ -367,7 +392,10 @@ class Dovecot:
                 userdb_args=userdb_args, chroot=chroot,
                 imap=self.imap, imaps=self.imaps, pop3=self.pop3,
                 pop3s=self.pop3s, imaps_ssl=imaps_ssl,
-                imap_proxy=self.imap_proxy, pop3_proxy=self.pop3_proxy))
+                imap_proxy=self.imap_proxy, pop3_proxy=self.pop3_proxy,
+                lmtp=self.lmtp, lmtp_proxy=self.lmtp_proxy))
+            for ln in self.extra_conf:
+                f.write(ln + "\n")
 
     def _write_mail(self):
         if is_root():
@@ -427,7 +455,8 @@ class Dovecot:
 
     def wait_ready(self):
         wait_ports([self.imap, self.pop3, self.imaps, self.pop3s,
-                    self.imap_proxy, self.pop3_proxy],
+                    self.imap_proxy, self.pop3_proxy,
+                    self.lmtp, self.lmtp_proxy],
                    timeout=15, proc=self.proc, what="dovecot " + self.name,
                    log=self.startup_text)
         return self
@@ -472,6 +501,14 @@ class Dovecot:
                     return ln
             return None
         return wait_for(find, timeout)
+
+    def sync_mailboxes(self, users=None):
+        """Has Dovecot number the messages the fixture wrote (STATUS INBOX
+        over IMAP for each of USERS, default all). LMTP saves without
+        looking at the rest of the Maildir: mail delivered before a
+        mailbox was first opened gets lower UIDs than those messages."""
+        for u in users or self.users:
+            inbox_count(self, u)
 
     def stop_begin(self):
         if self.proc and self.proc.poll() is None:
@@ -1151,6 +1188,27 @@ class Env:
         self.others.append(f)
         return f
 
+    def postfix(self, name="postfix", start=True, **kw):
+        """A Postfix relay (see Postfix) in this Env's directory, stopped
+        with the Env."""
+        p = Postfix(os.path.join(self.dir, name), name=name, **kw)
+        self.others.append(p)
+        if start:
+            p.start()
+        return p
+
+    def nginx(self, auth, name="nginx", start=True, **kw):
+        """An nginx mail proxy (see Nginx) in this Env's directory, stopped
+        with the Env. AUTH: a MailAuth (stopped with the Env too) or an
+        auth_http address."""
+        if isinstance(auth, MailAuth) and auth not in self.others:
+            self.others.append(auth)
+        n = Nginx(os.path.join(self.dir, name), auth, **kw)
+        self.others.append(n)
+        if start:
+            n.start()
+        return n
+
     def close(self):
         stop_all([n for n in self.nodes if n.proc] + self.others
                  + list(self.dovecots.values()))
@@ -1303,3 +1361,937 @@ def pop_subject(p, n=1):
     """Subject of message N of a logged-in poplib client."""
     _, lines, _ = p.retr(n)
     return subjects_in(b"\n".join(lines))
+
+
+# --- mail transfer: LMTP/SMTP clients, reading delivered mail ------------------
+
+# The domains the test relays accept mail for.
+MAIL_DOMAINS = ("a.test", "b.test", "be1.test", "be2.test", "z.test",
+                "example.com", "example.net")
+
+
+def proxy_v2_header(src, sport, dst, dport):
+    """A PROXY protocol v2 header (PROXY command, TCP over IPv4)."""
+    body = (socket.inet_aton(src) + socket.inet_aton(dst)
+            + sport.to_bytes(2, "big") + dport.to_bytes(2, "big"))
+    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11])
+            + len(body).to_bytes(2, "big") + body)
+
+
+def crlf_message(data):
+    """DATA as sent on the wire: bytes, every line ending in CRLF (bare LF
+    and bare CR become CRLF), a final CRLF added when missing. Not
+    dot-stuffed."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    data = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+class MailReplyError(Exception):
+    """A transfer step failed: .code and .text hold the server's reply."""
+
+    def __init__(self, step, code, text):
+        super().__init__("%s: %s %s" % (step, code, text))
+        self.step, self.code, self.text = step, code, text
+
+
+class MailClient:
+    """One SMTP or LMTP conversation over TCP, reply by reply.
+
+    Unlike smtplib.LMTP it reads one DATA reply per accepted recipient, so
+    a message may have several recipients. Every reply is (code, text);
+    text joins the lines of a multi-line reply with newlines.
+    """
+
+    def __init__(self, host, port, lmtp=False, helo="client.mailmesh.test",
+                 proxy=None, source=None, timeout=IO_TIMEOUT):
+        self.lmtp = lmtp
+        src = (source, 0) if source else None
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=src)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.f = self.sock.makefile("rb")
+        self.capabilities = []
+        try:
+            if proxy:
+                self.sock.sendall(proxy)
+            self.greeting = self.reply()
+            if self.greeting[0] != 220:
+                raise MailReplyError("greeting", *self.greeting)
+            if helo:
+                self.hello(helo)
+        except BaseException:
+            self.close()
+            raise
+
+    def reply(self):
+        lines = []
+        while True:
+            ln = self.f.readline(65536)
+            if not ln:
+                raise Closed("connection closed after %r" % lines)
+            ln = ln.rstrip(b"\r\n").decode("latin-1")
+            lines.append(ln[4:])
+            if len(ln) < 4 or ln[3] != "-":
+                try:
+                    code = int(ln[:3])
+                except ValueError:
+                    raise MailReplyError("reply", 0, ln)
+                return code, "\n".join(lines)
+
+    def cmd(self, line):
+        self.sock.sendall(line.encode("utf-8") + b"\r\n")
+        return self.reply()
+
+    def hello(self, name):
+        code, text = self.cmd(("LHLO " if self.lmtp else "EHLO ") + name)
+        if code != 250:
+            raise MailReplyError("LHLO" if self.lmtp else "EHLO", code, text)
+        self.capabilities = [ln.upper() for ln in text.split("\n")[1:]]
+        return code, text
+
+    def xclient(self, **attrs):
+        """XCLIENT NAME=VALUE ...; the server greets again (220) and the
+        client says hello again, as Postfix and Dovecot expect."""
+        args = " ".join("%s=%s" % (k.upper(), v) for k, v in attrs.items())
+        code, text = self.cmd("XCLIENT " + args)
+        if code != 220:
+            raise MailReplyError("XCLIENT", code, text)
+        return self.hello("client.mailmesh.test")
+
+    def send(self, mail_from, rcpts, data):
+        """One transaction. Returns {rcpt: (code, text)}: the RCPT reply for
+        refused recipients, the DATA reply (LMTP: that recipient's) for the
+        others. Raises MailReplyError when MAIL FROM is refused."""
+        if isinstance(rcpts, str):
+            rcpts = [rcpts]
+        code, text = self.cmd("MAIL FROM:<%s>" % mail_from)
+        if code != 250:
+            raise MailReplyError("MAIL FROM", code, text)
+        out = {}
+        accepted = []
+        for r in rcpts:
+            rep = self.cmd("RCPT TO:<%s>" % r)
+            if rep[0] in (250, 251):
+                accepted.append(r)
+            else:
+                out[r] = rep
+        if not accepted:
+            self.cmd("RSET")
+            return out
+        code, text = self.cmd("DATA")
+        if code != 354:
+            for r in accepted:
+                out[r] = (code, text)
+            return out
+        body = crlf_message(data)
+        body = re.sub(rb"(?m)^\.", b"..", body)
+        self.sock.sendall(body + b".\r\n")
+        if self.lmtp:
+            for r in accepted:
+                out[r] = self.reply()
+        else:
+            rep = self.reply()
+            for r in accepted:
+                out[r] = rep
+        return out
+
+    def quit(self):
+        try:
+            self.cmd("QUIT")
+        except (OSError, Closed, MailReplyError):
+            pass
+        self.close()
+
+    def close(self):
+        for x in (self.f, self.sock):
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+def lmtp_send(host, port, mail_from, rcpts, data, xclient=None, proxy=None,
+              lmtp=True, timeout=IO_TIMEOUT):
+    """Delivers DATA to RCPTS over LMTP (or SMTP with lmtp=False) on one
+    connection. XCLIENT: dict of XCLIENT attributes sent after LHLO;
+    PROXY: a PROXY header sent first (see proxy_v2_header). Returns
+    {rcpt: (code, text)}; 250 means saved (LMTP) / queued (SMTP).
+
+    Mail delivered before the mailbox was first opened gets lower UIDs than
+    the messages the Dovecot fixture wrote into the Maildir (see
+    Dovecot.sync_mailboxes)."""
+    c = MailClient(host, port, lmtp=lmtp, proxy=proxy, timeout=timeout)
+    try:
+        if xclient:
+            c.xclient(**xclient)
+        return c.send(mail_from, rcpts, data)
+    finally:
+        c.quit()
+
+
+def smtp_send(host, port, mail_from, rcpts, data, **kw):
+    """lmtp_send over SMTP (EHLO, one DATA reply for all recipients)."""
+    return lmtp_send(host, port, mail_from, rcpts, data, lmtp=False, **kw)
+
+
+def _imap_target(target, user, password):
+    if isinstance(target, tuple):
+        host, port = target
+    else:
+        host, port = HOST, target.imap
+        if password is None:
+            password = target.users[user]
+    if password is None:
+        raise ValueError("no password for %s" % user)
+    m = imaplib.IMAP4(host, port, timeout=IO_TIMEOUT)
+    try:
+        m.login(user, password)
+    except imaplib.IMAP4.error:
+        m.shutdown()
+        raise
+    return m
+
+
+def fetch_all(target, user, password=None):
+    """The raw bytes (CRLF line ends, as IMAP serves them) of every message
+    in USER's INBOX, in UID order (see Dovecot.sync_mailboxes). TARGET is a
+    Dovecot (password defaults to the fixture's) or a (host, port) IMAP
+    address."""
+    m = _imap_target(target, user, password)
+    try:
+        typ, data = m.select("INBOX", readonly=True)
+        if typ != "OK":
+            raise AssertionError("SELECT INBOX failed: %r" % data)
+        if int(data[0] or 0) == 0:
+            return []
+        typ, data = m.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
+        if typ != "OK":
+            raise AssertionError("FETCH failed: %r" % data)
+        found = []
+        for item in data:
+            if isinstance(item, tuple):
+                mo = re.search(rb"UID (\d+)", item[0])
+                found.append((int(mo.group(1)) if mo else 0, item[1]))
+        return [raw for _, raw in sorted(found)]
+    finally:
+        try:
+            m.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
+def inbox_count(target, user, password=None):
+    """Number of messages in USER's INBOX (STATUS MESSAGES)."""
+    m = _imap_target(target, user, password)
+    try:
+        typ, data = m.status("INBOX", "(MESSAGES)")
+        if typ != "OK":
+            raise AssertionError("STATUS failed: %r" % data)
+        return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
+    finally:
+        try:
+            m.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
+def wait_inbox_count(target, user, n, timeout=20.0, password=None):
+    """Polls until USER's INBOX holds at least N messages; returns the
+    last count seen."""
+    last = [0]
+
+    def enough():
+        last[0] = inbox_count(target, user, password)
+        return last[0] >= n
+    wait_for(enough, timeout, step=0.1)
+    return last[0]
+
+
+def empty_inbox(target, user, password=None):
+    """Expunges every message in USER's INBOX."""
+    m = _imap_target(target, user, password)
+    try:
+        typ, data = m.select("INBOX")
+        if typ == "OK" and int(data[0] or 0) > 0:
+            m.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
+            m.expunge()
+    finally:
+        try:
+            m.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
+# Dovecot's LMTP server (2.3, default settings) writes exactly these header
+# fields above the message, in this order:
+#   Return-Path: <MAIL FROM address>
+#   Delivered-To: <RCPT TO address as the client wrote it>
+#   Received: from HELO ([client IP]) by HOSTNAME with LMTP id ID
+#       (envelope-from <MAIL FROM>) for <RCPT>; DATE      (folded, 5 lines)
+# A Return-Path already in the message is kept below them.
+_DELIVERY_FIELDS = (b"return-path", b"delivered-to", b"received")
+
+
+def split_header_fields(raw):
+    """(fields, rest): the leading header fields of RAW, each with its
+    continuation lines and line ends, and the bytes after them."""
+    fields = []
+    pos = 0
+    while pos < len(raw):
+        end = raw.find(b"\n", pos)
+        end = len(raw) if end < 0 else end + 1
+        line = raw[pos:end]
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        elif b":" in line:
+            fields.append(line)
+        else:
+            break
+        pos = end
+    return fields, raw[pos:]
+
+
+def strip_delivery_headers(raw):
+    """RAW without the fields Dovecot's LMTP server prepended: a leading
+    Return-Path, then Delivered-To, then a Received field "with LMTP", each
+    removed only in that position, so the sender's own fields stay."""
+    fields, rest = split_header_fields(raw)
+    i = 0
+    for name in _DELIVERY_FIELDS:
+        if i < len(fields) and fields[i].split(b":", 1)[0].strip().lower() \
+                == name:
+            if name == b"received" and b" with LMTP" not in fields[i]:
+                break
+            i += 1
+    return b"".join(fields[i:]) + rest
+
+
+def delivery_headers(raw):
+    """The fields strip_delivery_headers removes, as {lowercase name:
+    unfolded value}."""
+    stripped = strip_delivery_headers(raw)
+    head = raw[:len(raw) - len(stripped)]
+    out = {}
+    for f in split_header_fields(head)[0]:
+        k, v = f.split(b":", 1)
+        out[k.strip().lower().decode()] = re.sub(
+            rb"\s+", b" ", v).strip().decode("latin-1")
+    return out
+
+
+# --- Postfix ---------------------------------------------------------------------
+
+POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
+
+# Every service the relay needs, none chrooted. postlog writes maillog_file.
+POSTFIX_MASTER_CF = """\
+# service type  private unpriv  chroot  wakeup  maxproc command
+{listen} inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+POSTFIX_QUEUE_DIRS = {
+    # name: (owner, group, mode)
+    "active": ("postfix", None, 0o700),
+    "bounce": ("postfix", None, 0o700),
+    "corrupt": ("postfix", None, 0o700),
+    "defer": ("postfix", None, 0o700),
+    "deferred": ("postfix", None, 0o700),
+    "flush": ("postfix", None, 0o700),
+    "hold": ("postfix", None, 0o700),
+    "incoming": ("postfix", None, 0o700),
+    "private": ("postfix", None, 0o700),
+    "saved": ("postfix", None, 0o700),
+    "trace": ("postfix", None, 0o700),
+    "maildrop": ("postfix", "postdrop", 0o1730),
+    "public": ("postfix", "postdrop", 0o2710),
+    "pid": ("root", "root", 0o755),
+}
+
+# The queues a message sits in until it is delivered or bounced.
+POSTFIX_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+
+
+def postfix_map(path, entries, kind="texthash"):
+    """Writes a Postfix lookup table to PATH ("key value" per line from the
+    dict or pair list ENTRIES) and returns its "KIND:PATH" name; hash and
+    other indexed kinds are compiled with postmap. texthash needs no
+    compiling; a running Postfix reads it again only after reload()."""
+    items = entries.items() if isinstance(entries, dict) else entries
+    with open(path, "w") as f:
+        for k, v in items:
+            f.write("%s %s\n" % (k, v))
+    os.chmod(path, 0o644)
+    name = "%s:%s" % (kind, path)
+    if kind not in ("texthash", "inline", "regexp", "pcre"):
+        # postmap wants a main.cf; this machine has no default one.
+        conf = path + ".conf.d"
+        os.makedirs(conf, exist_ok=True)
+        open(os.path.join(conf, "main.cf"), "a").close()
+        r = run(["postmap", "-c", conf, name])
+        if r.returncode != 0:
+            raise RuntimeError("postmap %s failed: %s" % (
+                name, r.stderr.decode(errors="replace")))
+    return name
+
+
+def _pids_with_environ(key, value):
+    """Live processes whose environment has KEY=VALUE."""
+    want = ("%s=%s" % (key, value)).encode()
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % p, "rb") as f:
+                env = f.read().split(b"\0")
+            with open("/proc/%s/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if want in env and st[st.rindex(")") + 2:].split()[0] != "Z":
+            out.append(int(p))
+    return out
+
+
+class Postfix:
+    """A real Postfix 3.x relay running from DIR (root only).
+
+    smtpd listens on 127.0.0.1:self.smtp and accepts mail from 127.0.0.0/8
+    for recipients in DOMAINS (others get "554 Relay access denied");
+    nothing is delivered locally (mydestination is empty). Routing:
+    TRANSPORT_MAPS (a map name such as "texthash:/path" from postfix_map,
+    "hash:/path" or "socketmap:inet:127.0.0.1:PORT:transport") first, then
+    RELAY (a "transport:nexthop", e.g. "lmtp:inet:127.0.0.1:PORT"). Without
+    RELAY, smtpd refuses an unrouted recipient at RCPT TO with "450 4.4.0
+    ... no route in the test relay"; to get a deferred message, route it to
+    a port nobody listens on. Deferred mail is retried about every 1-2 s.
+    smtpd accepts XCLIENT and XFORWARD from 127.0.0.0/8.
+    MAIN: more main.cf settings (override the defaults here).
+
+    The log (maillog_file via postlogd) is DIR/maillog. The queue lives in
+    DIR/spool; queue() lists it as postqueue -j does.
+    """
+
+    def __init__(self, d, domains=MAIL_DOMAINS, transport_maps=None,
+                 relay=None, port=None, main=None, name="postfix"):
+        if not is_root():
+            raise RuntimeError("the Postfix fixture needs root")
+        self.name = name
+        self.dir = d
+        self.etc = os.path.join(d, "etc")
+        self.spool = os.path.join(d, "spool")
+        self.data = os.path.join(d, "data")
+        self.maillog = os.path.join(d, "maillog")
+        self.smtp = port or free_port()
+        self.domains = list(domains)
+        self.transport_maps = transport_maps
+        self.relay = relay
+        self.main = dict(main or {})
+        self.proc = None
+        self.outfile = os.path.join(d, "master.out")
+        os.makedirs(self.etc, exist_ok=True)
+        os.chmod(d, 0o755)
+        self._make_dirs()
+        self.write_config()
+
+    def _make_dirs(self):
+        import grp
+        import pwd
+        for sub in ("", "etc"):
+            os.chmod(os.path.join(self.dir, sub), 0o755)
+        os.makedirs(self.spool, exist_ok=True)
+        os.chown(self.spool, 0, 0)
+        os.chmod(self.spool, 0o755)
+        for name, (owner, group, mode) in POSTFIX_QUEUE_DIRS.items():
+            p = os.path.join(self.spool, name)
+            os.makedirs(p, exist_ok=True)
+            os.chown(p, pwd.getpwnam(owner).pw_uid,
+                     grp.getgrnam(group).gr_gid if group else 0)
+            os.chmod(p, mode)
+        os.makedirs(self.data, exist_ok=True)
+        os.chown(self.data, pwd.getpwnam("postfix").pw_uid, 0)
+        os.chmod(self.data, 0o700)
+
+    def main_settings(self):
+        relay = self.relay or "retry:4.4.0 no route in the test relay"
+        s = {
+            "compatibility_level": "3.6",
+            "config_directory": self.etc,
+            "queue_directory": self.spool,
+            "data_directory": self.data,
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "syslog_name": "postfix-" + self.name,
+            "maillog_file": self.maillog,
+            "maillog_file_prefixes": self.dir,
+            "myhostname": "%s.mailmesh.test" % self.name,
+            "mydomain": "mailmesh.test",
+            "myorigin": "$myhostname",
+            "mydestination": "",
+            "local_recipient_maps": "",
+            "local_transport": "error:5.1.1 no local delivery",
+            "alias_maps": "",
+            "alias_database": "",
+            "inet_interfaces": HOST,
+            "inet_protocols": "ipv4",
+            "mynetworks": "127.0.0.0/8",
+            "relay_domains": " ".join(self.domains),
+            "relay_recipient_maps": "",
+            "smtpd_relay_restrictions": "reject_unauth_destination",
+            "smtpd_recipient_restrictions": "",
+            "relay_transport": relay,
+            "default_transport": relay,
+            "transport_maps": self.transport_maps or "",
+            "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
+            "smtpd_authorized_xforward_hosts": "127.0.0.0/8",
+            "smtpd_peername_lookup": "no",
+            "smtp_dns_support_level": "disabled",
+            "lmtp_host_lookup": "native",
+            "smtp_host_lookup": "native",
+            "smtputf8_enable": "no",
+            "biff": "no",
+            "append_dot_mydomain": "no",
+            "queue_run_delay": "1s",
+            "minimal_backoff_time": "1s",
+            "maximal_backoff_time": "2s",
+            "delay_warning_time": "0",
+            "smtp_connect_timeout": "5s",
+            "lmtp_connect_timeout": "5s",
+            "notify_classes": "",
+            "message_size_limit": str(64 * 1024 * 1024),
+        }
+        s.update(self.main)
+        return s
+
+    def write_config(self):
+        main = os.path.join(self.etc, "main.cf")
+        with open(main, "w") as f:
+            f.write("# generated by mmfixture for %s\n" % self.name)
+            for k, v in self.main_settings().items():
+                f.write("%s = %s\n" % (k, v))
+        master = os.path.join(self.etc, "master.cf")
+        with open(master, "w") as f:
+            f.write(POSTFIX_MASTER_CF.format(
+                listen="%s:%d" % (HOST, self.smtp)))
+        # Postfix refuses a main.cf changed within the last seconds.
+        t = time.time() - 60
+        for p in (main, master):
+            os.chmod(p, 0o644)
+            os.utime(p, (t, t))
+
+    def set_main(self, **settings):
+        """Changes main.cf settings; a running Postfix needs reload()."""
+        self.main.update(settings)
+        self.write_config()
+
+    def postconf(self, *args):
+        """postconf -c ETC ARGS; returns the completed process."""
+        return run(["postconf", "-c", self.etc] + list(args))
+
+    def check_text(self):
+        """What "postfix check" says about this configuration. Its fatal
+        errors go to a terminal only, hence script(1)."""
+        r = run(["script", "-qec", "postfix -c %s check" % self.etc,
+                 "/dev/null"])
+        return (r.stdout + r.stderr).decode(errors="replace")
+
+    def start(self, timeout=15):
+        if self.alive():
+            return self
+        self.outf = open(self.outfile, "ab")
+        self.proc = subprocess.Popen(
+            [POSTFIX_MASTER, "-c", self.etc, "-s"],
+            stdin=subprocess.DEVNULL, stdout=self.outf,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
+        try:
+            wait_ports([self.smtp], timeout=timeout, proc=self.proc,
+                       what="postfix " + self.name, log=self.startup_text)
+            # qmgr is what moves mail; it is up when its fifo answers.
+            if not wait_for(lambda: os.path.exists(
+                    os.path.join(self.spool, "public", "qmgr")), timeout):
+                raise RuntimeError("postfix %s: no qmgr\n%s" % (
+                    self.name, self.startup_text()))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def startup_text(self):
+        out = ""
+        for p in (self.outfile, self.maillog):
+            try:
+                with open(p, errors="replace") as f:
+                    out += f.read()[-4000:]
+            except OSError:
+                pass
+        return out + "\npostfix check:\n" + self.check_text()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def reload(self):
+        """Rereads main.cf and master.cf (postfix reload)."""
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop_begin(self):
+        # SIGTERM is "postfix abort": master passes it to every child.
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop_wait(self, timeout=10):
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        kill_group(self.proc.pid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        # Any daemon of this instance that left the group: found by the
+        # MAIL_CONFIG master gives every child.
+        for _ in range(50):
+            left = _pids_with_environ("MAIL_CONFIG", self.etc)
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        self.proc = None
+        self.outf.close()
+
+    def stop(self, timeout=10):
+        self.stop_begin()
+        self.stop_wait(timeout)
+
+    # --- the queue ---
+
+    def queue_files(self):
+        """Queue ids of the files in the queues (maildrop, incoming, active,
+        deferred, hold), read from the spool directly: {queue: [ids]}."""
+        out = {}
+        for q in POSTFIX_QUEUES:
+            ids = []
+            for root, dirs, files in os.walk(os.path.join(self.spool, q)):
+                ids += files
+            out[q] = sorted(ids)
+        return out
+
+    def queue_size(self):
+        return sum(len(v) for v in self.queue_files().values())
+
+    def queue_empty(self):
+        return self.queue_size() == 0
+
+    def wait_queue_empty(self, timeout=20.0):
+        return wait_for(self.queue_empty, timeout, step=0.05)
+
+    def queue(self):
+        """The queue as postqueue -j lists it: one dict per message with
+        queue_name, queue_id, sender, recipients [{address,
+        delay_reason}], ..."""
+        import json
+        r = run(["postqueue", "-c", self.etc, "-j"])
+        if r.returncode != 0:
+            raise RuntimeError("postqueue -j failed: %s" % (
+                r.stderr.decode(errors="replace")))
+        return [json.loads(ln) for ln in r.stdout.decode().splitlines()
+                if ln.strip()]
+
+    def deferred(self):
+        """The messages in the deferred queue (postqueue -j entries)."""
+        return [m for m in self.queue() if m.get("queue_name") == "deferred"]
+
+    def flush(self):
+        """postqueue -f: retry every deferred message now."""
+        r = run(["postqueue", "-c", self.etc, "-f"])
+        if r.returncode != 0:
+            raise RuntimeError("postqueue -f failed: %s" % (
+                r.stderr.decode(errors="replace")))
+
+    def delete_all(self):
+        """postsuper -d ALL: drop every queued message."""
+        run(["postsuper", "-c", self.etc, "-d", "ALL"])
+
+    # --- the log ---
+
+    def log_text(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.maillog)
+        except OSError:
+            return 0
+
+    def log_since(self, pos):
+        try:
+            with open(self.maillog, "rb") as f:
+                f.seek(pos)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, pos=0, timeout=10.0):
+        """The first log line after POS matching the regex PATTERN (e.g.
+        r"status=sent"), or None after TIMEOUT."""
+        rx = re.compile(pattern)
+
+        def find():
+            for ln in self.log_since(pos).splitlines():
+                if rx.search(ln):
+                    return ln
+            return None
+        return wait_for(find, timeout)
+
+
+# --- nginx mail proxy ---------------------------------------------------------------
+
+NGINX_MAIL_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so"
+
+
+class MailAuth:
+    """An auth_http responder for the nginx mail proxy, served from a
+    thread of the test process on 127.0.0.1:self.port.
+
+    ROUTES maps a protocol ("imap", "pop3", "smtp") to the (host, port)
+    nginx should connect to. USERS (optional, user -> password) makes it
+    check passwords; without it every login is accepted and the back end
+    checks. self.requests records the Auth-* headers of every request.
+    """
+
+    def __init__(self, routes, users=None):
+        import http.server
+        self.routes = dict(routes)
+        self.users = users
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_GET(self):
+                h = {k.lower(): v for k, v in self.headers.items()}
+                outer.requests.append(h)
+                status, host, port = outer.decide(h)
+                self.send_response(200)
+                self.send_header("Auth-Status", status)
+                if status == "OK":
+                    self.send_header("Auth-Server", host)
+                    self.send_header("Auth-Port", str(port))
+                else:
+                    self.send_header("Auth-Wait", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def decide(self, h):
+        """(Auth-Status, host, port) for one request's headers."""
+        proto = (h.get("auth-protocol") or "imap").lower()
+        route = self.routes.get(proto)
+        if route is None:
+            return "no route for " + proto, None, None
+        if self.users is not None and h.get("auth-method") != "none":
+            from urllib.parse import unquote
+            user = unquote(h.get("auth-user", ""))
+            pw = unquote(h.get("auth-pass", ""))
+            if self.users.get(user) != pw:
+                return "Invalid login or password", None, None
+        return "OK", route[0], route[1]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    stop_begin = stop
+
+    def stop_wait(self, timeout=0):
+        pass
+
+
+NGINX_CONF = """\
+# generated by mmfixture
+load_module {module};
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log {log_level};
+events {{
+  worker_connections 1024;
+}}
+mail {{
+  server_name mail.mailmesh.test;
+  auth_http {auth};
+  proxy_pass_error_message on;
+  proxy_buffer 64k;
+{servers}}}
+"""
+
+
+class Nginx:
+    """The nginx mail proxy from a private config in DIR.
+
+    AUTH: the auth_http address, "HOST:PORT/path" or a MailAuth. Ports:
+    .imap, .pop3, .smtp (a listener only for the protocols in PROTOCOLS).
+    SMTP: smtp_auth is SMTP_AUTH (default "none": nginx asks auth_http
+    after RCPT TO and then relays the transaction); XCLIENT turns nginx's
+    XCLIENT to the SMTP back end on or off. nginx talks SMTP (EHLO) to its
+    back end, never LMTP. EXTRA: more lines inside the mail block.
+    """
+
+    def __init__(self, d, auth, protocols=("imap", "pop3", "smtp"),
+                 smtp_auth="none", xclient=False, workers=1, extra=None,
+                 log_level="info"):
+        self.dir = d
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o755)
+        if isinstance(auth, MailAuth):
+            auth = "%s:%d/auth" % (HOST, auth.port)
+        self.auth = auth
+        self.protocols = list(protocols)
+        self.smtp_auth = smtp_auth
+        self.xclient = xclient
+        self.workers = workers
+        self.extra = list(extra or [])
+        self.log_level = log_level
+        self.port = {p: free_port() for p in self.protocols}
+        self.imap = self.port.get("imap")
+        self.pop3 = self.port.get("pop3")
+        self.smtp = self.port.get("smtp")
+        self.conf = os.path.join(d, "nginx.conf")
+        self.errlog = os.path.join(d, "error.log")
+        self.outfile = os.path.join(d, "nginx.out")
+        self.proc = None
+        self.write_config()
+
+    def config_text(self):
+        servers = ""
+        for p in self.protocols:
+            servers += "  server {\n    listen %s:%d;\n    protocol %s;\n" % (
+                HOST, self.port[p], p)
+            if p == "pop3":
+                servers += "    pop3_auth plain;\n"
+            elif p == "smtp":
+                servers += "    smtp_auth %s;\n    xclient %s;\n" % (
+                    self.smtp_auth, "on" if self.xclient else "off")
+            servers += "  }\n"
+        for ln in self.extra:
+            servers += "  %s\n" % ln
+        return NGINX_CONF.format(module=NGINX_MAIL_MODULE, dir=self.dir,
+                                 workers=self.workers, auth=self.auth,
+                                 log_level=self.log_level, servers=servers)
+
+    def write_config(self):
+        with open(self.conf, "w") as f:
+            f.write(self.config_text())
+
+    def start(self, timeout=10):
+        self.outf = open(self.outfile, "ab")
+        self.proc = subprocess.Popen(
+            ["nginx", "-p", self.dir, "-e", self.errlog, "-c", self.conf],
+            stdin=subprocess.DEVNULL, stdout=self.outf,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
+        try:
+            wait_ports(list(self.port.values()), timeout=timeout,
+                       proc=self.proc, what="nginx", log=self.log_text)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self):
+        out = ""
+        for p in (self.outfile, self.errlog):
+            try:
+                with open(p, errors="replace") as f:
+                    out += f.read()
+            except OSError:
+                pass
+        return out
+
+    def reload(self):
+        self.write_config()
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop_begin(self):
+        # SIGTERM: fast shutdown of the master and its workers.
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop_wait(self, timeout=5):
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        kill_group(self.proc.pid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+        self.outf.close()
+
+    def stop(self, timeout=5):
+        self.stop_begin()
+        self.stop_wait(timeout)
+

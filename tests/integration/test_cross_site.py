@@ -57,7 +57,10 @@ def site_node(name, site, host, backend, session_port, routes, root=None):
              "session-listen %s:%d" % (host, session_port)]
     extra += ["site-route %s %s" % (s, " ".join(eps)) for s, eps in routes]
     n = mf.Mmnode(ENV, name=name, site=site, root=root or ENV.root_key(),
-                  host=host, backends=[ENV.backend_line(backend)],
+                  host=host, listeners=mf.Mmnode.DEFAULT_LISTENERS +
+                  [("smtp", "smtp", {})],
+                  backends=[ENV.backend_line(
+                      backend, lmtp=ENV.dovecots[backend].lmtp)],
                   extra=extra, timeouts={"drain": "2s", "backend": "3s"})
     ENV.nodes.append(n)
     n.make_key()
@@ -220,6 +223,36 @@ class CrossSiteTest(unittest.TestCase):
         self.assertTrue(r.startswith("-ERR [SYS/TEMP]"), r)
         self.assertLess(time.monotonic() - t0, 5)
         self.assertIn("hop-limit", self.a.log_text() + self.b.log_text())
+
+    def test_f2_smtp_at_b_delivers_at_site_a(self):
+        # Mail for alice reaches site b; it travels the channel to a node
+        # of site a, which delivers it to its own back end.
+        d = ENV.dovecots["be1"]
+        n = mf.inbox_count(d, ALICE)
+        msg = mf.crlf_message("Subject: across sites\n\nHello from b.\n")
+        with mf.MailClient(self.b.host, self.b.port["smtp"],
+                           source=CLIENT) as c:
+            r = c.send("sender@example.net", [ALICE], msg)
+            self.assertEqual(r[ALICE][0], 250, "%s\n%s\n%s" % (
+                r, self.b.log_text()[-2000:], self.a.log_text()[-2000:]))
+            # carol lives at b: another back end, so another transaction.
+            self.assertEqual(c.cmd("MAIL FROM:<sender@example.net>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<%s>" % ALICE)[0], 250)
+            code, text = c.cmd("RCPT TO:<%s>" % CAROL)
+            self.assertEqual(code, 452, text)
+            c.cmd("RSET")
+            # bob's record points each site at the other: the hop limit
+            # ends the loop with a temporary failure.
+            c.cmd("MAIL FROM:<sender@example.net>")
+            code, text = c.cmd("RCPT TO:<%s>" % BOB)
+            self.assertEqual(code // 100, 4, text)
+            c.quit()
+        self.assertEqual(mf.inbox_count(d, ALICE), n + 1)
+        raw = mf.fetch_all(d, ALICE)[-1]
+        self.assertTrue(raw.endswith(msg), raw[-300:])
+        # Both nodes put their trace field on; site a's names the client.
+        self.assertEqual(raw.count(b"(MailMesh)"), 2, raw[:1500])
+        self.assertIn(("([%s])" % CLIENT).encode(), raw)
 
     def test_g_peer_of_another_root_refused(self):
         # A node whose keys come from another root: its own store trusts

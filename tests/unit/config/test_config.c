@@ -84,11 +84,13 @@ test_example_parses(void **state)
 	assert_true(conf->user_lowercase);
 	assert_false(conf->user_strip_domain);
 
-	assert_int_equal(conf->n_listeners, 4);
+	assert_int_equal(conf->n_listeners, 5);
 	assert_int_equal(conf->listeners[0].tls, MM_TLS_STARTTLS);
 	assert_int_equal(conf->listeners[1].tls, MM_TLS_IMPLICIT);
 	assert_int_equal(conf->listeners[2].proto, MM_PROTO_POP3);
 	assert_int_equal(conf->listeners[3].tls, MM_TLS_IMPLICIT);
+	assert_int_equal(conf->listeners[4].proto, MM_PROTO_SMTP);
+	assert_int_equal(conf->listeners[4].tls, MM_TLS_STARTTLS);
 	for (i = 0; i < conf->n_listeners; i++) {
 		assert_string_equal(conf->listeners[i].host, "*");
 		assert_non_null(conf->listeners[i].cert_file);
@@ -101,6 +103,8 @@ test_example_parses(void **state)
 	assert_string_equal(b->host, "10.0.0.11");
 	assert_int_equal(b->port[MM_PROTO_IMAP], 143);
 	assert_int_equal(b->port[MM_PROTO_POP3], 110);
+	assert_int_equal(b->port[MM_PROTO_SMTP], 24);
+	assert_true(b->lmtp);
 	assert_int_equal(b->client_addr, MM_CADDR_ID);
 	b = mm_config_backend(conf, "ms2");
 	assert_non_null(b);
@@ -543,7 +547,7 @@ test_syntax_errors(void **state)
 	    2, "unexpected 'b'");
 	expect_error(LISTEN "backend b h imap=1 pop3=2 tls=none "
 	    "client-addr=id x1 x2 x3 x4 x5 x6 x7 x8 x9 x10 x11\n", 2,
-	    "unexpected 'x3'");
+	    "unexpected 'x4'");
 }
 
 static void
@@ -639,7 +643,12 @@ test_listen_errors(void **state)
 {
 	expect_error("listen\n", 1, "listen: missing argument");
 	expect_error("listen imap\n", 1, "listen: missing argument");
-	expect_error("listen smtp *:25\n", 1, "unknown protocol 'smtp'");
+	expect_error("listen lmtp *:24\n", 1, "unknown protocol 'lmtp'");
+	expect_error("listen socketmap 127.0.0.1:1 cert=c key=k\n", 1,
+	    "'socketmap' takes no options");
+	expect_error("listen auth-http 127.0.0.1:1 require-tls\n", 1,
+	    "'auth-http' takes no options");
+	expect_error("listen smtps *:465\n", 1, "'smtps' needs cert=");
 	expect_error("listen IMAP *:143\n", 1, "unknown protocol 'IMAP'");
 	expect_error("listen imap *\n", 1, "'*' has no port");
 	expect_error("listen imap 143\n", 1, "'143' has no port");
@@ -783,12 +792,90 @@ test_backend(void **state)
 	mm_config_free(conf);
 }
 
+/* Mail delivery ports, the SMTP listeners, the lookup listeners and what
+ * their answers send to this node. */
+static void
+test_smtp_directives(void **state)
+{
+	struct mm_config *conf = parse_ok(
+	    "listen imap 10.1.1.1:143\n"
+	    "listen smtps *:465 cert=c key=k\n"
+	    "listen smtp *:25 cert=c key=k require-tls\n"
+	    "listen socketmap 127.0.0.1:7025\n"
+	    "listen auth-http 127.0.0.1:7080\n"
+	    "lookup-relay pop3 [2001:db8::1]:110\n"
+	    "hostname mx1.example.net\n"
+	    "backend mailonly h lmtp=24\n"
+	    "backend both h imap=143 smtp=2525 client-addr=proxy\n"
+	    "limit recipients 500\n"
+	    "limit message-size 20M\n"
+	    "timeout smtp-idle 2m\n"
+	    "timeout smtp-data 90s\n");
+	const struct mm_backend_conf *b;
+
+	assert_int_equal(conf->n_listeners, 5);
+	assert_int_equal(conf->listeners[0].kind, MM_LISTEN_MAIL);
+	assert_int_equal(conf->listeners[1].proto, MM_PROTO_SMTP);
+	assert_int_equal(conf->listeners[1].tls, MM_TLS_IMPLICIT);
+	assert_int_equal(conf->listeners[2].tls, MM_TLS_STARTTLS);
+	assert_true(conf->listeners[2].require_tls);
+	assert_int_equal(conf->listeners[3].kind, MM_LISTEN_SOCKETMAP);
+	assert_int_equal(conf->listeners[4].kind, MM_LISTEN_AUTH_HTTP);
+	/* The first plaintext listener of each protocol, "*" as loopback. */
+	assert_string_equal(conf->lookup_relay[MM_PROTO_IMAP],
+	    "10.1.1.1:143");
+	assert_string_equal(conf->lookup_relay[MM_PROTO_SMTP],
+	    "127.0.0.1:25");
+	assert_string_equal(conf->lookup_relay[MM_PROTO_POP3],
+	    "[2001:db8::1]:110");
+	assert_string_equal(conf->hostname, "mx1.example.net");
+	b = mm_config_backend(conf, "mailonly");
+	assert_int_equal(b->port[MM_PROTO_SMTP], 24);
+	assert_true(b->lmtp);
+	assert_int_equal(b->port[MM_PROTO_IMAP], 0);
+	assert_int_equal(b->port[MM_PROTO_POP3], 0);
+	b = mm_config_backend(conf, "both");
+	assert_int_equal(b->port[MM_PROTO_SMTP], 2525);
+	assert_false(b->lmtp);
+	assert_int_equal(b->port[MM_PROTO_IMAP], 143);
+	assert_int_equal(conf->limits.rcpt_max, 500);
+	assert_int_equal(conf->limits.message_max, 20 * 1024 * 1024);
+	assert_int_equal(conf->limits.smtp_idle_ms, 120000);
+	assert_int_equal(conf->limits.smtp_data_ms, 90000);
+	mm_config_free(conf);
+
+	/* Defaults: RFC 5321's minimums; a plain back end takes no mail. */
+	conf = parse_ok("listen smtp *:25\nbackend b h\n");
+	assert_int_equal(conf->limits.rcpt_max, 100);
+	assert_int_equal(conf->limits.message_max, 50 * 1024 * 1024);
+	assert_int_equal(conf->limits.smtp_idle_ms, 300000);
+	assert_int_equal(conf->limits.smtp_data_ms, 600000);
+	assert_int_equal(conf->backends[0].port[MM_PROTO_SMTP], 0);
+	assert_null(conf->lookup_relay[MM_PROTO_SMTP]);	/* no lookups */
+	assert_null(conf->hostname);
+	mm_config_free(conf);
+
+	expect_error(LISTEN "lookup-relay lmtp 1.2.3.4:24\n", 2,
+	    "unknown protocol 'lmtp'");
+	expect_error(LISTEN "lookup-relay smtp 1.2.3.4:25\n"
+	    "lookup-relay smtp 1.2.3.4:26\n", 3, "'smtp' given twice");
+	expect_error(LISTEN "lookup-relay smtp 1.2.3.4\n", 2, "port");
+	expect_error(LISTEN "hostname 10.0.0.1\n", 2, "not a DNS name");
+	expect_error(LISTEN "hostname bad/name\n", 2, "not a DNS name");
+	expect_error(LISTEN "limit recipients 0\n", 2, "recipients");
+	expect_error(LISTEN "limit message-size 1k\n", 2, "message-size");
+}
+
 static void
 test_backend_errors(void **state)
 {
 	char name[80];
 
 	expect_error(LISTEN "backend ms1\n", 2, "backend: missing argument");
+	expect_error(LISTEN "backend b h lmtp=24 smtp=25\n", 2,
+	    "give lmtp= or smtp=, not both");
+	expect_error(LISTEN "backend b h lmtp=0\n", 2, "'lmtp=0': not a port");
+	expect_error(LISTEN "backend b h smtp=x\n", 2, "'smtp=x': not a port");
 	expect_error(LISTEN "backend ms/1 h\n", 2, "bad name 'ms/1'");
 	expect_error(LISTEN "backend ms:1 h\n", 2, "bad name 'ms:1'");
 	memset(name, 'n', 65);
@@ -806,7 +893,7 @@ test_backend_errors(void **state)
 	    "'ms1' is already defined on line 2");
 
 	expect_error(LISTEN "backend b 10.0.0.1:143\n", 2,
-	    "bad host '10.0.0.1:143': a port goes in imap= or pop3=");
+	    "bad host '10.0.0.1:143': a port goes in imap=, pop3=, lmtp= or smtp=");
 	expect_error(LISTEN "backend b [::1]\n", 2,
 	    "bad host '[::1]': give an IPv6 address without brackets");
 	expect_error(LISTEN "backend b ::g\n", 2,
@@ -1126,6 +1213,7 @@ main(void)
 		cmocka_unit_test(test_listen_errors),
 		cmocka_unit_test(test_listen_max),
 		cmocka_unit_test(test_backend),
+		cmocka_unit_test(test_smtp_directives),
 		cmocka_unit_test(test_backend_errors),
 		cmocka_unit_test(test_backend_max),
 		cmocka_unit_test(test_limits),
