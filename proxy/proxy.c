@@ -1426,6 +1426,14 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/* Whether the protocol wants the back end's lines now. */
+static bool
+backend_lines_wanted(const struct session *s)
+{
+	return s->bbev != NULL && (s->state == S_LOGIN ||
+	    (s->state == S_PRELOGIN && s->proto->lines_before_wait));
+}
+
 /* Hands the protocol the back end's lines while it logs in. Each line is
  * taken out of the buffer before it is handled: once the login succeeds
  * the relay owns whatever follows it. */
@@ -1434,7 +1442,7 @@ backend_login_input(struct session *s)
 {
 	char *copy = NULL;
 
-	while (s->state == S_LOGIN && s->bbev != NULL) {
+	while (backend_lines_wanted(s)) {
 		struct evbuffer *in = bufferevent_get_input(s->bbev);
 		const char *line;
 		size_t len, consumed;
@@ -1467,6 +1475,7 @@ backend_read_cb(struct bufferevent *bev, void *arg)
 
 	switch (s->state) {
 	case S_LOGIN:
+	case S_PRELOGIN:
 		backend_login_input(s);
 		break;
 	case S_RELAY:

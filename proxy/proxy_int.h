@@ -72,6 +72,9 @@ struct proxy_proto {
 	/* Optional: true while the session must not be cut by a drain
 	 * (a message is on its way). */
 	bool (*busy)(const struct session *s);
+	/* backend_line is called in S_PRELOGIN too (SMTP reads the reply to
+	 * DATA while the client already sends the message). */
+	bool lines_before_wait;
 };
 
 extern const struct proxy_proto proxy_imap;

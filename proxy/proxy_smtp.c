@@ -27,6 +27,7 @@
 #define HELO_KEEP 64			/* bytes of the client's HELO name kept */
 #define CLIENT_OUT_MAX (64 * 1024)	/* replies queued before we stop reading */
 #define ROUTE_KEY_MAX (DIR_HOST_MAX + 80)
+#define DATA_READ_MAX (256 * 1024)	/* bytes per read while a message streams */
 
 /* What a back-end reply answers, oldest first. */
 enum expect {
@@ -37,7 +38,10 @@ enum expect {
 /* The client command that waits for the back end. */
 enum wait_for { W_NONE, W_RCPT, W_DATA, W_DOT, W_RSET };
 
-enum data_fail { DF_NONE, DF_BARE_LF, DF_NUL, DF_SIZE, DF_BACKEND };
+enum data_fail {
+	DF_NONE, DF_BARE_LF, DF_NUL, DF_SIZE, DF_BACKEND,
+	DF_REFUSED,		/* the back end refused DATA: data_reply */
+};
 
 /* XCLIENT attributes the back end named. */
 #define XC_ADDR 1u
@@ -67,6 +71,13 @@ struct smtp_state {
 	bool data;			/* the message is streaming */
 	struct smtp_data scan;
 	enum data_fail fail;
+	/* The client gets 354 at once; what it sends waits in held until
+	 * the back end's own 354 (never sent ahead of it: a back end that
+	 * refused DATA would read the message as commands). */
+	bool hold;
+	bool verdict_pending;		/* the message ended during the hold */
+	struct evbuffer *held;
+	struct reply_buf data_reply;
 	bool skipping;			/* discarding an overlong line */
 	bool want_tls;
 	bool in_paused;			/* back end full: client read stopped */
@@ -122,9 +133,13 @@ state(struct session *s)
 static void
 smtp_free_state(struct session *s)
 {
-	if (s->pstate != NULL) {
+	struct smtp_state *st = s->pstate;
+
+	if (st != NULL) {
 		session_backend_close(s);
-		free(s->pstate);
+		if (st->held != NULL)
+			evbuffer_free(st->held);
+		free(st);
 		s->pstate = NULL;
 	}
 }
@@ -188,6 +203,8 @@ reply_line(const struct reply_buf *r, char *buf, size_t len)
 
 /* ---- transactions --------------------------------------------------- */
 
+static void start_data(struct session *s, bool hold);
+
 static void
 txn_reset(struct smtp_state *st)
 {
@@ -201,6 +218,9 @@ txn_reset(struct smtp_state *st)
 	st->fail = DF_NONE;
 	st->be_broken = false;
 	st->mail_refused = false;
+	st->hold = st->verdict_pending = false;
+	if (st->held != NULL)
+		evbuffer_drain(st->held, evbuffer_get_length(st->held));
 }
 
 /* Forgets the back-end connection (closed by the caller or the proxy). */
@@ -214,6 +234,9 @@ backend_forget(struct smtp_state *st)
 	st->rcpt_sent = false;
 	st->mail_refused = false;
 	reply_reset(&st->reply);
+	st->hold = false;
+	if (st->held != NULL)
+		evbuffer_drain(st->held, evbuffer_get_length(st->held));
 }
 
 static void
@@ -480,8 +503,9 @@ cmd_data(struct session *s)
 	}
 	session_backend_printf(s, "DATA\r\n");
 	expect(s, EXP_DATA);
-	st->wait = W_DATA;
-	session_backend_wait(s, session_conf(s)->limits.backend_connect_ms);
+	/* The message travels while the back end's 354 does: one round
+	 * trip less per message. */
+	start_data(s, true);
 }
 
 static void
@@ -503,7 +527,7 @@ cmd_rset(struct session *s)
 
 /* Trace header (RFC 5321 4.4), ahead of the client's bytes. */
 static void
-send_received(struct session *s)
+send_received(struct session *s, struct evbuffer *out)
 {
 	struct smtp_state *st = state(s);
 	char date[64];
@@ -513,13 +537,13 @@ send_received(struct session *s)
 
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	session_backend_printf(s, "Received: from %s ([%s%s])\r\n"
+	evbuffer_add_printf(out, "Received: from %s ([%s%s])\r\n"
 	    "\tby %s (MailMesh) with %s%s id %s", st->helo_name,
 	    v6 ? "IPv6:" : "", s->caddr_str, my_name(s),
 	    st->esmtp ? "ESMTP" : "SMTP", s->client_tls ? "S" : "", s->sid);
 	if (st->n_rcpt == 1)
-		session_backend_printf(s, "\r\n\tfor <%s>", st->first_rcpt);
-	session_backend_printf(s, "; %s\r\n", date);
+		evbuffer_add_printf(out, "\r\n\tfor <%s>", st->first_rcpt);
+	evbuffer_add_printf(out, "; %s\r\n", date);
 }
 
 /* Moves message bytes from the client to the back end. true once the
@@ -555,19 +579,36 @@ stream_data(struct session *s)
 		s->bytes_c2b += n;
 		s->last_active_ms = mm_now_ms();
 		if (st->fail == DF_NONE && s->bbev != NULL)
-			evbuffer_remove_buffer(in,
+			evbuffer_remove_buffer(in, st->hold ? st->held :
 			    bufferevent_get_output(s->bbev), n);
 		else
 			evbuffer_drain(in, n);
 		if (done)
 			return true;
 	}
-	if (s->bbev != NULL && evbuffer_get_length(
-	    bufferevent_get_output(s->bbev)) >= lim->relay_buffer) {
+	if (st->fail == DF_NONE && s->bbev != NULL && evbuffer_get_length(
+	    st->hold ? st->held : bufferevent_get_output(s->bbev)) >=
+	    lim->relay_buffer) {
 		bufferevent_disable(s->cbev, EV_READ);
 		st->in_paused = true;
 	}
 	return false;
+}
+
+/* The whole message is with the back end: wait for its verdict. */
+static void
+wait_verdict(struct session *s)
+{
+	struct smtp_state *st = state(s);
+
+	st->dot_left = s->route.backend->lmtp ? st->be_rcpts : 1;
+	st->dot_ok = st->dot_temp = st->dot_perm = 0;
+	reply_reset(&st->ok_reply);
+	reply_reset(&st->temp_reply);
+	reply_reset(&st->perm_reply);
+	expect(s, EXP_DOT);
+	st->wait = W_DOT;
+	session_backend_wait(s, session_conf(s)->limits.smtp_data_ms);
 }
 
 /* The message has ended: wait for the back end's verdict, or give ours. */
@@ -581,14 +622,21 @@ data_done(struct session *s)
 	st->data = false;
 	switch (st->fail) {
 	case DF_NONE:
-		st->dot_left = s->route.backend->lmtp ? st->be_rcpts : 1;
-		st->dot_ok = st->dot_temp = st->dot_perm = 0;
-		reply_reset(&st->ok_reply);
-		reply_reset(&st->temp_reply);
-		reply_reset(&st->perm_reply);
-		expect(s, EXP_DOT);
-		st->wait = W_DOT;
-		session_backend_wait(s, session_conf(s)->limits.smtp_data_ms);
+		if (st->hold) {
+			/* Still no 354 from the back end. */
+			st->verdict_pending = true;
+			st->wait = W_DATA;
+			session_backend_wait(s,
+			    session_conf(s)->limits.backend_connect_ms);
+			return;
+		}
+		wait_verdict(s);
+		return;
+	case DF_REFUSED:
+		send_reply(s, &st->data_reply);
+		log_message(s, "refused", reply_line(&st->data_reply, line,
+		    sizeof(line)));
+		txn_reset(st);
 		return;
 	case DF_BARE_LF:
 		text = "554 5.6.0 Message contains a bare LF (line feed "
@@ -614,16 +662,22 @@ data_done(struct session *s)
 }
 
 static void
-start_data(struct session *s)
+start_data(struct session *s, bool hold)
 {
 	struct smtp_state *st = state(s);
 
+	if (st->held == NULL)
+		st->held = evbuffer_new();
 	session_printf(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
-	send_received(s);
+	st->hold = hold;
+	send_received(s, hold ? st->held : bufferevent_get_output(s->bbev));
 	smtp_data_init(&st->scan);
 	st->data = true;
 	st->fail = DF_NONE;
+	st->verdict_pending = false;
 	st->data_start_ms = mm_now_ms();
+	bufferevent_set_max_single_read(s->cbev, DATA_READ_MAX);
+	bufferevent_set_max_single_write(s->bbev, DATA_READ_MAX);
 }
 
 /* Handles one command line; false if reading must stop. */
@@ -804,6 +858,34 @@ smtp_busy(const struct session *s)
 
 /* ---- the back-end side ---------------------------------------------- */
 
+static void smtp_backend_lost(struct session *s, const char *reason);
+
+/* The back end failed us: while a command waits on it, the proxy closes
+ * it and the command gets its answer (smtp_login_failed); otherwise it is
+ * as if it had gone away. */
+static void
+backend_fail(struct session *s, const char *reason)
+{
+	if (s->state == S_LOGIN)
+		session_login_fail(s, LOGIN_FAIL_TEMP, reason);
+	else
+		smtp_backend_lost(s, reason);
+}
+
+/* Reading stopped for a full back end that is gone: the rest of the
+ * message is read and dropped. */
+static void
+resume_input(struct session *s)
+{
+	struct smtp_state *st = state(s);
+
+	if (!st->in_paused)
+		return;
+	st->in_paused = false;
+	bufferevent_enable(s->cbev, EV_READ);
+	smtp_client_input(s);
+}
+
 static void
 send_helo(struct session *s)
 {
@@ -904,7 +986,7 @@ after_helo(struct session *s)
 
 	if (be->tls == MM_TLS_STARTTLS && !st->be_tls_done) {
 		if (!st->be_starttls) {
-			session_login_fail(s, LOGIN_FAIL_TEMP,
+			backend_fail(s,
 			    "backend-no-starttls");
 			return;
 		}
@@ -964,13 +1046,13 @@ handle_reply(struct session *s, enum expect e)
 
 	reply_finish(r);
 	if (cls == 3 && e != EXP_DATA) {
-		session_login_fail(s, LOGIN_FAIL_TEMP, "backend-protocol");
+		backend_fail(s, "backend-protocol");
 		return;
 	}
 	switch (e) {
 	case EXP_GREETING:
 		if (r->code != 220) {
-			session_login_fail(s, LOGIN_FAIL_TEMP,
+			backend_fail(s,
 			    "backend-greeting");
 			return;
 		}
@@ -978,7 +1060,7 @@ handle_reply(struct session *s, enum expect e)
 		return;
 	case EXP_HELO:
 		if (cls != 2) {
-			session_login_fail(s, LOGIN_FAIL_TEMP,
+			backend_fail(s,
 			    "backend-helo-refused");
 			return;
 		}
@@ -986,7 +1068,7 @@ handle_reply(struct session *s, enum expect e)
 		return;
 	case EXP_STARTTLS:
 		if (r->code != 220) {
-			session_login_fail(s, LOGIN_FAIL_TEMP,
+			backend_fail(s,
 			    "backend-starttls-refused");
 			return;
 		}
@@ -1037,16 +1119,26 @@ handle_reply(struct session *s, enum expect e)
 		end_wait(s);
 		return;
 	case EXP_DATA:
+		st->hold = false;
 		if (r->code == 354) {
-			start_data(s);
+			evbuffer_add_buffer(bufferevent_get_output(s->bbev),
+			    st->held);
+			if (st->verdict_pending)
+				wait_verdict(s);
+			return;
+		}
+		evbuffer_drain(st->held, evbuffer_get_length(st->held));
+		reply_copy(&st->data_reply, r);
+		/* The back end still holds the transaction: start over. */
+		backend_drop(s);
+		if (st->verdict_pending) {
+			send_reply(s, &st->data_reply);
+			txn_reset(st);
 			end_wait(s);
 			return;
 		}
-		send_reply(s, r);
-		/* The back end still holds the transaction: start over. */
-		backend_drop(s);
-		txn_reset(st);
-		end_wait(s);
+		st->fail = DF_REFUSED;
+		resume_input(s);
 		return;
 	case EXP_DOT:
 		if (cls == 2) {
@@ -1091,17 +1183,17 @@ smtp_backend_line(struct session *s, const char *line, size_t len)
 	enum expect e;
 
 	if (smtp_reply_parse(line, len, &code, &last, &text, &tlen) != 0) {
-		session_login_fail(s, LOGIN_FAIL_TEMP, "backend-garbage");
+		backend_fail(s, "backend-garbage");
 		return false;
 	}
 	if (st->n_exp == 0) {
-		session_login_fail(s, LOGIN_FAIL_TEMP, "backend-unexpected");
+		backend_fail(s, "backend-unexpected");
 		return false;
 	}
 	if (st->reply.len == 0 && !st->reply.cut)
 		st->reply.code = code;
 	else if (code != st->reply.code) {
-		session_login_fail(s, LOGIN_FAIL_TEMP, "backend-garbage");
+		backend_fail(s, "backend-garbage");
 		return false;
 	}
 	if (st->exp[0] == EXP_HELO && (st->reply.len > 0 || st->reply.cut))
@@ -1168,12 +1260,7 @@ smtp_backend_lost(struct session *s, const char *reason)
 	if (st->data) {
 		if (st->fail == DF_NONE)
 			st->fail = DF_BACKEND;
-		if (st->in_paused) {
-			/* The rest of the message is read and dropped. */
-			st->in_paused = false;
-			bufferevent_enable(s->cbev, EV_READ);
-			smtp_client_input(s);
-		}
+		resume_input(s);
 	} else if (st->n_rcpt > 0) {
 		st->be_broken = true;
 	}
@@ -1193,4 +1280,5 @@ const struct proxy_proto proxy_smtp = {
 	.backend_drained = smtp_backend_drained,
 	.client_drained = smtp_client_drained,
 	.busy = smtp_busy,
+	.lines_before_wait = true,
 };

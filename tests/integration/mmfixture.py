@@ -1060,6 +1060,9 @@ class FakeServer:
           "greet-hang"  send an IMAP greeting, then never answer
           "garbage" send binary junk and junk lines, then keep the connection
           "close"  accept and close at once
+          "lmtp-refuse-data"  an LMTP server that takes LHLO, MAIL and
+                   RCPT but refuses DATA with 554
+          "lmtp-silent-data"  takes the message and never answers its end
     """
 
     def __init__(self, mode):
@@ -1093,8 +1096,36 @@ class FakeServer:
                     c.sendall(b"\x00\xff\xfe garbage \x01\x02\r\n"
                               b"HTTP/1.1 400 Bad Request\r\n\r\n"
                               + bytes(range(256)) + b"\r\n")
+                elif self.mode.startswith("lmtp-"):
+                    threading.Thread(target=self._lmtp, args=(c,),
+                                     daemon=True).start()
             except OSError:
                 pass
+
+    def _lmtp(self, c):
+        f = c.makefile("rb")
+        try:
+            c.sendall(b"220 fake LMTP\r\n")
+            while True:
+                ln = f.readline()
+                if not ln:
+                    return
+                verb = ln[:4].upper()
+                if verb == b"LHLO":
+                    c.sendall(b"250-fake\r\n250 PIPELINING\r\n")
+                elif verb == b"DATA" and self.mode == "lmtp-refuse-data":
+                    c.sendall(b"554 5.3.0 fake refuses data\r\n")
+                elif verb == b"DATA":
+                    c.sendall(b"354 go ahead\r\n")
+                    while f.readline() not in (b".\r\n", b""):
+                        pass
+                elif verb == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"250 ok\r\n")
+        except OSError:
+            pass
 
     def stop(self):
         self.stopping = True

@@ -430,6 +430,58 @@ class BackendFailureTest(unittest.TestCase):
         finally:
             node.stop()
 
+    def fake_node(self, mode, **kw):
+        fake = ENV.fake(mode)
+        node = ENV.mmnode(
+            name="smtpfake-" + mode, listeners=[("smtp", "smtp", {})],
+            backends=["be1 %s imap=1 lmtp=%d" % (mf.HOST, fake.port),
+                      lmtp_backend("be2")], **kw)
+        self.addCleanup(node.stop)
+        return node
+
+    def test_backend_refuses_data(self):
+        # The client hears 354 at once; the back end's refusal is its
+        # answer once the message is in, and no byte of the message ever
+        # reached the back end as a command.
+        node = self.fake_node("lmtp-refuse-data")
+        with mf.MailClient(mf.HOST, node.port["smtp"]) as c:
+            c.cmd("MAIL FROM:<%s>" % SENDER)
+            self.assertEqual(c.cmd("RCPT TO:<%s>" % ALICE)[0], 250)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            c.sock.sendall(message("refused") + b"RCPT TO:<x@y>\r\n.\r\n")
+            code, text = c.reply()
+            self.assertEqual(code, 554, text)
+            self.assertIn("fake refuses data", text)
+            # The next transaction goes elsewhere, on the same session.
+            r = c.send(SENDER, [BOB], message("after a refused DATA"))
+            self.assertEqual(r[BOB][0], 250, r)
+            c.quit()
+
+    def test_backend_silent_after_data(self):
+        node = self.fake_node("lmtp-silent-data",
+                              timeouts={"smtp-data": "1s"})
+        with mf.MailClient(mf.HOST, node.port["smtp"]) as c:
+            c.cmd("MAIL FROM:<%s>" % SENDER)
+            self.assertEqual(c.cmd("RCPT TO:<%s>" % ALICE)[0], 250)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            t0 = time.monotonic()
+            c.sock.sendall(message("unanswered") + b".\r\n")
+            code, text = c.reply()
+            self.assertEqual(code, 451, text)
+            self.assertTrue(text.startswith("4.4.2"), text)
+            self.assertLess(time.monotonic() - t0, 5)
+            self.assertEqual(c.cmd("NOOP")[0], 250)
+            c.quit()
+
+    def test_backend_garbage(self):
+        node = self.fake_node("garbage")
+        with mf.MailClient(mf.HOST, node.port["smtp"]) as c:
+            c.cmd("MAIL FROM:<%s>" % SENDER)
+            code, text = c.cmd("RCPT TO:<%s>" % ALICE)
+            self.assertEqual(code, 451, text)
+            self.assertEqual(c.cmd("RCPT TO:<%s>" % BOB)[0], 250)
+            c.cmd("QUIT")
+
     def test_backend_killed_during_data(self):
         user = ERIN
         d = be(user)
