@@ -356,11 +356,16 @@ lookup_auth_answer(enum mm_proto proto, enum dir_result r,
 		auth_relay(a_r, proto, conf, NULL);
 		break;
 	case DIR_NOTFOUND:
-		/* The same words as a wrong password from any source: whether
-		 * a user exists is not for the client to learn. */
+		/* Whether a user exists is not for the client to learn. A
+		 * wrong password is refused by the back end, and nginx relays
+		 * its words and closes; so an unknown user goes to this
+		 * node's own listener, which refuses the login in the same
+		 * words, after a failure delay, as any back end does. */
 		if (smtp)
 			auth_fail(a_r, STATUS_UNKNOWN, "550 5.1.1", WAIT_OTHER,
 			    NULL);
+		else if (conf->lookup_relay[proto] != NULL)
+			auth_relay(a_r, proto, conf, "unknown-via-relay");
 		else
 			auth_fail(a_r, STATUS_BAD_LOGIN, NULL, WAIT_BAD_LOGIN,
 			    NULL);

@@ -181,14 +181,21 @@ test_auth_imap_pop3(void **state)
 	expect_fail(&a, "Temporary server problem, try again later", NULL, 1);
 	assert_string_equal(a.reason, "backend-tls");
 
-	/* Unknown: the words and wait of a wrong password; after
-	 * auth_fail_max attempts no wait, so nginx closes. */
+	/* Unknown: to this node's own listener, which refuses it like a
+	 * wrong password; without one, the words and wait of a wrong
+	 * password, and after auth_fail_max attempts no wait, so nginx
+	 * closes. */
+	lookup_auth_answer(MM_PROTO_IMAP, DIR_NOTFOUND, &none, &conf, 1, &a);
+	expect_ok(&a, "127.0.0.1", 1143);
+	assert_string_equal(a.reason, "unknown-via-relay");
+	conf.lookup_relay[MM_PROTO_POP3] = NULL;
 	lookup_auth_answer(MM_PROTO_POP3, DIR_NOTFOUND, &none, &conf, 1, &a);
 	expect_fail(&a, "Invalid login or password", NULL, 3);
 	lookup_auth_answer(MM_PROTO_POP3, DIR_NOTFOUND, &none, &conf, 2, &a);
 	expect_fail(&a, "Invalid login or password", NULL, 3);
 	lookup_auth_answer(MM_PROTO_POP3, DIR_NOTFOUND, &none, &conf, 3, &a);
 	expect_fail(&a, "Invalid login or password", NULL, 0);
+	conf.lookup_relay[MM_PROTO_POP3] = (char *)"[::1]:1110";
 
 	lookup_auth_answer(MM_PROTO_IMAP, DIR_FROZEN, &none, &conf, 1, &a);
 	expect_fail(&a, "Temporary server problem, try again later", NULL, 1);
@@ -276,12 +283,14 @@ test_auth_format(void **state)
 	    "Auth-Port: 143\r\n"
 	    "\r\n");
 
+	conf.lookup_relay[MM_PROTO_IMAP] = NULL;
 	lookup_auth_answer(MM_PROTO_IMAP, DIR_NOTFOUND, &none, &conf, 1, &a);
 	lookup_auth_format(&a, out, sizeof(out));
 	assert_string_equal(out, "HTTP/1.0 200 OK\r\n"
 	    "Auth-Status: Invalid login or password\r\n"
 	    "Auth-Wait: 3\r\n"
 	    "\r\n");
+	conf.lookup_relay[MM_PROTO_IMAP] = (char *)"127.0.0.1:1143";
 
 	lookup_auth_answer(MM_PROTO_SMTP, DIR_NOTFOUND, &none, &conf, 1, &a);
 	lookup_auth_format(&a, out, sizeof(out));
