@@ -29,6 +29,22 @@
 #define RELAY_READ_BURST (512 * 1024)		/* bytes read per wakeup */
 #define RELAY_PIPE_SIZE (1024 * 1024)		/* splice pipe capacity */
 #define PROXY2_HEADER_MAX 232
+#define PARK_MAX 64			/* idle back-end connections per worker */
+#define PARK_IDLE_MS 30000		/* an idle one is closed after this */
+#define PARK_KEY_MAX 320
+#define PARK_NOTES_MAX 64
+
+/* An idle back-end connection kept for the next session to the same back
+ * end (SMTP: no connect, greeting and LHLO per message). */
+struct parked {
+	struct parked *prev, *next;
+	struct proxy *px;
+	struct bufferevent *bev;
+	struct event *timer;
+	char key[PARK_KEY_MAX];
+	unsigned char notes[PARK_NOTES_MAX];	/* the protocol's, opaque */
+	size_t notes_len;
+};
 
 struct listener {
 	struct proxy *px;
@@ -58,6 +74,9 @@ struct proxy {
 	struct mm_listener_conf xsite_lc[MM_PROTO_COUNT];
 	struct session *sessions;	/* list of live sessions */
 	size_t n_sessions;
+	struct parked *parked;		/* idle back-end connections, newest
+					 * first */
+	size_t n_parked;
 	uint64_t next_id;
 	bool draining;
 	struct event *drain_timer;
@@ -136,6 +155,8 @@ proxy_new(struct event_base *base, const struct mm_config *conf,
 	return px;
 }
 
+static void parked_free(struct parked *pk);
+
 void
 proxy_free(struct proxy *px)
 {
@@ -145,6 +166,8 @@ proxy_free(struct proxy *px)
 		return;
 	while (px->sessions != NULL)
 		session_free(px->sessions);
+	while (px->parked != NULL)
+		parked_free(px->parked);
 	if (px->sevl != NULL)
 		evconnlistener_free(px->sevl);
 	xsite_free(px->xs);
@@ -357,6 +380,9 @@ session_close(struct session *s, const char *result)
 	if (s->state == S_CLOSING)
 		return;
 	session_log_close(s, result);
+	if (s->proto->park_backend != NULL && s->bbev != NULL &&
+	    s->state == S_PRELOGIN)
+		s->proto->park_backend(s);
 	s->state = S_CLOSING;
 	relay_events_free(s);
 	login_free(s->login);
@@ -992,6 +1018,120 @@ session_backend_close(struct session *s)
 	backend_drop(s);
 }
 
+/* ---- idle back-end connections -------------------------------------- */
+
+static void
+parked_free(struct parked *pk)
+{
+	struct proxy *px = pk->px;
+
+	if (pk->prev != NULL)
+		pk->prev->next = pk->next;
+	else
+		px->parked = pk->next;
+	if (pk->next != NULL)
+		pk->next->prev = pk->prev;
+	px->n_parked--;
+	bufferevent_free(pk->bev);
+	event_free(pk->timer);
+	free(pk);
+}
+
+/* A parked connection that speaks (a timeout notice), closes or idles too
+ * long is of no more use. */
+static void
+parked_read_cb(struct bufferevent *bev, void *arg)
+{
+	parked_free(arg);
+}
+
+static void
+parked_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		parked_free(arg);
+}
+
+static void
+parked_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	parked_free(arg);
+}
+
+void
+session_backend_park(struct session *s, const char *key, const void *notes,
+    size_t notes_len)
+{
+	struct proxy *px = s->px;
+	struct parked *pk;
+	struct timeval tv = { PARK_IDLE_MS / 1000,
+		(PARK_IDLE_MS % 1000) * 1000 };
+
+	if (s->bbev == NULL || s->xl_backend != NULL || px->draining ||
+	    s->route.backend == NULL ||
+	    s->route.backend->client_addr == MM_CADDR_PROXY2 ||
+	    notes_len > PARK_NOTES_MAX || strlen(key) >= PARK_KEY_MAX ||
+	    evbuffer_get_length(bufferevent_get_input(s->bbev)) > 0) {
+		backend_drop(s);
+		return;
+	}
+	if (px->n_parked >= PARK_MAX) {
+		/* The oldest goes. */
+		pk = px->parked;
+		while (pk->next != NULL)
+			pk = pk->next;
+		parked_free(pk);
+	}
+	pk = xcalloc(1, sizeof(*pk));
+	pk->px = px;
+	pk->bev = s->bbev;
+	s->bbev = NULL;
+	mm_strlcpy(pk->key, key, sizeof(pk->key));
+	memcpy(pk->notes, notes, notes_len);
+	pk->notes_len = notes_len;
+	pk->timer = evtimer_new(px->base, parked_timer_cb, pk);
+	bufferevent_setcb(pk->bev, parked_read_cb, NULL, parked_event_cb, pk);
+	bufferevent_enable(pk->bev, EV_READ);
+	evtimer_add(pk->timer, &tv);
+	pk->next = px->parked;
+	if (px->parked != NULL)
+		px->parked->prev = pk;
+	px->parked = pk;
+	px->n_parked++;
+}
+
+bool
+session_backend_unpark(struct session *s, const char *key,
+    const struct dir_route *route, void *notes, size_t notes_len)
+{
+	struct proxy *px = s->px;
+	struct parked *pk;
+
+	for (pk = px->parked; pk != NULL; pk = pk->next)
+		if (strcmp(pk->key, key) == 0 && pk->notes_len == notes_len)
+			break;
+	if (pk == NULL)
+		return false;
+	backend_drop(s);
+	s->bbev = pk->bev;
+	pk->bev = NULL;
+	memcpy(notes, pk->notes, notes_len);
+	if (pk->prev != NULL)
+		pk->prev->next = pk->next;
+	else
+		px->parked = pk->next;
+	if (pk->next != NULL)
+		pk->next->prev = pk->prev;
+	px->n_parked--;
+	event_free(pk->timer);
+	free(pk);
+	s->route = *route;
+	bufferevent_setcb(s->bbev, backend_read_cb, backend_write_cb,
+	    backend_event_cb, s);
+	bufferevent_enable(s->bbev, EV_READ | EV_WRITE);
+	return true;
+}
+
 bool
 session_draining(const struct session *s)
 {
@@ -1622,6 +1762,8 @@ proxy_drain(struct proxy *px, uint64_t deadline_ms,
 	struct timeval tv;
 
 	px->draining = true;
+	while (px->parked != NULL)
+		parked_free(px->parked);
 	px->drain_done = done_cb;
 	px->drain_arg = arg;
 	for (i = 0; i < px->n_listeners; i++) {

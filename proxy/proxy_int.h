@@ -75,6 +75,9 @@ struct proxy_proto {
 	/* backend_line is called in S_PRELOGIN too (SMTP reads the reply to
 	 * DATA while the client already sends the message). */
 	bool lines_before_wait;
+	/* Optional: the session closes with a back end open in S_PRELOGIN;
+	 * the protocol may park it (session_backend_park). */
+	void (*park_backend)(struct session *s);
 };
 
 extern const struct proxy_proto proxy_imap;
@@ -194,6 +197,20 @@ void session_backend_open(struct session *s, const struct dir_route *route,
  * client's input waits meanwhile. */
 void session_backend_wait(struct session *s, uint64_t timeout_ms);
 void session_backend_close(struct session *s);
+/* Keeps s's idle back-end connection (no command under way, nothing
+ * unread) for a later session to the back end named key, with the
+ * protocol's notes on it (what the back end offers; copied, at most
+ * 64 bytes); closes it instead when it cannot be kept (PROXY headers
+ * name one client; cross-site links are per session). s->bbev is NULL
+ * afterwards. */
+void session_backend_park(struct session *s, const char *key,
+    const void *notes, size_t notes_len);
+/* Takes a parked connection to key, if any: it becomes s->bbev (any open
+ * one is closed), route becomes s->route and notes are copied back.
+ * false when none is parked. */
+bool session_backend_unpark(struct session *s, const char *key,
+    const struct dir_route *route, void *notes, size_t notes_len);
+
 /* The worker is shutting down: finish what is under way, start nothing. */
 bool session_draining(const struct session *s);
 

@@ -48,6 +48,13 @@ enum data_fail {
 #define XC_PORT 2u
 #define XC_HELO 4u
 
+/* What a back end offered, kept with its connection while it is parked
+ * between sessions. */
+struct be_notes {
+	bool pipelining, size, eightbit, starttls, tls_done;
+	unsigned xclient;
+};
+
 struct reply_buf {
 	char text[REPLY_KEEP];
 	size_t len;
@@ -381,6 +388,72 @@ route_key(const struct dir_route *r, bool remote, char *key, size_t len)
 		    (unsigned)r->port);
 }
 
+static void send_xclient(struct session *s);
+static void start_txn(struct session *s);
+
+/* Parks an idle back-end connection for the next session to it. */
+static void
+park(struct session *s)
+{
+	struct smtp_state *st = state(s);
+	struct be_notes n;
+
+	if (s->bbev == NULL)
+		return;
+	if (st->n_exp > 0 || st->be_txn || st->hold || st->be_key[0] == '\0' ||
+	    strncmp(st->be_key, "be:", 3) != 0) {
+		backend_drop(s);
+		return;
+	}
+	memset(&n, 0, sizeof(n));
+	n.pipelining = st->be_pipelining;
+	n.size = st->be_size;
+	n.eightbit = st->be_8bit;
+	n.starttls = st->be_starttls;
+	n.tls_done = st->be_tls_done;
+	n.xclient = st->be_xclient;
+	session_backend_park(s, st->be_key, &n, sizeof(n));
+	backend_forget(st);
+}
+
+static void
+smtp_park_backend(struct session *s)
+{
+	if (s->pstate != NULL)
+		park(s);
+}
+
+/* Takes a parked connection to the back end of key, if there is one:
+ * no connect, greeting or LHLO. */
+static bool
+unpark(struct session *s, const char *key, const struct dir_route *route)
+{
+	struct smtp_state *st = state(s);
+	struct be_notes n;
+
+	if (!session_backend_unpark(s, key, route, &n, sizeof(n)))
+		return false;
+	backend_forget(st);
+	mm_strlcpy(st->be_key, key, sizeof(st->be_key));
+	st->be_pipelining = n.pipelining;
+	st->be_size = n.size;
+	st->be_8bit = n.eightbit;
+	st->be_starttls = n.starttls;
+	st->be_tls_done = n.tls_done;
+	st->be_xclient = n.xclient;
+	/* The address the back end has is the last session's. */
+	st->be_xclient_done = false;
+	if (route->backend->client_addr == MM_CADDR_ID &&
+	    (st->be_xclient & XC_ADDR)) {
+		st->be_xclient_done = true;
+		send_xclient(s);
+	} else {
+		start_txn(s);
+	}
+	session_backend_wait(s, session_conf(s)->limits.backend_connect_ms);
+	return true;
+}
+
 static void
 send_rcpt(struct session *s)
 {
@@ -472,8 +545,11 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		session_backend_wait(s, conf->limits.backend_connect_ms);
 		return;
 	}
-	/* A new back end: whatever was open goes (it has no recipient of
-	 * this transaction). */
+	/* A new back end: whatever was open has no recipient of this
+	 * transaction and waits for another session. */
+	park(s);
+	if (r == DIR_FOUND && unpark(s, key, &route))
+		return;
 	backend_forget(st);
 	mm_strlcpy(st->be_key, key, sizeof(st->be_key));
 	st->be_pipelining = st->be_size = st->be_8bit = false;
@@ -1281,4 +1357,5 @@ const struct proxy_proto proxy_smtp = {
 	.client_drained = smtp_client_drained,
 	.busy = smtp_busy,
 	.lines_before_wait = true,
+	.park_backend = smtp_park_backend,
 };

@@ -1063,6 +1063,8 @@ class FakeServer:
           "lmtp-refuse-data"  an LMTP server that takes LHLO, MAIL and
                    RCPT but refuses DATA with 554
           "lmtp-silent-data"  takes the message and never answers its end
+          "lmtp-mixed"  saves the message for the first recipient and
+                   answers 452 4.2.2 (mailbox full) for the others
     """
 
     def __init__(self, mode):
@@ -1104,6 +1106,7 @@ class FakeServer:
 
     def _lmtp(self, c):
         f = c.makefile("rb")
+        rcpts = 0
         try:
             c.sendall(b"220 fake LMTP\r\n")
             while True:
@@ -1119,6 +1122,13 @@ class FakeServer:
                     c.sendall(b"354 go ahead\r\n")
                     while f.readline() not in (b".\r\n", b""):
                         pass
+                    if self.mode == "lmtp-mixed":
+                        c.sendall(b"250 2.0.0 saved\r\n" + b"452 4.2.2 "
+                                  b"mailbox full\r\n" * (rcpts - 1))
+                    rcpts = 0
+                elif verb == b"RCPT":
+                    rcpts += 1
+                    c.sendall(b"250 ok\r\n")
                 elif verb == b"QUIT":
                     c.sendall(b"221 bye\r\n")
                     return

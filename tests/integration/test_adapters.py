@@ -629,6 +629,38 @@ class NginxSmtpTest(unittest.TestCase):
         self.assertIn("proto=smtp user=%s result=notfound" % ZED, lines[0])
 
 
+class SmtpBackendTest(unittest.TestCase):
+    """mmnode delivering by SMTP (not LMTP) to a real Postfix back end,
+    with the client's address passed by XCLIENT."""
+
+    def test_mmnode_to_postfix_by_smtp(self):
+        pf = PF
+        node = ENV.mmnode(
+            name="tosmtp", listeners=[("smtp", "smtp", {})],
+            backends=["be1 %s imap=%d smtp=%d client-addr=id" % (
+                mf.HOST, ENV.dovecots["be1"].imap, pf.smtp)])
+        self.addCleanup(node.stop)
+        subj = unique("smtp backend")
+        data = message(subj, [ALICE, DAVE], "By SMTP to Postfix.\n")
+        na, nd = (mf.inbox_count(be(ALICE), ALICE),
+                  mf.inbox_count(be(DAVE), DAVE))
+        pos = pf.log_size()
+        with mf.MailClient(mf.HOST, node.port["smtp"],
+                           source="127.0.0.7") as c:
+            r = c.send(SENDER, [ALICE, DAVE], data)
+            c.quit()
+        # SMTP has one verdict for the message: Postfix queued it.
+        self.assertEqual(r[ALICE][0], 250, r)
+        self.assertEqual(r[DAVE][0], 250, r)
+        mf.wait_inbox_count(be(ALICE), ALICE, na + 1)
+        mf.wait_inbox_count(be(DAVE), DAVE, nd + 1)
+        got = with_marker(be(ALICE), ALICE, subj)
+        self.assertEqual(len(got), 1)
+        # Postfix saw the real client, not mmnode, thanks to XCLIENT.
+        self.assertTrue(pf.wait_log(r"client=\S*\[127\.0\.0\.7\]", pos),
+                        pf.log_text()[-2000:])
+
+
 class ZNoPasswordLoggedTest(unittest.TestCase):
     """Last: nothing any test gave nginx as a password is in mmnode's log."""
 

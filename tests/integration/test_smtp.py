@@ -201,6 +201,42 @@ class DeliveryTest(unittest.TestCase):
             c.quit()
         self.assertEqual(count(DAVE), n + 1)
 
+    def test_client_address_by_proxy_header(self):
+        # client-addr=proxy: a PROXY v2 header on Dovecot's haproxy port.
+        d = ENV.dovecots["be1"]
+        node = ENV.mmnode(
+            name="smtpproxy2", listeners=[("smtp", "smtp", {})],
+            backends=["be1 %s imap=%d lmtp=%d client-addr=proxy" % (
+                mf.HOST, d.imap, d.lmtp_proxy), lmtp_backend("be2")])
+        self.addCleanup(node.stop)
+        src = "127.0.0.8"
+        with mf.MailClient(mf.HOST, node.port["smtp"], source=src) as c:
+            r = c.send(SENDER, [ALICE], message("proxy header"))
+            self.assertEqual(r[ALICE][0], 250, r)
+            c.quit()
+        hdr = mf.delivery_headers(newest(ALICE))
+        self.assertIn("[%s]" % src, hdr["received"])
+
+    def test_reused_backend_connection(self):
+        # An idle back-end connection is kept for the next session, and
+        # the back end learns each session's client anew (XCLIENT).
+        d = be(ALICE)
+        pos = d.log_size()
+        for src in ("127.0.0.11", "127.0.0.12", "127.0.0.13"):
+            with client(source=src) as c:
+                r = c.send(SENDER, [ALICE], message("reuse " + src))
+                self.assertEqual(r[ALICE][0], 250, r)
+                c.quit()
+            hdr = mf.delivery_headers(newest(ALICE))
+            self.assertIn("[%s]" % src, hdr["received"])
+        # Three sessions, at most one new LMTP connection per worker (of
+        # two), and the back end saw a second transaction on one.
+        log = d.log_since(pos)
+        connects = [ln for ln in log.splitlines()
+                    if "lmtp(" in ln and "Connect from" in ln]
+        self.assertLessEqual(len(connects), 2, log[-3000:])
+        self.assertRegex(log, r"lmtp\(alice@a\.test\)<\d+><[^>]*:T\d+>", log)
+
     def test_client_address_reaches_backend(self):
         # client-addr=id: XCLIENT; Dovecot's trace field names the client.
         src = "127.0.0.9"
@@ -360,7 +396,16 @@ class LimitsTest(unittest.TestCase):
             timeouts={"smtp-idle": "1s"})
 
     def c(self):
-        return mf.MailClient(mf.HOST, self.node.port["smtp"])
+        # The slots of the last test's connections free up as the node
+        # sees them close.
+        deadline = time.monotonic() + 3
+        while True:
+            try:
+                return mf.MailClient(mf.HOST, self.node.port["smtp"])
+            except mf.MailReplyError as e:
+                if e.code != 421 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def test_commands_between_messages(self):
         # 10 commands plus one per allowed recipient; EHLO was one.
@@ -472,6 +517,20 @@ class BackendFailureTest(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 5)
             self.assertEqual(c.cmd("NOOP")[0], 250)
             c.quit()
+
+    def test_lmtp_verdicts_differ(self):
+        # One recipient saved, one mailbox full: SMTP has one answer, and
+        # the temporary failure wins, so the sender retries (the first
+        # recipient may see the message twice; nobody loses it).
+        node = self.fake_node("lmtp-mixed")
+        with mf.MailClient(mf.HOST, node.port["smtp"]) as c:
+            r = c.send(SENDER, [ALICE, DAVE], message("mixed"))
+            c.quit()
+        self.assertEqual(r[ALICE][0], 452, r)
+        self.assertIn("mailbox full", r[ALICE][1])
+        self.assertTrue(mf.wait_for(
+            lambda: "result=partial-tempfail" in node.log_text(), 3),
+            node.log_text()[-2000:])
 
     def test_backend_garbage(self):
         node = self.fake_node("garbage")
