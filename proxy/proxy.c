@@ -1020,6 +1020,8 @@ session_backend_close(struct session *s)
 
 /* ---- idle back-end connections -------------------------------------- */
 
+/* Takes pk out of its worker's list and frees it; its connection is
+ * closed unless it was taken (bev NULL). */
 static void
 parked_free(struct parked *pk)
 {
@@ -1032,7 +1034,8 @@ parked_free(struct parked *pk)
 	if (pk->next != NULL)
 		pk->next->prev = pk->prev;
 	px->n_parked--;
-	bufferevent_free(pk->bev);
+	if (pk->bev != NULL)
+		bufferevent_free(pk->bev);
 	event_free(pk->timer);
 	free(pk);
 }
@@ -1116,15 +1119,7 @@ session_backend_unpark(struct session *s, const char *key,
 	s->bbev = pk->bev;
 	pk->bev = NULL;
 	memcpy(notes, pk->notes, notes_len);
-	if (pk->prev != NULL)
-		pk->prev->next = pk->next;
-	else
-		px->parked = pk->next;
-	if (pk->next != NULL)
-		pk->next->prev = pk->prev;
-	px->n_parked--;
-	event_free(pk->timer);
-	free(pk);
+	parked_free(pk);
 	s->route = *route;
 	bufferevent_setcb(s->bbev, backend_read_cb, backend_write_cb,
 	    backend_event_cb, s);

@@ -60,7 +60,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from mmfixture import (Dovecot, Postfix, free_port, postfix_map,  # noqa: E402
-                       fetch_all, strip_delivery_headers)
+                       end_group, fetch_all, strip_delivery_headers)
 
 HOST = "127.0.0.1"
 IO_TIMEOUT = 30.0
@@ -332,18 +332,7 @@ class Mmnode:
     def stop_wait(self, timeout=3.0):
         if self.proc is None:
             return
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        end_group(self.proc, timeout)
         self.proc = None
         self.logf.close()
 

@@ -517,15 +517,7 @@ class Dovecot:
     def stop_wait(self, timeout=10):
         if not self.proc:
             return
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_group(self.proc.pid)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        end_group(self.proc, timeout)
         self.proc = None
 
     def stop(self):
@@ -600,6 +592,20 @@ def kill_group(pgid):
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
+        pass
+
+
+def end_group(proc, timeout):
+    """Waits up to TIMEOUT for PROC to exit, then kills its process group
+    (what it left behind too) and reaps it."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_group(proc.pid)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
         pass
 
 
@@ -2016,15 +2022,7 @@ class Postfix:
     def stop_wait(self, timeout=10):
         if self.proc is None:
             return
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_group(self.proc.pid)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        end_group(self.proc, timeout)
         # Any daemon of this instance that left the group: found by the
         # MAIL_CONFIG master gives every child.
         for _ in range(50):
@@ -2320,15 +2318,7 @@ class Nginx:
     def stop_wait(self, timeout=5):
         if self.proc is None:
             return
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_group(self.proc.pid)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        end_group(self.proc, timeout)
         self.proc = None
         self.outf.close()
 

@@ -364,12 +364,17 @@ class AuthHttpPopmapTest(unittest.TestCase):
                         raw)
 
     def test_unknown_like_bad_password(self):
-        h = auth(POPNODE, "imap", ZED)
+        # To this node's own IMAP listener, which refuses the login the
+        # way a back end refuses a wrong password.
+        self.assertTrue(ok_at(auth(POPNODE, "imap", ZED), "127.0.0.1",
+                              POPNODE.port["imap"]))
+        # No POP3 listener to send it to: the words and the wait of a
+        # wrong password at nginx.
+        h = auth(POPNODE, "pop3", "nobody@nowhere.test")
         self.assertEqual(h, {"Auth-Status": "Invalid login or password",
                              "Auth-Wait": "3"})
-        self.assertEqual(auth(POPNODE, "pop3", "nobody@nowhere.test"), h)
         # Past the attempt limit there is no wait: nginx closes.
-        self.assertEqual(auth(POPNODE, "imap", ZED, attempt=20),
+        self.assertEqual(auth(POPNODE, "pop3", ZED, attempt=20),
                          {"Auth-Status": "Invalid login or password"})
 
     def test_tls_backend_tempfail(self):
@@ -466,7 +471,8 @@ class AuthHttpPopmapTest(unittest.TestCase):
                          r"user=alice@a\.test result=found backend=be1 "
                          r"server=127\.0\.0\.1:\d+ answer=ok client=\S+ "
                          r"origin=192\.0\.2\.9")
-        self.assertIn("user=zed@z.test result=notfound answer=fail", log)
+        self.assertIn("user=zed@z.test result=notfound "
+                      "reason=unknown-via-relay", log)
 
 
 class AuthHttpDirectoryTest(unittest.TestCase):
@@ -498,9 +504,8 @@ class AuthHttpDirectoryTest(unittest.TestCase):
                          {"Auth-Status": TEMP, "Auth-Wait": "1"})
 
     def test_unknown(self):
-        self.assertEqual(auth(DIRNODE, "imap", ZED),
-                         {"Auth-Status": "Invalid login or password",
-                          "Auth-Wait": "3"})
+        self.assertTrue(ok_at(auth(DIRNODE, "imap", ZED), "127.0.0.1",
+                              DIRNODE.port["imap"]))
 
 
 class ZDrainTest(unittest.TestCase):
