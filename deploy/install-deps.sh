@@ -7,7 +7,7 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config libevent-dev libssl-dev
 libsodium-dev libmsgpack-dev liblmdb-dev libcmocka-dev dovecot-imapd
-dovecot-pop3d dovecot-lmtpd postfix perdition nginx libnginx-mod-mail swaks
+dovecot-pop3d dovecot-lmtpd postfix perdition nginx libnginx-mod-mail swaks socat
 curl fetchmail isync lmdb-utils clang libclang-rt-14-dev python3 openssl
 iproute2 procps"
 

@@ -5,6 +5,9 @@ One Dovecot back end (LMTP on a free 127.0.0.1 port) receives messages of
 10 KB and 1 MB on three paths:
 
   direct   the client speaks LMTP (LHLO) to Dovecot
+  tcp hop  the same LMTP through socat, a plain TCP forwarder (a process
+           per connection): what one more loopback hop costs on this
+           machine, with no protocol work at all
   mmnode   the client speaks SMTP to mmnode's smtp listener, which
            delivers to the same Dovecot LMTP
   postfix  the client speaks SMTP to a Postfix relay whose transport_maps
@@ -68,8 +71,9 @@ DOMAIN = "bench.test"
 USERS_PER_BATCH = 4
 SENDER = "sender@example.net"
 
-PATHS = ["direct", "mmnode", "postfix"]
-COLS = ["direct", "mmnode", "postfix accept", "postfix deliver"]
+PATHS = ["direct", "tcp hop", "mmnode", "postfix"]
+COLS = ["direct", "tcp hop", "mmnode", "postfix accept", "postfix deliver"]
+LMTP_PATHS = ("direct", "tcp hop")
 MM_NA = "n/a (mmnode has no smtp listener)"
 TARGET = "mm >= 0.9x direct"
 
@@ -337,6 +341,36 @@ class Mmnode:
         self.logf.close()
 
 
+class Hop:
+    """socat forwarding a free port to the Dovecot LMTP."""
+
+    def __init__(self, dv):
+        self.port = free_port()
+        self.target = dv.lmtp
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["socat", "TCP-LISTEN:%d,bind=%s,reuseaddr,fork,backlog=256"
+             % (self.port, HOST), "TCP:%s:%d,nodelay" % (HOST, self.target)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, preexec_fn=_child_setup)
+        deadline = time.monotonic() + 10
+        while not port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise StartError("socat did not listen")
+            time.sleep(0.05)
+
+    def stop_begin(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop_wait(self, timeout=3.0):
+        if self.proc is not None:
+            end_group(self.proc, timeout)
+            self.proc = None
+
+
 def find_mmnode():
     """(path, None) or (None, reason)."""
     bd = os.environ.get("MM_BUILD_DIR") or os.path.join(REPO, "build")
@@ -422,7 +456,7 @@ def run_batch(path, port, users, wire, size, threads, per_thread, reuse,
     second; drate, dmbs: delivered per second (Postfix only); sent, got,
     want, errors) or None when nothing was sent."""
     t0, dt, sent, errors, counts = send_batch(
-        port, path == "direct", users, wire, threads, per_thread, reuse,
+        port, path in LMTP_PATHS, users, wire, threads, per_thread, reuse,
         cap)
     t_del = None
     if path == "postfix" and sent:
@@ -496,12 +530,14 @@ def ratio(a, b):
 
 
 def print_table(rows, notes):
-    hdr = ["figure"] + COLS + ["mm/direct", "mm/postfix", "target"]
+    hdr = ["figure"] + COLS + ["mm/direct", "hop/direct", "mm/postfix",
+                               "target"]
     lines = []
     for title, vals, digits in rows:
         mm = vals.get("mmnode")
         lines.append([title] + [fmt(vals.get(c), digits) for c in COLS] + [
             ratio(mm, vals.get("direct")),
+            ratio(vals.get("tcp hop"), vals.get("direct")),
             ratio(mm, vals.get("postfix deliver")), TARGET])
     widths = [max(len(str(x[i])) for x in [hdr] + lines)
               for i in range(len(hdr))]
@@ -581,6 +617,14 @@ def main():
         except RuntimeError as e:
             raise StartError(str(e))
         ports = {"direct": dv.lmtp}
+
+        if not shutil.which("socat"):
+            notes["tcp hop"] = "n/a (socat not installed)"
+        else:
+            hop = Hop(dv)
+            daemons.append(hop)
+            hop.start()
+            ports["tcp hop"] = hop.port
 
         pf = None
         if os.geteuid() != 0:
