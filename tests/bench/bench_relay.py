@@ -11,7 +11,9 @@ measures, for every path:
   3. FETCH BODY[] throughput of the big message (MB/s, 1 MB = 10^6 bytes)
   4. proxy memory per idle logged-in IMAP session (plaintext and TLS)
 
-and prints one table with medians. It is a measuring program, not a test:
+and prints one table with medians. FETCH is also measured through socat,
+a plain TCP forwarder ("tcp hop"), when it is installed: what one more
+loopback hop costs on the machine, the floor under any proxy's ratio. It is a measuring program, not a test:
 it exits 0 whenever it measured, nonzero only when something could not
 start. Every process it starts is stopped on exit, Ctrl-C or error.
 
@@ -53,6 +55,7 @@ NGINX_MAIL_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so"
 PERDITION_REGEX_DB = "/usr/lib/x86_64-linux-gnu/libperditiondb_posix_regex.so.0"
 
 PATHS = ["direct", "mmnode", "perdition", "nginx"]
+HOP = "tcp hop"       # socat forwarding to Dovecot, FETCH only
 
 TARGETS = {
     "imap": "mm >= 0.9x direct, >= 5x perdition",
@@ -791,15 +794,16 @@ def print_table(res, info):
         ("KiB/idle session, plain", "mem", 1),
         ("KiB/idle session, TLS", "memtls", 1),
     ]
-    hdr = ["figure", "direct", "mmnode", "perdition", "nginx",
-           "mm/direct", "mm/perdition", "mm/nginx", "target"]
+    hdr = ["figure", "direct", "mmnode", "perdition", "nginx", HOP,
+           "mm/direct", "mm/perdition", "mm/nginx", "hop/direct", "target"]
     lines = []
     for title, key, dig in rows:
         r = res.get(key, {})
         mm = r.get("mmnode")
-        lines.append([title] + [fmt(r.get(p), dig) for p in PATHS] + [
+        lines.append([title] + [fmt(r.get(p), dig) for p in PATHS + [HOP]] + [
             ratio(mm, r.get("direct")), ratio(mm, r.get("perdition")),
-            ratio(mm, r.get("nginx")), TARGETS[key]])
+            ratio(mm, r.get("nginx")), ratio(r.get(HOP), r.get("direct")),
+            TARGETS[key]])
     widths = [max(len(str(x[i])) for x in [hdr] + lines)
               for i in range(len(hdr))]
 
@@ -881,6 +885,18 @@ def main():
         daemons += [pd_imap, pd_pop3]
         responder, ngx = make_nginx(os.path.join(tmp, "nginx"), tls, dv)
         daemons += [responder, ngx]
+        # A plain TCP forwarder: what one more loopback hop costs here
+        # with no protocol work at all (FETCH only).
+        hop = None
+        if shutil.which("socat"):
+            hop_port = free_port()
+            hop = Daemon("socat", [
+                "socat", "-b", "262144",
+                "TCP-LISTEN:%d,bind=%s,reuseaddr,fork,backlog=64"
+                % (hop_port, HOST), "TCP:%s:%d,nodelay" % (HOST, dv.imap)],
+                os.path.join(tmp, "socat.log"), [hop_port])
+            hop.port = hop_port
+            daemons.append(hop)
         for d in daemons:
             d.start()
         log("started: dovecot imap=%d pop3=%d; mmnode %s; perdition "
@@ -966,9 +982,13 @@ def main():
 
         # 3. FETCH throughput.
         log("FETCH BODY[] of the big message: %d times per path" % n_fetch)
-        per = {p: [] for p in PATHS}
+        fetch_paths = list(PATHS)
+        if hop is not None:
+            fetch_paths.append(HOP)
+            imap_port[HOP] = hop.port
+        per = {p: [] for p in fetch_paths}
         for r in range(n_fetch):
-            for p in PATHS:
+            for p in fetch_paths:
                 if p in broken:
                     continue
                 try:
@@ -978,8 +998,9 @@ def main():
                     continue
                 per[p].append(n / 1e6 / dt)
             log("  fetch %d: %s" % (r + 1, "  ".join(
-                "%s %.0f MB/s" % (p, per[p][-1]) for p in PATHS if per[p])))
-        for p in PATHS:
+                "%s %.0f MB/s" % (p, per[p][-1]) for p in fetch_paths
+                if per[p])))
+        for p in fetch_paths:
             res["fetch"][p] = median(per[p])
 
         for d in daemons:

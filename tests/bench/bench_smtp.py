@@ -351,7 +351,8 @@ class Hop:
 
     def start(self):
         self.proc = subprocess.Popen(
-            ["socat", "TCP-LISTEN:%d,bind=%s,reuseaddr,fork,backlog=256"
+            ["socat", "-b", "262144",
+             "TCP-LISTEN:%d,bind=%s,reuseaddr,fork,backlog=256"
              % (self.port, HOST), "TCP:%s:%d,nodelay" % (HOST, self.target)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, preexec_fn=_child_setup)
