@@ -1,8 +1,9 @@
 #!/bin/bash
 # Three-site MailMesh demo on one machine: sites fra, ams and lon on
 # 127.0.0.2, 127.0.0.3 and 127.0.0.4, each with its own Dovecot back end and
-# one mmnode (imap with STARTTLS, imaps, pop3 with STLS, pop3s) on free
-# ports, running in the background. The nodes gossip with each other, and a
+# one mmnode (imap with STARTTLS, imaps, pop3 with STLS, pop3s, smtp with
+# STARTTLS; Dovecot takes mail by LMTP) on free ports, running in the
+# background. The nodes gossip with each other, and a
 # login at any site for a user of another is carried to that site.
 #
 #   deploy/demo.sh          install what is missing, build, (re)start
@@ -13,16 +14,18 @@
 # each user with mmctl at their own site.
 #
 # State (configs, certificates, keys and stores, mail, logs, pids) lives in
-# ${MM_DEMO_DIR:-$HOME/.mailmesh-demo}; demo.env is written to the directory
-# the script is started from: MM_SITES (site names), MM_<SITE>_IMAP and
-# MM_<SITE>_POP3 per site, and MM_IMAP, MM_IMAPS, MM_POP3, MM_POP3S, MM_CA,
+# ${MM_DEMO_DIR:-/var/tmp/mailmesh-demo-UID} (not under $HOME: Dovecot's
+# unprivileged processes must reach it, and /root is mode 0700); demo.env is
+# written to the directory the script is started from: MM_SITES (site
+# names), MM_<SITE>_IMAP, MM_<SITE>_POP3 and MM_<SITE>_SMTP per site, and
+# MM_IMAP, MM_IMAPS, MM_POP3, MM_POP3S, MM_SMTP, MM_CA,
 # MM_DEMO_USER, MM_DEMO_PASS and MMCTL for the first site (fra), where
 # MM_DEMO_USER lives ($MMCTL sites, $MMCTL user show "$MM_DEMO_USER").
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-state=${MM_DEMO_DIR:-${HOME:-/root}/.mailmesh-demo}
+state=${MM_DEMO_DIR:-/var/tmp/mailmesh-demo-$(id -u)}
 build="$repo/build-demo"
 action=${1:-start}
 
