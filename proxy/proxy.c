@@ -88,6 +88,7 @@ static void session_free(struct session *s);
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static bool is_plain_socket(struct bufferevent *bev);
 static void backend_read_cb(struct bufferevent *bev, void *arg);
 static void backend_write_cb(struct bufferevent *bev, void *arg);
 static void backend_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -736,7 +737,7 @@ session_resume(struct session *s)
 {
 	if (s->state != S_PRELOGIN)
 		return;
-	bufferevent_enable(s->cbev, EV_READ);
+	session_client_read(s, true);
 	timer_set(s, idle_ms(s));
 	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
 		s->proto->client_input(s);
@@ -990,7 +991,7 @@ session_backend_open(struct session *s, const struct dir_route *route,
 {
 	s->route = *route;
 	s->state = S_LOGIN;
-	bufferevent_disable(s->cbev, EV_READ);
+	session_client_read(s, false);
 	backend_drop(s);
 	if (remote)
 		remote_login(s);
@@ -1002,7 +1003,7 @@ void
 session_backend_wait(struct session *s, uint64_t timeout_ms)
 {
 	s->state = S_LOGIN;
-	bufferevent_disable(s->cbev, EV_READ);
+	session_client_read(s, false);
 	timer_set(s, timeout_ms);
 	/* Lines that came early are handled from the loop, not from
 	 * inside the caller. */
@@ -1010,6 +1011,105 @@ session_backend_wait(struct session *s, uint64_t timeout_ms)
 	    evbuffer_get_length(bufferevent_get_input(s->bbev)) > 0)
 		bufferevent_trigger(s->bbev, EV_READ,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void
+session_client_read(struct session *s, bool on)
+{
+	if (s->cbev == NULL)
+		return;
+	if (s->rev[0] != NULL) {
+		if (on)
+			event_add(s->rev[0], NULL);
+		else
+			event_del(s->rev[0]);
+	} else if (on) {
+		bufferevent_enable(s->cbev, EV_READ);
+	} else {
+		bufferevent_disable(s->cbev, EV_READ);
+	}
+}
+
+/* Large reads of a plaintext client into its input buffer, for the
+ * protocol to take from there. */
+static void
+bulk_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(s->cbev);
+	size_t total = 0;
+	bool eof = false;
+
+	/* A socket bufferevent keeps the end of its input frozen against
+	 * everyone but itself. */
+	evbuffer_unfreeze(in, 0);
+	while (total < RELAY_READ_BURST) {
+		struct evbuffer_iovec v[2];
+		int nv = evbuffer_reserve_space(in, RELAY_READ_CHUNK, v, 2);
+		ssize_t r;
+		size_t left;
+		int i;
+
+		if (nv <= 0)
+			break;
+		r = readv(fd, (struct iovec *)v, nv);
+		if (r <= 0) {
+			evbuffer_commit_space(in, v, 0);
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			eof = true;
+			break;
+		}
+		left = (size_t)r;
+		for (i = 0; i < nv; i++) {
+			if (v[i].iov_len > left)
+				v[i].iov_len = left;
+			left -= v[i].iov_len;
+		}
+		evbuffer_commit_space(in, v, nv);
+		total += (size_t)r;
+		if ((size_t)r < RELAY_READ_CHUNK)
+			break;
+	}
+	evbuffer_freeze(in, 0);
+	if (total > 0 && s->state == S_PRELOGIN) {
+		timer_set(s, idle_ms(s));
+		s->proto->client_input(s);
+	}
+	if (eof && s->state != S_CLOSING && !s->free_pending) {
+		/* As if the bufferevent had seen it; it closes the socket. */
+		if (s->rev[0] != NULL) {
+			event_free(s->rev[0]);
+			s->rev[0] = NULL;
+		}
+		client_event_cb(s->cbev, BEV_EVENT_READING | BEV_EVENT_EOF, s);
+	}
+}
+
+void
+session_client_bulk(struct session *s, bool on)
+{
+	evutil_socket_t fd;
+
+	if (s->cbev == NULL || on == (s->rev[0] != NULL))
+		return;
+	if (!on) {
+		bool was_on = event_pending(s->rev[0], EV_READ, NULL);
+
+		event_free(s->rev[0]);
+		s->rev[0] = NULL;
+		if (was_on)
+			bufferevent_enable(s->cbev, EV_READ);
+		return;
+	}
+	if (!is_plain_socket(s->cbev))
+		return;		/* TLS: its bufferevent decrypts */
+	fd = bufferevent_getfd(s->cbev);
+	s->rev[0] = event_new(s->px->base, fd, EV_READ | EV_PERSIST,
+	    bulk_read_cb, s);
+	if (bufferevent_get_enabled(s->cbev) & EV_READ)
+		event_add(s->rev[0], NULL);
+	bufferevent_disable(s->cbev, EV_READ);
 }
 
 void

@@ -197,6 +197,13 @@ void session_backend_open(struct session *s, const struct dir_route *route,
  * client's input waits meanwhile. */
 void session_backend_wait(struct session *s, uint64_t timeout_ms);
 void session_backend_close(struct session *s);
+
+/* Starts (on) or stops reading the client, in whichever way it is read. */
+void session_client_read(struct session *s, bool on);
+/* While on, a plaintext client is read in large chunks (libevent's own
+ * reads stop at 4 KiB) into its input buffer; SMTP turns it on for the
+ * message. A TLS client is left to its bufferevent. */
+void session_client_bulk(struct session *s, bool on);
 /* Keeps s's idle back-end connection (no command under way, nothing
  * unread) for a later session to the back end named key, with the
  * protocol's notes on it (what the back end offers; copied, at most

@@ -665,7 +665,7 @@ stream_data(struct session *s)
 	if (st->fail == DF_NONE && s->bbev != NULL && evbuffer_get_length(
 	    st->hold ? st->held : bufferevent_get_output(s->bbev)) >=
 	    lim->relay_buffer) {
-		bufferevent_disable(s->cbev, EV_READ);
+		session_client_read(s, false);
 		st->in_paused = true;
 	}
 	return false;
@@ -696,6 +696,7 @@ data_done(struct session *s)
 	char line[256];
 
 	st->data = false;
+	session_client_bulk(s, false);
 	switch (st->fail) {
 	case DF_NONE:
 		if (st->hold) {
@@ -754,6 +755,7 @@ start_data(struct session *s, bool hold)
 	st->data_start_ms = mm_now_ms();
 	bufferevent_set_max_single_read(s->cbev, DATA_READ_MAX);
 	bufferevent_set_max_single_write(s->bbev, DATA_READ_MAX);
+	session_client_bulk(s, true);
 }
 
 /* Handles one command line; false if reading must stop. */
@@ -868,7 +870,7 @@ smtp_client_input(struct session *s)
 		    CLIENT_OUT_MAX) {
 			/* Commands pipelined faster than the replies are
 			 * read: wait for the client to catch up. */
-			bufferevent_disable(s->cbev, EV_READ);
+			session_client_read(s, false);
 			st->out_paused = true;
 			return;
 		}
@@ -908,7 +910,7 @@ smtp_client_drained(struct session *s)
 	if (!st->out_paused)
 		return;
 	st->out_paused = false;
-	bufferevent_enable(s->cbev, EV_READ);
+	session_client_read(s, true);
 	smtp_client_input(s);
 }
 
@@ -920,7 +922,7 @@ smtp_backend_drained(struct session *s)
 	if (!st->in_paused || s->state != S_PRELOGIN)
 		return;
 	st->in_paused = false;
-	bufferevent_enable(s->cbev, EV_READ);
+	session_client_read(s, true);
 	smtp_client_input(s);
 }
 
@@ -958,7 +960,7 @@ resume_input(struct session *s)
 	if (!st->in_paused)
 		return;
 	st->in_paused = false;
-	bufferevent_enable(s->cbev, EV_READ);
+	session_client_read(s, true);
 	smtp_client_input(s);
 }
 
