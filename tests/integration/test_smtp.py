@@ -568,6 +568,39 @@ class BackendFailureTest(unittest.TestCase):
         self.assertFalse(any(b"killed midway" in m for m in msgs))
 
 
+class DrainTest(unittest.TestCase):
+
+    def test_sigterm_lets_the_message_finish(self):
+        # A message under way when the node is told to stop is delivered;
+        # an idle session is told to go.
+        node = ENV.mmnode(name="smtpdrain", listeners=[("smtp", "smtp", {})],
+                          backends=[lmtp_backend("be1"), lmtp_backend("be2")],
+                          timeouts={"drain": "5s"})
+        self.addCleanup(node.stop)
+        n = count(DAVE)
+        busy = mf.MailClient(mf.HOST, node.port["smtp"])
+        idle = mf.MailClient(mf.HOST, node.port["smtp"])
+        try:
+            busy.cmd("MAIL FROM:<%s>" % SENDER)
+            self.assertEqual(busy.cmd("RCPT TO:<%s>" % DAVE)[0], 250)
+            self.assertEqual(busy.cmd("DATA")[0], 354)
+            busy.sock.sendall(message("during drain") + b"first part\r\n")
+            node.stop_begin()
+            code, text = idle.reply()
+            self.assertEqual(code, 421, text)
+            time.sleep(0.3)
+            busy.sock.sendall(b"second part\r\n.\r\n")
+            code, text = busy.reply()
+            self.assertEqual(code, 250, text)
+            code, text = busy.reply()
+            self.assertEqual(code, 421, text)
+        finally:
+            busy.close()
+            idle.close()
+        self.assertEqual(count(DAVE), n + 1)
+        self.assertIn(b"second part", newest(DAVE))
+
+
 class FrozenTest(unittest.TestCase):
 
     def test_frozen_user_gets_450(self):
