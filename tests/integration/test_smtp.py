@@ -237,6 +237,31 @@ class DeliveryTest(unittest.TestCase):
         self.assertLessEqual(len(connects), 2, log[-3000:])
         self.assertRegex(log, r"lmtp\(alice@a\.test\)<\d+><[^>]*:T\d+>", log)
 
+    def test_lmtp_starttls_verified(self):
+        # STARTTLS to the back end, its certificate checked: the right
+        # name delivers, a wrong one is a back end not reachable.
+        d = ENV.dovecots["be1"]
+        ca = ENV.tls.ca
+        node = ENV.mmnode(
+            name="smtpbetls", listeners=[("smtp", "smtp", {})],
+            backends=["be1 %s imap=%d lmtp=%d tls=starttls ca=%s "
+                      "tls-name=localhost client-addr=id" % (
+                          mf.HOST, d.imap, d.lmtp, ca),
+                      "be2 %s imap=%d lmtp=%d tls=starttls ca=%s "
+                      "tls-name=wrong.test" % (
+                          mf.HOST, d.imap, d.lmtp, ca)])
+        self.addCleanup(node.stop)
+        n = count(ALICE)
+        with mf.MailClient(mf.HOST, node.port["smtp"]) as c:
+            r = c.send(SENDER, [ALICE], message("lmtp over tls"))
+            self.assertEqual(r[ALICE][0], 250, r)
+            c.cmd("MAIL FROM:<%s>" % SENDER)
+            code, text = c.cmd("RCPT TO:<%s>" % BOB)
+            self.assertEqual(code, 451, text)
+            c.quit()
+        self.assertEqual(count(ALICE), n + 1)
+        self.assertIn("backend-tls-error", node.log_text())
+
     def test_client_address_reaches_backend(self):
         # client-addr=id: XCLIENT; Dovecot's trace field names the client.
         src = "127.0.0.9"
