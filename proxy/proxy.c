@@ -1030,22 +1030,19 @@ session_client_read(struct session *s, bool on)
 	}
 }
 
-/* Large reads of a plaintext client into its input buffer, for the
- * protocol to take from there. */
-static void
-bulk_read_cb(evutil_socket_t fd, short what, void *arg)
+/* Reads fd straight into buf, RELAY_READ_CHUNK at a time, until the
+ * socket has nothing more or RELAY_READ_BURST bytes came. Returns the
+ * bytes read; *end_r is 0 while the socket is open, 1 at its end of file,
+ * -1 on an error. */
+static size_t
+read_burst(evutil_socket_t fd, struct evbuffer *buf, int *end_r)
 {
-	struct session *s = arg;
-	struct evbuffer *in = bufferevent_get_input(s->cbev);
 	size_t total = 0;
-	bool eof = false;
 
-	/* A socket bufferevent keeps the end of its input frozen against
-	 * everyone but itself. */
-	evbuffer_unfreeze(in, 0);
+	*end_r = 0;
 	while (total < RELAY_READ_BURST) {
 		struct evbuffer_iovec v[2];
-		int nv = evbuffer_reserve_space(in, RELAY_READ_CHUNK, v, 2);
+		int nv = evbuffer_reserve_space(buf, RELAY_READ_CHUNK, v, 2);
 		ssize_t r;
 		size_t left;
 		int i;
@@ -1054,10 +1051,10 @@ bulk_read_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		r = readv(fd, (struct iovec *)v, nv);
 		if (r <= 0) {
-			evbuffer_commit_space(in, v, 0);
+			evbuffer_commit_space(buf, v, 0);
 			if (r < 0 && (errno == EAGAIN || errno == EINTR))
 				break;
-			eof = true;
+			*end_r = r == 0 ? 1 : -1;
 			break;
 		}
 		left = (size_t)r;
@@ -1066,17 +1063,34 @@ bulk_read_cb(evutil_socket_t fd, short what, void *arg)
 				v[i].iov_len = left;
 			left -= v[i].iov_len;
 		}
-		evbuffer_commit_space(in, v, nv);
+		evbuffer_commit_space(buf, v, nv);
 		total += (size_t)r;
 		if ((size_t)r < RELAY_READ_CHUNK)
-			break;
+			break;	/* the socket is drained for now */
 	}
+	return total;
+}
+
+/* Large reads of a plaintext client into its input buffer, for the
+ * protocol to take from there. */
+static void
+bulk_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(s->cbev);
+	size_t total;
+	int end;
+
+	/* A socket bufferevent keeps the end of its input frozen against
+	 * everyone but itself. */
+	evbuffer_unfreeze(in, 0);
+	total = read_burst(fd, in, &end);
 	evbuffer_freeze(in, 0);
 	if (total > 0 && s->state == S_PRELOGIN) {
 		timer_set(s, idle_ms(s));
 		s->proto->client_input(s);
 	}
-	if (eof && s->state != S_CLOSING && !s->free_pending) {
+	if (end != 0 && s->state != S_CLOSING && !s->free_pending) {
 		/* As if the bufferevent had seen it; it closes the socket. */
 		if (s->rev[0] != NULL) {
 			event_free(s->rev[0]);
@@ -1529,44 +1543,20 @@ relay_read_cb(evutil_socket_t fd, short what, void *arg)
 	int dir = fd == bufferevent_getfd(s->cbev) ? 0 : 1;
 	struct evbuffer *out = bufferevent_get_output(dir == 0 ? s->bbev :
 	    s->cbev);
-	size_t total = 0;
+	size_t total;
+	int end;
 
 	/* Splice only while nothing waits in the output buffer, so bytes
 	 * keep their order. */
 	if (s->splice_ok[dir] && s->piped[dir] == 0 &&
 	    evbuffer_get_length(out) == 0 && relay_splice(s, dir, fd) == 0)
 		return;
-	while (total < RELAY_READ_BURST) {
-		struct evbuffer_iovec v[2];
-		int nv = evbuffer_reserve_space(out, RELAY_READ_CHUNK, v, 2);
-		ssize_t r;
-		size_t left;
-		int i;
-
-		if (nv <= 0)
-			break;
-		r = readv(fd, (struct iovec *)v, nv);
-		if (r <= 0) {
-			evbuffer_commit_space(out, v, 0);
-			if (r < 0 && (errno == EAGAIN || errno == EINTR))
-				break;
-			if (total > 0)
-				relay_account(s, dir, total, out);
-			session_close(s, dir == 0 ?
-			    (r == 0 ? "client-closed" : "client-error") :
-			    (r == 0 ? "backend-closed" : "backend-error"));
-			return;
-		}
-		left = (size_t)r;
-		for (i = 0; i < nv; i++) {
-			if (v[i].iov_len > left)
-				v[i].iov_len = left;
-			left -= v[i].iov_len;
-		}
-		evbuffer_commit_space(out, v, nv);
-		total += (size_t)r;
-		if ((size_t)r < RELAY_READ_CHUNK)
-			break;	/* the socket is drained for now */
+	total = read_burst(fd, out, &end);
+	if (end != 0) {
+		if (total > 0)
+			relay_account(s, dir, total, out);
+		session_close(s, close_reason(dir, end > 0));
+		return;
 	}
 	if (total > 0)
 		relay_account(s, dir, total, out);
