@@ -94,9 +94,8 @@ struct smtp_state {
 
 	/* the back end */
 	char be_key[ROUTE_KEY_MAX];	/* which one s->bbev reaches */
-	bool be_pipelining, be_size, be_8bit, be_starttls;
-	unsigned be_xclient;		/* XC_* it takes; 0: no XCLIENT */
-	bool be_tls_done, be_xclient_done;
+	struct be_notes be;		/* what it offered; parked with it */
+	bool be_xclient_done;
 	bool be_txn;			/* it accepted MAIL */
 	bool be_broken;			/* lost after taking recipients */
 	bool rcpt_sent;
@@ -396,7 +395,6 @@ static void
 park(struct session *s)
 {
 	struct smtp_state *st = state(s);
-	struct be_notes n;
 
 	if (s->bbev == NULL)
 		return;
@@ -405,14 +403,7 @@ park(struct session *s)
 		backend_drop(s);
 		return;
 	}
-	memset(&n, 0, sizeof(n));
-	n.pipelining = st->be_pipelining;
-	n.size = st->be_size;
-	n.eightbit = st->be_8bit;
-	n.starttls = st->be_starttls;
-	n.tls_done = st->be_tls_done;
-	n.xclient = st->be_xclient;
-	session_backend_park(s, st->be_key, &n, sizeof(n));
+	session_backend_park(s, st->be_key, &st->be, sizeof(st->be));
 	backend_forget(st);
 }
 
@@ -435,16 +426,11 @@ unpark(struct session *s, const char *key, const struct dir_route *route)
 		return false;
 	backend_forget(st);
 	mm_strlcpy(st->be_key, key, sizeof(st->be_key));
-	st->be_pipelining = n.pipelining;
-	st->be_size = n.size;
-	st->be_8bit = n.eightbit;
-	st->be_starttls = n.starttls;
-	st->be_tls_done = n.tls_done;
-	st->be_xclient = n.xclient;
+	st->be = n;
 	/* The address the back end has is the last session's. */
 	st->be_xclient_done = false;
 	if (route->backend->client_addr == MM_CADDR_ID &&
-	    (st->be_xclient & XC_ADDR)) {
+	    (st->be.xclient & XC_ADDR)) {
 		st->be_xclient_done = true;
 		send_xclient(s);
 	} else {
@@ -472,18 +458,18 @@ start_txn(struct session *s)
 	struct smtp_state *st = state(s);
 
 	session_backend_printf(s, "MAIL FROM:<%s>", st->from);
-	if (st->has_size && st->be_size)
+	if (st->has_size && st->be.size)
 		session_backend_printf(s, " SIZE=%llu",
 		    (unsigned long long)st->size);
-	if (st->body == SMTP_BODY_8BITMIME && st->be_8bit)
+	if (st->body == SMTP_BODY_8BITMIME && st->be.eightbit)
 		session_backend_printf(s, " BODY=8BITMIME");
-	else if (st->body == SMTP_BODY_7BIT && st->be_8bit)
+	else if (st->body == SMTP_BODY_7BIT && st->be.eightbit)
 		session_backend_printf(s, " BODY=7BIT");
 	session_backend_printf(s, "\r\n");
 	expect(s, EXP_MAIL);
 	st->rcpt_sent = false;
 	st->mail_refused = false;
-	if (st->be_pipelining)
+	if (st->be.pipelining)
 		send_rcpt(s);
 }
 
@@ -552,9 +538,8 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	backend_forget(st);
 	mm_strlcpy(st->be_key, key, sizeof(st->be_key));
-	st->be_pipelining = st->be_size = st->be_8bit = false;
-	st->be_starttls = st->be_tls_done = st->be_xclient_done = false;
-	st->be_xclient = 0;
+	memset(&st->be, 0, sizeof(st->be));
+	st->be_xclient_done = false;
 	session_backend_open(s, &route, r == DIR_REMOTE);
 }
 
@@ -914,16 +899,26 @@ smtp_client_drained(struct session *s)
 	smtp_client_input(s);
 }
 
+/* Reading of the message stopped for a full back end (or held data): it
+ * drained, or it is gone and the rest of the message is read and
+ * dropped. */
 static void
-smtp_backend_drained(struct session *s)
+resume_input(struct session *s)
 {
 	struct smtp_state *st = state(s);
 
-	if (!st->in_paused || s->state != S_PRELOGIN)
+	if (!st->in_paused)
 		return;
 	st->in_paused = false;
 	session_client_read(s, true);
 	smtp_client_input(s);
+}
+
+static void
+smtp_backend_drained(struct session *s)
+{
+	if (s->state == S_PRELOGIN)
+		resume_input(s);
 }
 
 static bool
@@ -950,20 +945,6 @@ backend_fail(struct session *s, const char *reason)
 		smtp_backend_lost(s, reason);
 }
 
-/* Reading stopped for a full back end that is gone: the rest of the
- * message is read and dropped. */
-static void
-resume_input(struct session *s)
-{
-	struct smtp_state *st = state(s);
-
-	if (!st->in_paused)
-		return;
-	st->in_paused = false;
-	session_client_read(s, true);
-	smtp_client_input(s);
-}
-
 static void
 send_helo(struct session *s)
 {
@@ -971,9 +952,9 @@ send_helo(struct session *s)
 
 	session_backend_printf(s, "%s %s\r\n",
 	    s->route.backend->lmtp ? "LHLO" : "EHLO", my_name(s));
-	st->be_pipelining = st->be_size = st->be_8bit = false;
-	st->be_starttls = false;
-	st->be_xclient = 0;
+	/* A new greeting: what the back end offers is said again (only
+	 * the TLS already set up stays). */
+	st->be = (struct be_notes){ .tls_done = st->be.tls_done };
 	expect(s, EXP_HELO);
 }
 
@@ -991,7 +972,7 @@ smtp_backend_connected(struct session *s)
 static void
 smtp_backend_tls_done(struct session *s)
 {
-	state(s)->be_tls_done = true;
+	state(s)->be.tls_done = true;
 	send_helo(s);
 }
 
@@ -1004,17 +985,17 @@ capability(struct smtp_state *st, const char *text, size_t len)
 	while (n < len && text[n] != ' ')
 		n++;
 	if (n == 10 && strncasecmp(text, "PIPELINING", n) == 0)
-		st->be_pipelining = true;
+		st->be.pipelining = true;
 	else if (n == 4 && strncasecmp(text, "SIZE", n) == 0)
-		st->be_size = true;
+		st->be.size = true;
 	else if (n == 8 && strncasecmp(text, "8BITMIME", n) == 0)
-		st->be_8bit = true;
+		st->be.eightbit = true;
 	else if (n == 8 && strncasecmp(text, "STARTTLS", n) == 0)
-		st->be_starttls = true;
+		st->be.starttls = true;
 	else if (n == 7 && strncasecmp(text, "XCLIENT", n) == 0) {
 		const char *p = text + n, *end = text + len;
 
-		st->be_xclient = 0;
+		st->be.xclient = 0;
 		while (p < end) {
 			const char *w;
 
@@ -1024,11 +1005,11 @@ capability(struct smtp_state *st, const char *text, size_t len)
 			while (p < end && *p != ' ')
 				p++;
 			if (p - w == 4 && strncasecmp(w, "ADDR", 4) == 0)
-				st->be_xclient |= XC_ADDR;
+				st->be.xclient |= XC_ADDR;
 			else if (p - w == 4 && strncasecmp(w, "PORT", 4) == 0)
-				st->be_xclient |= XC_PORT;
+				st->be.xclient |= XC_PORT;
 			else if (p - w == 4 && strncasecmp(w, "HELO", 4) == 0)
-				st->be_xclient |= XC_HELO;
+				st->be.xclient |= XC_HELO;
 		}
 	}
 }
@@ -1042,14 +1023,14 @@ send_xclient(struct session *s)
 	bool v6 = strchr(s->caddr_str, ':') != NULL;
 
 	session_backend_printf(s, "XCLIENT");
-	if (st->be_xclient & XC_ADDR)
+	if (st->be.xclient & XC_ADDR)
 		session_backend_printf(s, " ADDR=%s%s", v6 ? "IPV6:" : "",
 		    s->caddr_str);
-	if (st->be_xclient & XC_PORT)
+	if (st->be.xclient & XC_PORT)
 		session_backend_printf(s, " PORT=%s", s->cport_str);
 	/* helo_name holds only printable bytes; xtext needs '+' and '='
 	 * escaped, so a name with them is left out. */
-	if ((st->be_xclient & XC_HELO) && st->helo_name[0] != '\0' &&
+	if ((st->be.xclient & XC_HELO) && st->helo_name[0] != '\0' &&
 	    strpbrk(st->helo_name, "+=") == NULL)
 		session_backend_printf(s, " HELO=%s", st->helo_name);
 	session_backend_printf(s, "\r\n");
@@ -1062,8 +1043,8 @@ after_helo(struct session *s)
 	struct smtp_state *st = state(s);
 	const struct mm_backend_conf *be = s->route.backend;
 
-	if (be->tls == MM_TLS_STARTTLS && !st->be_tls_done) {
-		if (!st->be_starttls) {
+	if (be->tls == MM_TLS_STARTTLS && !st->be.tls_done) {
+		if (!st->be.starttls) {
 			backend_fail(s,
 			    "backend-no-starttls");
 			return;
@@ -1074,7 +1055,7 @@ after_helo(struct session *s)
 	}
 	if (be->client_addr == MM_CADDR_ID && !st->be_xclient_done) {
 		st->be_xclient_done = true;
-		if (st->be_xclient & XC_ADDR) {
+		if (st->be.xclient & XC_ADDR) {
 			send_xclient(s);
 			return;
 		}
@@ -1293,8 +1274,9 @@ smtp_backend_line(struct session *s, const char *line, size_t len)
 static void
 smtp_login_failed(struct session *s, enum login_fail kind)
 {
+	static const char unconfirmed[] = "451 4.4.2 Mailbox server failed "
+	    "before confirming delivery, try again later";
 	struct smtp_state *st = state(s);
-	char text[160];
 
 	backend_forget(st);
 	switch (st->wait) {
@@ -1310,10 +1292,8 @@ smtp_login_failed(struct session *s, enum login_fail kind)
 		txn_reset(st);
 		break;
 	case W_DOT:
-		snprintf(text, sizeof(text), "451 4.4.2 Mailbox server "
-		    "failed before confirming delivery, try again later");
-		session_printf(s, "%s\r\n", text);
-		log_message(s, "tempfail", text);
+		session_printf(s, "%s\r\n", unconfirmed);
+		log_message(s, "tempfail", unconfirmed);
 		txn_reset(st);
 		break;
 	case W_RSET:
