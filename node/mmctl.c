@@ -1135,17 +1135,25 @@ load_root_secret(const char *path, struct dkey *k)
 	}
 }
 
-/* Hands a root-signed envelope to the directory. */
+/* Hands the envelope the root just signed (len bytes, or len < 0 when
+ * encoding failed, why saying why) to the directory; what names the
+ * record in the message. */
 static int
-submit(const uint8_t *env, size_t len)
+submit_signed(const uint8_t *env, int len, const char *why, const char *what)
 {
-	char *hex = xmalloc(2 * len + 1), *msg = NULL;
+	char *hex, *msg = NULL;
 	struct ctl_rows rows;
 	enum ctl_status st;
 	const char *args[1];
 	size_t i;
 
-	for (i = 0; i < len; i++)
+	if (len < 0) {
+		msg = xasprintf("cannot sign the %s: %s", what,
+		    why != NULL ? why : "too large");
+		fail(EXIT_FAIL, msg);
+	}
+	hex = xmalloc(2 * (size_t)len + 1);
+	for (i = 0; i < (size_t)len; i++)
 		snprintf(hex + 2 * i, 3, "%02x", env[i]);
 	open_directory(false);
 	args[0] = hex;
@@ -1219,13 +1227,7 @@ cmd_keys_certify(int argc, char **argv)
 	c.origin_seq = agent_root_next_seq(ctl.conf->directory, c.origin);
 	len = record_encode_cert(&c, &rk, env, sizeof(env), &why);
 	dkey_clear(&rk);
-	if (len < 0) {
-		char *msg = xasprintf("cannot sign the certificate: %s",
-		    why != NULL ? why : "too large");
-
-		fail(EXIT_FAIL, msg);
-	}
-	return submit(env, (size_t)len);
+	return submit_signed(env, len, why, "certificate");
 }
 
 static int
@@ -1275,13 +1277,7 @@ cmd_keys_revoke(int argc, char **argv)
 	v.origin_seq = agent_root_next_seq(ctl.conf->directory, v.origin);
 	len = record_encode_revoke(&v, &rk, env, sizeof(env), &why);
 	dkey_clear(&rk);
-	if (len < 0) {
-		char *msg = xasprintf("cannot sign the revocation: %s",
-		    why != NULL ? why : "too large");
-
-		fail(EXIT_FAIL, msg);
-	}
-	return submit(env, (size_t)len);
+	return submit_signed(env, len, why, "revocation");
 }
 
 static int
