@@ -64,13 +64,8 @@ parse_port(const char *s, uint16_t *port_r)
 	return 0;
 }
 
-/*
- * Splits "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address
- * into host (brackets removed) and port (0 if none). IPv6 literals must be
- * plain addresses: inet_pton has no zone ids.
- */
-static int
-parse_hostport(const char *value, char *host, size_t hostlen,
+int
+dir_parse_hostport(const char *value, char *host, size_t hostlen,
     uint16_t *port_r)
 {
 	struct in6_addr a6;
@@ -150,7 +145,7 @@ resolve(struct dir *dir, const char *value, enum mm_proto proto,
 		return DIR_FOUND;
 	}
 
-	if (parse_hostport(value, route_r->host, sizeof(route_r->host),
+	if (dir_parse_hostport(value, route_r->host, sizeof(route_r->host),
 	    &port) != 0) {
 		log_warnx("- dir bad-route value=%s",
 		    mm_log_escape(value, esc, sizeof(esc)));
@@ -173,7 +168,7 @@ check_default(const struct mm_config *conf, char **errstr_r)
 
 	if (conf->default_backend == NULL ||
 	    mm_config_backend(conf, conf->default_backend) != NULL ||
-	    parse_hostport(conf->default_backend, host, sizeof(host),
+	    dir_parse_hostport(conf->default_backend, host, sizeof(host),
 	    &port) == 0)
 		return 0;
 	*errstr_r = xasprintf("default backend \"%s\": not a back end name "

@@ -62,6 +62,13 @@ enum dir_result dir_lookup(struct dir *dir, const char *user,
 
 const char *dir_result_name(enum dir_result r);
 
+/* Splits "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address
+ * into host (hostlen bytes, brackets removed) and port (0 if none). Host
+ * names are letters, digits, '.', '-' and '_'; IPv6 literals must be
+ * plain addresses (inet_pton has no zone ids). 0 or -1. */
+int dir_parse_hostport(const char *value, char *host, size_t hostlen,
+    uint16_t *port_r);
+
 /* Trust checks for the inter-node channel, from the same read-only store.
  *
  * dir_cert_check: env/len is a CERT envelope shown by a peer. 1 when it is

@@ -127,38 +127,10 @@ int
 lookup_split_addr(const char *addr, char *host, size_t hostlen,
     uint16_t *port_r)
 {
-	const char *colon, *h = addr, *p;
-	size_t n;
-	unsigned long v = 0;
-
-	*port_r = 0;
-	if (addr == NULL || hostlen == 0)
+	if (addr == NULL || hostlen == 0 ||
+	    dir_parse_hostport(addr, host, hostlen, port_r) != 0 ||
+	    *port_r == 0)
 		return -1;
-	if (addr[0] == '[') {
-		const char *close = strchr(addr, ']');
-
-		if (close == NULL || close[1] != ':')
-			return -1;
-		h = addr + 1;
-		n = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		if ((colon = strrchr(addr, ':')) == NULL)
-			return -1;
-		n = (size_t)(colon - addr);
-	}
-	if (n == 0 || n >= hostlen)
-		return -1;
-	for (p = colon + 1; *p != '\0'; p++) {
-		if (*p < '0' || *p > '9' || p - colon > 5)
-			return -1;
-		v = v * 10 + (unsigned long)(*p - '0');
-	}
-	if (p == colon + 1 || v == 0 || v > 65535)
-		return -1;
-	memcpy(host, h, n);
-	host[n] = '\0';
-	*port_r = (uint16_t)v;
 	return 0;
 }
 
