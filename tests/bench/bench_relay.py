@@ -9,13 +9,18 @@ measures, for every path:
   1. sequential IMAP logins/s (connect, greeting, LOGIN, SELECT, LOGOUT)
   2. sequential POP3 logins/s (connect, USER, PASS, STAT, QUIT)
   3. FETCH BODY[] throughput of the big message (MB/s, 1 MB = 10^6 bytes)
+     in two layouts: "split", Dovecot alone on one core and the client
+     and proxies on the others, as when the back end is another machine;
+     and "shared", every process wherever the scheduler puts it; and the
+     CPU time each proxy spent per 100 MB it relayed
   4. proxy memory per idle logged-in IMAP session (plaintext and TLS)
 
 and prints one table with medians. FETCH is also measured through socat,
 a plain TCP forwarder ("tcp hop"), when it is installed: what one more
-loopback hop costs on the machine, the floor under any proxy's ratio. It is a measuring program, not a test:
-it exits 0 whenever it measured, nonzero only when something could not
-start. Every process it starts is stopped on exit, Ctrl-C or error.
+loopback hop costs on the machine, the floor under any proxy's ratio.
+It is a measuring program, not a test: it exits 0 whenever it measured,
+nonzero only when something could not start. Every process it starts is
+stopped on exit, Ctrl-C or error.
 
 Usage:  bench_relay.py [--quick] [--keep]
 Environment:
@@ -61,6 +66,8 @@ TARGETS = {
     "imap": "mm >= 0.9x direct, >= 5x perdition",
     "pop3": "mm >= 0.9x direct, >= 5x perdition",
     "fetch": "mm >= 0.9x direct",
+    "fetch_shared": "(not a target: see README)",
+    "fetchcpu": "(lower is better)",
     "mem": "mm <= 16 KiB",
     "memtls": "mm <= 64 KiB",
 }
@@ -145,6 +152,35 @@ def group_memory(pgid):
         pss += r.get("Pss", 0)
         rss += r.get("Rss", 0)
     return priv, pss, rss, len(pids)
+
+
+def pin_group(pgid, cpus):
+    """Restricts every thread of process group PGID to CPUS; processes
+    the group forks later inherit it."""
+    for pid, _ in group_pids(pgid):
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:
+                pass
+
+
+def group_cpu(pgid):
+    """CPU seconds used so far by process group PGID, children its
+    processes have reaped included."""
+    ticks = 0
+    for pid, _ in group_pids(pgid):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(x) for x in fields[11:15])  # u/s time, reaped too
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class Daemon:
@@ -790,7 +826,10 @@ def print_table(res, info):
     rows = [
         ("IMAP logins/s", "imap", 0),
         ("POP3 logins/s", "pop3", 0),
-        ("FETCH MB/s (%s MB)" % info.get("fetch_mb", "?"), "fetch", 0),
+        ("FETCH MB/s (%s MB), split" % info.get("fetch_mb", "?"), "fetch",
+         0),
+        ("FETCH MB/s, shared cores", "fetch_shared", 0),
+        ("proxy CPU ms per 100 MB", "fetchcpu", 1),
         ("KiB/idle session, plain", "mem", 1),
         ("KiB/idle session, TLS", "memtls", 1),
     ]
@@ -835,7 +874,7 @@ def main():
 
     n_logins = 60 if args.quick else 300
     rounds = 3 if args.quick else 5
-    n_fetch = 3 if args.quick else 5
+    n_fetch = 6 if args.quick else 15
     n_idle = 1000
     round_cap = 20.0 if args.quick else 45.0   # seconds per path per round
 
@@ -980,28 +1019,67 @@ def main():
             for p in PATHS:
                 res[key][p] = median(per[p])
 
-        # 3. FETCH throughput.
-        log("FETCH BODY[] of the big message: %d times per path" % n_fetch)
+        # 3. FETCH throughput, in two layouts of the processes on the
+        #    cores, interleaved round by round. "split": Dovecot on a core
+        #    of its own, the client and every proxy on the others, as when
+        #    the back end is another machine (every path alike, direct
+        #    included). "shared": wherever the scheduler puts them.
         fetch_paths = list(PATHS)
         if hop is not None:
             fetch_paths.append(HOP)
             imap_port[HOP] = hop.port
-        per = {p: [] for p in fetch_paths}
-        for r in range(n_fetch):
+        fronts = [d for d in daemons if d is not dv]
+        cpus = sorted(os.sched_getaffinity(0))
+        layouts = [("fetch_shared", None)]
+        if len(cpus) >= 2:
+            layouts.insert(0, ("fetch", ({cpus[-1]}, set(cpus[:-1]))))
+        else:
+            log("one CPU: the split layout is not measured")
+
+        def set_layout(split):
+            back, front = split if split else (set(cpus), set(cpus))
+            pin_group(dv.pgid, back)
+            for d in fronts:
+                if d.alive():
+                    pin_group(d.pgid, front)
+            os.sched_setaffinity(0, front)
+
+        log("FETCH BODY[] of the big message: %d times per path and "
+            "layout" % n_fetch)
+        proxy_of = {"mmnode": mm, "perdition": pd_imap, "nginx": ngx,
+                    HOP: hop}
+        cpu0 = {p: group_cpu(d.pgid) for p, d in proxy_of.items()
+                if d is not None}
+        fetched = {p: 0 for p in fetch_paths}
+        per = {(k, p): [] for k, _ in layouts for p in fetch_paths}
+        try:
+            for r in range(n_fetch):
+                for key, split in layouts:
+                    set_layout(split)
+                    for p in fetch_paths:
+                        if p in broken:
+                            continue
+                        try:
+                            n, dt = fetch_big(imap_port[p])
+                        except (OSError, ProtoError) as e:
+                            log("  fetch %d on %s failed: %s" % (r + 1, p, e))
+                            continue
+                        per[key, p].append(n / 1e6 / dt)
+                        fetched[p] += n
+                    log("  fetch %d %s: %s" % (
+                        r + 1, "split " if split else "shared", "  ".join(
+                            "%s %.0f" % (p, per[key, p][-1])
+                            for p in fetch_paths if per[key, p])))
+        finally:
+            set_layout(None)
+        time.sleep(1.0)     # per-connection children reaped
+        for key, _ in layouts:
             for p in fetch_paths:
-                if p in broken:
-                    continue
-                try:
-                    n, dt = fetch_big(imap_port[p])
-                except (OSError, ProtoError) as e:
-                    log("  fetch %d on %s failed: %s" % (r + 1, p, e))
-                    continue
-                per[p].append(n / 1e6 / dt)
-            log("  fetch %d: %s" % (r + 1, "  ".join(
-                "%s %.0f MB/s" % (p, per[p][-1]) for p in fetch_paths
-                if per[p])))
-        for p in fetch_paths:
-            res["fetch"][p] = median(per[p])
+                res[key][p] = median(per[key, p])
+        for p, c in cpu0.items():
+            if fetched[p]:
+                res["fetchcpu"][p] = ((group_cpu(proxy_of[p].pgid) - c)
+                                      * 1e3 / (fetched[p] / 1e8))
 
         for d in daemons:
             if d.proc is not None and not d.alive():
