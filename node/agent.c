@@ -629,26 +629,42 @@ check_backend(struct agent *a, const char *backend, char **msg_r)
 	return CTL_OK;
 }
 
+/* Normalises NAME into USER and reads its record into U; *live_r tells
+ * whether the user exists and is not deleted. CTL_OK, or the failure
+ * with *msg_r set. */
+static enum ctl_status
+user_read(struct agent *a, const char *name, char user[RECORD_USER_MAX + 1],
+    struct record_user *u, bool *live_r, char **msg_r)
+{
+	int r;
+
+	if (normalise(a, name, user) != 0) {
+		*msg_r = xasprintf("'%s' is not a valid user name", name);
+		return CTL_FAILED;
+	}
+	r = store_get_user(a->st, user, u, NULL, NULL);
+	if (r < 0) {
+		*msg_r = xasprintf("%s: cannot read the store", user);
+		return CTL_TEMP;
+	}
+	*live_r = r == 1 && u->state != USTATE_DELETED;
+	return CTL_OK;
+}
+
 static enum ctl_status
 op_user_add(struct agent *a, size_t argc, char *const *argv, char **msg_r,
     struct ctl_rows *rows)
 {
 	char user[RECORD_USER_MAX + 1];
 	struct record_user u;
-	int r;
+	enum ctl_status st;
+	bool live;
 
-	if (normalise(a, argv[0], user) != 0) {
-		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
-		return CTL_FAILED;
-	}
 	if (check_backend(a, argv[1], msg_r) != CTL_OK)
 		return CTL_FAILED;
-	r = store_get_user(a->st, user, &u, NULL, NULL);
-	if (r < 0) {
-		*msg_r = xasprintf("%s: cannot read the store", user);
-		return CTL_TEMP;
-	}
-	if (r == 1 && u.state != USTATE_DELETED) {
+	if ((st = user_read(a, argv[0], user, &u, &live, msg_r)) != CTL_OK)
+		return st;
+	if (live) {
 		*msg_r = xasprintf("%s exists (site %s, back end %s): use "
 		    "user set", user, u.site, u.backend);
 		return CTL_FAILED;
@@ -665,12 +681,9 @@ op_user_set(struct agent *a, size_t argc, char *const *argv, char **msg_r,
 	enum user_state state = USTATE_ACTIVE;
 	const char *target = argv[3];
 	struct record_user u;
-	int r;
+	enum ctl_status st;
+	bool live;
 
-	if (normalise(a, argv[0], user) != 0) {
-		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
-		return CTL_FAILED;
-	}
 	if (check_backend(a, argv[1], msg_r) != CTL_OK)
 		return CTL_FAILED;
 	if (argv[2][0] != '\0' && (record_state_parse(argv[2], &state) != 0 ||
@@ -691,12 +704,9 @@ op_user_set(struct agent *a, size_t argc, char *const *argv, char **msg_r,
 		    "site than %s", record_state_name(state), a->conf->site);
 		return CTL_USAGE;
 	}
-	r = store_get_user(a->st, user, &u, NULL, NULL);
-	if (r < 0) {
-		*msg_r = xasprintf("%s: cannot read the store", user);
-		return CTL_TEMP;
-	}
-	if (r == 0 || u.state == USTATE_DELETED) {
+	if ((st = user_read(a, argv[0], user, &u, &live, msg_r)) != CTL_OK)
+		return st;
+	if (!live) {
 		*msg_r = xasprintf("%s: no such user (create it with user "
 		    "add)", user);
 		return CTL_FAILED;
@@ -711,18 +721,12 @@ op_user_del(struct agent *a, size_t argc, char *const *argv, char **msg_r,
 {
 	char user[RECORD_USER_MAX + 1];
 	struct record_user u;
-	int r;
+	enum ctl_status st;
+	bool live;
 
-	if (normalise(a, argv[0], user) != 0) {
-		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
-		return CTL_FAILED;
-	}
-	r = store_get_user(a->st, user, &u, NULL, NULL);
-	if (r < 0) {
-		*msg_r = xasprintf("%s: cannot read the store", user);
-		return CTL_TEMP;
-	}
-	if (r == 0 || u.state == USTATE_DELETED) {
+	if ((st = user_read(a, argv[0], user, &u, &live, msg_r)) != CTL_OK)
+		return st;
+	if (!live) {
 		*msg_r = xasprintf("%s: no such user", user);
 		return CTL_FAILED;
 	}

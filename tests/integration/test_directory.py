@@ -188,6 +188,30 @@ class DirectoryRoutingTest(unittest.TestCase):
         self.assertEqual(imap_login_reply(node, "nobody@nowhere.test", WRONG),
                          wrong)
 
+    def test_user_changes_refused_with_reason(self):
+        node = self.node
+        cases = [
+            (("user", "add", ALICE, "be1"), 1, "exists"),
+            (("user", "add", "new@a.test", "nosuch"), 1,
+             "is not a back end of site a"),
+            (("user", "add", "bad name@a.test", "be1"), 1,
+             "is not a valid user name"),
+            (("user", "set", "ghost@a.test", "be1"), 1,
+             "no such user (create it with user add)"),
+            (("user", "set", ALICE, "be1", "--state", "sleepy"), 2,
+             "active, moving or frozen"),
+            (("user", "del", "ghost@a.test"), 1, "no such user"),
+        ]
+        for args, rc, why in cases:
+            r = node.ctl(*args)
+            self.assertEqual(r.rc, rc, (args, r))
+            self.assertIn(why, r.err, (args, r))
+        # None of them touched the store: alice is where she was.
+        rec = mf.parse_record(node.ctl("user", "show", ALICE).out)
+        self.assertEqual(rec.get("state"), "active", rec)
+        r = node.ctl("user", "show", "ghost@a.test")
+        self.assertEqual(r.rc, 1, r)
+
     def assert_tempfail(self, user):
         r = imap_login_reply(self.node, user, pw(user))
         self.assertTrue(r.startswith("NO [UNAVAILABLE]"), r)
