@@ -8,11 +8,11 @@ set -eu
 PACKAGES="build-essential cmake pkg-config libevent-dev libssl-dev
 libsodium-dev libmsgpack-dev liblmdb-dev libcmocka-dev dovecot-imapd
 dovecot-pop3d dovecot-lmtpd postfix perdition nginx libnginx-mod-mail swaks socat
-curl fetchmail isync lmdb-utils clang libclang-rt-14-dev python3 openssl
+haproxy curl fetchmail isync lmdb-utils clang libclang-rt-14-dev python3 openssl
 iproute2 procps"
 
 # System services the packages above may start on their default ports.
-SERVICES="dovecot postfix nginx perdition"
+SERVICES="dovecot postfix nginx perdition haproxy"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps.sh must run as root. Run:" >&2
@@ -32,10 +32,11 @@ done
 # (started with -c DIR/... or perdition -f FILE) belong to someone else.
 system_pids() {
 	for pat in /usr/sbin/dovecot /usr/lib/postfix/sbin/master \
-	    /usr/sbin/perdition "nginx: master"; do
+	    /usr/sbin/perdition "nginx: master" /usr/sbin/haproxy; do
 		for pid in $(pgrep -f "^$pat" 2>/dev/null || true); do
 			cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
 			case "$cmd" in
+			*" -f /etc/haproxy/"*) ;;
 			""|*" -c "*|*" -f "*) continue ;;
 			esac
 			echo "$pid"

@@ -21,8 +21,10 @@
 
 #include "lookup.h"
 #include "mm_log.h"
+#include "mm_net.h"
 #include "mm_util.h"
 #include "proxy_int.h"
+#include "proxyproto.h"
 
 #define RELAY_MAX_SINGLE_IO (256 * 1024)	/* bytes per write call */
 #define RELAY_READ_CHUNK (128 * 1024)		/* bytes asked of one readv */
@@ -44,6 +46,15 @@ struct parked {
 	char key[PARK_KEY_MAX];
 	unsigned char notes[PARK_NOTES_MAX];	/* the protocol's, opaque */
 	size_t notes_len;
+};
+
+/* A PROXY header being read: the socket is the session's only handle on
+ * the client until the header is whole and its bufferevent is made. */
+struct pp_read {
+	evutil_socket_t fd;
+	struct event *ev;
+	unsigned char buf[PP_HEADER_MAX];
+	size_t len;
 };
 
 struct listener {
@@ -311,11 +322,24 @@ backend_drop(struct session *s)
 }
 
 static void
+pp_read_free(struct session *s)
+{
+	if (s->pp == NULL)
+		return;
+	if (s->pp->ev != NULL)
+		event_free(s->pp->ev);
+	close(s->pp->fd);
+	free(s->pp);
+	s->pp = NULL;
+}
+
+static void
 session_free(struct session *s)
 {
 	struct proxy *px = s->px;
 
 	relay_events_free(s);
+	pp_read_free(s);
 	if (s->proto != NULL && s->pstate != NULL)
 		s->proto->free_state(s);
 	login_free(s->login);
@@ -386,6 +410,7 @@ session_close(struct session *s, const char *result)
 		s->proto->park_backend(s);
 	s->state = S_CLOSING;
 	relay_events_free(s);
+	pp_read_free(s);
 	login_free(s->login);
 	s->login = NULL;
 	backend_drop(s);
@@ -428,32 +453,19 @@ session_new(struct proxy *px, const struct mm_listener_conf *lc,
 	return s;
 }
 
+/* The client's socket becomes the session's bufferevent (TLS or not),
+ * the connection is counted against the limits under the client's
+ * address (a PROXY header's, if one came), and the greeting goes out. */
 static void
-accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+client_start(struct session *s, evutil_socket_t fd)
 {
-	struct listener *l = arg;
-	struct proxy *px = l->px;
+	struct proxy *px = s->px;
 	const struct mm_config *conf = px->conf;
-	struct session *s;
-	socklen_t llen;
 	SSL_CTX *ctx;
-	int one = 1;
 
-	s = session_new(px, l->lc, l->index);
-	memcpy(&s->caddr, sa, (size_t)salen < sizeof(s->caddr) ?
-	    (size_t)salen : sizeof(s->caddr));
-	addr_to_str(sa, s->caddr_str, sizeof(s->caddr_str), s->cport_str,
-	    sizeof(s->cport_str));
-	llen = sizeof(s->laddr);
-	if (getsockname(fd, (struct sockaddr *)&s->laddr, &llen) == 0)
-		addr_to_str((struct sockaddr *)&s->laddr, s->laddr_str,
-		    sizeof(s->laddr_str), s->lport_str, sizeof(s->lport_str));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	evutil_make_socket_nonblocking(fd);
-
-	ctx = proxy_tls_server_ctx(px->tls, l->index);
-	if (l->lc->tls == MM_TLS_IMPLICIT && ctx != NULL) {
+	s->state = S_PRELOGIN;
+	ctx = proxy_tls_server_ctx(px->tls, s->listener_index);
+	if (s->lc->tls == MM_TLS_IMPLICIT && ctx != NULL) {
 		SSL *ssl = SSL_new(ctx);
 
 		if (ssl == NULL) {
@@ -480,11 +492,12 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	    client_event_cb, s);
 	bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
 	log_debug("%s proxy connect proto=%s client=%s:%s tls=%s", s->sid,
-	    mm_proto_name(l->lc->proto), s->caddr_str, s->cport_str,
+	    mm_proto_name(s->lc->proto), s->caddr_str, s->cport_str,
 	    s->client_tls ? "implicit" : "no");
 
-	if (!iptable_conn_open(px->ipt, px->worker, sa,
-	    conf->limits.conn_per_ip_max, conf->limits.conn_max)) {
+	if (!iptable_conn_open(px->ipt, px->worker,
+	    (struct sockaddr *)&s->caddr, conf->limits.conn_per_ip_max,
+	    conf->limits.conn_max)) {
 		log_info("%s proxy refuse client=%s:%s reason=connection-limit",
 		    s->sid, s->caddr_str, s->cport_str);
 		s->proto->bye(s, "Too many connections, try again later.");
@@ -494,6 +507,131 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	s->counted = true;
 	timer_set(s, idle_ms(s));
 	s->proto->greet(s);
+}
+
+static void
+set_client_addr(struct session *s, const struct sockaddr_storage *client,
+    const struct sockaddr_storage *local)
+{
+	s->caddr = *client;
+	addr_to_str((const struct sockaddr *)&s->caddr, s->caddr_str,
+	    sizeof(s->caddr_str), s->cport_str, sizeof(s->cport_str));
+	s->laddr = *local;
+	addr_to_str((const struct sockaddr *)&s->laddr, s->laddr_str,
+	    sizeof(s->laddr_str), s->lport_str, sizeof(s->lport_str));
+}
+
+/* Reads the PROXY header without taking a byte beyond it: what is there
+ * is peeked, and only the header's share is read off the socket, so a
+ * TLS handshake or a command right behind it stays for the client's
+ * bufferevent. */
+static void
+pp_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct pp_read *pp = s->pp;
+	unsigned char buf[PP_HEADER_MAX];
+	struct pp_header h;
+	const char *why = NULL;
+	size_t hlen = 0, take;
+	ssize_t n;
+	int rc;
+
+	memcpy(buf, pp->buf, pp->len);
+	n = recv(fd, buf + pp->len, sizeof(buf) - pp->len, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		session_close(s, n == 0 ? "client-closed" : "client-error");
+		return;
+	}
+	rc = pp_parse(buf, pp->len + (size_t)n, &h, &hlen, &why);
+	if (rc < 0) {
+		log_info("%s proxy refuse client=%s:%s reason=proxy-header "
+		    "error=\"%s\"", s->sid, s->caddr_str, s->cport_str, why);
+		session_close(s, "proxy-header");
+		return;
+	}
+	take = rc == 1 ? hlen - pp->len : (size_t)n;
+	if (recv(fd, pp->buf + pp->len, take, 0) != (ssize_t)take) {
+		session_close(s, "client-error");
+		return;
+	}
+	pp->len += take;
+	if (rc == 0)
+		return;
+	if (h.local) {
+		log_info("%s proxy header version=%d local balancer=%s:%s",
+		    s->sid, h.version, s->caddr_str, s->cport_str);
+	} else {
+		char via[SESSION_ADDR_MAX + 8];
+
+		snprintf(via, sizeof(via), "%s:%s", s->caddr_str,
+		    s->cport_str);
+		set_client_addr(s, &h.src, &h.dst);
+		log_info("%s proxy header version=%d client=%s:%s "
+		    "balancer=%s", s->sid, h.version, s->caddr_str,
+		    s->cport_str, via);
+	}
+	/* The socket passes to the bufferevent: keep it open. */
+	event_free(pp->ev);
+	free(pp);
+	s->pp = NULL;
+	client_start(s, fd);
+}
+
+static bool
+pp_trusted(const struct mm_listener_conf *lc, const struct sockaddr *sa)
+{
+	size_t i;
+
+	for (i = 0; i < lc->n_pp_from; i++)
+		if (mm_net_match(&lc->pp_from[i], sa))
+			return true;
+	return false;
+}
+
+static void
+accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *l = arg;
+	struct proxy *px = l->px;
+	struct sockaddr_storage client, local;
+	struct session *s;
+	socklen_t llen;
+	int one = 1;
+
+	memset(&client, 0, sizeof(client));
+	memset(&local, 0, sizeof(local));
+	memcpy(&client, sa, (size_t)salen < sizeof(client) ?
+	    (size_t)salen : sizeof(client));
+	llen = sizeof(local);
+	(void)getsockname(fd, (struct sockaddr *)&local, &llen);
+	s = session_new(px, l->lc, l->index);
+	set_client_addr(s, &client, &local);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	evutil_make_socket_nonblocking(fd);
+	if (l->lc->n_pp_from == 0) {
+		client_start(s, fd);
+		return;
+	}
+
+	/* Behind a load balancer: the client's address comes first, in a
+	 * PROXY header, from one of the balancers the listener names. */
+	s->state = S_HEADER;
+	s->pp = xcalloc(1, sizeof(*s->pp));
+	s->pp->fd = fd;
+	if (!pp_trusted(l->lc, sa)) {
+		log_info("%s proxy refuse client=%s:%s reason=not-a-balancer",
+		    s->sid, s->caddr_str, s->cport_str);
+		session_close(s, "not-a-balancer");
+		return;
+	}
+	s->pp->ev = event_new(px->base, fd, EV_READ | EV_PERSIST, pp_read_cb,
+	    s);
+	event_add(s->pp->ev, NULL);
+	timer_set(s, idle_ms(s));
 }
 
 int
@@ -1782,6 +1920,12 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t now, idle;
 
 	switch (s->state) {
+	case S_HEADER:
+		log_info("%s proxy refuse client=%s:%s reason=proxy-header "
+		    "error=\"no header in time\"", s->sid, s->caddr_str,
+		    s->cport_str);
+		session_close(s, "proxy-header");
+		break;
 	case S_PRELOGIN:
 		s->proto->bye(s, "Idle for too long.");
 		session_close(s, "idle-timeout");
@@ -1867,7 +2011,8 @@ proxy_drain(struct proxy *px, uint64_t deadline_ms,
 		next = s->next;
 		if (s->proto->busy != NULL && s->proto->busy(s))
 			continue;
-		if (s->state == S_PRELOGIN || s->state == S_DELAY) {
+		if (s->state == S_HEADER || s->state == S_PRELOGIN ||
+		    s->state == S_DELAY) {
 			s->proto->bye(s, "Server shutting down.");
 			session_close(s, "shutdown");
 		}

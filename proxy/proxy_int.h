@@ -21,6 +21,7 @@
 #define CLOSE_FLUSH_MS 5000		/* time to flush a last reply */
 
 enum session_state {
+	S_HEADER,	/* reading a load balancer's PROXY header */
 	S_PRELOGIN,	/* reading the client's commands */
 	S_LOGIN,	/* talking to the back end for this client */
 	S_DELAY,	/* a failed login waits before its reply */
@@ -116,6 +117,7 @@ struct session {
 	int pipefd[2][2];
 	size_t piped[2];
 	struct event *wev[2];		/* destination writable: drain pipe */
+	struct pp_read *pp;		/* S_HEADER: the header so far */
 	unsigned n_commands;
 	unsigned n_fail;
 	enum login_fail pending_fail;

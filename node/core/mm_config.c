@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mm_net.h"
 #include "mm_util.h"
 
 #define CONF_FILE_MAX		(1024 * 1024)	/* bytes in a config file */
@@ -80,8 +81,8 @@ static const struct directive directives[] = {
 	{ "user-add-domain", "DOMAIN", 1, 1, false, parse_add_domain, 0 },
 	{ "default-backend", "NAME", 1, 1, false, parse_string,
 	    CONF_FIELD(default_backend) },
-	{ "listen", "PROTO ADDRESS:PORT [cert=FILE key=FILE] [require-tls]",
-	    2, 5, true, parse_listen, 0 },
+	{ "listen", "PROTO ADDRESS:PORT [cert=FILE key=FILE] [require-tls] "
+	    "[proxy-protocol=NET,...]", 2, 6, true, parse_listen, 0 },
 	{ "backend", "NAME HOST [imap=PORT] [pop3=PORT] [lmtp=PORT|smtp=PORT] "
 	    "[tls=none|starttls|implicit] [ca=FILE] [tls-name=NAME] "
 	    "[client-addr=none|id|proxy]", 2, 9, true, parse_backend, 0 },
@@ -620,6 +621,7 @@ listener_clear(struct mm_listener_conf *l)
 	free(l->port);
 	free(l->cert_file);
 	free(l->key_file);
+	free(l->pp_from);
 }
 
 /* ---- cross-site sessions ---------------------------------------------- */
@@ -706,6 +708,61 @@ parse_site_route(struct parser *p, const struct directive *d, int argc,
 	return 0;
 }
 
+/* proxy-protocol=NET[,NET...] of a listen line (word is the whole option,
+ * val its value): the networks whose connections start with a PROXY
+ * header. */
+static int
+parse_pp_from(struct parser *p, const char *word, const char *val,
+    struct mm_listener_conf *l)
+{
+	struct mm_net *nets = NULL;
+	const char *s, *end;
+	char *elem = NULL;
+	size_t n = 1, i = 0;
+	int rc = -1;
+
+	if (*val == '\0') {
+		conf_error(p, "listen: empty value in '%s'", word);
+		goto done;
+	}
+	for (s = val; *s != '\0'; s++)
+		if (*s == ',')
+			n++;
+	if (n > MM_PP_NETS_MAX) {
+		conf_error(p, "listen: proxy-protocol: more than %d networks",
+		    MM_PP_NETS_MAX);
+		goto done;
+	}
+	nets = xcalloc(n, sizeof(*nets));
+	for (s = val; ; s = end + 1) {
+		end = s + strcspn(s, ",");
+		if (end == s) {
+			conf_error(p, "listen: proxy-protocol: empty network "
+			    "in '%s'", val);
+			goto done;
+		}
+		elem = xstrndup(s, (size_t)(end - s));
+		if (mm_net_parse(elem, &nets[i]) != 0) {
+			conf_error(p, "listen: proxy-protocol: '%s' is not a "
+			    "network (ADDR or ADDR/BITS, host bits zero)",
+			    elem);
+			goto done;
+		}
+		free(elem);
+		elem = NULL;
+		i++;
+		if (*end == '\0')
+			break;
+	}
+	l->pp_from = nets;
+	l->n_pp_from = n;
+	nets = NULL;
+	rc = 0;
+done:
+	free(elem);
+	free(nets);
+	return rc;
+}
 
 static int
 parse_listen(struct parser *p, const struct directive *d, int argc,
@@ -754,10 +811,29 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 	implicit = listen_protos[i].implicit;
 	if (parse_addr(p, "listen", true, argv[2], &l.host, &l.port) != 0)
 		goto done;
+	/* Postfix and nginx ask their lookups directly, never through TLS
+	 * or a load balancer. */
+	if (l.kind != MM_LISTEN_MAIL && argc > 3) {
+		conf_error(p, "listen: '%s' takes no options, so not '%s' (it "
+		    "answers lookups from Postfix or nginx directly and in "
+		    "plaintext: keep it on a private address)", argv[1],
+		    argv[3]);
+		goto done;
+	}
 
 	for (a = 3; a < argc; a++) {
 		char **field = NULL;
 
+		if (option_is(argv[a], "proxy-protocol", &val)) {
+			if (l.pp_from != NULL) {
+				conf_error(p, "listen: duplicate option '%s'",
+				    argv[a]);
+				goto done;
+			}
+			if (parse_pp_from(p, argv[a], val, &l) != 0)
+				goto done;
+			continue;
+		}
 		if (strcmp(argv[a], "require-tls") == 0) {
 			if (seen_require) {
 				conf_error(p, "listen: duplicate "
@@ -793,12 +869,6 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 	}
 	if (l.key_file != NULL && l.cert_file == NULL) {
 		conf_error(p, "listen: 'key=%s' without cert=", l.key_file);
-		goto done;
-	}
-	if (l.kind != MM_LISTEN_MAIL && argc > 3) {
-		conf_error(p, "listen: '%s' takes no options (it answers "
-		    "lookups in plaintext: keep it on a private address)",
-		    argv[1]);
 		goto done;
 	}
 	if (implicit && l.cert_file == NULL) {

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mm_net.h"
+
+#define MM_PP_NETS_MAX	16	/* most networks one listener may list */
+
 enum mm_proto { MM_PROTO_IMAP, MM_PROTO_POP3, MM_PROTO_SMTP, MM_PROTO_COUNT };
 
 /* What a listener serves: mail sessions of its proto, or the lookups that
@@ -40,6 +44,10 @@ struct mm_listener_conf {
 	char *cert_file;	/* NULL: no TLS offered on this listener */
 	char *key_file;
 	bool require_tls;	/* refuse logins before STARTTLS */
+	struct mm_net *pp_from;	/* proxy-protocol=: networks whose
+				 * connections must start with a PROXY
+				 * header; NULL: no header expected */
+	size_t n_pp_from;
 	int line;		/* line in the config file, for messages */
 };
 

@@ -625,7 +625,7 @@ class Mmnode:
     """An mmnode process with a generated config.
 
     listeners: list of (key, proto, opts). opts: tls (cert/key given),
-    require_tls. key names the port in self.port. Default: imap and pop3
+    require_tls, proxy_protocol (the networks of proxy-protocol=). key names the port in self.port. Default: imap and pop3
     with a certificate (STARTTLS/STLS offered), imaps and pop3s.
     backends: list of config lines after "backend "; default be1 and be2.
     """
@@ -719,6 +719,8 @@ class Mmnode:
                 ln += " cert=%s key=%s" % (t.cert, t.key)
             if opts.get("require_tls"):
                 ln += " require-tls"
+            if opts.get("proxy_protocol"):
+                ln += " proxy-protocol=%s" % opts["proxy_protocol"]
             lines.append(ln)
         for b in self.backends:
             lines.append("backend " + b)
@@ -1256,6 +1258,15 @@ class Env:
             n.start()
         return n
 
+    def haproxy(self, routes, name="haproxy", start=True):
+        """A HAProxy load balancer (see Haproxy) in this Env's directory,
+        stopped with the Env."""
+        h = Haproxy(os.path.join(self.dir, name), routes)
+        self.others.append(h)
+        if start:
+            h.start()
+        return h
+
     def close(self):
         stop_all([n for n in self.nodes if n.proc] + self.others
                  + list(self.dovecots.values()))
@@ -1568,7 +1579,7 @@ class MailClient:
 
 
 def lmtp_send(host, port, mail_from, rcpts, data, xclient=None, proxy=None,
-              lmtp=True, timeout=IO_TIMEOUT):
+              lmtp=True, source=None, timeout=IO_TIMEOUT):
     """Delivers DATA to RCPTS over LMTP (or SMTP with lmtp=False) on one
     connection. XCLIENT: dict of XCLIENT attributes sent after LHLO;
     PROXY: a PROXY header sent first (see proxy_v2_header). Returns
@@ -1577,7 +1588,8 @@ def lmtp_send(host, port, mail_from, rcpts, data, xclient=None, proxy=None,
     Mail delivered before the mailbox was first opened gets lower UIDs than
     the messages the Dovecot fixture wrote into the Maildir (see
     Dovecot.sync_mailboxes)."""
-    c = MailClient(host, port, lmtp=lmtp, proxy=proxy, timeout=timeout)
+    c = MailClient(host, port, lmtp=lmtp, proxy=proxy, source=source,
+                   timeout=timeout)
     try:
         if xclient:
             c.xclient(**xclient)
@@ -2221,7 +2233,47 @@ mail {{
 """
 
 
-class Nginx:
+class PrivateDaemon:
+    """A server run from a private config: its own process group, output
+    in self.outfile, up once it listens on every port in self.port;
+    SIGTERM stops it (the group is killed after TIMEOUT)."""
+
+    proc = None
+
+    def spawn(self, argv, what, timeout):
+        self.outf = open(self.outfile, "ab")
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self.outf,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
+        try:
+            wait_ports(list(self.port.values()), timeout=timeout,
+                       proc=self.proc, what=what, log=self.log_text)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop_begin(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop_wait(self, timeout=5):
+        if self.proc is None:
+            return
+        end_group(self.proc, timeout)
+        self.proc = None
+        self.outf.close()
+
+    def stop(self, timeout=5):
+        self.stop_begin()
+        self.stop_wait(timeout)
+
+
+class Nginx(PrivateDaemon):
     """The nginx mail proxy from a private config in DIR.
 
     AUTH: the auth_http address, "HOST:PORT/path" or a MailAuth. Ports:
@@ -2279,22 +2331,8 @@ class Nginx:
             f.write(self.config_text())
 
     def start(self, timeout=10):
-        self.outf = open(self.outfile, "ab")
-        self.proc = subprocess.Popen(
-            ["nginx", "-p", self.dir, "-e", self.errlog, "-c", self.conf],
-            stdin=subprocess.DEVNULL, stdout=self.outf,
-            stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent)
-        try:
-            wait_ports(list(self.port.values()), timeout=timeout,
-                       proc=self.proc, what="nginx", log=self.log_text)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        return self.spawn(["nginx", "-p", self.dir, "-e", self.errlog,
+                           "-c", self.conf], "nginx", timeout)
 
     def log_text(self):
         out = ""
@@ -2310,19 +2348,52 @@ class Nginx:
         self.write_config()
         self.proc.send_signal(signal.SIGHUP)
 
-    def stop_begin(self):
-        # SIGTERM: fast shutdown of the master and its workers.
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
 
-    def stop_wait(self, timeout=5):
-        if self.proc is None:
-            return
-        end_group(self.proc, timeout)
+HAPROXY_CONF = """\
+# generated by mmfixture
+global
+  maxconn 2000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+{sections}"""
+
+
+class Haproxy(PrivateDaemon):
+    """HAProxy in TCP mode from a private config in DIR: a load balancer
+    in front of mmnode listeners that sends a PROXY protocol header.
+
+    ROUTES: {key: (target_port, header)} with header "v1" (send-proxy) or
+    "v2" (send-proxy-v2); .port[key] is where HAProxy listens for it. It
+    connects to its targets from 127.0.0.1."""
+
+    def __init__(self, d, routes):
+        self.dir = d
+        os.makedirs(d, exist_ok=True)
+        self.routes = dict(routes)
+        self.port = {k: free_port() for k in self.routes}
+        self.conf = os.path.join(d, "haproxy.cfg")
+        self.outfile = os.path.join(d, "haproxy.out")
         self.proc = None
-        self.outf.close()
+        sections = ""
+        for k, (target, header) in sorted(self.routes.items()):
+            send = {"v1": "send-proxy", "v2": "send-proxy-v2"}[header]
+            sections += ("frontend f_%s\n  bind %s:%d\n  default_backend "
+                         "b_%s\nbackend b_%s\n  server s %s:%d source "
+                         "127.0.0.1 %s\n" % (k, HOST, self.port[k], k, k,
+                                              HOST, target, send))
+        with open(self.conf, "w") as f:
+            f.write(HAPROXY_CONF.format(sections=sections))
 
-    def stop(self, timeout=5):
-        self.stop_begin()
-        self.stop_wait(timeout)
+    def start(self, timeout=10):
+        return self.spawn(["haproxy", "-db", "-f", self.conf], "haproxy",
+                          timeout)
 
+    def log_text(self):
+        try:
+            with open(self.outfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""

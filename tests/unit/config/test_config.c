@@ -1,4 +1,5 @@
 /* mm_config: every directive, every default, every error message. */
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -691,13 +692,184 @@ test_listen_errors(void **state)
 	    "duplicate option 'cert=b'");
 	expect_error("listen imap *:143 require-tls require-tls\n", 1,
 	    "duplicate 'require-tls'");
-	expect_error("listen imap *:143 " CERT " require-tls x\n", 1,
-	    "unexpected 'x'");
+	expect_error("listen imap *:143 " CERT " require-tls "
+	    "proxy-protocol=10.0.0.0/8 x\n", 1, "unexpected 'x'");
 
 	expect_error("listen imap *:143\nlisten pop3 *:0143\n", 2,
 	    "'*:0143' is already used on line 1");
 	expect_error("listen imap [::1]:143\n\nlisten imap [::1]:143\n", 3,
 	    "already used on line 1");
+}
+
+static void
+test_listen_proxy_protocol(void **state)
+{
+	struct mm_config *conf = parse_ok(
+	    "listen imap *:143\n"
+	    "listen imap 192.0.2.10:1143 proxy-protocol=10.1.0.0/24\n"
+	    "listen pop3 *:110 proxy-protocol=10.1.0.0/24,192.0.2.7,"
+	    "2001:db8::/32,::1 " CERT "\n"
+	    "listen imaps [::]:993 " CERT " proxy-protocol=0.0.0.0/0,::/0 "
+	    "require-tls\n"
+	    "listen smtp *:25 proxy-protocol=2001:db8:0:1::/64\n");
+	const struct mm_listener_conf *l = conf->listeners;
+	unsigned char a[16];
+
+	assert_int_equal(conf->n_listeners, 5);
+
+	/* Without the option no header is expected. */
+	assert_null(l[0].pp_from);
+	assert_int_equal(l[0].n_pp_from, 0);
+
+	assert_int_equal(l[1].n_pp_from, 1);
+	assert_non_null(l[1].pp_from);
+	assert_int_equal(l[1].pp_from[0].family, AF_INET);
+	assert_int_equal(l[1].pp_from[0].bits, 24);
+	assert_int_equal(inet_pton(AF_INET, "10.1.0.0", a), 1);
+	assert_memory_equal(l[1].pp_from[0].addr, a, 4);
+	assert_string_equal(l[1].host, "192.0.2.10");
+	assert_int_equal(l[1].tls, MM_TLS_NONE);
+
+	/* In the order given, beside the other options. */
+	assert_int_equal(l[2].n_pp_from, 4);
+	assert_int_equal(l[2].pp_from[0].family, AF_INET);
+	assert_int_equal(l[2].pp_from[0].bits, 24);
+	assert_int_equal(l[2].pp_from[1].family, AF_INET);
+	assert_int_equal(l[2].pp_from[1].bits, 32);
+	assert_int_equal(inet_pton(AF_INET, "192.0.2.7", a), 1);
+	assert_memory_equal(l[2].pp_from[1].addr, a, 4);
+	assert_int_equal(l[2].pp_from[2].family, AF_INET6);
+	assert_int_equal(l[2].pp_from[2].bits, 32);
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8::", a), 1);
+	assert_memory_equal(l[2].pp_from[2].addr, a, 16);
+	assert_int_equal(l[2].pp_from[3].family, AF_INET6);
+	assert_int_equal(l[2].pp_from[3].bits, 128);
+	assert_int_equal(inet_pton(AF_INET6, "::1", a), 1);
+	assert_memory_equal(l[2].pp_from[3].addr, a, 16);
+	assert_int_equal(l[2].tls, MM_TLS_STARTTLS);
+	assert_string_equal(l[2].cert_file, "n.crt");
+
+	assert_int_equal(l[3].n_pp_from, 2);
+	assert_int_equal(l[3].pp_from[0].family, AF_INET);
+	assert_int_equal(l[3].pp_from[0].bits, 0);
+	assert_int_equal(l[3].pp_from[1].family, AF_INET6);
+	assert_int_equal(l[3].pp_from[1].bits, 0);
+	assert_int_equal(l[3].tls, MM_TLS_IMPLICIT);
+	assert_true(l[3].require_tls);
+
+	assert_int_equal(l[4].proto, MM_PROTO_SMTP);
+	assert_int_equal(l[4].n_pp_from, 1);
+	assert_int_equal(l[4].pp_from[0].family, AF_INET6);
+	assert_int_equal(l[4].pp_from[0].bits, 64);
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:0:1::", a), 1);
+	assert_memory_equal(l[4].pp_from[0].addr, a, 16);
+	mm_config_free(conf);
+
+	/* Nothing else carries it. */
+	conf = parse_ok(DIRECTORY "transport-key /k\n"
+	    "session-listen 127.0.0.2:7500\n" LISTEN);
+	assert_null(conf->session_listen->pp_from);
+	assert_int_equal(conf->session_listen->n_pp_from, 0);
+	mm_config_free(conf);
+}
+
+static void
+test_listen_proxy_protocol_max(void **state)
+{
+	char word[64 + MM_PP_NETS_MAX * 16], *text;
+	struct mm_config *conf;
+	size_t off;
+	int i;
+
+	off = (size_t)sprintf(word, "proxy-protocol=");
+	for (i = 0; i < MM_PP_NETS_MAX; i++)
+		off += (size_t)sprintf(word + off, "%s10.%d.0.0/16",
+		    i > 0 ? "," : "", i);
+	text = xasprintf("# a\nlisten imap *:143 %s\n", word);
+	conf = parse_ok(text);
+	assert_int_equal(conf->listeners[0].n_pp_from, MM_PP_NETS_MAX);
+	assert_int_equal(conf->listeners[0].pp_from[MM_PP_NETS_MAX - 1].addr[1],
+	    MM_PP_NETS_MAX - 1);
+	mm_config_free(conf);
+	free(text);
+
+	sprintf(word + off, ",192.0.2.0/24");
+	text = xasprintf("# a\nlisten imap *:143 %s\n", word);
+	expect_error(text, 2, "listen: proxy-protocol: more than 16 networks");
+	free(text);
+}
+
+static void
+test_listen_proxy_protocol_errors(void **state)
+{
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=\n", 2,
+	    "listen: empty value in 'proxy-protocol='");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol\n", 2,
+	    "listen: unknown option 'proxy-protocol'");
+	expect_error(LISTEN "listen imap *:1143 "
+	    "proxy-protocol=10.0.0.0/8,,10.1.0.0/16\n", 2,
+	    "listen: proxy-protocol: empty network in "
+	    "'10.0.0.0/8,,10.1.0.0/16'");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=10.0.0.0/8,\n",
+	    2, "listen: proxy-protocol: empty network in '10.0.0.0/8,'");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=,10.0.0.0/8\n",
+	    2, "listen: proxy-protocol: empty network in ',10.0.0.0/8'");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=,\n", 2,
+	    "listen: proxy-protocol: empty network in ','");
+
+	expect_error(LISTEN "\nlisten imap *:1143 proxy-protocol=10.0.0.1/8\n",
+	    3, "listen: proxy-protocol: '10.0.0.1/8' is not a network "
+	    "(ADDR or ADDR/BITS, host bits zero)");
+	expect_error(LISTEN "listen imap *:1143 "
+	    "proxy-protocol=10.0.0.0/8,192.0.2.0/33\n", 2,
+	    "listen: proxy-protocol: '192.0.2.0/33' is not a network");
+	expect_error(LISTEN "listen imap *:1143 "
+	    "proxy-protocol=2001:db8::/129\n", 2,
+	    "'2001:db8::/129' is not a network");
+	expect_error(LISTEN "listen imap *:1143 "
+	    "proxy-protocol=2001:db8::1/32\n", 2,
+	    "'2001:db8::1/32' is not a network");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=lb.local\n",
+	    2, "'lb.local' is not a network");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=*\n", 2,
+	    "'*' is not a network");
+	expect_error(LISTEN "listen imap *:1143 "
+	    "proxy-protocol=[2001:db8::]/32\n", 2,
+	    "'[2001:db8::]/32' is not a network");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=10.0.0.0/+8\n",
+	    2, "'10.0.0.0/+8' is not a network");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=10.0.0.0/-1\n",
+	    2, "'10.0.0.0/-1' is not a network");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=10.0.0.0/\n",
+	    2, "'10.0.0.0/' is not a network");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=10.0.0.0/8x\n",
+	    2, "'10.0.0.0/8x' is not a network");
+
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=10.0.0.0/8 "
+	    "proxy-protocol=10.1.0.0/16\n", 2,
+	    "listen: duplicate option 'proxy-protocol=10.1.0.0/16'");
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=10.0.0.0/8 "
+	    CERT " proxy-protocol=10.0.0.0/8\n", 2,
+	    "listen: duplicate option 'proxy-protocol=10.0.0.0/8'");
+
+	/* The lookup listeners are asked directly by Postfix and nginx. */
+	expect_error(LISTEN "listen socketmap 127.0.0.1:7025 "
+	    "proxy-protocol=10.0.0.0/8\n", 2,
+	    "listen: 'socketmap' takes no options, so not "
+	    "'proxy-protocol=10.0.0.0/8'");
+	expect_error(LISTEN "listen auth-http 127.0.0.1:7080 "
+	    "proxy-protocol=10.0.0.0/8\n", 2,
+	    "listen: 'auth-http' takes no options, so not "
+	    "'proxy-protocol=10.0.0.0/8'");
+	/* Refused for the listener's kind before the value is looked at. */
+	expect_error(LISTEN "listen socketmap 127.0.0.1:7025 "
+	    "proxy-protocol=bad\n", 2, "'socketmap' takes no options");
+
+	/* Other options' rules still hold beside it. */
+	expect_error(LISTEN "listen imap *:1143 proxy-protocol=10.0.0.0/8 "
+	    "cert=c\n", 2, "'cert=c' without key=");
+	expect_error(LISTEN "listen imap *:143 proxy-protocol=10.0.0.0/8\n",
+	    2, "'*:143' is already used on line 1");
 }
 
 static void
@@ -1211,6 +1383,9 @@ main(void)
 		cmocka_unit_test(test_errstr_optional),
 		cmocka_unit_test(test_listen),
 		cmocka_unit_test(test_listen_errors),
+		cmocka_unit_test(test_listen_proxy_protocol),
+		cmocka_unit_test(test_listen_proxy_protocol_max),
+		cmocka_unit_test(test_listen_proxy_protocol_errors),
 		cmocka_unit_test(test_listen_max),
 		cmocka_unit_test(test_backend),
 		cmocka_unit_test(test_smtp_directives),
