@@ -127,8 +127,7 @@ idle_ms(const struct session *s)
 {
 	const struct mm_limits *lim = &s->px->conf->limits;
 
-	return s->lc->proto == MM_PROTO_SMTP ? lim->smtp_idle_ms :
-	    lim->idle_prelogin_ms;
+	return s->proto->transfer ? lim->smtp_idle_ms : lim->idle_prelogin_ms;
 }
 
 struct proxy *
@@ -808,7 +807,7 @@ session_count_command(struct session *s)
 	uint64_t max = lim->commands_prelogin_max;
 
 	/* SMTP counts per message, where each recipient is a command. */
-	if (s->lc->proto == MM_PROTO_SMTP)
+	if (s->proto->transfer)
 		max += lim->rcpt_max;
 	if (++s->n_commands <= max)
 		return true;
@@ -941,7 +940,7 @@ log_login(struct session *s, const char *result, const char *reason)
 		snprintf(port, sizeof(port), ":%u", s->route.port);
 	log_info("%s proxy %s proto=%s user=%s client=%s:%s backend=%s "
 	    "addr=%s%s result=%s%s%s", s->sid,
-	    s->lc->proto == MM_PROTO_SMTP ? "backend" : "login",
+	    s->proto->transfer ? "backend" : "login",
 	    mm_proto_name(s->lc->proto),
 	    mm_log_escape(s->user, user, sizeof(user)), s->caddr_str,
 	    s->cport_str,

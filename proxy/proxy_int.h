@@ -45,6 +45,10 @@ struct session;
 
 struct proxy_proto {
 	enum mm_proto proto;
+	/* Mail transfer (SMTP), not a mailbox login: the sender may stay
+	 * silent for smtp-idle, each recipient is one more command allowed
+	 * per message, and a back end is chosen per message. */
+	bool transfer;
 	/* Sends the greeting on a new connection. */
 	void (*greet)(struct session *s);
 	/* Client bytes arrived before login: handle whole commands. */

@@ -1326,6 +1326,7 @@ smtp_backend_lost(struct session *s, const char *reason)
 
 const struct proxy_proto proxy_smtp = {
 	.proto = MM_PROTO_SMTP,
+	.transfer = true,
 	.greet = smtp_greet,
 	.client_input = smtp_client_input,
 	.backend_connected = smtp_backend_connected,
