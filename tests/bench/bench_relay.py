@@ -36,7 +36,6 @@ import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, HERE)
+
+from benchlib import (StartError, child_setup, clean_up,  # noqa: E402
+                      exit_on_signals, fmt, log, median, port_open, ratio)
 
 from mmfixture import TLS, free_port  # noqa: E402
 
@@ -73,36 +76,7 @@ TARGETS = {
 }
 
 
-def log(msg):
-    sys.stderr.write("[bench] %s\n" % msg)
-    sys.stderr.flush()
-
-
-class StartError(Exception):
-    """Something the benchmark needs could not be started."""
-
-
 # --- processes -------------------------------------------------------------
-
-def _child_setup():
-    """preexec_fn: own process group (killed as a whole at the end) and
-    SIGTERM when the benchmark dies, even by SIGKILL."""
-    os.setsid()
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)      # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def port_open(port):
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
 
 def proc_stat(pid):
     """(comm, state, ppid, pgid) of PID or None."""
@@ -202,7 +176,7 @@ class Daemon:
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=self.logf,
-                stderr=subprocess.STDOUT, preexec_fn=_child_setup,
+                stderr=subprocess.STDOUT, preexec_fn=child_setup,
                 cwd=self.cwd)
         except OSError as e:
             raise StartError("%s: %s" % (self.name, e))
@@ -802,25 +776,7 @@ def idle_memory(label, daemon, port, tls_ctx, n, dv, max_seconds):
     return res
 
 
-def median(xs):
-    return statistics.median(xs) if xs else None
-
-
 # --- table -----------------------------------------------------------------
-
-def fmt(v, digits=1):
-    if v is None:
-        return "n/a"
-    if digits == 0:
-        return "%.0f" % v
-    return "%.*f" % (digits, v)
-
-
-def ratio(a, b):
-    if a is None or b is None or b == 0:
-        return "n/a"
-    return "%.2fx" % (a / b)
-
 
 def print_table(res, info):
     rows = [
@@ -878,10 +834,7 @@ def main():
     n_idle = 1000
     round_cap = 20.0 if args.quick else 45.0   # seconds per path per round
 
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    exit_on_signals()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 20000 if hard == resource.RLIM_INFINITY else min(hard, 20000)
@@ -1100,14 +1053,7 @@ def main():
         log("interrupted")
         return 130 if not measured else 0
     finally:
-        for d in daemons:
-            d.stop_begin()
-        for d in daemons:
-            d.stop_wait()
-        if args.keep:
-            log("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_up(daemons, tmp, args.keep)
 
 
 if __name__ == "__main__":

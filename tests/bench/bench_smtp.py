@@ -51,7 +51,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, HERE)
+
+from benchlib import (StartError, child_setup, clean_up,  # noqa: E402
+                      exit_on_signals, fmt, log, median, port_open, ratio)
 
 from mmfixture import (Dovecot, Postfix, free_port, postfix_map,  # noqa: E402
                        end_group, fetch_all, strip_delivery_headers)
@@ -76,15 +79,6 @@ COLS = ["direct", "tcp hop", "mmnode", "postfix accept", "postfix deliver"]
 LMTP_PATHS = ("direct", "tcp hop")
 MM_NA = "n/a (mmnode has no smtp listener)"
 TARGET = "mm >= 0.9x direct"
-
-
-def log(msg):
-    sys.stderr.write("[bench] %s\n" % msg)
-    sys.stderr.flush()
-
-
-class StartError(Exception):
-    """Something the benchmark needs could not be started."""
 
 
 class SendError(Exception):
@@ -245,26 +239,6 @@ def send_batch(port, lmtp, users, wire, threads, per_thread, reuse,
 
 # --- processes -------------------------------------------------------------
 
-def _child_setup():
-    """preexec_fn: own process group (killed as a whole at the end) and
-    SIGTERM when the benchmark dies, even by SIGKILL."""
-    os.setsid()
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)      # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def port_open(port):
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 class Mmnode:
     """mmnode with one smtp listener in front of the Dovecot LMTP."""
 
@@ -307,7 +281,7 @@ class Mmnode:
         self.proc = subprocess.Popen(
             [self.binary, "-c", self.conf], stdin=subprocess.DEVNULL,
             stdout=self.logf, stderr=subprocess.STDOUT,
-            preexec_fn=_child_setup)
+            preexec_fn=child_setup)
         deadline = time.monotonic() + timeout
         while not port_open(self.port):
             if self.proc.poll() is not None:
@@ -355,7 +329,7 @@ class Hop:
              "TCP-LISTEN:%d,bind=%s,reuseaddr,fork,backlog=256"
              % (self.port, HOST), "TCP:%s:%d,nodelay" % (HOST, self.target)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, preexec_fn=_child_setup)
+            stderr=subprocess.DEVNULL, preexec_fn=child_setup)
         deadline = time.monotonic() + 10
         while not port_open(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -512,23 +486,7 @@ def warm_up(path, port, users, dv, pf):
         drop_mailboxes(dv, users)
 
 
-def median(xs):
-    return statistics.median(xs) if xs else None
-
-
 # --- table -----------------------------------------------------------------
-
-def fmt(v, digits):
-    if v is None:
-        return "n/a"
-    return "%.*f" % (digits, v)
-
-
-def ratio(a, b):
-    if a is None or b is None or b == 0:
-        return "n/a"
-    return "%.2fx" % (a / b)
-
 
 def print_table(rows, notes):
     hdr = ["figure"] + COLS + ["mm/direct", "hop/direct", "mm/postfix",
@@ -592,10 +550,7 @@ def main():
                  ("1 MB", 1000 * 1000, 40, True)]
     cap = 20.0 if args.quick else 30.0     # seconds per batch at most
 
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    exit_on_signals()
 
     tmp = tempfile.mkdtemp(prefix="mmbench-smtp-")
     os.chmod(tmp, 0o755)
@@ -740,14 +695,7 @@ def main():
         log("interrupted")
         return 130 if not measured else 0
     finally:
-        for d in daemons:
-            d.stop_begin()
-        for d in daemons:
-            d.stop_wait()
-        if args.keep:
-            log("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_up(daemons, tmp, args.keep)
 
 
 if __name__ == "__main__":
