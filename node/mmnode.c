@@ -28,6 +28,7 @@
 #include "dir.h"
 #include "dkey.h"
 #include "iptable.h"
+#include "metrics.h"
 #include "mm_config.h"
 #include "mm_log.h"
 #include "mm_util.h"
@@ -50,6 +51,7 @@ static struct {
 	struct dir *dir;
 	struct proxy_tls *tls;
 	struct iptable *ipt;
+	struct metrics *metrics;	/* the workers' counters (shared) */
 	unsigned n_workers;
 	int **fds;		/* fds[worker][listener] */
 	struct worker *workers;
@@ -462,6 +464,8 @@ worker_main(unsigned i)
 		fatalx("event_base_new failed");
 	worker_px = proxy_new(worker_base, node.conf, node.dir, node.tls,
 	    node.ipt, i, node.tkey.has_secret ? &node.tkey : NULL);
+	metrics_worker_start(node.metrics, i);
+	proxy_set_metrics(worker_px, node.metrics);
 	if (node.sfds != NULL &&
 	    proxy_listen_sessions(worker_px, node.sfds[i]) != 0)
 		fatalx("session listener failed");
@@ -580,6 +584,7 @@ reap(void)
 			w->pid = 0;
 			if (node.stopping)
 				break;
+			metrics_count_restart(node.metrics);
 			if (WIFSIGNALED(status))
 				log_warnx("- node worker-died worker=%u "
 				    "signal=%d action=restart", i,
@@ -764,6 +769,7 @@ main(int argc, char **argv)
 	write_pidfile();
 	signal(SIGPIPE, SIG_IGN);
 	node.ipt = iptable_new();
+	node.metrics = metrics_new(node.n_workers);
 	node.base = event_base_new();
 	if (node.base == NULL)
 		fatalx("event_base_new failed");

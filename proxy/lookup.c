@@ -21,6 +21,7 @@
 #include <event2/util.h>
 
 #include "http_auth.h"
+#include "metrics.h"
 #include "mm_log.h"
 #include "mm_util.h"
 #include "netstring.h"
@@ -98,12 +99,14 @@ struct lookup {
 	struct event *reap_ev;
 	uint64_t next_id;
 	bool draining;
+	const struct metrics *metrics;	/* what metrics listeners serve */
 };
 
 static void conn_close(struct lconn *c);
 static void sm_process(struct lconn *c);
 static void http_process(struct lconn *c);
 static void http_finish(struct lconn *c);
+static void metrics_process(struct lconn *c);
 
 /* What differs between the two kinds of lookup connection. */
 struct lookup_proto {
@@ -120,6 +123,22 @@ static const struct lookup_proto proto_socketmap = {
 static const struct lookup_proto proto_auth_http = {
 	"auth-http", LOOKUP_HTTP_READ_MS, http_process,
 };
+static const struct lookup_proto proto_metrics = {
+	"metrics", LOOKUP_HTTP_READ_MS, metrics_process,
+};
+
+static const struct lookup_proto *
+proto_of(enum mm_listen_kind kind)
+{
+	switch (kind) {
+	case MM_LISTEN_SOCKETMAP:
+		return &proto_socketmap;
+	case MM_LISTEN_METRICS:
+		return &proto_metrics;
+	default:
+		return &proto_auth_http;
+	}
+}
 
 /* ---- the answers (pure) --------------------------------------------- */
 
@@ -651,16 +670,14 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 
 		addr_str(sa, peer, sizeof(peer));
 		log_warnx("- lookup %s refuse client=%s reason=connection-limit",
-		    l->lc->kind == MM_LISTEN_SOCKETMAP ? "socketmap" :
-		    "auth-http", peer);
+		    proto_of(l->lc->kind)->name, peer);
 		close(fd);
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->lk = lk;
 	c->kind = l->lc->kind;
-	c->proto_tbl = c->kind == MM_LISTEN_SOCKETMAP ? &proto_socketmap :
-	    &proto_auth_http;
+	c->proto_tbl = proto_of(c->kind);
 	enter_state(c, LC_READ);
 	snprintf(c->id, sizeof(c->id), "%012llx",
 	    (unsigned long long)++lk->next_id);
@@ -897,8 +914,8 @@ http_bad(struct lconn *c, const char *why)
 	static const char resp[] = "HTTP/1.0 400 Bad Request\r\n"
 	    "Connection: close\r\n\r\n";
 	/* why is one of the parser's or this file's fixed texts. */
-	log_info("%s lookup auth-http result=bad reason=\"%s\" client=%s",
-	    c->id, why, c->peer);
+	log_info("%s lookup %s result=bad reason=\"%s\" client=%s",
+	    c->id, c->proto_tbl->name, why, c->peer);
 	bufferevent_write(c->bev, resp, sizeof(resp) - 1);
 	evtimer_del(c->timer);
 	conn_error_close(c);
@@ -1120,8 +1137,11 @@ http_request(struct lconn *c, const char *buf)
 	http_finish(c);
 }
 
+/* Reads one request head (one per connection, as nginx and Prometheus
+ * send it: nothing after the head is read) and hands it to request, or
+ * answers 400. */
 static void
-http_process(struct lconn *c)
+http_read(struct lconn *c, void (*request)(struct lconn *, const char *))
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t len = evbuffer_get_length(in), n, consumed;
@@ -1136,19 +1156,91 @@ http_process(struct lconn *c)
 	rc = http_auth_parse(&c->req, (const char *)buf, n, &consumed, &why);
 	if (rc == 0)
 		return;
-	/* One request per connection, as nginx sends it: nothing after the
-	 * head is read. */
 	bufferevent_disable(c->bev, EV_READ);
 	if (rc < 0)
 		http_bad(c, why);
 	else
-		http_request(c, (const char *)buf);
-	/* The head holds the client's password. */
+		request(c, (const char *)buf);
+	/* nginx's head holds the client's password. */
 	mm_wipe(buf, n);
 	evbuffer_drain(in, len);
 }
 
+static void
+http_process(struct lconn *c)
+{
+	http_read(c, http_request);
+}
+
+/* ---- metrics -------------------------------------------------------- */
+
+static void
+metrics_reply(struct lconn *c, const char *status, const char *type,
+    const char *body, size_t len, const char *result)
+{
+	char head[256];
+	int n;
+
+	n = snprintf(head, sizeof(head), "HTTP/1.0 %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n", status, type,
+	    len);
+	log_info("%s lookup metrics result=%s bytes=%zu client=%s", c->id,
+	    result, len, c->peer);
+	bufferevent_write(c->bev, head, (size_t)n);
+	bufferevent_write(c->bev, body, len);
+	evtimer_del(c->timer);
+	conn_flush_close(c);
+}
+
+/* GET /metrics: the node's counters as a Prometheus scrape reads them. */
+static void
+metrics_request(struct lconn *c, const char *buf)
+{
+	static const char nf[] = "Only /metrics is served here.\n";
+	const struct http_auth_slice *path = &c->req.path;
+	size_t cap, n = 0;
+	char *out = NULL;
+
+	if (!(path->len == 8 || (path->len > 8 && buf[path->off + 8] == '?')) ||
+	    strncmp(buf + path->off, "/metrics", 8) != 0) {
+		metrics_reply(c, "404 Not Found", "text/plain", nf,
+		    sizeof(nf) - 1, "not-found");
+		return;
+	}
+	for (cap = 64 * 1024; cap <= LOOKUP_METRICS_MAX; cap *= 2) {
+		out = xmalloc(cap);
+		n = c->lk->metrics != NULL ?
+		    metrics_render(c->lk->metrics, out, cap) : 0;
+		if (n > 0 || c->lk->metrics == NULL)
+			break;
+		free(out);
+		out = NULL;
+	}
+	if (out == NULL || n == 0) {
+		static const char err[] = "No counters to show.\n";
+
+		free(out);
+		metrics_reply(c, "503 Service Unavailable", "text/plain", err,
+		    sizeof(err) - 1, "unavailable");
+		return;
+	}
+	metrics_reply(c, "200 OK", "text/plain; version=0.0.4", out, n, "ok");
+	free(out);
+}
+
+static void
+metrics_process(struct lconn *c)
+{
+	http_read(c, metrics_request);
+}
+
 /* ---- the module ----------------------------------------------------- */
+
+void
+lookup_set_metrics(struct lookup *lk, const struct metrics *m)
+{
+	lk->metrics = m;
+}
 
 struct lookup *
 lookup_new(struct event_base *base, const struct mm_config *conf,
@@ -1195,7 +1287,8 @@ lookup_listen(struct lookup *lk, const struct mm_listener_conf *lc, int fd)
 {
 	struct lk_listener *l;
 
-	if (lc->kind != MM_LISTEN_SOCKETMAP && lc->kind != MM_LISTEN_AUTH_HTTP)
+	if (lc->kind != MM_LISTEN_SOCKETMAP &&
+	    lc->kind != MM_LISTEN_AUTH_HTTP && lc->kind != MM_LISTEN_METRICS)
 		return -1;
 	l = xcalloc(1, sizeof(*l));
 	l->lk = lk;

@@ -1,6 +1,7 @@
 /* The directory's answers for the servers ISPs already run, served by each
  * worker from its read-only view of the directory (no IPC on the way):
- * a Postfix socketmap (socketmap_table(5)) and nginx mail's auth_http. */
+ * a Postfix socketmap (socketmap_table(5)) and nginx mail's auth_http;
+ * and the node's counters for Prometheus (GET /metrics). */
 #ifndef LOOKUP_H
 #define LOOKUP_H
 
@@ -20,6 +21,7 @@
 #define LOOKUP_WRITE_MS 10000		/* a reply the peer does not read */
 #define LOOKUP_OUT_MAX (64 * 1024)	/* replies queued before reading stops */
 #define LOOKUP_REPLY_MAX 640		/* one socketmap reply or HTTP answer */
+#define LOOKUP_METRICS_MAX (1024 * 1024)	/* the largest scrape answer */
 #define LOOKUP_SMTP_ATTEMPTS_MAX 10	/* nginx asks per RCPT; its docs want
 					 * a close within 10-20 attempts */
 
@@ -30,11 +32,17 @@ struct lookup;
 struct lookup *lookup_new(struct event_base *base,
     const struct mm_config *conf, struct dir *dir);
 
+struct metrics;
+
+/* What metrics listeners serve (borrowed; NULL: 503). */
+void lookup_set_metrics(struct lookup *lk, const struct metrics *m);
+
 /* Closes the listeners and every connection. NULL is ignored. */
 void lookup_free(struct lookup *lk);
 
 /* Starts answering on fd (bound, listening; borrowed, as by proxy_listen)
- * for lc, whose kind is MM_LISTEN_SOCKETMAP or MM_LISTEN_AUTH_HTTP; lc is
+ * for lc, whose kind is MM_LISTEN_SOCKETMAP, MM_LISTEN_AUTH_HTTP or
+ * MM_LISTEN_METRICS; lc is
  * borrowed from the config. 0 or -1. */
 int lookup_listen(struct lookup *lk, const struct mm_listener_conf *lc,
     int fd);

@@ -782,6 +782,7 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 		{ "smtps", MM_PROTO_SMTP, true, MM_LISTEN_MAIL },
 		{ "socketmap", MM_PROTO_SMTP, false, MM_LISTEN_SOCKETMAP },
 		{ "auth-http", MM_PROTO_IMAP, false, MM_LISTEN_AUTH_HTTP },
+		{ "metrics", MM_PROTO_IMAP, false, MM_LISTEN_METRICS },
 	};
 	struct mm_config *conf = p->conf;
 	struct mm_listener_conf l;
@@ -802,8 +803,8 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 			break;
 	if (i == MM_ARRAY_SIZE(listen_protos)) {
 		conf_error(p, "listen: unknown protocol '%s' (imap, imaps, "
-		    "pop3, pop3s, smtp, smtps, socketmap or auth-http)",
-		    argv[1]);
+		    "pop3, pop3s, smtp, smtps, socketmap, auth-http or "
+		    "metrics)", argv[1]);
 		goto done;
 	}
 	l.proto = listen_protos[i].proto;
@@ -815,9 +816,10 @@ parse_listen(struct parser *p, const struct directive *d, int argc,
 	 * or a load balancer. */
 	if (l.kind != MM_LISTEN_MAIL && argc > 3) {
 		conf_error(p, "listen: '%s' takes no options, so not '%s' (it "
-		    "answers lookups from Postfix or nginx directly and in "
-		    "plaintext: keep it on a private address)", argv[1],
-		    argv[3]);
+		    "answers %s directly and in plaintext: keep it on a "
+		    "private address)", argv[1], argv[3],
+		    l.kind == MM_LISTEN_METRICS ? "scrapes" :
+		    "lookups from Postfix or nginx");
 		goto done;
 	}
 
@@ -1388,7 +1390,8 @@ check_lookups(struct parser *p)
 	int proto;
 
 	for (i = 0; i < conf->n_listeners; i++)
-		if (conf->listeners[i].kind != MM_LISTEN_MAIL)
+		if (conf->listeners[i].kind == MM_LISTEN_SOCKETMAP ||
+		    conf->listeners[i].kind == MM_LISTEN_AUTH_HTTP)
 			lookups = true;
 	if (!lookups)
 		return 0;

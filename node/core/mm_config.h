@@ -19,6 +19,7 @@ enum mm_listen_kind {
 	MM_LISTEN_MAIL,
 	MM_LISTEN_SOCKETMAP,
 	MM_LISTEN_AUTH_HTTP,
+	MM_LISTEN_METRICS,	/* Prometheus scrapes: GET /metrics */
 };
 
 enum mm_tls_mode {

@@ -649,6 +649,9 @@ test_listen_errors(void **state)
 	    "'socketmap' takes no options");
 	expect_error("listen auth-http 127.0.0.1:1 require-tls\n", 1,
 	    "'auth-http' takes no options");
+	expect_error("listen metrics 127.0.0.1:1 cert=c key=k\n", 1,
+	    "'metrics' takes no options, so not 'cert=c' (it answers "
+	    "scrapes directly");
 	expect_error("listen smtps *:465\n", 1, "'smtps' needs cert=");
 	expect_error("listen IMAP *:143\n", 1, "unknown protocol 'IMAP'");
 	expect_error("listen imap *\n", 1, "'*' has no port");
@@ -975,6 +978,7 @@ test_smtp_directives(void **state)
 	    "listen smtp *:25 cert=c key=k require-tls\n"
 	    "listen socketmap 127.0.0.1:7025\n"
 	    "listen auth-http 127.0.0.1:7080\n"
+	    "listen metrics 127.0.0.1:9100\n"
 	    "lookup-relay pop3 [2001:db8::1]:110\n"
 	    "hostname mx1.example.net\n"
 	    "backend mailonly h lmtp=24\n"
@@ -985,7 +989,8 @@ test_smtp_directives(void **state)
 	    "timeout smtp-data 90s\n");
 	const struct mm_backend_conf *b;
 
-	assert_int_equal(conf->n_listeners, 5);
+	assert_int_equal(conf->n_listeners, 6);
+	assert_int_equal(conf->listeners[5].kind, MM_LISTEN_METRICS);
 	assert_int_equal(conf->listeners[0].kind, MM_LISTEN_MAIL);
 	assert_int_equal(conf->listeners[1].proto, MM_PROTO_SMTP);
 	assert_int_equal(conf->listeners[1].tls, MM_TLS_IMPLICIT);

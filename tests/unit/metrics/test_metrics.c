@@ -1,0 +1,211 @@
+/* Unit tests for metrics: counting in per-worker slots, the sum over
+ * slots in the text format, keys merged across workers, the "other"
+ * bucket past the key limit, the gauge reset of a restarted worker, and
+ * an output buffer too small. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "metrics.h"
+
+static char out[64 * 1024];
+
+static const char *
+render(const struct metrics *m)
+{
+	size_t n = metrics_render(m, out, sizeof(out));
+
+	assert_true(n > 0);
+	assert_int_equal(strlen(out), n);
+	return out;
+}
+
+/* The value of the sample line that starts with prefix (name{labels}). */
+static long long
+sample(const char *text, const char *line)
+{
+	char want[256];
+	const char *p;
+
+	snprintf(want, sizeof(want), "\n%s ", line);
+	p = strstr(text, want);
+	if (p == NULL)
+		return -1;
+	return atoll(p + strlen(want));
+}
+
+static void
+test_sum_over_workers(void **state)
+{
+	struct metrics *m = metrics_new(3);
+	struct metrics_slot *a = metrics_slot(m, 0), *b = metrics_slot(m, 2);
+	const char *t;
+
+	(void)state;
+	assert_null(metrics_slot(m, 3));
+	metrics_connection(a, MM_PROTO_IMAP);
+	metrics_connection(b, MM_PROTO_IMAP);
+	metrics_connection(b, MM_PROTO_POP3);
+	metrics_session_open(a, MM_PROTO_IMAP);
+	metrics_session_open(b, MM_PROTO_IMAP);
+	metrics_session_end(b, MM_PROTO_IMAP);
+	metrics_session_end(b, MM_PROTO_IMAP);	/* never below zero */
+	metrics_bytes(a, MM_PROTO_IMAP, METRICS_OUT, 1000);
+	metrics_bytes(b, MM_PROTO_IMAP, METRICS_OUT, 24);
+	metrics_bytes(b, MM_PROTO_SMTP, METRICS_IN, 7);
+	metrics_count(a, METRICS_LOGIN, MM_PROTO_IMAP, "ok");
+	metrics_count(b, METRICS_LOGIN, MM_PROTO_IMAP, "ok");
+	metrics_count(b, METRICS_LOGIN, MM_PROTO_IMAP, "authfail");
+	metrics_count(a, METRICS_LOGIN, MM_PROTO_POP3, "ok");
+	metrics_count(b, METRICS_CLOSE, MM_PROTO_IMAP, "client-closed");
+	metrics_count(b, METRICS_MESSAGE, MM_PROTO_SMTP, "delivered");
+	metrics_count_restart(m);
+
+	t = render(m);
+	assert_int_equal(sample(t, "mailmesh_connections_total{proto=\"imap\"}"),
+	    2);
+	assert_int_equal(sample(t, "mailmesh_connections_total{proto=\"pop3\"}"),
+	    1);
+	assert_int_equal(sample(t, "mailmesh_sessions_active{proto=\"imap\"}"),
+	    1);
+	assert_int_equal(sample(t, "mailmesh_relay_bytes_total{proto=\"imap\","
+	    "direction=\"out\"}"), 1024);
+	assert_int_equal(sample(t, "mailmesh_relay_bytes_total{proto=\"smtp\","
+	    "direction=\"in\"}"), 7);
+	assert_int_equal(sample(t, "mailmesh_logins_total{proto=\"imap\","
+	    "result=\"ok\"}"), 2);
+	assert_int_equal(sample(t, "mailmesh_logins_total{proto=\"imap\","
+	    "result=\"authfail\"}"), 1);
+	assert_int_equal(sample(t, "mailmesh_logins_total{proto=\"pop3\","
+	    "result=\"ok\"}"), 1);
+	assert_int_equal(sample(t, "mailmesh_session_closes_total{proto="
+	    "\"imap\",result=\"client-closed\"}"), 1);
+	assert_int_equal(sample(t, "mailmesh_smtp_messages_total{proto="
+	    "\"smtp\",result=\"delivered\"}"), 1);
+	assert_int_equal(sample(t, "mailmesh_worker_restarts_total"), 1);
+	assert_int_equal(sample(t, "mailmesh_workers"), 3);
+	/* A key two workers share is printed once, summed. */
+	{
+		const char *first = strstr(t, "{proto=\"imap\",result=\"ok\"}");
+
+		assert_non_null(first);
+		assert_null(strstr(first + 1, "{proto=\"imap\",result=\"ok\"}"));
+	}
+	/* Every family is typed once, before its samples. */
+	assert_non_null(strstr(t, "# TYPE mailmesh_sessions_active gauge\n"));
+	assert_non_null(strstr(t, "# TYPE mailmesh_logins_total counter\n"));
+	metrics_free(m);
+}
+
+static void
+test_restart_resets_gauge_only(void **state)
+{
+	struct metrics *m = metrics_new(1);
+	struct metrics_slot *s = metrics_slot(m, 0);
+	const char *t;
+
+	(void)state;
+	metrics_session_open(s, MM_PROTO_SMTP);
+	metrics_session_open(s, MM_PROTO_SMTP);
+	metrics_connection(s, MM_PROTO_SMTP);
+	metrics_count(s, METRICS_CLOSE, MM_PROTO_SMTP, "client-closed");
+	metrics_worker_start(m, 0);
+	t = render(m);
+	assert_int_equal(sample(t, "mailmesh_sessions_active{proto=\"smtp\"}"),
+	    0);
+	assert_int_equal(sample(t, "mailmesh_connections_total{proto=\"smtp\"}"),
+	    1);
+	assert_int_equal(sample(t, "mailmesh_session_closes_total{proto="
+	    "\"smtp\",result=\"client-closed\"}"), 1);
+	metrics_free(m);
+}
+
+static void
+test_key_limit_counts_other(void **state)
+{
+	struct metrics *m = metrics_new(1);
+	struct metrics_slot *s = metrics_slot(m, 0);
+	char name[METRICS_RESULT_MAX + 8];
+	const char *t;
+	int i;
+
+	(void)state;
+	for (i = 0; i < METRICS_KEYS_MAX + 5; i++) {
+		snprintf(name, sizeof(name), "r%d", i);
+		metrics_count(s, METRICS_CLOSE, MM_PROTO_IMAP, name);
+	}
+	/* Too long a name is never stored (nor cut). */
+	memset(name, 'x', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	metrics_count(s, METRICS_CLOSE, MM_PROTO_POP3, name);
+	/* A key seen before the limit still counts as itself. */
+	metrics_count(s, METRICS_CLOSE, MM_PROTO_IMAP, "r0");
+	t = render(m);
+	assert_int_equal(sample(t, "mailmesh_session_closes_total{proto="
+	    "\"imap\",result=\"r0\"}"), 2);
+	assert_int_equal(sample(t, "mailmesh_session_closes_total{proto="
+	    "\"imap\",result=\"other\"}"), 5);
+	assert_int_equal(sample(t, "mailmesh_session_closes_total{proto="
+	    "\"pop3\",result=\"other\"}"), 1);
+	metrics_free(m);
+}
+
+static void
+test_label_escaped(void **state)
+{
+	struct metrics *m = metrics_new(1);
+
+	(void)state;
+	metrics_count(metrics_slot(m, 0), METRICS_LOGIN, MM_PROTO_IMAP,
+	    "a\"b\\c\nd");
+	assert_non_null(strstr(render(m), "result=\"a\\\"b\\\\c\\nd\"} 1\n"));
+	metrics_free(m);
+}
+
+static void
+test_small_buffer(void **state)
+{
+	struct metrics *m = metrics_new(2);
+	char small[100];
+
+	(void)state;
+	assert_int_equal(metrics_render(m, small, sizeof(small)), 0);
+	assert_int_equal(metrics_render(m, small, 0), 0);
+	metrics_free(m);
+}
+
+static void
+test_null_slot_ignored(void **state)
+{
+	(void)state;
+	metrics_connection(NULL, MM_PROTO_IMAP);
+	metrics_session_open(NULL, MM_PROTO_IMAP);
+	metrics_session_end(NULL, MM_PROTO_IMAP);
+	metrics_bytes(NULL, MM_PROTO_IMAP, METRICS_IN, 1);
+	metrics_count(NULL, METRICS_LOGIN, MM_PROTO_IMAP, "ok");
+	metrics_count_restart(NULL);
+	metrics_worker_start(NULL, 0);
+	assert_null(metrics_slot(NULL, 0));
+	metrics_free(NULL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sum_over_workers),
+		cmocka_unit_test(test_restart_resets_gauge_only),
+		cmocka_unit_test(test_key_limit_counts_other),
+		cmocka_unit_test(test_label_escaped),
+		cmocka_unit_test(test_small_buffer),
+		cmocka_unit_test(test_null_slot_ignored),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
