@@ -153,7 +153,8 @@ def start(state, build, env_file):
             node = mf.Mmnode(
                 env, name=site, host=ip, site=site, root=root,
                 listeners=mf.Mmnode.DEFAULT_LISTENERS + [
-                    ("smtp", "smtp", {"tls": True})],
+                    ("smtp", "smtp", {"tls": True}),
+                    ("metrics", "metrics", {})],
                 backends=[env.backend_line(BACKEND)],
                 peer_listen="%s:%d" % (ip, peer_port[site]),
                 peers=[] if site == SITES[0][0] else [seed],
@@ -194,6 +195,8 @@ def start(state, build, env_file):
         env_vars["MM_%s_IMAP" % site.upper()] = "%s:%d" % (ip, p["imap"])
         env_vars["MM_%s_POP3" % site.upper()] = "%s:%d" % (ip, p["pop3"])
         env_vars["MM_%s_SMTP" % site.upper()] = "%s:%d" % (ip, p["smtp"])
+        env_vars["MM_%s_METRICS" % site.upper()] = "%s:%d" % (
+            ip, p["metrics"])
     fip, fp = SITES[0][1], first.port
     env_vars.update({
         "MM_IMAP": "%s:%d" % (fip, fp["imap"]),
@@ -201,6 +204,7 @@ def start(state, build, env_file):
         "MM_POP3": "%s:%d" % (fip, fp["pop3"]),
         "MM_POP3S": "%s:%d" % (fip, fp["pop3s"]),
         "MM_SMTP": "%s:%d" % (fip, fp["smtp"]),
+        "MM_METRICS": "%s:%d" % (fip, fp["metrics"]),
         "MM_CA": tls.ca,
         "MM_DEMO_USER": "demo@example.com",
         "MM_DEMO_PASS": demo_pass,
@@ -251,6 +255,9 @@ Send mail to anyone at any site: it is streamed to the back end of the
 recipient's site and acknowledged only once that back end has it.
   swaks --server %(lon_smtp)s --to demo@example.com --from you@example.net
 
+The node's counters, as Prometheus reads them:
+  curl -s http://%(metrics)s/metrics
+
 The directory and the sites:
   %(mmctl)s sites
   %(mmctl)s user list
@@ -263,7 +270,8 @@ Stop it with: deploy/demo.sh stop
            pop3s=env_vars["MM_POP3S"], ca=tls.ca, u=u, envf=env_file,
            mmctl=mmctl_cmd, ams_imap=env_vars["MM_AMS_IMAP"],
            lon_pop3=env_vars["MM_LON_POP3"],
-           lon_smtp=env_vars["MM_LON_SMTP"]))
+           lon_smtp=env_vars["MM_LON_SMTP"],
+           metrics=env_vars["MM_METRICS"]))
 
 
 def main():
