@@ -1472,8 +1472,9 @@ store_next_origin_seq(struct store *st, const char *origin,
 	return rc;
 }
 
-int
-store_stats(struct store *st, struct store_stats *s_r)
+/* The sizes of store_stats; with walk, the tombstones too. */
+static int
+stats(struct store *st, struct store_stats *s_r, bool walk)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -1497,15 +1498,18 @@ store_stats(struct store *st, struct store_stats *s_r)
 	ENTRIES(DBI_ORIGINS, origins);
 	ENTRIES(DBI_EVIDENCE, evidence);
 #undef ENTRIES
-	if ((mrc = mdb_cursor_open(txn, st->dbi[DBI_USERS], &cur)) != 0)
-		goto fail;
-	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
-		if (record_decode(val.mv_data, val.mv_size, &r, NULL) == 0 &&
-		    r.kind == RECORD_USER && r.u.user.state == USTATE_DELETED)
-			s_r->tombstones++;
+	if (walk) {
+		if ((mrc = mdb_cursor_open(txn, st->dbi[DBI_USERS], &cur)) != 0)
+			goto fail;
+		while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+			if (record_decode(val.mv_data, val.mv_size, &r,
+			    NULL) == 0 && r.kind == RECORD_USER &&
+			    r.u.user.state == USTATE_DELETED)
+				s_r->tombstones++;
+		}
+		if (mrc != MDB_NOTFOUND)
+			goto fail;
 	}
-	if (mrc != MDB_NOTFOUND)
-		goto fail;
 	mdb_env_info(st->env, &info);
 	if ((mrc = mdb_env_stat(st->env, &ms)) != 0)
 		goto fail;
@@ -1521,6 +1525,18 @@ done:
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	return rc;
+}
+
+int
+store_stats(struct store *st, struct store_stats *s_r)
+{
+	return stats(st, s_r, true);
+}
+
+int
+store_sizes(struct store *st, struct store_stats *s_r)
+{
+	return stats(st, s_r, false);
 }
 
 /* ---- authoring ------------------------------------------------------- */

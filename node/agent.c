@@ -32,6 +32,7 @@
 #include "check.h"
 #include "dir.h"
 #include "gossip.h"
+#include "mm_metrics.h"
 #include "mm_log.h"
 #include "mm_util.h"
 #include "record.h"
@@ -1357,6 +1358,8 @@ static struct {
 	struct client *clients;
 	size_t n_clients;
 	struct event *purge_ev;
+	struct mm_metrics *metrics;	/* shared with the workers; or NULL */
+	struct event *metrics_ev;
 } ag;
 
 static void
@@ -1513,6 +1516,47 @@ purge_cb(evutil_socket_t fd, short what, void *arg)
 	else if (n > 0)
 		log_info("- dir purged tombstones=%ld", n);
 	evtimer_add(ag.purge_ev, &tv);
+}
+
+/* Publishes the store's sizes and gossip's counters for the workers'
+ * metrics listeners, once a second. */
+static void
+metrics_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mm_metrics_directory d;
+	struct store_stats st;
+	struct gossip_stats gs;
+
+	memset(&d, 0, sizeof(d));
+	if (store_sizes(ag.a->st, &st) == 0) {
+		d.records = st.users;
+		d.certs = st.certs;
+		d.revoked = st.revoked;
+		d.origins = st.origins;
+		d.evidence = st.evidence;
+		d.store_used_bytes = st.used_bytes;
+		d.store_map_bytes = st.map_bytes;
+	}
+	if (ag.a->g != NULL) {
+		gossip_stats(ag.a->g, &gs);
+		d.gossip = true;
+		d.members = gs.members;
+		d.alive = gs.alive;
+		d.msgs_sent = gs.msgs_sent;
+		d.bytes_sent = gs.bytes_sent;
+		d.msgs_recv = gs.msgs_recv;
+		d.bytes_recv = gs.bytes_recv;
+		d.records_new = gs.records_new;
+		d.records_dup = gs.records_dup;
+		d.records_rejected = gs.records_rejected;
+		d.probes = gs.probes;
+		d.probe_failures = gs.probe_failures;
+		d.suspicions = gs.suspicions;
+		d.deaths = gs.deaths;
+		d.refutations = gs.refutations;
+		d.throttles = gs.throttles;
+	}
+	mm_metrics_set_directory(ag.metrics, &d);
 }
 
 static void
@@ -2470,7 +2514,7 @@ gossip_stop(void)
 
 void
 agent_main(const struct mm_config *conf, const struct dkey *key,
-    int listen_fd, int peer_fd)
+    int listen_fd, int peer_fd, struct mm_metrics *m)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	struct event *sev[MM_ARRAY_SIZE(sigs)];
@@ -2484,6 +2528,7 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	signal(SIGPIPE, SIG_IGN);
 	mm_log_set_ident("mmnode[agent]");
 	ag.conf = conf;
+	ag.metrics = m;
 	if ((ag.a = agent_new(conf, key, &st, &err)) == NULL)
 		fatalx("%s", err);
 	if ((ag.base = event_base_new()) == NULL)
@@ -2506,7 +2551,17 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 		gossip_start(conf, peer_fd);
 	else
 		members_unpublish();
+	if (ag.metrics != NULL) {
+		struct timeval sec = { 1, 0 };
+
+		ag.metrics_ev = event_new(ag.base, -1, EV_PERSIST, metrics_cb,
+		    NULL);
+		evtimer_add(ag.metrics_ev, &sec);
+		metrics_cb(-1, 0, NULL);
+	}
 	event_base_dispatch(ag.base);
+	if (ag.metrics_ev != NULL)
+		event_free(ag.metrics_ev);
 	gossip_stop();
 	while (ag.clients != NULL)
 		client_free(ag.clients);

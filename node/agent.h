@@ -80,11 +80,16 @@ void agent_free(struct agent *a);
 enum ctl_status agent_exec(struct agent *a, const char *op, size_t argc,
     char *const *argv, char **message_r, struct ctl_rows *rows);
 
+struct mm_metrics;
+
 /* The agent process: serves listen_fd (a bound, listening unix socket)
  * until SIGTERM, and gossips with the other nodes on peer_fd (a bound,
- * listening TCP socket; -1: no gossip). Does not return. */
+ * listening TCP socket; -1: no gossip). Publishes its store's and
+ * gossip's figures into m (shared with the workers; NULL: none) every
+ * second. Does not return. */
 void agent_main(const struct mm_config *conf, const struct dkey *key,
-    int listen_fd, int peer_fd) __attribute__((noreturn));
+    int listen_fd, int peer_fd, struct mm_metrics *m)
+    __attribute__((noreturn));
 
 /* Binds and listens on conf->peer_listen_host:port (as root, before
  * privileges are dropped). The fd, or -1 with *errstr_r. */

@@ -28,7 +28,7 @@
 #include "dir.h"
 #include "dkey.h"
 #include "iptable.h"
-#include "metrics.h"
+#include "mm_metrics.h"
 #include "mm_config.h"
 #include "mm_log.h"
 #include "mm_util.h"
@@ -51,7 +51,7 @@ static struct {
 	struct dir *dir;
 	struct proxy_tls *tls;
 	struct iptable *ipt;
-	struct metrics *metrics;	/* the workers' counters (shared) */
+	struct mm_metrics *metrics;	/* the workers' counters (shared) */
 	unsigned n_workers;
 	int **fds;		/* fds[worker][listener] */
 	struct worker *workers;
@@ -355,7 +355,8 @@ agent_child(void)
 		fatalx("event_reinit failed");
 	event_base_free(node.base);
 	node.base = NULL;
-	agent_main(node.conf, &node.key, node.ctl_fd, node.peer_fd);
+	agent_main(node.conf, &node.key, node.ctl_fd, node.peer_fd,
+	    node.metrics);
 }
 
 static void
@@ -464,7 +465,7 @@ worker_main(unsigned i)
 		fatalx("event_base_new failed");
 	worker_px = proxy_new(worker_base, node.conf, node.dir, node.tls,
 	    node.ipt, i, node.tkey.has_secret ? &node.tkey : NULL);
-	metrics_worker_start(node.metrics, i);
+	mm_metrics_worker_start(node.metrics, i);
 	proxy_set_metrics(worker_px, node.metrics);
 	if (node.sfds != NULL &&
 	    proxy_listen_sessions(worker_px, node.sfds[i]) != 0)
@@ -584,7 +585,7 @@ reap(void)
 			w->pid = 0;
 			if (node.stopping)
 				break;
-			metrics_count_restart(node.metrics);
+			mm_metrics_count_restart(node.metrics);
 			if (WIFSIGNALED(status))
 				log_warnx("- node worker-died worker=%u "
 				    "signal=%d action=restart", i,
@@ -769,7 +770,7 @@ main(int argc, char **argv)
 	write_pidfile();
 	signal(SIGPIPE, SIG_IGN);
 	node.ipt = iptable_new();
-	node.metrics = metrics_new(node.n_workers);
+	node.metrics = mm_metrics_new(node.n_workers);
 	node.base = event_base_new();
 	if (node.base == NULL)
 		fatalx("event_base_new failed");

@@ -21,7 +21,7 @@
 #include <event2/util.h>
 
 #include "http_auth.h"
-#include "metrics.h"
+#include "mm_metrics.h"
 #include "mm_log.h"
 #include "mm_util.h"
 #include "netstring.h"
@@ -99,7 +99,7 @@ struct lookup {
 	struct event *reap_ev;
 	uint64_t next_id;
 	bool draining;
-	const struct metrics *metrics;	/* what metrics listeners serve */
+	const struct mm_metrics *metrics;	/* what metrics listeners serve */
 };
 
 static void conn_close(struct lconn *c);
@@ -1210,7 +1210,7 @@ metrics_request(struct lconn *c, const char *buf)
 	for (cap = 64 * 1024; cap <= LOOKUP_METRICS_MAX; cap *= 2) {
 		out = xmalloc(cap);
 		n = c->lk->metrics != NULL ?
-		    metrics_render(c->lk->metrics, out, cap) : 0;
+		    mm_metrics_render(c->lk->metrics, out, cap) : 0;
 		if (n > 0 || c->lk->metrics == NULL)
 			break;
 		free(out);
@@ -1237,7 +1237,7 @@ metrics_process(struct lconn *c)
 /* ---- the module ----------------------------------------------------- */
 
 void
-lookup_set_metrics(struct lookup *lk, const struct metrics *m)
+lookup_set_metrics(struct lookup *lk, const struct mm_metrics *m)
 {
 	lk->metrics = m;
 }

@@ -32,10 +32,10 @@ struct lookup;
 struct lookup *lookup_new(struct event_base *base,
     const struct mm_config *conf, struct dir *dir);
 
-struct metrics;
+struct mm_metrics;
 
 /* What metrics listeners serve (borrowed; NULL: 503). */
-void lookup_set_metrics(struct lookup *lk, const struct metrics *m);
+void lookup_set_metrics(struct lookup *lk, const struct mm_metrics *m);
 
 /* Closes the listeners and every connection. NULL is ignored. */
 void lookup_free(struct lookup *lk);

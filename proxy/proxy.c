@@ -20,7 +20,7 @@
 #include <openssl/err.h>
 
 #include "lookup.h"
-#include "metrics.h"
+#include "mm_metrics.h"
 #include "mm_log.h"
 #include "mm_net.h"
 #include "mm_util.h"
@@ -72,7 +72,7 @@ struct proxy {
 	struct dir *dir;
 	const struct proxy_tls *tls;
 	struct iptable *ipt;
-	struct metrics_slot *metrics;	/* this worker's counters; or NULL */
+	struct mm_metrics_slot *metrics;	/* this worker's counters; or NULL */
 	unsigned worker;
 	struct listener *listeners;
 	size_t n_listeners;
@@ -169,13 +169,13 @@ proxy_new(struct event_base *base, const struct mm_config *conf,
 }
 
 void
-proxy_set_metrics(struct proxy *px, struct metrics *m)
+proxy_set_metrics(struct proxy *px, struct mm_metrics *m)
 {
-	px->metrics = metrics_slot(m, px->worker);
+	px->metrics = mm_metrics_slot(m, px->worker);
 	lookup_set_metrics(px->lookups, m);
 }
 
-struct metrics_slot *
+struct mm_metrics_slot *
 session_metrics(const struct session *s)
 {
 	return s->px->metrics;
@@ -268,7 +268,7 @@ session_log_close(struct session *s, const char *result)
 {
 	char user[2 * DIR_USER_MAX];
 
-	metrics_count(s->px->metrics, METRICS_CLOSE, s->lc->proto, result);
+	mm_metrics_count(s->px->metrics, MM_METRICS_CLOSE, s->lc->proto, result);
 	log_info("%s proxy close proto=%s user=%s client=%s:%s backend=%s "
 	    "result=%s in=%llu out=%llu duration_ms=%llu", s->sid,
 	    mm_proto_name(s->lc->proto),
@@ -374,7 +374,7 @@ session_free(struct session *s)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	px->n_sessions--;
-	metrics_session_end(px->metrics, s->lc->proto);
+	mm_metrics_session_end(px->metrics, s->lc->proto);
 	free(s);
 	check_drained(px);
 }
@@ -463,7 +463,7 @@ session_new(struct proxy *px, const struct mm_listener_conf *lc,
 		px->sessions->prev = s;
 	px->sessions = s;
 	px->n_sessions++;
-	metrics_session_open(px->metrics, lc->proto);
+	mm_metrics_session_open(px->metrics, lc->proto);
 	s->timer = evtimer_new(px->base, timer_cb, s);
 	s->pipefd[0][0] = s->pipefd[0][1] = -1;
 	s->pipefd[1][0] = s->pipefd[1][1] = -1;
@@ -625,7 +625,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	    (size_t)salen : sizeof(client));
 	llen = sizeof(local);
 	(void)getsockname(fd, (struct sockaddr *)&local, &llen);
-	metrics_connection(px->metrics, l->lc->proto);
+	mm_metrics_connection(px->metrics, l->lc->proto);
 	s = session_new(px, l->lc, l->index);
 	set_client_addr(s, &client, &local);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -955,7 +955,7 @@ log_login(struct session *s, const char *result, const char *reason)
 	char port[8] = "";
 
 	if (!s->proto->transfer)
-		metrics_count(s->px->metrics, METRICS_LOGIN, s->lc->proto,
+		mm_metrics_count(s->px->metrics, MM_METRICS_LOGIN, s->lc->proto,
 		    result);
 	/* A cross-site route's host already names its endpoint. */
 	if (s->route.port != 0)
@@ -1579,8 +1579,8 @@ count_bytes(struct session *s, int dir, size_t n)
 		s->bytes_c2b += n;
 	else
 		s->bytes_b2c += n;
-	metrics_bytes(s->px->metrics, s->lc->proto, dir == 0 ? METRICS_IN :
-	    METRICS_OUT, n);
+	mm_metrics_bytes(s->px->metrics, s->lc->proto, dir == 0 ? MM_METRICS_IN :
+	    MM_METRICS_OUT, n);
 }
 
 static void

@@ -27,11 +27,11 @@ struct proxy *proxy_new(struct event_base *base, const struct mm_config *conf,
 
 void proxy_free(struct proxy *px);
 
-struct metrics;
+struct mm_metrics;
 
 /* Counts into worker px's slot of m (shared memory the caller keeps) and
  * serves m on metrics listeners. */
-void proxy_set_metrics(struct proxy *px, struct metrics *m);
+void proxy_set_metrics(struct proxy *px, struct mm_metrics *m);
 
 /* Starts accepting on fd (a bound, listening socket) for listener lc.
  * Returns 0 or -1. */

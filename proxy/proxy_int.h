@@ -143,7 +143,7 @@ struct session {
 /* For the protocol modules. */
 
 /* The worker's counters (NULL: none kept). */
-struct metrics_slot *session_metrics(const struct session *s);
+struct mm_metrics_slot *session_metrics(const struct session *s);
 
 void session_write(struct session *s, const void *data, size_t len);
 void session_printf(struct session *s, const char *fmt, ...)

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "metrics.h"
+#include "mm_metrics.h"
 #include "mm_log.h"
 #include "mm_util.h"
 #include "proxy_int.h"
@@ -269,7 +269,7 @@ log_message(struct session *s, const char *result, const char *reply)
 	char from[2 * SMTP_PATH_MAX + 4], rcpt[2 * SMTP_PATH_MAX + 4];
 	char text[2 * REPLY_KEEP];
 
-	metrics_count(session_metrics(s), METRICS_MESSAGE, MM_PROTO_SMTP,
+	mm_metrics_count(session_metrics(s), MM_METRICS_MESSAGE, MM_PROTO_SMTP,
 	    result);
 	log_info("%s smtp message from=<%s> rcpt=<%s> rcpts=%u size=%llu "
 	    "backend=%s result=%s duration_ms=%llu reply=\"%s\"", s->sid,
@@ -641,7 +641,7 @@ stream_data(struct session *s)
 			}
 		}
 		s->bytes_c2b += n;
-		metrics_bytes(session_metrics(s), MM_PROTO_SMTP, METRICS_IN,
+		mm_metrics_bytes(session_metrics(s), MM_PROTO_SMTP, MM_METRICS_IN,
 		    n);
 		s->last_active_ms = mm_now_ms();
 		if (st->fail == DF_NONE && s->bbev != NULL)

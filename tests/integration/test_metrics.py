@@ -4,7 +4,9 @@ in the text exposition format, summed over the workers.
 Real sessions (imaplib, poplib, SMTP to Dovecot's LMTP) must move exactly
 the counters they should; the gauge of open sessions follows connections
 as they open and close; a worker killed with -9 is counted as restarted
-and the counters carry on; other paths get 404, garbage 400."""
+and the counters carry on; a directory node adds its store's sizes and
+gossip's counters, which follow a user added at another site; other paths
+get 404, garbage 400."""
 
 import imaplib
 import os
@@ -190,6 +192,64 @@ class CountersTest(unittest.TestCase):
         for k, v in s0.items():
             if k[0].endswith("_total"):
                 self.assertGreaterEqual(s1.get(k, 0), v, k)
+
+
+class DirectoryTest(unittest.TestCase):
+    """Two gossiping directory nodes: the agent's figures appear beside
+    the workers' and follow the store and the membership."""
+
+    @classmethod
+    def setUpClass(cls):
+        pa, pb = mf.free_port(), mf.free_port()
+        kw = dict(backends=["be1 127.0.0.1 imap=9"],
+                  listeners=[("imap", "imap", {}),
+                             ("metrics", "metrics", {})])
+        cls.a = ENV.gossip_node("dira", "a", "127.0.0.1:%d" % pa, **kw)
+        cls.b = ENV.gossip_node("dirb", "b", "127.0.0.1:%d" % pb,
+                                peers=["127.0.0.1:%d" % pa], **kw)
+
+    def scrape_of(self, node):
+        with urllib.request.urlopen("http://%s:%d/metrics" % (
+                mf.HOST, node.port["metrics"]), timeout=10) as r:
+            text = r.read().decode()
+        return {m.group(1): int(m.group(3)) for m in
+                map(SAMPLE.match, text.splitlines()) if m and not
+                m.group(2)}
+
+    def wait_value(self, node, name, pred, timeout=15):
+        last = {}
+
+        def ok():
+            last.update(self.scrape_of(node))
+            return name in last and pred(last[name])
+        mf.wait_for(ok, timeout, step=0.2)
+        return last
+
+    def test_store_and_gossip_figures(self):
+        s = self.wait_value(self.a, "mailmesh_gossip_members_alive",
+                            lambda v: v == 2)
+        self.assertEqual(s.get("mailmesh_gossip_members_alive"), 2, s)
+        self.assertEqual(s.get("mailmesh_gossip_members"), 2, s)
+        self.assertGreaterEqual(s.get("mailmesh_directory_certificates", 0),
+                                2, s)
+        self.assertGreater(s.get("mailmesh_directory_store_used_bytes", 0),
+                           0, s)
+        self.assertGreater(s.get("mailmesh_gossip_messages_sent_total", 0),
+                           0, s)
+        before_b = self.scrape_of(self.b).get("mailmesh_directory_records", 0)
+        before_new = self.scrape_of(self.b).get(
+            "mailmesh_gossip_records_new_total", 0)
+        self.a.ctl("user", "add", "metered@a.test", "be1").check()
+        s = self.wait_value(self.b, "mailmesh_directory_records",
+                            lambda v: v == before_b + 1)
+        self.assertEqual(s.get("mailmesh_directory_records"), before_b + 1)
+        self.assertGreater(s.get("mailmesh_gossip_records_new_total", 0),
+                           before_new, s)
+
+    def test_popmap_node_has_no_directory_rows(self):
+        text = urllib.request.urlopen(url(), timeout=10).read().decode()
+        self.assertNotIn("mailmesh_directory_", text)
+        self.assertNotIn("mailmesh_gossip_", text)
 
 
 class HttpTest(unittest.TestCase):

@@ -12,14 +12,14 @@
 
 #include <cmocka.h>
 
-#include "metrics.h"
+#include "mm_metrics.h"
 
 static char out[64 * 1024];
 
 static const char *
-render(const struct metrics *m)
+render(const struct mm_metrics *m)
 {
-	size_t n = metrics_render(m, out, sizeof(out));
+	size_t n = mm_metrics_render(m, out, sizeof(out));
 
 	assert_true(n > 0);
 	assert_int_equal(strlen(out), n);
@@ -43,29 +43,29 @@ sample(const char *text, const char *line)
 static void
 test_sum_over_workers(void **state)
 {
-	struct metrics *m = metrics_new(3);
-	struct metrics_slot *a = metrics_slot(m, 0), *b = metrics_slot(m, 2);
+	struct mm_metrics *m = mm_metrics_new(3);
+	struct mm_metrics_slot *a = mm_metrics_slot(m, 0), *b = mm_metrics_slot(m, 2);
 	const char *t;
 
 	(void)state;
-	assert_null(metrics_slot(m, 3));
-	metrics_connection(a, MM_PROTO_IMAP);
-	metrics_connection(b, MM_PROTO_IMAP);
-	metrics_connection(b, MM_PROTO_POP3);
-	metrics_session_open(a, MM_PROTO_IMAP);
-	metrics_session_open(b, MM_PROTO_IMAP);
-	metrics_session_end(b, MM_PROTO_IMAP);
-	metrics_session_end(b, MM_PROTO_IMAP);	/* never below zero */
-	metrics_bytes(a, MM_PROTO_IMAP, METRICS_OUT, 1000);
-	metrics_bytes(b, MM_PROTO_IMAP, METRICS_OUT, 24);
-	metrics_bytes(b, MM_PROTO_SMTP, METRICS_IN, 7);
-	metrics_count(a, METRICS_LOGIN, MM_PROTO_IMAP, "ok");
-	metrics_count(b, METRICS_LOGIN, MM_PROTO_IMAP, "ok");
-	metrics_count(b, METRICS_LOGIN, MM_PROTO_IMAP, "authfail");
-	metrics_count(a, METRICS_LOGIN, MM_PROTO_POP3, "ok");
-	metrics_count(b, METRICS_CLOSE, MM_PROTO_IMAP, "client-closed");
-	metrics_count(b, METRICS_MESSAGE, MM_PROTO_SMTP, "delivered");
-	metrics_count_restart(m);
+	assert_null(mm_metrics_slot(m, 3));
+	mm_metrics_connection(a, MM_PROTO_IMAP);
+	mm_metrics_connection(b, MM_PROTO_IMAP);
+	mm_metrics_connection(b, MM_PROTO_POP3);
+	mm_metrics_session_open(a, MM_PROTO_IMAP);
+	mm_metrics_session_open(b, MM_PROTO_IMAP);
+	mm_metrics_session_end(b, MM_PROTO_IMAP);
+	mm_metrics_session_end(b, MM_PROTO_IMAP);	/* never below zero */
+	mm_metrics_bytes(a, MM_PROTO_IMAP, MM_METRICS_OUT, 1000);
+	mm_metrics_bytes(b, MM_PROTO_IMAP, MM_METRICS_OUT, 24);
+	mm_metrics_bytes(b, MM_PROTO_SMTP, MM_METRICS_IN, 7);
+	mm_metrics_count(a, MM_METRICS_LOGIN, MM_PROTO_IMAP, "ok");
+	mm_metrics_count(b, MM_METRICS_LOGIN, MM_PROTO_IMAP, "ok");
+	mm_metrics_count(b, MM_METRICS_LOGIN, MM_PROTO_IMAP, "authfail");
+	mm_metrics_count(a, MM_METRICS_LOGIN, MM_PROTO_POP3, "ok");
+	mm_metrics_count(b, MM_METRICS_CLOSE, MM_PROTO_IMAP, "client-closed");
+	mm_metrics_count(b, MM_METRICS_MESSAGE, MM_PROTO_SMTP, "delivered");
+	mm_metrics_count_restart(m);
 
 	t = render(m);
 	assert_int_equal(sample(t, "mailmesh_connections_total{proto=\"imap\"}"),
@@ -100,22 +100,22 @@ test_sum_over_workers(void **state)
 	/* Every family is typed once, before its samples. */
 	assert_non_null(strstr(t, "# TYPE mailmesh_sessions_active gauge\n"));
 	assert_non_null(strstr(t, "# TYPE mailmesh_logins_total counter\n"));
-	metrics_free(m);
+	mm_metrics_free(m);
 }
 
 static void
 test_restart_resets_gauge_only(void **state)
 {
-	struct metrics *m = metrics_new(1);
-	struct metrics_slot *s = metrics_slot(m, 0);
+	struct mm_metrics *m = mm_metrics_new(1);
+	struct mm_metrics_slot *s = mm_metrics_slot(m, 0);
 	const char *t;
 
 	(void)state;
-	metrics_session_open(s, MM_PROTO_SMTP);
-	metrics_session_open(s, MM_PROTO_SMTP);
-	metrics_connection(s, MM_PROTO_SMTP);
-	metrics_count(s, METRICS_CLOSE, MM_PROTO_SMTP, "client-closed");
-	metrics_worker_start(m, 0);
+	mm_metrics_session_open(s, MM_PROTO_SMTP);
+	mm_metrics_session_open(s, MM_PROTO_SMTP);
+	mm_metrics_connection(s, MM_PROTO_SMTP);
+	mm_metrics_count(s, MM_METRICS_CLOSE, MM_PROTO_SMTP, "client-closed");
+	mm_metrics_worker_start(m, 0);
 	t = render(m);
 	assert_int_equal(sample(t, "mailmesh_sessions_active{proto=\"smtp\"}"),
 	    0);
@@ -123,29 +123,29 @@ test_restart_resets_gauge_only(void **state)
 	    1);
 	assert_int_equal(sample(t, "mailmesh_session_closes_total{proto="
 	    "\"smtp\",result=\"client-closed\"}"), 1);
-	metrics_free(m);
+	mm_metrics_free(m);
 }
 
 static void
 test_key_limit_counts_other(void **state)
 {
-	struct metrics *m = metrics_new(1);
-	struct metrics_slot *s = metrics_slot(m, 0);
-	char name[METRICS_RESULT_MAX + 8];
+	struct mm_metrics *m = mm_metrics_new(1);
+	struct mm_metrics_slot *s = mm_metrics_slot(m, 0);
+	char name[MM_METRICS_RESULT_MAX + 8];
 	const char *t;
 	int i;
 
 	(void)state;
-	for (i = 0; i < METRICS_KEYS_MAX + 5; i++) {
+	for (i = 0; i < MM_METRICS_KEYS_MAX + 5; i++) {
 		snprintf(name, sizeof(name), "r%d", i);
-		metrics_count(s, METRICS_CLOSE, MM_PROTO_IMAP, name);
+		mm_metrics_count(s, MM_METRICS_CLOSE, MM_PROTO_IMAP, name);
 	}
 	/* Too long a name is never stored (nor cut). */
 	memset(name, 'x', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
-	metrics_count(s, METRICS_CLOSE, MM_PROTO_POP3, name);
+	mm_metrics_count(s, MM_METRICS_CLOSE, MM_PROTO_POP3, name);
 	/* A key seen before the limit still counts as itself. */
-	metrics_count(s, METRICS_CLOSE, MM_PROTO_IMAP, "r0");
+	mm_metrics_count(s, MM_METRICS_CLOSE, MM_PROTO_IMAP, "r0");
 	t = render(m);
 	assert_int_equal(sample(t, "mailmesh_session_closes_total{proto="
 	    "\"imap\",result=\"r0\"}"), 2);
@@ -153,46 +153,88 @@ test_key_limit_counts_other(void **state)
 	    "\"imap\",result=\"other\"}"), 5);
 	assert_int_equal(sample(t, "mailmesh_session_closes_total{proto="
 	    "\"pop3\",result=\"other\"}"), 1);
-	metrics_free(m);
+	mm_metrics_free(m);
 }
 
 static void
 test_label_escaped(void **state)
 {
-	struct metrics *m = metrics_new(1);
+	struct mm_metrics *m = mm_metrics_new(1);
 
 	(void)state;
-	metrics_count(metrics_slot(m, 0), METRICS_LOGIN, MM_PROTO_IMAP,
+	mm_metrics_count(mm_metrics_slot(m, 0), MM_METRICS_LOGIN, MM_PROTO_IMAP,
 	    "a\"b\\c\nd");
 	assert_non_null(strstr(render(m), "result=\"a\\\"b\\\\c\\nd\"} 1\n"));
-	metrics_free(m);
+	mm_metrics_free(m);
 }
 
 static void
 test_small_buffer(void **state)
 {
-	struct metrics *m = metrics_new(2);
+	struct mm_metrics *m = mm_metrics_new(2);
 	char small[100];
 
 	(void)state;
-	assert_int_equal(metrics_render(m, small, sizeof(small)), 0);
-	assert_int_equal(metrics_render(m, small, 0), 0);
-	metrics_free(m);
+	assert_int_equal(mm_metrics_render(m, small, sizeof(small)), 0);
+	assert_int_equal(mm_metrics_render(m, small, 0), 0);
+	mm_metrics_free(m);
+}
+
+static void
+test_directory_figures(void **state)
+{
+	struct mm_metrics *m = mm_metrics_new(1);
+	struct mm_metrics_directory d;
+	const char *t;
+
+	(void)state;
+	/* Nothing published (no directory agent): no directory rows. */
+	t = render(m);
+	assert_null(strstr(t, "mailmesh_directory_"));
+	memset(&d, 0, sizeof(d));
+	d.records = 12;
+	d.certs = 3;
+	d.store_used_bytes = 65536;
+	d.members = 7;
+	mm_metrics_set_directory(m, &d);
+	t = render(m);
+	assert_int_equal(sample(t, "mailmesh_directory_records"), 12);
+	assert_int_equal(sample(t, "mailmesh_directory_certificates"), 3);
+	assert_int_equal(sample(t, "mailmesh_directory_store_used_bytes"),
+	    65536);
+	/* Without gossip its rows stay out, not zero. */
+	assert_null(strstr(t, "mailmesh_gossip_"));
+	d.gossip = true;
+	d.alive = 6;
+	d.records_rejected = 2;
+	d.throttles = 1;
+	mm_metrics_set_directory(m, &d);
+	t = render(m);
+	assert_int_equal(sample(t, "mailmesh_gossip_members"), 7);
+	assert_int_equal(sample(t, "mailmesh_gossip_members_alive"), 6);
+	assert_int_equal(sample(t, "mailmesh_gossip_records_rejected_total"),
+	    2);
+	assert_int_equal(sample(t, "mailmesh_gossip_throttles_total"), 1);
+	assert_non_null(strstr(t, "# TYPE mailmesh_gossip_members gauge\n"));
+	assert_non_null(strstr(t,
+	    "# TYPE mailmesh_gossip_deaths_total counter\n"));
+	mm_metrics_set_directory(NULL, &d);
+	mm_metrics_free(m);
 }
 
 static void
 test_null_slot_ignored(void **state)
 {
 	(void)state;
-	metrics_connection(NULL, MM_PROTO_IMAP);
-	metrics_session_open(NULL, MM_PROTO_IMAP);
-	metrics_session_end(NULL, MM_PROTO_IMAP);
-	metrics_bytes(NULL, MM_PROTO_IMAP, METRICS_IN, 1);
-	metrics_count(NULL, METRICS_LOGIN, MM_PROTO_IMAP, "ok");
-	metrics_count_restart(NULL);
-	metrics_worker_start(NULL, 0);
-	assert_null(metrics_slot(NULL, 0));
-	metrics_free(NULL);
+	mm_metrics_connection(NULL, MM_PROTO_IMAP);
+	mm_metrics_session_open(NULL, MM_PROTO_IMAP);
+	mm_metrics_session_end(NULL, MM_PROTO_IMAP);
+	mm_metrics_bytes(NULL, MM_PROTO_IMAP, MM_METRICS_IN, 1);
+	mm_metrics_count(NULL, MM_METRICS_LOGIN, MM_PROTO_IMAP, "ok");
+	mm_metrics_count_restart(NULL);
+	mm_metrics_worker_start(NULL, 0);
+	assert_null(mm_metrics_slot(NULL, 0));
+	mm_metrics_free(NULL);
 }
 
 int
@@ -204,6 +246,7 @@ main(void)
 		cmocka_unit_test(test_key_limit_counts_other),
 		cmocka_unit_test(test_label_escaped),
 		cmocka_unit_test(test_small_buffer),
+		cmocka_unit_test(test_directory_figures),
 		cmocka_unit_test(test_null_slot_ignored),
 	};
 

@@ -655,6 +655,18 @@ test_purge_tombstones(void **state)
 	assert_int_equal(store_stats(f->st, &s), 0);
 	assert_int_equal(s.users, 2);
 	assert_int_equal(s.tombstones, 1);
+	{
+		struct store_stats q;
+
+		/* The same sizes without the walk that finds tombstones. */
+		assert_int_equal(store_sizes(f->st, &q), 0);
+		assert_int_equal(q.users, 2);
+		assert_int_equal(q.tombstones, 0);
+		assert_int_equal(q.certs, s.certs);
+		assert_int_equal(q.origins, s.origins);
+		assert_int_equal(q.used_bytes, s.used_bytes);
+		assert_int_equal(q.map_bytes, s.map_bytes);
+	}
 	assert_int_equal(store_purge_tombstones(f->st, FX_NOW + 10, 100), 0);
 	assert_int_equal(store_purge_tombstones(f->st, FX_NOW + 100, 100), 1);
 	assert_int_equal(store_get_user(f->st, "d@x", &u, NULL, NULL), 0);

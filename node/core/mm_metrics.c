@@ -2,7 +2,7 @@
  * format. Each 64-bit value is stored and loaded whole (relaxed atomics),
  * so a reader never sees half of a write; a key becomes visible to
  * readers only after its name is complete (release/acquire on n_keys). */
-#include "metrics.h"
+#include "mm_metrics.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,32 +17,88 @@
 struct metrics_key {
 	uint8_t family;
 	uint8_t proto;
-	char result[METRICS_RESULT_MAX];
+	char result[MM_METRICS_RESULT_MAX];
 };
 
-struct metrics_slot {
+struct mm_metrics_slot {
 	uint64_t connections[MM_PROTO_COUNT];
 	uint64_t active[MM_PROTO_COUNT];
 	uint64_t bytes[MM_PROTO_COUNT][2];
 	uint32_t n_keys;
-	struct metrics_key keys[METRICS_KEYS_MAX];
-	uint64_t counts[METRICS_KEYS_MAX];
-	uint64_t other[METRICS_FAMILY_COUNT][MM_PROTO_COUNT];
+	struct metrics_key keys[MM_METRICS_KEYS_MAX];
+	uint64_t counts[MM_METRICS_KEYS_MAX];
+	uint64_t other[MM_METRICS_FAMILY_COUNT][MM_PROTO_COUNT];
 };
 
-struct metrics {
+/* The directory agent's figures, in the order of dir_rows below. */
+#define DIR_VALUES 22
+
+struct mm_metrics {
 	unsigned workers;
 	uint64_t restarts;
-	struct metrics_slot slot[METRICS_WORKERS_MAX];
+	uint64_t dir_published;		/* 0: nothing yet; 2: with gossip */
+	uint64_t dir[DIR_VALUES];
+	struct mm_metrics_slot slot[MM_METRICS_WORKERS_MAX];
 };
 
-static const char *const family_name[METRICS_FAMILY_COUNT] = {
+static const struct {
+	const char *name, *type, *help;
+	bool gossip;			/* only when the node gossips */
+} dir_rows[DIR_VALUES] = {
+	{ "mailmesh_directory_records", "gauge",
+	    "User records in the store (deleted ones included).", false },
+	{ "mailmesh_directory_certificates", "gauge",
+	    "Certificates in the store.", false },
+	{ "mailmesh_directory_revocations", "gauge",
+	    "Revocations in the store.", false },
+	{ "mailmesh_directory_origins", "gauge",
+	    "Origins whose records the store holds.", false },
+	{ "mailmesh_directory_evidence", "gauge",
+	    "Equivocating records kept as evidence.", false },
+	{ "mailmesh_directory_store_used_bytes", "gauge",
+	    "Bytes of the store's map in use.", false },
+	{ "mailmesh_directory_store_map_bytes", "gauge",
+	    "Size of the store's map.", false },
+	{ "mailmesh_gossip_members", "gauge",
+	    "Nodes this node knows of, itself included.", true },
+	{ "mailmesh_gossip_members_alive", "gauge",
+	    "Known nodes not declared dead (suspects and itself included).",
+	    true },
+	{ "mailmesh_gossip_messages_sent_total", "counter",
+	    "Gossip messages sent.", true },
+	{ "mailmesh_gossip_bytes_sent_total", "counter",
+	    "Gossip bytes sent.", true },
+	{ "mailmesh_gossip_messages_received_total", "counter",
+	    "Gossip messages received.", true },
+	{ "mailmesh_gossip_bytes_received_total", "counter",
+	    "Gossip bytes received.", true },
+	{ "mailmesh_gossip_records_new_total", "counter",
+	    "Records received by gossip and stored.", true },
+	{ "mailmesh_gossip_records_duplicate_total", "counter",
+	    "Records received by gossip that were already stored.", true },
+	{ "mailmesh_gossip_records_rejected_total", "counter",
+	    "Records received by gossip that failed the accept rule.", true },
+	{ "mailmesh_gossip_probes_total", "counter",
+	    "Failure-detector probes sent.", true },
+	{ "mailmesh_gossip_probe_failures_total", "counter",
+	    "Probes that got no answer.", true },
+	{ "mailmesh_gossip_suspicions_total", "counter",
+	    "Nodes this node began to suspect.", true },
+	{ "mailmesh_gossip_deaths_total", "counter",
+	    "Nodes declared dead.", true },
+	{ "mailmesh_gossip_refutations_total", "counter",
+	    "Suspicions of this node it refuted.", true },
+	{ "mailmesh_gossip_throttles_total", "counter",
+	    "Times a peer was throttled for sending invalid records.", true },
+};
+
+static const char *const family_name[MM_METRICS_FAMILY_COUNT] = {
 	"mailmesh_session_closes_total",
 	"mailmesh_logins_total",
 	"mailmesh_smtp_messages_total",
 };
 
-static const char *const family_help[METRICS_FAMILY_COUNT] = {
+static const char *const family_help[MM_METRICS_FAMILY_COUNT] = {
 	"Client sessions ended, by how they ended.",
 	"IMAP and POP3 logins at the back end, by result.",
 	"SMTP messages, by the back end's verdict.",
@@ -61,13 +117,13 @@ get(const uint64_t *v)
 	return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
-struct metrics *
-metrics_new(unsigned workers)
+struct mm_metrics *
+mm_metrics_new(unsigned workers)
 {
-	struct metrics *m;
+	struct mm_metrics *m;
 
-	if (workers > METRICS_WORKERS_MAX)
-		workers = METRICS_WORKERS_MAX;
+	if (workers > MM_METRICS_WORKERS_MAX)
+		workers = MM_METRICS_WORKERS_MAX;
 	m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)
@@ -77,22 +133,22 @@ metrics_new(unsigned workers)
 }
 
 void
-metrics_free(struct metrics *m)
+mm_metrics_free(struct mm_metrics *m)
 {
 	if (m != NULL)
 		munmap(m, sizeof(*m));
 }
 
-struct metrics_slot *
-metrics_slot(struct metrics *m, unsigned w)
+struct mm_metrics_slot *
+mm_metrics_slot(struct mm_metrics *m, unsigned w)
 {
 	return m != NULL && w < m->workers ? &m->slot[w] : NULL;
 }
 
 void
-metrics_worker_start(struct metrics *m, unsigned w)
+mm_metrics_worker_start(struct mm_metrics *m, unsigned w)
 {
-	struct metrics_slot *s = metrics_slot(m, w);
+	struct mm_metrics_slot *s = mm_metrics_slot(m, w);
 	int p;
 
 	if (s == NULL)
@@ -102,28 +158,28 @@ metrics_worker_start(struct metrics *m, unsigned w)
 }
 
 void
-metrics_count_restart(struct metrics *m)
+mm_metrics_count_restart(struct mm_metrics *m)
 {
 	if (m != NULL)
 		add(&m->restarts, 1);
 }
 
 void
-metrics_connection(struct metrics_slot *s, enum mm_proto p)
+mm_metrics_connection(struct mm_metrics_slot *s, enum mm_proto p)
 {
 	if (s != NULL && (unsigned)p < MM_PROTO_COUNT)
 		add(&s->connections[p], 1);
 }
 
 void
-metrics_session_open(struct metrics_slot *s, enum mm_proto p)
+mm_metrics_session_open(struct mm_metrics_slot *s, enum mm_proto p)
 {
 	if (s != NULL && (unsigned)p < MM_PROTO_COUNT)
 		add(&s->active[p], 1);
 }
 
 void
-metrics_session_end(struct metrics_slot *s, enum mm_proto p)
+mm_metrics_session_end(struct mm_metrics_slot *s, enum mm_proto p)
 {
 	if (s == NULL || (unsigned)p >= MM_PROTO_COUNT)
 		return;
@@ -133,20 +189,20 @@ metrics_session_end(struct metrics_slot *s, enum mm_proto p)
 }
 
 void
-metrics_bytes(struct metrics_slot *s, enum mm_proto p, enum metrics_dir d,
+mm_metrics_bytes(struct mm_metrics_slot *s, enum mm_proto p, enum mm_metrics_dir d,
     uint64_t n)
 {
 	if (s != NULL && (unsigned)p < MM_PROTO_COUNT)
-		add(&s->bytes[p][d == METRICS_OUT], n);
+		add(&s->bytes[p][d == MM_METRICS_OUT], n);
 }
 
 void
-metrics_count(struct metrics_slot *s, enum metrics_family f,
+mm_metrics_count(struct mm_metrics_slot *s, enum mm_metrics_family f,
     enum mm_proto p, const char *result)
 {
 	uint32_t i, n;
 
-	if (s == NULL || (unsigned)f >= METRICS_FAMILY_COUNT ||
+	if (s == NULL || (unsigned)f >= MM_METRICS_FAMILY_COUNT ||
 	    (unsigned)p >= MM_PROTO_COUNT)
 		return;
 	n = __atomic_load_n(&s->n_keys, __ATOMIC_RELAXED);
@@ -159,15 +215,36 @@ metrics_count(struct metrics_slot *s, enum metrics_family f,
 			return;
 		}
 	}
-	if (n == METRICS_KEYS_MAX || strlen(result) >= METRICS_RESULT_MAX) {
+	if (n == MM_METRICS_KEYS_MAX || strlen(result) >= MM_METRICS_RESULT_MAX) {
 		add(&s->other[f][p], 1);
 		return;
 	}
 	s->keys[n].family = (uint8_t)f;
 	s->keys[n].proto = (uint8_t)p;
-	mm_strlcpy(s->keys[n].result, result, METRICS_RESULT_MAX);
+	mm_strlcpy(s->keys[n].result, result, MM_METRICS_RESULT_MAX);
 	__atomic_store_n(&s->counts[n], 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->n_keys, n + 1, __ATOMIC_RELEASE);
+}
+
+void
+mm_metrics_set_directory(struct mm_metrics *m, const struct mm_metrics_directory *d)
+{
+	const uint64_t v[DIR_VALUES] = {
+		d->records, d->certs, d->revoked, d->origins, d->evidence,
+		d->store_used_bytes, d->store_map_bytes,
+		d->members, d->alive, d->msgs_sent, d->bytes_sent,
+		d->msgs_recv, d->bytes_recv, d->records_new, d->records_dup,
+		d->records_rejected, d->probes, d->probe_failures,
+		d->suspicions, d->deaths, d->refutations, d->throttles,
+	};
+	size_t i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < DIR_VALUES; i++)
+		__atomic_store_n(&m->dir[i], v[i], __ATOMIC_RELAXED);
+	__atomic_store_n(&m->dir_published, d->gossip ? 2 : 1,
+	    __ATOMIC_RELEASE);
 }
 
 /* ---- rendering -------------------------------------------------------- */
@@ -206,7 +283,7 @@ header(struct out *o, const char *name, const char *type, const char *help)
 static void
 put_label_value(struct out *o, const char *v)
 {
-	char esc[2 * METRICS_RESULT_MAX];
+	char esc[2 * MM_METRICS_RESULT_MAX];
 	size_t j = 0;
 
 	for (; *v != '\0' && j + 2 < sizeof(esc); v++) {
@@ -226,14 +303,14 @@ put_label_value(struct out *o, const char *v)
 
 /* Sums family f, protocol p, result r over all slots; r NULL: "other". */
 static uint64_t
-sum_key(const struct metrics *m, enum metrics_family f, int p, const char *r)
+sum_key(const struct mm_metrics *m, enum mm_metrics_family f, int p, const char *r)
 {
 	uint64_t v = 0;
 	unsigned w;
 	uint32_t i, n;
 
 	for (w = 0; w < m->workers; w++) {
-		const struct metrics_slot *s = &m->slot[w];
+		const struct mm_metrics_slot *s = &m->slot[w];
 
 		if (r == NULL) {
 			v += get(&s->other[f][p]);
@@ -251,14 +328,14 @@ sum_key(const struct metrics *m, enum metrics_family f, int p, const char *r)
 /* True if an earlier slot or key (before worker w, index i) already has
  * this family, protocol and result: it was printed then. */
 static bool
-seen_before(const struct metrics *m, unsigned w, uint32_t i,
+seen_before(const struct mm_metrics *m, unsigned w, uint32_t i,
     const struct metrics_key *k)
 {
 	unsigned v;
 	uint32_t j, n;
 
 	for (v = 0; v <= w; v++) {
-		const struct metrics_slot *s = &m->slot[v];
+		const struct mm_metrics_slot *s = &m->slot[v];
 
 		n = v == w ? i : __atomic_load_n(&s->n_keys, __ATOMIC_ACQUIRE);
 		for (j = 0; j < n; j++)
@@ -271,7 +348,7 @@ seen_before(const struct metrics *m, unsigned w, uint32_t i,
 }
 
 static void
-render_family(struct out *o, const struct metrics *m, enum metrics_family f)
+render_family(struct out *o, const struct mm_metrics *m, enum mm_metrics_family f)
 {
 	unsigned w;
 	uint32_t i, n;
@@ -279,7 +356,7 @@ render_family(struct out *o, const struct metrics *m, enum metrics_family f)
 
 	header(o, family_name[f], "counter", family_help[f]);
 	for (w = 0; w < m->workers; w++) {
-		const struct metrics_slot *s = &m->slot[w];
+		const struct mm_metrics_slot *s = &m->slot[w];
 
 		n = __atomic_load_n(&s->n_keys, __ATOMIC_ACQUIRE);
 		for (i = 0; i < n; i++) {
@@ -311,13 +388,13 @@ static const struct {
 } per_proto[] = {
 	{ "mailmesh_connections_total", "counter",
 	    "Client connections accepted.",
-	    offsetof(struct metrics_slot, connections) },
+	    offsetof(struct mm_metrics_slot, connections) },
 	{ "mailmesh_sessions_active", "gauge", "Client sessions open now.",
-	    offsetof(struct metrics_slot, active) },
+	    offsetof(struct mm_metrics_slot, active) },
 };
 
 size_t
-metrics_render(const struct metrics *m, char *out, size_t outlen)
+mm_metrics_render(const struct mm_metrics *m, char *out, size_t outlen)
 {
 	struct out o = { out, 0, outlen, false };
 	uint64_t v[MM_PROTO_COUNT][2];
@@ -356,8 +433,17 @@ metrics_render(const struct metrics *m, char *out, size_t outlen)
 		    "direction=\"out\"} %llu\n",
 		    mm_proto_name((enum mm_proto)p), (unsigned long long)v[p][0],
 		    mm_proto_name((enum mm_proto)p), (unsigned long long)v[p][1]);
-	for (f = 0; f < METRICS_FAMILY_COUNT; f++)
-		render_family(&o, m, (enum metrics_family)f);
+	for (f = 0; f < MM_METRICS_FAMILY_COUNT; f++)
+		render_family(&o, m, (enum mm_metrics_family)f);
+	f = (int)__atomic_load_n(&m->dir_published, __ATOMIC_ACQUIRE);
+	for (i = 0; f > 0 && i < DIR_VALUES; i++) {
+		if (dir_rows[i].gossip && f < 2)
+			continue;
+		header(&o, dir_rows[i].name, dir_rows[i].type,
+		    dir_rows[i].help);
+		put(&o, "%s %llu\n", dir_rows[i].name,
+		    (unsigned long long)get(&m->dir[i]));
+	}
 	header(&o, "mailmesh_worker_restarts_total", "counter",
 	    "Proxy workers that died and were started again.");
 	put(&o, "mailmesh_worker_restarts_total %llu\n",

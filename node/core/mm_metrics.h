@@ -1,0 +1,85 @@
+/* A node's counters for a Prometheus scrape: memory the parent maps
+ * before it forks its children. Each proxy worker has a slot, written only
+ * by that worker (no locks, no atomic read-modify-write); the directory
+ * agent publishes its store's and gossip's figures beside them; any
+ * worker renders the sum. A restarted worker carries on its slot's
+ * counters; only its gauge of open sessions starts at zero. */
+#ifndef MM_METRICS_H
+#define MM_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mm_config.h"
+
+#define MM_METRICS_WORKERS_MAX 64
+#define MM_METRICS_KEYS_MAX 96	/* distinct results one worker counts */
+#define MM_METRICS_RESULT_MAX 32	/* bytes of a result name, NUL
+					 * included */
+
+/* Counters keyed by a result name as the logs spell it. */
+enum mm_metrics_family {
+	MM_METRICS_CLOSE,		/* sessions ended, by close result */
+	MM_METRICS_LOGIN,		/* IMAP/POP3 logins: ok, authfail, tempfail */
+	MM_METRICS_MESSAGE,	/* SMTP messages: delivered, refused, ... */
+	MM_METRICS_FAMILY_COUNT,
+};
+
+enum mm_metrics_dir {
+	MM_METRICS_IN,		/* client to back end */
+	MM_METRICS_OUT,		/* back end to client */
+};
+
+struct mm_metrics;
+struct mm_metrics_slot;
+
+/* Maps counters for workers 0..workers-1 (at most MM_METRICS_WORKERS_MAX),
+ * shared with every process forked afterwards; zeroed. */
+struct mm_metrics *mm_metrics_new(unsigned workers);
+void mm_metrics_free(struct mm_metrics *m);
+
+/* Worker w's slot, for that worker alone to write. */
+struct mm_metrics_slot *mm_metrics_slot(struct mm_metrics *m, unsigned w);
+
+/* Worker w (re)starts: its open sessions died with the old process. */
+void mm_metrics_worker_start(struct mm_metrics *m, unsigned w);
+
+/* The parent restarted a worker that died. */
+void mm_metrics_count_restart(struct mm_metrics *m);
+
+/* Writers; slot may be NULL (no metrics: nothing is counted). */
+void mm_metrics_connection(struct mm_metrics_slot *s, enum mm_proto p);
+/* The gauge of open sessions: one more, one fewer. */
+void mm_metrics_session_open(struct mm_metrics_slot *s, enum mm_proto p);
+void mm_metrics_session_end(struct mm_metrics_slot *s, enum mm_proto p);
+void mm_metrics_bytes(struct mm_metrics_slot *s, enum mm_proto p,
+    enum mm_metrics_dir d, uint64_t n);
+/* Counts one event of family f with result (a name from the code, not
+ * from a peer). A worker that has seen MM_METRICS_KEYS_MAX distinct ones
+ * counts further new ones under "other". */
+void mm_metrics_count(struct mm_metrics_slot *s, enum mm_metrics_family f,
+    enum mm_proto p, const char *result);
+
+/* What the directory agent publishes about its store and gossip. */
+struct mm_metrics_directory {
+	uint64_t records, certs, revoked, origins, evidence;
+	uint64_t store_used_bytes, store_map_bytes;
+	bool gossip;			/* the rest is set when true */
+	uint64_t members, alive;
+	uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv;
+	uint64_t records_new, records_dup, records_rejected;
+	uint64_t probes, probe_failures, suspicions, deaths, refutations;
+	uint64_t throttles;
+};
+
+/* The agent (the only writer) publishes d; rendered from then on. */
+void mm_metrics_set_directory(struct mm_metrics *m,
+    const struct mm_metrics_directory *d);
+
+/* The Prometheus text exposition (format 0.0.4) of the sum over all
+ * slots, into out (outlen bytes, NUL-terminated). Returns its length, or
+ * 0 when it does not fit. */
+size_t mm_metrics_render(const struct mm_metrics *m, char *out, size_t outlen);
+
+#endif
