@@ -294,6 +294,29 @@ class CrossSiteTest(unittest.TestCase):
         finally:
             r.stop()
 
+    def test_y_site_hung_tempfail_then_back(self):
+        # Site a's node hangs (stopped: the kernel still completes the TCP
+        # handshake, nothing answers on the channel). b must give a
+        # temporary error within its back-end timeout, hold no session,
+        # and carry sessions again once a runs.
+        os.killpg(self.a.proc.pid, 19)          # SIGSTOP, whole tree
+        try:
+            t0 = time.monotonic()
+            r = imap_login_reply(self.b, ALICE)
+            took = time.monotonic() - t0
+            self.assertTrue(r.startswith("NO [UNAVAILABLE]"), r)
+            self.assertLess(took, 5 + 3)        # timeout backend 5s
+            r = pop_pass_reply(self.b, ALICE)
+            self.assertTrue(r.startswith("-ERR [SYS/TEMP]"), r)
+            # Users of b itself are not held up by a's trouble.
+            self.assertTrue(starts(imap_subject(self.b, CAROL), CAROL,
+                                   "be2"))
+        finally:
+            os.killpg(self.a.proc.pid, 18)      # SIGCONT
+        ok = mf.wait_for(lambda: starts(imap_subject(self.b, ALICE), ALICE,
+                                        "be1"), 10, step=0.5)
+        self.assertTrue(ok, self.b.log_text()[-2000:])
+
     def test_z_site_unreachable_tempfail(self):
         self.a.stop()
         t0 = time.monotonic()
