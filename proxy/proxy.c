@@ -577,6 +577,10 @@ pp_read_cb(evutil_socket_t fd, short what, void *arg)
 	pp->len += take;
 	if (rc == 0)
 		return;
+	/* client_start counts the connection again, under its client. */
+	iptable_conn_close(s->px->ipt, s->px->worker,
+	    (struct sockaddr *)&s->caddr);
+	s->counted = false;
 	if (h.local) {
 		log_info("%s proxy header version=%d local balancer=%s:%s",
 		    s->sid, h.version, s->caddr_str, s->cport_str);
@@ -646,6 +650,16 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 		session_close(s, "not-a-balancer");
 		return;
 	}
+	/* Until its header names the client, the connection counts against
+	 * the node's limit under the balancer's address. */
+	if (!iptable_conn_open(px->ipt, px->worker, sa, UINT32_MAX,
+	    px->conf->limits.conn_max)) {
+		log_info("%s proxy refuse client=%s:%s reason=connection-limit",
+		    s->sid, s->caddr_str, s->cport_str);
+		session_close(s, "connection-limit");
+		return;
+	}
+	s->counted = true;
 	s->pp->ev = event_new(px->base, fd, EV_READ | EV_PERSIST, pp_read_cb,
 	    s);
 	event_add(s->pp->ev, NULL);

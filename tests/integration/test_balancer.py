@@ -24,6 +24,7 @@ CAROL = "carol@b.test"      # be2
 SENDER = "sender@example.net"
 BALANCER = "127.0.0.1/32"
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+NODE_MAX = 8                # limit connections
 
 
 def pw(u):
@@ -43,7 +44,8 @@ def setUpModule():
     ], backends=[
         ENV.backend_line("be1", lmtp=ENV.dovecots["be1"].lmtp),
         ENV.backend_line("be2", lmtp=ENV.dovecots["be2"].lmtp),
-    ], limits={"connections-per-ip": 2, "auth-failures-per-ip": 1000},
+    ], limits={"connections-per-ip": 2, "auth-failures-per-ip": 1000,
+               "connections": NODE_MAX},
         timeouts={"idle-before-login": "2s"})
     LB = ENV.haproxy({
         "imap": (NODE.port["imap"], "v2"),
@@ -234,6 +236,31 @@ class RefusedTest(unittest.TestCase):
         with mf.Conv(NODE.port["imap_direct"],
                      source=mf.source_addr()) as c:
             self.assertTrue(c.greeting.startswith("* OK"), c.greeting)
+
+
+class PendingHeaderTest(unittest.TestCase):
+    def test_waiting_for_headers_counts_against_the_node(self):
+        # Connections still owing their header hold the node's slots too:
+        # a balancer cannot open more than the node allows.
+        pending = [mf.Conv(NODE.port["imap"], source="127.0.0.1",
+                           greeting=False) for _ in range(NODE_MAX)]
+        try:
+            time.sleep(0.3)
+            with mf.Conv(LB.port["imap"], source=mf.source_addr(),
+                         greeting=False) as c:
+                assert_closed_silently(self, c)
+        finally:
+            for c in pending:
+                c.close()
+
+        def fresh():
+            try:
+                with mf.Conv(LB.port["imap"],
+                             source=mf.source_addr()) as c:
+                    return c.greeting.startswith("* OK")
+            except (mf.Closed, OSError):
+                return False
+        self.assertTrue(mf.wait_for(fresh, 5, step=0.2))
 
 
 class HealthCheckTest(unittest.TestCase):
