@@ -1319,6 +1319,8 @@ smtp_backend_lost(struct session *s, const char *reason)
 	log_info("%s smtp backend-lost backend=%s reason=%s data=%s", s->sid,
 	    s->route.backend != NULL ? s->route.backend->name : "-", reason,
 	    st->data ? "yes" : "no");
+	mm_metrics_backend_fail(session_metrics(s), MM_PROTO_SMTP,
+	    s->route.backend != NULL ? s->route.backend->name : "-", reason);
 	backend_drop(s);
 	if (st->data) {
 		if (st->fail == DF_NONE)

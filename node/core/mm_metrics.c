@@ -18,6 +18,7 @@ struct metrics_key {
 	uint8_t family;
 	uint8_t proto;
 	char result[MM_METRICS_RESULT_MAX];
+	char backend[MM_METRICS_RESULT_MAX];	/* MM_METRICS_BACKEND */
 };
 
 struct mm_metrics_slot {
@@ -96,12 +97,14 @@ static const char *const family_name[MM_METRICS_FAMILY_COUNT] = {
 	"mailmesh_session_closes_total",
 	"mailmesh_logins_total",
 	"mailmesh_smtp_messages_total",
+	"mailmesh_backend_failures_total",
 };
 
 static const char *const family_help[MM_METRICS_FAMILY_COUNT] = {
 	"Client sessions ended, by how they ended.",
 	"IMAP and POP3 logins at the back end, by result.",
 	"SMTP messages, by the back end's verdict.",
+	"Back ends that failed a session (temporary errors), by reason.",
 };
 
 static void
@@ -196,9 +199,18 @@ mm_metrics_bytes(struct mm_metrics_slot *s, enum mm_proto p, enum mm_metrics_dir
 		add(&s->bytes[p][d == MM_METRICS_OUT], n);
 }
 
-void
-mm_metrics_count(struct mm_metrics_slot *s, enum mm_metrics_family f,
-    enum mm_proto p, const char *result)
+static bool
+key_is(const struct metrics_key *k, int f, int p, const char *result,
+    const char *backend)
+{
+	return k->family == f && k->proto == p &&
+	    strcmp(k->result, result) == 0 &&
+	    strcmp(k->backend, backend) == 0;
+}
+
+static void
+count_key(struct mm_metrics_slot *s, enum mm_metrics_family f,
+    enum mm_proto p, const char *result, const char *backend)
 {
 	uint32_t i, n;
 
@@ -207,23 +219,36 @@ mm_metrics_count(struct mm_metrics_slot *s, enum mm_metrics_family f,
 		return;
 	n = __atomic_load_n(&s->n_keys, __ATOMIC_RELAXED);
 	for (i = 0; i < n; i++) {
-		const struct metrics_key *k = &s->keys[i];
-
-		if (k->family == f && k->proto == p &&
-		    strcmp(k->result, result) == 0) {
+		if (key_is(&s->keys[i], f, p, result, backend)) {
 			add(&s->counts[i], 1);
 			return;
 		}
 	}
-	if (n == MM_METRICS_KEYS_MAX || strlen(result) >= MM_METRICS_RESULT_MAX) {
+	if (n == MM_METRICS_KEYS_MAX || strlen(result) >= MM_METRICS_RESULT_MAX ||
+	    strlen(backend) >= MM_METRICS_RESULT_MAX) {
 		add(&s->other[f][p], 1);
 		return;
 	}
 	s->keys[n].family = (uint8_t)f;
 	s->keys[n].proto = (uint8_t)p;
 	mm_strlcpy(s->keys[n].result, result, MM_METRICS_RESULT_MAX);
+	mm_strlcpy(s->keys[n].backend, backend, MM_METRICS_RESULT_MAX);
 	__atomic_store_n(&s->counts[n], 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->n_keys, n + 1, __ATOMIC_RELEASE);
+}
+
+void
+mm_metrics_count(struct mm_metrics_slot *s, enum mm_metrics_family f,
+    enum mm_proto p, const char *result)
+{
+	count_key(s, f, p, result, "");
+}
+
+void
+mm_metrics_backend_fail(struct mm_metrics_slot *s, enum mm_proto p,
+    const char *backend, const char *reason)
+{
+	count_key(s, MM_METRICS_BACKEND, p, reason, backend);
 }
 
 void
@@ -301,9 +326,10 @@ put_label_value(struct out *o, const char *v)
 	put(o, "%s", esc);
 }
 
-/* Sums family f, protocol p, result r over all slots; r NULL: "other". */
+/* Sums key k over all slots; NULL: family f's "other" of protocol p. */
 static uint64_t
-sum_key(const struct mm_metrics *m, enum mm_metrics_family f, int p, const char *r)
+sum_key(const struct mm_metrics *m, enum mm_metrics_family f, int p,
+    const struct metrics_key *k)
 {
 	uint64_t v = 0;
 	unsigned w;
@@ -312,14 +338,14 @@ sum_key(const struct mm_metrics *m, enum mm_metrics_family f, int p, const char 
 	for (w = 0; w < m->workers; w++) {
 		const struct mm_metrics_slot *s = &m->slot[w];
 
-		if (r == NULL) {
+		if (k == NULL) {
 			v += get(&s->other[f][p]);
 			continue;
 		}
 		n = __atomic_load_n(&s->n_keys, __ATOMIC_ACQUIRE);
 		for (i = 0; i < n; i++)
-			if (s->keys[i].family == f && s->keys[i].proto == p &&
-			    strcmp(s->keys[i].result, r) == 0)
+			if (key_is(&s->keys[i], k->family, k->proto,
+			    k->result, k->backend))
 				v += get(&s->counts[i]);
 	}
 	return v;
@@ -339,9 +365,8 @@ seen_before(const struct mm_metrics *m, unsigned w, uint32_t i,
 
 		n = v == w ? i : __atomic_load_n(&s->n_keys, __ATOMIC_ACQUIRE);
 		for (j = 0; j < n; j++)
-			if (s->keys[j].family == k->family &&
-			    s->keys[j].proto == k->proto &&
-			    strcmp(s->keys[j].result, k->result) == 0)
+			if (key_is(&s->keys[j], k->family, k->proto,
+			    k->result, k->backend))
 				return true;
 	}
 	return false;
@@ -364,19 +389,27 @@ render_family(struct out *o, const struct mm_metrics *m, enum mm_metrics_family 
 
 			if (k->family != f || seen_before(m, w, i, k))
 				continue;
-			put(o, "%s{proto=\"%s\",result=\"", family_name[f],
+			put(o, "%s{proto=\"%s\",", family_name[f],
 			    mm_proto_name((enum mm_proto)k->proto));
+			if (f == MM_METRICS_BACKEND) {
+				put(o, "backend=\"");
+				put_label_value(o, k->backend);
+				put(o, "\",reason=\"");
+			} else {
+				put(o, "result=\"");
+			}
 			put_label_value(o, k->result);
 			put(o, "\"} %llu\n", (unsigned long long)sum_key(m, f,
-			    k->proto, k->result));
+			    k->proto, k));
 		}
 	}
 	for (p = 0; p < MM_PROTO_COUNT; p++) {
 		uint64_t v = sum_key(m, f, p, NULL);
 
 		if (v > 0)
-			put(o, "%s{proto=\"%s\",result=\"other\"} %llu\n",
+			put(o, "%s{proto=\"%s\",%s=\"other\"} %llu\n",
 			    family_name[f], mm_proto_name((enum mm_proto)p),
+			    f == MM_METRICS_BACKEND ? "reason" : "result",
 			    (unsigned long long)v);
 	}
 }

@@ -23,6 +23,7 @@ enum mm_metrics_family {
 	MM_METRICS_CLOSE,		/* sessions ended, by close result */
 	MM_METRICS_LOGIN,		/* IMAP/POP3 logins: ok, authfail, tempfail */
 	MM_METRICS_MESSAGE,	/* SMTP messages: delivered, refused, ... */
+	MM_METRICS_BACKEND,	/* back-end failures, by back end and reason */
 	MM_METRICS_FAMILY_COUNT,
 };
 
@@ -60,6 +61,10 @@ void mm_metrics_bytes(struct mm_metrics_slot *s, enum mm_proto p,
  * counts further new ones under "other". */
 void mm_metrics_count(struct mm_metrics_slot *s, enum mm_metrics_family f,
     enum mm_proto p, const char *result);
+/* The same for MM_METRICS_BACKEND: a failure of back end (a name from
+ * the config) for reason. */
+void mm_metrics_backend_fail(struct mm_metrics_slot *s, enum mm_proto p,
+    const char *backend, const char *reason);
 
 /* What the directory agent publishes about its store and gossip. */
 struct mm_metrics_directory {

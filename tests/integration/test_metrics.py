@@ -27,6 +27,7 @@ ENV = NODE = None
 ALICE = "alice@a.test"      # be1
 CAROL = "carol@b.test"      # be2
 SENDER = "sender@example.net"
+GHOST = "ghost@dead.test"    # on a back end that is down
 
 SAMPLE = re.compile(r'^([a-z_]+)(?:\{([^}]*)\})? (\d+)$')
 LABEL = re.compile(r'([a-z_]+)="((?:[^"\\]|\\.)*)"')
@@ -47,7 +48,11 @@ def setUpModule():
     ], backends=[
         ENV.backend_line("be1", lmtp=ENV.dovecots["be1"].lmtp),
         ENV.backend_line("be2", lmtp=ENV.dovecots["be2"].lmtp),
-    ], limits={"auth-failures-per-ip": 1000}, workers=2)
+        # Nothing listens there: every session to it fails.
+        "bedead 127.0.0.1 imap=%d pop3=%d" % (mf.free_port(),
+                                             mf.free_port()),
+    ], popmap=mf.POPMAP + ["%s: bedead" % GHOST],
+        limits={"auth-failures-per-ip": 1000}, workers=2)
     for d in ENV.dovecots.values():
         d.sync_mailboxes()
 
@@ -250,6 +255,36 @@ class DirectoryTest(unittest.TestCase):
         text = urllib.request.urlopen(url(), timeout=10).read().decode()
         self.assertNotIn("mailmesh_directory_", text)
         self.assertNotIn("mailmesh_gossip_", text)
+
+
+class BackendFailureTest(unittest.TestCase):
+    def test_down_backend_counted_by_name(self):
+        def failures(s):
+            return sum(v for (n, l), v in s.items()
+                       if n == "mailmesh_backend_failures_total" and
+                       dict(l).get("backend") == "bedead" and
+                       dict(l).get("proto") == "imap")
+        s0 = scrape()
+        with mf.Conv(NODE.port["imap"]) as c:
+            c.cmd('a LOGIN %s "x"' % GHOST)
+            _, t = c.tagged("a")
+            self.assertTrue(t.startswith("a NO [UNAVAILABLE]"), t)
+        s1 = wait_scrape(lambda s: failures(s) == failures(s0) + 1)
+        self.assertEqual(failures(s1), failures(s0) + 1)
+        self.assertEqual(val(s1, "mailmesh_logins_total", proto="imap",
+                             result="tempfail"),
+                         val(s0, "mailmesh_logins_total", proto="imap",
+                             result="tempfail") + 1)
+        # A wrong password is the client's failure, not the back end's.
+        with mf.Conv(NODE.port["imap"]) as c:
+            c.cmd('a LOGIN %s "wrong"' % ALICE)
+            _, t = c.tagged("a")
+            self.assertTrue(t.startswith("a NO"), t)
+        s2 = scrape()
+        self.assertEqual(sum(v for (n, l), v in s2.items()
+                             if n == "mailmesh_backend_failures_total"),
+                         sum(v for (n, l), v in s1.items()
+                             if n == "mailmesh_backend_failures_total"))
 
 
 class HttpTest(unittest.TestCase):

@@ -223,6 +223,36 @@ test_directory_figures(void **state)
 }
 
 static void
+test_backend_failures(void **state)
+{
+	struct mm_metrics *m = mm_metrics_new(2);
+	const char *t;
+
+	(void)state;
+	mm_metrics_backend_fail(mm_metrics_slot(m, 0), MM_PROTO_IMAP, "ms1",
+	    "connect");
+	mm_metrics_backend_fail(mm_metrics_slot(m, 1), MM_PROTO_IMAP, "ms1",
+	    "connect");
+	mm_metrics_backend_fail(mm_metrics_slot(m, 1), MM_PROTO_IMAP, "ms2",
+	    "connect");
+	mm_metrics_backend_fail(mm_metrics_slot(m, 0), MM_PROTO_SMTP, "ms1",
+	    "backend-timeout");
+	/* The same reason as a login result is another key. */
+	mm_metrics_count(mm_metrics_slot(m, 0), MM_METRICS_LOGIN,
+	    MM_PROTO_IMAP, "connect");
+	t = render(m);
+	assert_int_equal(sample(t, "mailmesh_backend_failures_total{proto="
+	    "\"imap\",backend=\"ms1\",reason=\"connect\"}"), 2);
+	assert_int_equal(sample(t, "mailmesh_backend_failures_total{proto="
+	    "\"imap\",backend=\"ms2\",reason=\"connect\"}"), 1);
+	assert_int_equal(sample(t, "mailmesh_backend_failures_total{proto="
+	    "\"smtp\",backend=\"ms1\",reason=\"backend-timeout\"}"), 1);
+	assert_int_equal(sample(t, "mailmesh_logins_total{proto=\"imap\","
+	    "result=\"connect\"}"), 1);
+	mm_metrics_free(m);
+}
+
+static void
 test_null_slot_ignored(void **state)
 {
 	(void)state;
@@ -231,6 +261,7 @@ test_null_slot_ignored(void **state)
 	mm_metrics_session_end(NULL, MM_PROTO_IMAP);
 	mm_metrics_bytes(NULL, MM_PROTO_IMAP, MM_METRICS_IN, 1);
 	mm_metrics_count(NULL, MM_METRICS_LOGIN, MM_PROTO_IMAP, "ok");
+	mm_metrics_backend_fail(NULL, MM_PROTO_IMAP, "ms1", "connect");
 	mm_metrics_count_restart(NULL);
 	mm_metrics_worker_start(NULL, 0);
 	assert_null(mm_metrics_slot(NULL, 0));
@@ -247,6 +278,7 @@ main(void)
 		cmocka_unit_test(test_label_escaped),
 		cmocka_unit_test(test_small_buffer),
 		cmocka_unit_test(test_directory_figures),
+		cmocka_unit_test(test_backend_failures),
 		cmocka_unit_test(test_null_slot_ignored),
 	};
 
