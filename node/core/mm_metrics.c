@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -326,86 +327,89 @@ put_label_value(struct out *o, const char *v)
 	put(o, "%s", esc);
 }
 
-/* Sums key k over all slots; NULL: family f's "other" of protocol p. */
-static uint64_t
-sum_key(const struct mm_metrics *m, enum mm_metrics_family f, int p,
-    const struct metrics_key *k)
+/* One key of one slot, with its count read once, for the merge. */
+struct entry {
+	const struct metrics_key *k;
+	uint64_t count;
+};
+
+static int
+entry_cmp(const void *a, const void *b)
 {
-	uint64_t v = 0;
+	const struct metrics_key *x = ((const struct entry *)a)->k;
+	const struct metrics_key *y = ((const struct entry *)b)->k;
+	int c;
+
+	if (x->family != y->family)
+		return x->family < y->family ? -1 : 1;
+	if (x->proto != y->proto)
+		return x->proto < y->proto ? -1 : 1;
+	if ((c = strcmp(x->backend, y->backend)) != 0)
+		return c;
+	return strcmp(x->result, y->result);
+}
+
+/* Every slot's keys of every family, sorted so that equal keys of
+ * different workers sit together: one pass sums them. *n_r entries;
+ * the caller frees the array. */
+static struct entry *
+collect(const struct mm_metrics *m, size_t *n_r)
+{
+	struct entry *e = xcalloc((size_t)m->workers * MM_METRICS_KEYS_MAX + 1,
+	    sizeof(*e));
+	size_t n = 0;
 	unsigned w;
-	uint32_t i, n;
+	uint32_t i, nk;
 
 	for (w = 0; w < m->workers; w++) {
 		const struct mm_metrics_slot *s = &m->slot[w];
 
-		if (k == NULL) {
-			v += get(&s->other[f][p]);
-			continue;
+		nk = __atomic_load_n(&s->n_keys, __ATOMIC_ACQUIRE);
+		for (i = 0; i < nk && i < MM_METRICS_KEYS_MAX; i++) {
+			e[n].k = &s->keys[i];
+			e[n].count = get(&s->counts[i]);
+			n++;
 		}
-		n = __atomic_load_n(&s->n_keys, __ATOMIC_ACQUIRE);
-		for (i = 0; i < n; i++)
-			if (key_is(&s->keys[i], k->family, k->proto,
-			    k->result, k->backend))
-				v += get(&s->counts[i]);
 	}
-	return v;
-}
-
-/* True if an earlier slot or key (before worker w, index i) already has
- * this family, protocol and result: it was printed then. */
-static bool
-seen_before(const struct mm_metrics *m, unsigned w, uint32_t i,
-    const struct metrics_key *k)
-{
-	unsigned v;
-	uint32_t j, n;
-
-	for (v = 0; v <= w; v++) {
-		const struct mm_metrics_slot *s = &m->slot[v];
-
-		n = v == w ? i : __atomic_load_n(&s->n_keys, __ATOMIC_ACQUIRE);
-		for (j = 0; j < n; j++)
-			if (key_is(&s->keys[j], k->family, k->proto,
-			    k->result, k->backend))
-				return true;
-	}
-	return false;
+	qsort(e, n, sizeof(*e), entry_cmp);
+	*n_r = n;
+	return e;
 }
 
 static void
-render_family(struct out *o, const struct mm_metrics *m, enum mm_metrics_family f)
+render_family(struct out *o, const struct mm_metrics *m,
+    enum mm_metrics_family f, const struct entry *e, size_t n)
 {
+	size_t i, j;
 	unsigned w;
-	uint32_t i, n;
 	int p;
 
 	header(o, family_name[f], "counter", family_help[f]);
-	for (w = 0; w < m->workers; w++) {
-		const struct mm_metrics_slot *s = &m->slot[w];
+	for (i = 0; i < n; i = j) {
+		const struct metrics_key *k = e[i].k;
+		uint64_t v = 0;
 
-		n = __atomic_load_n(&s->n_keys, __ATOMIC_ACQUIRE);
-		for (i = 0; i < n; i++) {
-			const struct metrics_key *k = &s->keys[i];
-
-			if (k->family != f || seen_before(m, w, i, k))
-				continue;
-			put(o, "%s{proto=\"%s\",", family_name[f],
-			    mm_proto_name((enum mm_proto)k->proto));
-			if (f == MM_METRICS_BACKEND) {
-				put(o, "backend=\"");
-				put_label_value(o, k->backend);
-				put(o, "\",reason=\"");
-			} else {
-				put(o, "result=\"");
-			}
-			put_label_value(o, k->result);
-			put(o, "\"} %llu\n", (unsigned long long)sum_key(m, f,
-			    k->proto, k));
+		for (j = i; j < n && entry_cmp(&e[i], &e[j]) == 0; j++)
+			v += e[j].count;
+		if (k->family != f)
+			continue;
+		put(o, "%s{proto=\"%s\",", family_name[f],
+		    mm_proto_name((enum mm_proto)k->proto));
+		if (f == MM_METRICS_BACKEND) {
+			put(o, "backend=\"");
+			put_label_value(o, k->backend);
+			put(o, "\",reason=\"");
+		} else {
+			put(o, "result=\"");
 		}
+		put_label_value(o, k->result);
+		put(o, "\"} %llu\n", (unsigned long long)v);
 	}
 	for (p = 0; p < MM_PROTO_COUNT; p++) {
-		uint64_t v = sum_key(m, f, p, NULL);
+		uint64_t v = 0;
 
+		for (w = 0; w < m->workers; w++)
+			v += get(&m->slot[w].other[f][p]);
 		if (v > 0)
 			put(o, "%s{proto=\"%s\",%s=\"other\"} %llu\n",
 			    family_name[f], mm_proto_name((enum mm_proto)p),
@@ -431,6 +435,8 @@ mm_metrics_render(const struct mm_metrics *m, char *out, size_t outlen)
 {
 	struct out o = { out, 0, outlen, false };
 	uint64_t v[MM_PROTO_COUNT][2];
+	struct entry *entries;
+	size_t n_entries;
 	unsigned w;
 	size_t i;
 	int p, f;
@@ -466,8 +472,11 @@ mm_metrics_render(const struct mm_metrics *m, char *out, size_t outlen)
 		    "direction=\"out\"} %llu\n",
 		    mm_proto_name((enum mm_proto)p), (unsigned long long)v[p][0],
 		    mm_proto_name((enum mm_proto)p), (unsigned long long)v[p][1]);
+	entries = collect(m, &n_entries);
 	for (f = 0; f < MM_METRICS_FAMILY_COUNT; f++)
-		render_family(&o, m, (enum mm_metrics_family)f);
+		render_family(&o, m, (enum mm_metrics_family)f, entries,
+		    n_entries);
+	free(entries);
 	f = (int)__atomic_load_n(&m->dir_published, __ATOMIC_ACQUIRE);
 	for (i = 0; f > 0 && i < DIR_VALUES; i++) {
 		if (dir_rows[i].gossip && f < 2)

@@ -252,6 +252,36 @@ test_backend_failures(void **state)
 	mm_metrics_free(m);
 }
 
+/* Every worker with the same many keys: each printed once, summed. */
+static void
+test_many_workers_merge(void **state)
+{
+	struct mm_metrics *m = mm_metrics_new(MM_METRICS_WORKERS_MAX);
+	static char big[512 * 1024];
+	char name[32], line[128];
+	unsigned w;
+	int i;
+
+	(void)state;
+	for (w = 0; w < MM_METRICS_WORKERS_MAX; w++)
+		for (i = 0; i < 90; i++) {
+			snprintf(name, sizeof(name), "r%02d", i);
+			mm_metrics_count(mm_metrics_slot(m, w), MM_METRICS_CLOSE,
+			    MM_PROTO_POP3, name);
+		}
+	assert_true(mm_metrics_render(m, big, sizeof(big)) > 0);
+	for (i = 0; i < 90; i++) {
+		const char *first;
+
+		snprintf(line, sizeof(line), "mailmesh_session_closes_total{"
+		    "proto=\"pop3\",result=\"r%02d\"}", i);
+		assert_int_equal(sample(big, line), MM_METRICS_WORKERS_MAX);
+		first = strstr(big, line);
+		assert_null(strstr(first + 1, line));
+	}
+	mm_metrics_free(m);
+}
+
 static void
 test_null_slot_ignored(void **state)
 {
@@ -279,6 +309,7 @@ main(void)
 		cmocka_unit_test(test_small_buffer),
 		cmocka_unit_test(test_directory_figures),
 		cmocka_unit_test(test_backend_failures),
+		cmocka_unit_test(test_many_workers_merge),
 		cmocka_unit_test(test_null_slot_ignored),
 	};
 
