@@ -375,15 +375,23 @@ class ConnectionLimitTest(unittest.TestCase):
         finally:
             for c in first:
                 c.close()
-        # Slots are given back when connections end.
+        # Slots are given back when connections end (the node sees the
+        # closes a moment later): a connection is admitted again, and
+        # that one logs in.
+        admitted = []
+
         def fresh():
             try:
-                with mf.Conv(self.node.port[key], source=src) as c:
-                    return c.greeting.startswith(ok_prefix)
+                c = mf.Conv(self.node.port[key], source=src)
             except (mf.Closed, OSError):
                 return False
+            if c.greeting.startswith(ok_prefix):
+                admitted.append(c)
+                return True
+            c.close()
+            return False
         self.assertTrue(mf.wait_for(fresh, 3, step=0.2))
-        with mf.Conv(self.node.port[key], source=src) as c:
+        with admitted[0] as c:
             login(c)
 
     def test_imap_connections_per_ip(self):
