@@ -48,7 +48,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, HERE)
 
 from benchlib import (StartError, child_setup, clean_up,  # noqa: E402
-                      exit_on_signals, fmt, log, median, port_open, ratio)
+                      exit_on_signals, fmt, log, median, port_open,
+                      print_rows, ratio)
 
 from mmfixture import TLS, free_port  # noqa: E402
 
@@ -799,22 +800,7 @@ def print_table(res, info):
             ratio(mm, r.get("direct")), ratio(mm, r.get("perdition")),
             ratio(mm, r.get("nginx")), ratio(r.get(HOP), r.get("direct")),
             TARGETS[key]])
-    widths = [max(len(str(x[i])) for x in [hdr] + lines)
-              for i in range(len(hdr))]
-
-    def row(cells):
-        out = []
-        for i, c in enumerate(cells):
-            if i == 0 or i == len(cells) - 1:
-                out.append(str(c).ljust(widths[i]))
-            else:
-                out.append(str(c).rjust(widths[i]))
-        return "  ".join(out).rstrip()
-
-    print(row(hdr))
-    print(row(["-" * w for w in widths]))
-    for ln in lines:
-        print(row(ln))
+    print_rows(hdr, lines)
     sys.stdout.flush()
 
 

@@ -63,7 +63,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, HERE)
 
 from benchlib import (StartError, child_setup, clean_up,  # noqa: E402
-                      exit_on_signals, fmt, log, median, port_open, ratio)
+                      exit_on_signals, fmt, log, median, port_open,
+                      print_rows, ratio)
 
 from mmfixture import (Dovecot, Postfix, free_port, postfix_map,  # noqa: E402
                        end_group, fetch_all, strip_delivery_headers)
@@ -498,22 +499,7 @@ def print_table(rows, notes):
             ratio(mm, vals.get("direct")),
             ratio(vals.get("tcp hop"), vals.get("direct")),
             ratio(mm, vals.get("postfix deliver")), TARGET])
-    widths = [max(len(str(x[i])) for x in [hdr] + lines)
-              for i in range(len(hdr))]
-
-    def row(cells):
-        out = []
-        for i, c in enumerate(cells):
-            if i == 0 or i == len(cells) - 1:
-                out.append(str(c).ljust(widths[i]))
-            else:
-                out.append(str(c).rjust(widths[i]))
-        return "  ".join(out).rstrip()
-
-    print(row(hdr))
-    print(row(["-" * w for w in widths]))
-    for ln in lines:
-        print(row(ln))
+    print_rows(hdr, lines)
     for p in PATHS:
         if p in notes:
             print("%s: %s" % (p, notes[p]))

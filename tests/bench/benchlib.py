@@ -65,6 +65,27 @@ def ratio(a, b):
     return "%.2fx" % (a / b)
 
 
+def print_rows(hdr, lines):
+    """Prints HDR and LINES (lists of cells) as columns: the first and
+    last left-aligned, the figures between right-aligned."""
+    widths = [max(len(str(x[i])) for x in [hdr] + lines)
+              for i in range(len(hdr))]
+
+    def row(cells):
+        out = []
+        for i, c in enumerate(cells):
+            if i == 0 or i == len(cells) - 1:
+                out.append(str(c).ljust(widths[i]))
+            else:
+                out.append(str(c).rjust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    print(row(hdr))
+    print(row(["-" * w for w in widths]))
+    for ln in lines:
+        print(row(ln))
+
+
 def clean_up(daemons, tmp, keep):
     """Stops DAEMONS (all asked first, then each waited for) and removes
     the run's directory TMP unless KEEP."""
