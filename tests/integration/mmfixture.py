@@ -321,7 +321,33 @@ service lmtp {{
 """
 
 
-class Dovecot:
+class LogFile:
+    """log_text, log_size and log_since over the file self.logfile, read
+    as it grows; a file not there yet reads as empty."""
+
+    def log_text(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.logfile)
+        except OSError:
+            return 0
+
+    def log_since(self, pos):
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(pos)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class Dovecot(LogFile):
     """One Dovecot 2.3 instance in DIR with the USERS and a few messages each.
 
     Ports: imap, pop3 (STARTTLS/STLS offered when cert is given), imaps,
@@ -474,23 +500,6 @@ class Dovecot:
                     out += f.read()
         return out
 
-    def log_text(self):
-        if not os.path.exists(self.logfile):
-            return ""
-        with open(self.logfile, errors="replace") as f:
-            return f.read()
-
-    def log_size(self):
-        try:
-            return os.path.getsize(self.logfile)
-        except OSError:
-            return 0
-
-    def log_since(self, pos):
-        with open(self.logfile, "rb") as f:
-            f.seek(pos)
-            return f.read().decode(errors="replace")
-
     def wait_login_line(self, pos, user, timeout=3.0, proto=None):
         """The first "Login: user=<USER>" line logged after POS (Dovecot's
         log process writes asynchronously), or None."""
@@ -621,7 +630,7 @@ def stop_all(things, timeout=6):
 
 # --- mmnode --------------------------------------------------------------------
 
-class Mmnode:
+class Mmnode(LogFile):
     """An mmnode process with a generated config.
 
     listeners: list of (key, proto, opts). opts: tls (cert/key given),
@@ -853,24 +862,6 @@ class Mmnode:
 
     def reload(self):
         self.proc.send_signal(signal.SIGHUP)
-
-    def log_text(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def log_size(self):
-        try:
-            return os.path.getsize(self.logfile)
-        except OSError:
-            return 0
-
-    def log_since(self, pos):
-        with open(self.logfile, "rb") as f:
-            f.seek(pos)
-            return f.read().decode(errors="replace")
 
     def stop_begin(self):
         if self.alive():
@@ -1845,7 +1836,7 @@ def _pids_with_environ(key, value):
     return out
 
 
-class Postfix:
+class Postfix(LogFile):
     """A real Postfix 3.x relay running from DIR (root only).
 
     smtpd listens on 127.0.0.1:self.smtp and accepts mail from 127.0.0.0/8
@@ -1873,7 +1864,7 @@ class Postfix:
         self.etc = os.path.join(d, "etc")
         self.spool = os.path.join(d, "spool")
         self.data = os.path.join(d, "data")
-        self.maillog = os.path.join(d, "maillog")
+        self.maillog = self.logfile = os.path.join(d, "maillog")
         self.smtp = port or free_port()
         self.domains = list(domains)
         self.transport_maps = transport_maps
@@ -2105,26 +2096,6 @@ class Postfix:
 
     # --- the log ---
 
-    def log_text(self):
-        try:
-            with open(self.maillog, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def log_size(self):
-        try:
-            return os.path.getsize(self.maillog)
-        except OSError:
-            return 0
-
-    def log_since(self, pos):
-        try:
-            with open(self.maillog, "rb") as f:
-                f.seek(pos)
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
 
     def wait_log(self, pattern, pos=0, timeout=10.0):
         """The first log line after POS matching the regex PATTERN (e.g.
