@@ -971,12 +971,11 @@ log_login(struct session *s, const char *result, const char *reason)
 	if (!s->proto->transfer)
 		mm_metrics_count(s->px->metrics, MM_METRICS_LOGIN, s->lc->proto,
 		    result);
-	/* A back end was chosen and failed (not the directory's answer). */
-	if (strcmp(result, "tempfail") == 0 && s->route.backend != NULL &&
-	    reason != NULL && strcmp(reason, dir_result_name(DIR_FROZEN)) != 0 &&
-	    strcmp(reason, dir_result_name(DIR_TEMPFAIL)) != 0)
+	/* A back end was chosen and failed. The route names one only once
+	 * the directory found it: its own temporary answers do not count. */
+	if (strcmp(result, "tempfail") == 0 && s->route.backend != NULL)
 		mm_metrics_backend_fail(s->px->metrics, s->lc->proto,
-		    s->route.backend->name, reason);
+		    s->route.backend->name, reason != NULL ? reason : "-");
 	/* A cross-site route's host already names its endpoint. */
 	if (s->route.port != 0)
 		snprintf(port, sizeof(port), ":%u", s->route.port);
