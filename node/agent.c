@@ -46,6 +46,8 @@
 #define AGENT_SOCKET_MODE 0660
 #define TIME_TEXT_LEN 32
 #define PEER_BACKLOG 64
+#define AGENT_PEER_GROUPS 64	/* a peer's groups read without malloc */
+#define AGENT_PEER_GROUPS_MAX 65536	/* NGROUPS_MAX of Linux */
 
 struct agent {
 	const struct mm_config *conf;
@@ -539,8 +541,18 @@ done:
 
 /* ---- request handlers ----------------------------------------------- */
 
+/* Who may run a request over the control socket: anyone who can connect
+ * may read; a change needs root or admin-group. Only OP_READ is let
+ * through, so a value that is neither (0) counts as a write. */
+enum op_access {
+	OP_READ = 1,
+	OP_WRITE,		/* changes the store or the node */
+};
+
 struct op {
 	const char *name;
+	enum op_access access;	/* before args_min: a missing one fails
+				 * to compile */
 	size_t args_min, args_max;
 	enum ctl_status (*run)(struct agent *, size_t, char *const *, char **,
 	    struct ctl_rows *);
@@ -1169,43 +1181,54 @@ static int check_peer_frame(struct pconn *c, const uint8_t *payload,
     size_t len);
 static void check_stop(void);
 
+/* Every request, and whether it writes: keys-accept stores a certificate
+ * or revocation; check and verify only read, though check asks the other
+ * nodes too. */
 static const struct op ops[] = {
-	{ "user-add", 2, 2, op_user_add },
-	{ "user-set", 4, 4, op_user_set },
-	{ "user-del", 1, 1, op_user_del },
-	{ "user-show", 1, 1, op_user_show },
-	{ "user-list", 1, 1, op_user_list },
-	{ "import-rows", 0, CTL_ARGS_MAX, op_import_rows },
-	{ "import-users", 0, CTL_ARGS_MAX, op_import_users },
-	{ "export", 0, 0, op_export },
-	{ "verify", 0, 0, op_verify },
-	{ "keys-accept", 1, 1, op_keys_accept },
-	{ "keys-list", 0, 0, op_keys_list },
-	{ "stats", 0, 0, op_stats },
-	{ "sites", 0, 0, op_sites },
-	{ "check", 0, 0, op_check },
+	{ "user-add", OP_WRITE, 2, 2, op_user_add },
+	{ "user-set", OP_WRITE, 4, 4, op_user_set },
+	{ "user-del", OP_WRITE, 1, 1, op_user_del },
+	{ "user-show", OP_READ, 1, 1, op_user_show },
+	{ "user-list", OP_READ, 1, 1, op_user_list },
+	{ "import-rows", OP_WRITE, 0, CTL_ARGS_MAX, op_import_rows },
+	{ "import-users", OP_WRITE, 0, CTL_ARGS_MAX, op_import_users },
+	{ "export", OP_READ, 0, 0, op_export },
+	{ "verify", OP_READ, 0, 0, op_verify },
+	{ "keys-accept", OP_WRITE, 1, 1, op_keys_accept },
+	{ "keys-list", OP_READ, 0, 0, op_keys_list },
+	{ "stats", OP_READ, 0, 0, op_stats },
+	{ "sites", OP_READ, 0, 0, op_sites },
+	{ "check", OP_READ, 0, 0, op_check },
 };
+
+static const struct op *
+op_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < MM_ARRAY_SIZE(ops); i++)
+		if (strcmp(ops[i].name, name) == 0)
+			return &ops[i];
+	return NULL;
+}
 
 enum ctl_status
 agent_exec(struct agent *a, const char *op, size_t argc, char *const *argv,
     char **message_r, struct ctl_rows *rows)
 {
+	const struct op *o;
 	enum ctl_status st;
-	size_t i;
 
 	*message_r = NULL;
-	for (i = 0; i < MM_ARRAY_SIZE(ops); i++)
-		if (strcmp(ops[i].name, op) == 0)
-			break;
-	if (i == MM_ARRAY_SIZE(ops)) {
+	if ((o = op_find(op)) == NULL) {
 		*message_r = xasprintf("unknown request '%s'", op);
 		return CTL_USAGE;
 	}
-	if (argc < ops[i].args_min || argc > ops[i].args_max) {
+	if (argc < o->args_min || argc > o->args_max) {
 		*message_r = xasprintf("%s: wrong number of arguments", op);
 		return CTL_USAGE;
 	}
-	st = ops[i].run(a, argc, argv, message_r, rows);
+	st = o->run(a, argc, argv, message_r, rows);
 	if (*message_r == NULL)
 		*message_r = xstrdup("");
 	return st;
@@ -1244,6 +1267,9 @@ agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
 	char *dir = NULL, *slash;
 	mode_t old;
 	int fd = -1, probe = -1;
+	/* admin-group's members must be able to connect; the run group's
+	 * need not. */
+	gid_t sgid = conf->admin_group != NULL ? conf->admin_gid : gid;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -1290,8 +1316,8 @@ agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
 		bound.set = true;
 	}
 	if (chmod(path, AGENT_SOCKET_MODE) != 0 ||
-	    ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
-	    chown(path, uid, gid) != 0) || listen(fd, AGENT_CLIENTS_MAX) != 0)
+	    ((uid != (uid_t)-1 || sgid != (gid_t)-1) &&
+	    chown(path, uid, sgid) != 0) || listen(fd, AGENT_CLIENTS_MAX) != 0)
 		goto fail;
 	return fd;
 fail:
@@ -1349,6 +1375,9 @@ fail:
 struct client {
 	struct bufferevent *bev;
 	struct client *next;
+	uid_t uid;		/* the peer when it connected */
+	pid_t pid;
+	bool admin;		/* root or in admin-group: may write */
 };
 
 static struct {
@@ -1416,6 +1445,92 @@ client_reply(struct client *c, enum ctl_status status, const char *msg,
 	ctl_rows_clear(&part);
 }
 
+/* Whether gid is the peer's primary group or one of its supplementary
+ * groups, as they were when it connected. Kernels before 4.13 have no
+ * SO_PEERGROUPS (ENOPROTOOPT): then the primary group only. */
+#ifdef SO_PEERGROUPS
+static bool
+peer_in_group(int fd, gid_t primary, gid_t gid)
+{
+	gid_t some[AGENT_PEER_GROUPS], *g = some;
+	socklen_t len = sizeof(some);
+	size_t i;
+	bool in = false;
+
+	if (primary == gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) != 0) {
+		/* ERANGE: more groups than fit; len says how many. */
+		if (errno != ERANGE ||
+		    len > AGENT_PEER_GROUPS_MAX * sizeof(gid_t))
+			return false;
+		g = xmalloc(len == 0 ? 1 : len);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) != 0)
+			len = 0;
+	}
+	for (i = 0; i < len / sizeof(gid_t) && !in; i++)
+		in = g[i] == gid;
+	if (g != some)
+		free(g);
+	return in;
+}
+#else
+static bool
+peer_in_group(int fd, gid_t primary, gid_t gid)
+{
+	return primary == gid;
+}
+#endif
+
+/* Who is on the other end of fd: root and admin-group may write. So may
+ * the user a node without `user` runs as: it read the node key and can
+ * write the store with mmctl --direct anyway. A node that dropped root
+ * runs as a service account (once nobody) whose other processes must not
+ * write. 0, or -1 when the kernel cannot say. */
+static int
+client_identify(struct client *c, int fd)
+{
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 ||
+	    len != sizeof(uc))
+		return -1;
+	c->uid = uc.uid;
+	c->pid = uc.pid;
+	c->admin = uc.uid == 0 ||
+	    (ag.conf->user == NULL && uc.uid == geteuid()) ||
+	    (ag.conf->admin_group != NULL &&
+	    peer_in_group(fd, uc.gid, ag.conf->admin_gid));
+	return 0;
+}
+
+/* Whether c may run op; if not, the refusal is logged and *msg_r
+ * (malloc'd) says why and what would be allowed. An unknown op passes:
+ * agent_exec refuses it without running anything. */
+static bool
+client_may(const struct client *c, const char *op, char **msg_r)
+{
+	const struct op *o = op_find(op);
+	const struct mm_config *conf = ag.conf;
+
+	if (c->admin || o == NULL || o->access == OP_READ)
+		return true;
+	log_warnx("- ctl refused request=%s uid=%lu pid=%ld reason=not-admin",
+	    o->name, (unsigned long)c->uid, (long)c->pid);
+	if (conf->admin_group != NULL)
+		*msg_r = xasprintf("permission denied: uid %lu may not change "
+		    "the directory; run mmctl as root or as a member of group "
+		    "%s (admin-group in %s)", (unsigned long)c->uid,
+		    conf->admin_group, conf->path);
+	else
+		*msg_r = xasprintf("permission denied: uid %lu may not change "
+		    "the directory; run mmctl as root (or set admin-group in "
+		    "%s to let a group of operators do it)",
+		    (unsigned long)c->uid, conf->path);
+	return false;
+}
+
 static void
 client_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -1457,6 +1572,13 @@ client_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 		ctl_rows_init(&rows);
+		if (!client_may(c, m->op, &msg)) {
+			client_reply(c, CTL_PERM, msg, &rows);
+			free(msg);
+			msg = NULL;
+			ctl_msg_free(m);
+			continue;
+		}
 		if (check_ctl_start(c, m)) {
 			/* Answered when the other nodes have. */
 			ctl_msg_free(m);
@@ -1489,6 +1611,12 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
+	if (client_identify(c, fd) != 0) {
+		log_warn("- ctl refused reason=no-peer-credentials");
+		close(fd);
+		free(c);
+		return;
+	}
 	c->bev = bufferevent_socket_new(ag.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
 		close(fd);

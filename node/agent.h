@@ -6,6 +6,12 @@
  * The request handlers are also what `mmctl --direct` runs when no node is
  * up, so that both paths give the same answers.
  *
+ * Over the socket, anyone who can connect may read; the ops that change
+ * anything (user-add, user-set, user-del, import-*, keys-accept; ops[] in
+ * agent.c says which) are refused with CTL_PERM unless the peer is root,
+ * in admin-group, or the user a node without `user` runs as. --direct is
+ * bounded by the files' modes instead.
+ *
  * Ops (args) and their answers; tables have a header row first:
  *   user-add USER BACKEND             the new record (one row)
  *   user-set USER BACKEND STATE TARGET   STATE "" = active, TARGET "" = none
@@ -105,7 +111,8 @@ enum gossip_accept agent_gossip_accept(struct agent *a, const char *from,
     const uint8_t *env, size_t len, uint64_t now);
 
 /* Binds the control socket at conf->control_socket, mode 0660, owned by
- * uid/gid (-1: unchanged); refuses when a live agent answers on it.
+ * uid and by conf->admin_gid when admin-group is set, else by gid (-1:
+ * unchanged); refuses when a live agent answers on it.
  * Returns the listening fd, or -1 with *errstr_r. */
 int agent_bind_socket(const struct mm_config *conf, uid_t uid, gid_t gid,
     char **errstr_r);

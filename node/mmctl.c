@@ -321,7 +321,8 @@ connect_node(const char *path, int *code_r, char **errstr_r)
 	if (errno == EACCES || errno == EPERM) {
 		*code_r = EXIT_PERM;
 		*errstr_r = xasprintf("control-socket %s: permission denied "
-		    "(run as root or as a member of the node's group)", path);
+		    "(run as root or as a member of the socket's group: "
+		    "admin-group, else group, in %s)", path, ctl.cpath);
 		return -1;
 	}
 	*code_r = EXIT_TEMP;

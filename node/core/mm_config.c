@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ struct directive {
 static directive_cb parse_string, parse_bool, parse_workers, parse_log,
     parse_add_domain, parse_listen, parse_backend, parse_limit, parse_site,
     parse_node_name, parse_ttl, parse_peer_listen, parse_peer,
-    parse_peer_address;
+    parse_peer_address, parse_admin_group;
 
 static directive_cb parse_session_listen, parse_session_address,
     parse_site_route, parse_lookup_relay, parse_hostname;
@@ -99,6 +100,7 @@ static const struct directive directives[] = {
 	    CONF_FIELD(root_key) },
 	{ "control-socket", "PATH", 1, 1, false, parse_string,
 	    CONF_FIELD(control_socket) },
+	{ "admin-group", "NAME", 1, 1, false, parse_admin_group, 0 },
 	{ "tombstone-ttl", "DURATION", 1, 1, false, parse_ttl, 0 },
 	{ "popmap-fallback", "yes|no", 1, 1, false, parse_bool,
 	    CONF_FIELD(popmap_fallback) },
@@ -437,6 +439,30 @@ mm_config_parse_duration_s(const char *s, uint64_t *sec_r)
 	if (mm_parse_duration_ms(s, &v) != 0 || v % 1000 != 0)
 		return -1;
 	*sec_r = v / 1000;
+	return 0;
+}
+
+/* Resolved here, not when the node starts, so that mmnode -t and mmctl
+ * name the line of a group that does not exist. */
+static int
+parse_admin_group(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	struct group *gr;
+
+	errno = 0;
+	if ((gr = getgrnam(argv[1])) == NULL) {
+		/* getgrnam(3): these say "not found" too. */
+		if (errno != 0 && errno != ENOENT && errno != ESRCH &&
+		    errno != EBADF && errno != EPERM)
+			return conf_error(p, "admin-group: cannot look up "
+			    "group '%s': %s", argv[1], strerror(errno));
+		return conf_error(p, "admin-group: unknown group '%s' (create "
+		    "it with groupadd, or name an existing group)", argv[1]);
+	}
+	free(p->conf->admin_group);
+	p->conf->admin_group = xstrdup(argv[1]);
+	p->conf->admin_gid = gr->gr_gid;
 	return 0;
 }
 
@@ -1276,8 +1302,9 @@ static int
 check_directory(struct parser *p)
 {
 	static const char *const needs_dir[] = { "site", "node-name",
-		"node-key", "root-key", "control-socket", "tombstone-ttl",
-		"popmap-fallback", "peer-listen", "peer", "peer-address" };
+		"node-key", "root-key", "control-socket", "admin-group",
+		"tombstone-ttl", "popmap-fallback", "peer-listen", "peer",
+		"peer-address" };
 	static const char *const needed[] = { "site", "node-key",
 		"root-key" };
 	struct mm_config *conf = p->conf;
@@ -1577,6 +1604,7 @@ mm_config_free(struct mm_config *conf)
 	free(conf->node_key);
 	free(conf->root_key);
 	free(conf->control_socket);
+	free(conf->admin_group);
 	for (i = 0; i < conf->n_peers; i++)
 		free(conf->peers[i]);
 	free(conf->peers);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "mm_net.h"
 
@@ -125,6 +126,9 @@ struct mm_config {
 	char *node_key;		/* this node's secret key file */
 	char *root_key;		/* the cluster root's public key file */
 	char *control_socket;	/* mmctl's unix socket */
+	char *admin_group;	/* may change the directory over the socket,
+				 * and owns it; NULL: root only */
+	gid_t admin_gid;	/* admin_group, resolved at load */
 	uint64_t tombstone_ttl_s;	/* deleted users' bodies kept this long */
 	bool popmap_fallback;	/* the popmap answers users the directory
 				 * does not know */

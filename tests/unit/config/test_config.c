@@ -1,6 +1,7 @@
 /* mm_config: every directive, every default, every error message. */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,8 +78,9 @@ test_example_parses(void **state)
 		fail_msg("%s", err);
 	assert_null(err);
 	assert_string_equal(conf->path, EXAMPLE_CONF);
-	assert_string_equal(conf->user, "nobody");
-	assert_string_equal(conf->group, "nogroup");
+	assert_string_equal(conf->user, "mailmesh");
+	assert_string_equal(conf->group, "mailmesh");
+	assert_null(conf->admin_group);
 	assert_int_equal(conf->workers, 0);
 	assert_false(conf->log_syslog);
 	assert_string_equal(conf->popmap_file, "/etc/mailmesh/popmap");
@@ -354,6 +356,42 @@ test_directory_errors(void **state)
 	assert_int_equal(s, 0);
 	assert_int_equal(mm_config_parse_duration_s("-1d", &s), -1);
 	assert_int_equal(mm_config_parse_duration_s("", &s), -1);
+}
+
+static void
+test_admin_group(void **state)
+{
+	struct mm_config *conf;
+	struct group *gr;
+	char *text;
+
+	/* A group that exists wherever the test runs: its own. */
+	gr = getgrgid(getgid());
+	assert_non_null(gr);
+	text = xasprintf(DIRECTORY "control-socket /run/mm/ctl.sock\n"
+	    "admin-group %s\n" LISTEN, gr->gr_name);
+	conf = parse_ok(text);
+	assert_string_equal(conf->admin_group, gr->gr_name);
+	assert_int_equal(conf->admin_gid, getgid());
+	mm_config_free(conf);
+	free(text);
+
+	/* Unset: writes from root only. */
+	conf = parse_ok(DIRECTORY LISTEN);
+	assert_null(conf->admin_group);
+	mm_config_free(conf);
+
+	expect_error(DIRECTORY "control-socket /run/mm/ctl.sock\n"
+	    "admin-group mm-no-such-group-x\n" LISTEN, 6,
+	    "admin-group: unknown group 'mm-no-such-group-x'");
+	expect_error(LISTEN "admin-group mm-no-such-group-x\n", 2,
+	    "admin-group: unknown group");
+	expect_error(LISTEN "admin-group root\n", 2,
+	    "admin-group: needs 'directory'");
+	expect_error(DIRECTORY "admin-group root\nadmin-group root\n" LISTEN,
+	    6, "duplicate 'admin-group'");
+	expect_error(DIRECTORY "admin-group\n" LISTEN, 5,
+	    "admin-group: missing argument");
 }
 
 static void
@@ -1381,6 +1419,7 @@ main(void)
 		cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_directory_directives),
 		cmocka_unit_test(test_directory_errors),
+		cmocka_unit_test(test_admin_group),
 		cmocka_unit_test(test_simple_directive_errors),
 		cmocka_unit_test(test_comments_and_blanks),
 		cmocka_unit_test(test_syntax_errors),
