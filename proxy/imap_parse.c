@@ -605,6 +605,13 @@ imap_parse_response(const char *line, size_t len, struct imap_resp *r)
 	}
 	if (sp == NULL)
 		goto done;
+	/* "*" or a tag a client could have sent: anything else is garbage,
+	 * not a response to take apart. */
+	if (!(r->tag_len == 1 && line[0] == '*')) {
+		for (i = 0; i < r->tag_len; i++)
+			if (!is_tag_char((unsigned char)line[i]))
+				goto done;
+	}
 
 	word_off = r->tag_len + 1;
 	sp = memchr(line + word_off, ' ', len - word_off);

@@ -122,7 +122,8 @@ struct imap_resp {
  * "[code]" (up to the first ']') is split from the text; for other lines
  * (OTHER) the text is everything after the tag, e.g. "CAPABILITY ..." or
  * "3 EXISTS". A trailing CR or LF is ignored. Returns 0, or -1 if the line
- * is empty or has no space after the tag (a lone "+" is accepted). */
+ * is empty, has no space after the tag (a lone "+" is accepted), or its
+ * tag is neither "*" nor made of tag characters (no controls, no 8-bit). */
 int imap_parse_response(const char *line, size_t len, struct imap_resp *r);
 
 /* Whether a capability list (space-separated atoms, e.g. the code of

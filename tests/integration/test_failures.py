@@ -3,6 +3,7 @@ limits, back ends that are down, hang or talk garbage, oversized input,
 idle clients, per-address limits, and passwords kept out of the log."""
 
 import os
+import re
 import sys
 import time
 import unittest
@@ -212,8 +213,8 @@ class BackendTroubleTest(unittest.TestCase):
                               popmap=popmap, timeouts={"backend": "2s"},
                               limits={"auth-failures-per-ip": 1000})
 
-    def imap_temp(self, user, low, high):
-        with imap_conv(self.node, source=mf.source_addr()) as c:
+    def imap_temp(self, user, low, high, source=None):
+        with imap_conv(self.node, source=source or mf.source_addr()) as c:
             t, secs = imap_login(c, "a", user, "any-pw-1")
             self.assertTrue(t.startswith("a NO [UNAVAILABLE]"), t)
             self.assertGreaterEqual(secs, low)
@@ -237,7 +238,20 @@ class BackendTroubleTest(unittest.TestCase):
         self.imap_temp("x@greethang.test", 1.5, 4.5)
 
     def test_backend_sends_garbage(self):
-        self.imap_temp("x@garbage.test", 0, 4.5)
+        # Every temporary failure looks the same to the client; the log
+        # says the back end's bytes were taken for garbage, not for a
+        # timeout, a closed connection or a greeting other than OK.
+        src = mf.source_addr()
+        pos = self.node.log_size()
+        self.imap_temp("x@garbage.test", 0, 4.5, source=src)
+        rx = re.compile(r"proxy login proto=imap user=x@garbage\.test "
+                        r"client=%s:\d+ .*result=" % re.escape(src))
+        lines = mf.wait_for(lambda: [ln for ln in self.node.log_since(
+            pos).splitlines() if rx.search(ln)], 3)
+        self.assertEqual(len(lines or []), 1, self.node.log_since(pos))
+        self.assertRegex(lines[0], r" backend=garbage addr=127\.0\.0\.1:%d "
+                         r"result=tempfail reason=backend-garbage$"
+                         % self.fakes["garbage"].port)
 
     def test_backend_closes(self):
         self.imap_temp("x@close.test", 0, 2)

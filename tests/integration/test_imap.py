@@ -1,6 +1,7 @@
 """IMAP through mmnode: curl, imaplib and raw sessions against two Dovecot
 back ends; literals, SASL, capabilities, pipelining, routing."""
 
+import imaplib
 import os
 import sys
 import socket
@@ -28,6 +29,19 @@ def pw(u):
     return mf.USERS[u]
 
 
+def create_mailbox(dovecot, user, name):
+    """Makes mailbox NAME for USER directly on DOVECOT (once)."""
+    m = imaplib.IMAP4(mf.HOST, dovecot.imap, timeout=mf.IO_TIMEOUT)
+    try:
+        m.login(user, dovecot.users[user])
+        typ, data = m.create(name)
+        if typ != "OK" and b"ALREADYEXISTS" not in b" ".join(data):
+            raise AssertionError("CREATE %s on %s: %r" % (
+                name, dovecot.name, data))
+    finally:
+        m.logout()
+
+
 ALICE = "alice@a.test"
 BOB = mf.QUOTE_USER
 
@@ -45,10 +59,25 @@ class CurlTest(unittest.TestCase):
                       mf.subjects_in(out))
 
     def test_list(self):
-        rc, out, err = mf.curl([self.url("imap", NODE.port["imap"], "")])
-        self.assertEqual(rc, 0, err)
-        self.assertIn(b"INBOX", out)
-        self.assertTrue(out.startswith(b"* LIST"), out[:200])
+        # Every back end has an INBOX for every user: a mailbox made on
+        # one back end only shows which one the session reached.
+        for user in (ALICE, "carol@b.test"):
+            with self.subTest(user=user):
+                marks = {}
+                for name, d in ENV.dovecots.items():
+                    marks[name] = "Only-on-%s" % name
+                    create_mailbox(d, user, marks[name])
+                rc, out, err = mf.curl([self.url("imap", NODE.port["imap"],
+                                                 "", user=user)])
+                self.assertEqual(rc, 0, err)
+                self.assertTrue(out.startswith(b"* LIST"), out[:200])
+                self.assertIn(b"INBOX", out)
+                why = "LIST must come from %s" % mf.EXPECT_BACKEND[user]
+                for name, mark in marks.items():
+                    if name == mf.EXPECT_BACKEND[user]:
+                        self.assertIn(mark.encode(), out, why)
+                    else:
+                        self.assertNotIn(mark.encode(), out, why)
 
     def test_imaps(self):
         rc, out, err = mf.curl(["--cacert", ENV.tls.ca,

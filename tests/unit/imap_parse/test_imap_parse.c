@@ -964,6 +964,13 @@ test_response(void **state)
 	assert_int_equal(imap_parse_response("*", 1, &r), -1);
 	assert_int_equal(imap_parse_response("+x", 2, &r), -1);
 	assert_int_equal(imap_parse_response(" OK", 3, &r), -1);
+	/* Tags of bytes no client could send are garbage. */
+	assert_int_equal(imap_parse_response("\0\xff\xfe garbage", 11, &r),
+	    -1);
+	assert_int_equal(imap_parse_response("a\x01 OK", 5, &r), -1);
+	assert_int_equal(imap_parse_response("** OK", 5, &r), -1);
+	assert_int_equal(imap_parse_response("a{1 OK", 6, &r), -1);
+	assert_resp("a]1 OK x", IMAP_RESP_OK, "a]1", "", "x");
 	/* len bounds the line, not a NUL. */
 	assert_int_equal(imap_parse_response("a OK xyz", 4, &r), 0);
 	assert_int_equal(r.text_len, 0);
