@@ -9,7 +9,7 @@ PACKAGES="build-essential cmake pkg-config libevent-dev libssl-dev
 libsodium-dev libmsgpack-dev liblmdb-dev libcmocka-dev dovecot-imapd
 dovecot-pop3d dovecot-lmtpd postfix perdition nginx libnginx-mod-mail swaks socat
 haproxy curl fetchmail isync lmdb-utils clang libclang-rt-14-dev python3 openssl
-iproute2 procps"
+iproute2 procps libnet-ssleay-perl libio-socket-ssl-perl"
 
 # System services the packages above may start on their default ports.
 SERVICES="dovecot postfix nginx perdition haproxy"

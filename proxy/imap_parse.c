@@ -64,6 +64,7 @@ imap_parser_init(struct imap_parser *p, size_t line_max, size_t literal_max)
 	p->state = ST_TAG;
 	p->line_max = line_max;
 	p->literal_max = literal_max;
+	p->cmd_line_max = line_max;
 }
 
 void
@@ -93,14 +94,14 @@ fatal_error(struct imap_parser *p, const char *why)
 	p->state = ST_DONE;
 }
 
-/* Whether byte c (not LF) at pos makes the line longer than line_max. A CR
- * right after line_max bytes may still be the start of the CRLF. */
+/* Whether byte c (not LF) at pos makes the line longer than the limit. A
+ * CR right after the limit's bytes may still be the start of the CRLF. */
 static bool
 line_too_long(const struct imap_parser *p, size_t pos, unsigned char c)
 {
 	size_t n = pos - p->line_start;
 
-	return n > p->line_max || (n == p->line_max && c != CR);
+	return n > p->cmd_line_max || (n == p->cmd_line_max && c != CR);
 }
 
 static struct imap_arg *
@@ -306,6 +307,10 @@ imap_parse(struct imap_parser *p, const unsigned char *buf, size_t len)
 				break;
 			}
 			p->cmd.name_len = pos - p->cmd.name_off;
+			if (imap_slice_eq(buf, p->cmd.name_off,
+			    p->cmd.name_len, "ID") &&
+			    p->cmd_line_max < IMAP_ID_LINE_MAX)
+				p->cmd_line_max = IMAP_ID_LINE_MAX;
 			if (c == ' ') {
 				p->state = ST_ARG;
 				pos++;

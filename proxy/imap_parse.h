@@ -9,6 +9,10 @@
 #define IMAP_TAG_MAX 64		/* longest accepted tag */
 #define IMAP_ARGS_MAX 64	/* arguments of one command (ID lists included) */
 #define IMAP_LIST_DEPTH_MAX 4	/* nesting of parenthesised lists */
+/* Longest line of an ID command (RFC 2971: 30 field-value pairs, fields
+ * of 30 octets and values of 1024, about 32 KiB as quoted strings, twice
+ * that if every byte were escaped), whatever the configured line limit. */
+#define IMAP_ID_LINE_MAX (64 * 1024)
 
 enum imap_arg_type {
 	IMAP_ARG_ATOM,		/* also numbers and NIL-looking atoms other than NIL */
@@ -54,6 +58,7 @@ struct imap_parser {
 	bool literal_sync;	/* the literal being read is "{n}", not "{n+}" */
 	size_t line_max;
 	size_t literal_max;
+	size_t cmd_line_max;	/* line_max, or more for an ID command */
 
 	/* Results. */
 	struct imap_cmd cmd;
@@ -65,7 +70,8 @@ struct imap_parser {
 
 /* line_max bounds every line of a command, literal_max every literal. A
  * line runs from the start of the command or the end of a literal to the
- * next LF; line_max counts its bytes without the CRLF (or bare LF). */
+ * next LF; line_max counts its bytes without the CRLF (or bare LF). An ID
+ * command's lines may be as long as IMAP_ID_LINE_MAX if that is more. */
 void imap_parser_init(struct imap_parser *p, size_t line_max,
     size_t literal_max);
 

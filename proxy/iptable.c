@@ -15,6 +15,7 @@ struct slot {
 	uint8_t addr[16];	/* IPv4 mapped into IPv6 form */
 	bool used;
 	uint32_t conns[IPTABLE_WORKERS_MAX];
+	uint32_t logins[IPTABLE_WORKERS_MAX];	/* in flight */
 	uint32_t fails;
 	uint64_t fail_window_start;
 };
@@ -98,7 +99,7 @@ slot_idle(const struct slot *s, uint64_t now_ms, uint64_t window_ms)
 	int w;
 
 	for (w = 0; w < IPTABLE_WORKERS_MAX; w++)
-		if (s->conns[w] != 0)
+		if (s->conns[w] != 0 || s->logins[w] != 0)
 			return false;
 	return s->fails == 0 || now_ms - s->fail_window_start >= window_ms;
 }
@@ -152,8 +153,10 @@ iptable_reset_worker(struct iptable *t, unsigned w)
 		return;
 	lock(t);
 	t->total[w] = 0;
-	for (i = 0; i < IPTABLE_SLOTS; i++)
+	for (i = 0; i < IPTABLE_SLOTS; i++) {
 		t->slots[i].conns[w] = 0;
+		t->slots[i].logins[w] = 0;
+	}
 	unlock(t);
 }
 
@@ -200,19 +203,65 @@ iptable_conn_close(struct iptable *t, unsigned w, const struct sockaddr *addr)
 	unlock(t);
 }
 
-uint32_t
-iptable_fail_count(struct iptable *t, const struct sockaddr *addr,
-    uint64_t now_ms, uint64_t window_ms)
+/* Failures of s in the window that holds now_ms. Lock held. */
+static uint32_t
+fails_now(const struct slot *s, uint64_t now_ms, uint64_t window_ms)
+{
+	return now_ms - s->fail_window_start < window_ms ? s->fails : 0;
+}
+
+/* Counts one failure of s. Lock held. */
+static void
+fail_count(struct slot *s, uint64_t now_ms, uint64_t window_ms)
+{
+	if (fails_now(s, now_ms, window_ms) == 0) {
+		s->fails = 0;
+		s->fail_window_start = now_ms;
+	}
+	s->fails++;
+}
+
+bool
+iptable_login_begin(struct iptable *t, unsigned w,
+    const struct sockaddr *addr, uint64_t now_ms, uint64_t window_ms,
+    uint32_t fail_max)
 {
 	struct slot *s;
-	uint32_t n = 0;
+	bool ok = true;
 
+	if (w >= IPTABLE_WORKERS_MAX)
+		return true;
+	lock(t);
+	s = find(t, addr, true, now_ms, window_ms);
+	if (s != NULL) {
+		if ((uint64_t)fails_now(s, now_ms, window_ms) +
+		    sum(s->logins) >= fail_max)
+			ok = false;
+		else
+			s->logins[w]++;
+	}
+	unlock(t);
+	return ok;
+}
+
+void
+iptable_login_end(struct iptable *t, unsigned w,
+    const struct sockaddr *addr, uint64_t now_ms, uint64_t window_ms,
+    bool failed)
+{
+	struct slot *s;
+
+	if (w >= IPTABLE_WORKERS_MAX)
+		return;
 	lock(t);
 	s = find(t, addr, false, now_ms, window_ms);
-	if (s != NULL && now_ms - s->fail_window_start < window_ms)
-		n = s->fails;
+	if (s != NULL) {
+		if (s->logins[w] > 0)
+			s->logins[w]--;
+		if (failed)
+			fail_count(s, now_ms, window_ms);
+	}
 	unlock(t);
-	return n;
 }
 
 void
@@ -223,12 +272,7 @@ iptable_fail_add(struct iptable *t, const struct sockaddr *addr,
 
 	lock(t);
 	s = find(t, addr, true, now_ms, window_ms);
-	if (s != NULL) {
-		if (s->fails == 0 || now_ms - s->fail_window_start >= window_ms) {
-			s->fails = 0;
-			s->fail_window_start = now_ms;
-		}
-		s->fails++;
-	}
+	if (s != NULL)
+		fail_count(s, now_ms, window_ms);
 	unlock(t);
 }

@@ -1,7 +1,8 @@
 /* Counters per client address shared by all workers of a node (shared
- * memory created by the parent before it forks): open connections and
- * recent failed logins. A worker that dies leaves no stale counts: its
- * connections are counted in its own column, cleared when it is restarted. */
+ * memory created by the parent before it forks): open connections, logins
+ * in flight and recent failed logins. A worker that dies leaves no stale
+ * counts: its connections and logins are counted in its own column,
+ * cleared when it is restarted. */
 #ifndef IPTABLE_H
 #define IPTABLE_H
 
@@ -29,9 +30,19 @@ bool iptable_conn_open(struct iptable *t, unsigned w,
 void iptable_conn_close(struct iptable *t, unsigned w,
     const struct sockaddr *addr);
 
-/* Failed logins from addr in the current window (now_ms monotonic). */
-uint32_t iptable_fail_count(struct iptable *t, const struct sockaddr *addr,
-    uint64_t now_ms, uint64_t window_ms);
+/* Starts a login from addr for worker w unless the address's failed
+ * logins in the current window (now_ms monotonic) and its logins in flight
+ * on every worker together reach fail_max: a login in flight counts as a
+ * failure until it ends, so parallel attempts cannot pass the limit. Returns
+ * true if admitted (then call iptable_login_end once). A full table admits. */
+bool iptable_login_begin(struct iptable *t, unsigned w,
+    const struct sockaddr *addr, uint64_t now_ms, uint64_t window_ms,
+    uint32_t fail_max);
+/* The login ended; failed adds it to the address's failures. */
+void iptable_login_end(struct iptable *t, unsigned w,
+    const struct sockaddr *addr, uint64_t now_ms, uint64_t window_ms,
+    bool failed);
+/* Counts a failed login that was never begun (refused by the limit). */
 void iptable_fail_add(struct iptable *t, const struct sockaddr *addr,
     uint64_t now_ms, uint64_t window_ms);
 

@@ -36,6 +36,7 @@
 #define PARK_IDLE_MS 30000		/* an idle one is closed after this */
 #define PARK_KEY_MAX 320
 #define PARK_NOTES_MAX 64
+#define FAIL_FLOOR_WINDOW_MS (10 * 60 * 1000)	/* memory of slow failures */
 
 /* An idle back-end connection kept for the next session to the same back
  * end (SMTP: no connect, greeting and LHLO per message). */
@@ -91,6 +92,10 @@ struct proxy {
 					 * first */
 	size_t n_parked;
 	uint64_t next_id;
+	/* The longest a failed login took to fail, in the current and the
+	 * previous FAIL_FLOOR_WINDOW_MS window (fail_floor). */
+	uint64_t fail_slowest[2];
+	uint64_t fail_window;
 	bool draining;
 	struct event *drain_timer;
 	void (*drain_done)(void *);
@@ -98,6 +103,9 @@ struct proxy {
 };
 
 static void session_free(struct session *s);
+static void timer_set(struct session *s, uint64_t ms);
+static void close_flushed(struct session *s);
+static void login_end(struct session *s, bool failed);
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -130,6 +138,29 @@ idle_ms(const struct session *s)
 	const struct mm_limits *lim = &s->px->conf->limits;
 
 	return s->proto->transfer ? lim->smtp_idle_ms : lim->idle_prelogin_ms;
+}
+
+/* Arms the timer of a client before login: its idle time, or what is
+ * left of its deadline if that comes first. */
+static void
+prelogin_timer(struct session *s)
+{
+	uint64_t now = mm_now_ms(), idle = idle_ms(s);
+	uint64_t left = s->deadline_ms > now ? s->deadline_ms - now : 0;
+
+	s->timer_deadline = left < idle;
+	timer_set(s, s->timer_deadline ? left : idle);
+}
+
+/* The client sent something before login: the protocol handles it, and
+ * the client's time runs again from here (the protocol may have moved
+ * the deadline: an SMTP message's data buys time as it arrives). */
+static void
+client_input(struct session *s)
+{
+	s->proto->client_input(s);
+	if (s->state == S_PRELOGIN)
+		prelogin_timer(s);
 }
 
 struct proxy *
@@ -358,6 +389,7 @@ session_free(struct session *s)
 	if (s->proto != NULL && s->pstate != NULL)
 		s->proto->free_state(s);
 	login_free(s->login);
+	free(s->fail_text);
 	if (s->cbev != NULL)
 		bufferevent_free(s->cbev);
 	xlink_close(s->xl_client);
@@ -421,6 +453,7 @@ session_close(struct session *s, const char *result)
 	if (s->state == S_CLOSING)
 		return;
 	session_log_close(s, result);
+	login_end(s, false);
 	if (s->proto->park_backend != NULL && s->bbev != NULL &&
 	    s->state == S_PRELOGIN)
 		s->proto->park_backend(s);
@@ -430,8 +463,7 @@ session_close(struct session *s, const char *result)
 	login_free(s->login);
 	s->login = NULL;
 	backend_drop(s);
-	if (s->cbev == NULL ||
-	    evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0) {
+	if (s->cbev == NULL) {
 		session_free_later(s);
 		return;
 	}
@@ -439,7 +471,156 @@ session_close(struct session *s, const char *result)
 	bufferevent_disable(s->cbev, EV_READ);
 	bufferevent_setwatermark(s->cbev, EV_WRITE, 0, 0);
 	bufferevent_setcb(s->cbev, NULL, client_write_cb, client_event_cb, s);
-	timer_set(s, CLOSE_FLUSH_MS);
+	s->close_deadline_ms = mm_now_ms() + CLOSE_FLUSH_MS;
+	if (s->client_failed) {
+		/* Nothing more gets through its TLS. */
+		evbuffer_drain(bufferevent_get_output(s->cbev),
+		    evbuffer_get_length(bufferevent_get_output(s->cbev)));
+	}
+	close_flushed(s);
+}
+
+/* Whether the client's bufferevent has written all it was given. */
+static bool
+client_output_empty(const struct session *s)
+{
+	return evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0;
+}
+
+/* S_CLOSING: once the last reply has left the client's bufferevent, the
+ * socket changes hands on the next turn of the loop (never inside the
+ * bufferevent's own callback, which a TLS filter runs from its write
+ * path). */
+static void
+close_flushed(struct session *s)
+{
+	uint64_t now = mm_now_ms();
+
+	if (!client_output_empty(s)) {
+		s->close_step = CLOSE_FLUSH;
+		timer_set(s, s->close_deadline_ms > now ?
+		    s->close_deadline_ms - now : 0);
+		return;
+	}
+	s->close_step = CLOSE_HANDOFF;
+	timer_set(s, 0);
+}
+
+/* Appends TLS's close_notify for ssl to out. The alert is written to a
+ * memory BIO for the moment, so that it queues behind whatever the
+ * connection still holds, whichever BIO the connection writes to. */
+static void
+tls_close_notify(SSL *ssl, struct evbuffer *out)
+{
+	BIO *mem, *wbio = SSL_get_wbio(ssl);
+	char *data;
+	long n;
+
+	if (wbio == NULL || !SSL_is_init_finished(ssl) ||
+	    (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) != 0 ||
+	    (mem = BIO_new(BIO_s_mem())) == NULL) {
+		ERR_clear_error();
+		return;
+	}
+	BIO_up_ref(wbio);
+	SSL_set0_wbio(ssl, mem);
+	(void)SSL_shutdown(ssl);
+	n = BIO_get_mem_data(mem, &data);
+	if (n > 0)
+		evbuffer_add(out, data, (size_t)n);
+	SSL_set0_wbio(ssl, wbio);	/* frees mem */
+	ERR_clear_error();
+}
+
+static void
+linger_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->linger_shut || !client_output_empty(s))
+		return;
+	(void)shutdown(bufferevent_getfd(bev), SHUT_WR);
+	s->linger_shut = true;
+	/* A worker that shuts down waits for no client to close. */
+	if (s->px->draining)
+		session_free_later(s);
+}
+
+/* The client still talks (its close_notify, a pipelined command): drop
+ * it, up to a bound. */
+static void
+linger_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n = evbuffer_get_length(in);
+
+	s->linger_bytes += n;
+	evbuffer_drain(in, n);
+	if (s->linger_bytes > CLOSE_LINGER_MAX)
+		session_free_later(s);
+}
+
+static void
+linger_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		session_free_later(arg);
+}
+
+/* The last reply has left the session's bufferevent; a TLS connection
+ * still holds what its filter encrypted but did not write, and owes the
+ * client a close_notify. The socket goes to a plain bufferevent (a
+ * duplicate of the descriptor, since the TLS bufferevent closes its own)
+ * that writes those bytes, half-closes, and reads until the client
+ * closes too: a close with unread input would reset the connection, and
+ * a reset can destroy our last reply in the client's kernel before the
+ * client has read it. All within CLOSE_FLUSH_MS of session_close. */
+static void
+close_linger(struct session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->cbev);
+	SSL *ssl = bufferevent_openssl_get_ssl(s->cbev);
+	evutil_socket_t fd = bufferevent_getfd(under != NULL ? under : s->cbev);
+	uint64_t now = mm_now_ms();
+
+	s->close_step = CLOSE_LINGER;
+	if (fd < 0) {
+		/* A cross-site link: its end has taken the bytes. */
+		session_free_later(s);
+		return;
+	}
+	if (ssl != NULL) {
+		struct evbuffer *raw = evbuffer_new();
+		int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+		if (under != NULL)
+			evbuffer_add_buffer(raw, bufferevent_get_output(under));
+		if (!s->client_failed)
+			tls_close_notify(ssl, raw);
+		bufferevent_free(s->cbev);
+		s->cbev = dupfd < 0 ? NULL : bufferevent_socket_new(s->px->base,
+		    dupfd, BEV_OPT_CLOSE_ON_FREE);
+		if (s->cbev == NULL) {
+			if (dupfd >= 0)
+				close(dupfd);
+			evbuffer_free(raw);
+			session_free_later(s);
+			return;
+		}
+		evbuffer_add_buffer(bufferevent_get_output(s->cbev), raw);
+		evbuffer_free(raw);
+	}
+	evbuffer_drain(bufferevent_get_input(s->cbev),
+	    evbuffer_get_length(bufferevent_get_input(s->cbev)));
+	bufferevent_setwatermark(s->cbev, EV_WRITE, 0, 0);
+	bufferevent_setcb(s->cbev, linger_read_cb, linger_write_cb,
+	    linger_event_cb, s);
+	bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+	timer_set(s, s->close_deadline_ms > now ? s->close_deadline_ms - now :
+	    0);
+	if (client_output_empty(s))
+		linger_write_cb(s->cbev, s);
 }
 
 /* A session in the list, before it has a client. */
@@ -458,6 +639,8 @@ session_new(struct proxy *px, const struct mm_listener_conf *lc,
 	s->id = ++px->next_id;
 	snprintf(s->sid, sizeof(s->sid), "%012llx", (unsigned long long)s->id);
 	s->start_ms = s->last_active_ms = mm_now_ms();
+	s->deadline_ms = s->start_ms + (s->proto->transfer ?
+	    px->conf->limits.smtp_commands_ms : px->conf->limits.login_ms);
 	s->next = px->sessions;
 	if (px->sessions != NULL)
 		px->sessions->prev = s;
@@ -522,7 +705,7 @@ client_start(struct session *s, evutil_socket_t fd)
 		return;
 	}
 	s->counted = true;
-	timer_set(s, idle_ms(s));
+	prelogin_timer(s);
 	s->proto->greet(s);
 }
 
@@ -742,7 +925,7 @@ incoming_up(struct xlink *xl, struct bufferevent *outer,
 		return;
 	}
 	s->counted = true;
-	timer_set(s, idle_ms(s));
+	prelogin_timer(s);
 	s->proto->greet(s);
 }
 
@@ -836,13 +1019,7 @@ session_evbuf_line(struct evbuffer *in, size_t max, const char **line_r,
 bool
 session_count_command(struct session *s)
 {
-	const struct mm_limits *lim = &s->px->conf->limits;
-	uint64_t max = lim->commands_prelogin_max;
-
-	/* SMTP counts per message, where each recipient is a command. */
-	if (s->proto->transfer)
-		max += lim->rcpt_max;
-	if (++s->n_commands <= max)
+	if (++s->n_commands <= s->px->conf->limits.commands_prelogin_max)
 		return true;
 	s->proto->bye(s, "Too many commands before login.");
 	session_close(s, "command-limit");
@@ -908,9 +1085,9 @@ session_resume(struct session *s)
 	if (s->state != S_PRELOGIN)
 		return;
 	session_client_read(s, true);
-	timer_set(s, idle_ms(s));
+	prelogin_timer(s);
 	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
-		s->proto->client_input(s);
+		client_input(s);
 }
 
 bool
@@ -1125,6 +1302,19 @@ remote_login(struct session *s)
 		session_login_fail(s, LOGIN_FAIL_TEMP, why);
 }
 
+/* The login in flight ends: its slot in the per-address count is given
+ * back, as a failure if it failed. */
+static void
+login_end(struct session *s, bool failed)
+{
+	if (!s->login_counted)
+		return;
+	s->login_counted = false;
+	iptable_login_end(s->px->ipt, s->px->worker,
+	    (struct sockaddr *)&s->caddr, mm_now_ms(),
+	    s->px->conf->limits.auth_fail_window_ms, failed);
+}
+
 void
 session_login(struct session *s, struct login *l)
 {
@@ -1136,15 +1326,18 @@ session_login(struct session *s, struct login *l)
 	s->login = l;
 	mm_strlcpy(s->user, l->user, sizeof(s->user));
 	s->state = S_LOGIN;
+	s->login_start_ms = mm_now_ms();
 	bufferevent_disable(s->cbev, EV_READ);
 	memset(&s->route, 0, sizeof(s->route));
 
-	if (iptable_fail_count(px->ipt, (struct sockaddr *)&s->caddr,
-	    mm_now_ms(), lim->auth_fail_window_ms) >=
-	    lim->auth_fail_per_ip_max) {
+	/* A login in flight counts against the address until it ends. */
+	if (!iptable_login_begin(px->ipt, px->worker,
+	    (struct sockaddr *)&s->caddr, s->login_start_ms,
+	    lim->auth_fail_window_ms, lim->auth_fail_per_ip_max)) {
 		session_login_fail(s, LOGIN_FAIL_AUTH, "address-fail-limit");
 		return;
 	}
+	s->login_counted = true;
 	r = dir_lookup(px->dir, l->user, s->lc->proto, &s->route);
 	switch (r) {
 	case DIR_FOUND:
@@ -1264,10 +1457,8 @@ bulk_read_cb(evutil_socket_t fd, short what, void *arg)
 	evbuffer_unfreeze(in, 0);
 	total = read_burst(fd, in, &end);
 	evbuffer_freeze(in, 0);
-	if (total > 0 && s->state == S_PRELOGIN) {
-		timer_set(s, idle_ms(s));
-		s->proto->client_input(s);
-	}
+	if (total > 0 && s->state == S_PRELOGIN)
+		client_input(s);
 	if (end != 0 && s->state != S_CLOSING && !s->free_pending) {
 		/* As if the bufferevent had seen it; it closes the socket. */
 		if (s->rev[0] != NULL) {
@@ -1467,6 +1658,7 @@ relay_start(struct session *s)
 void
 session_login_ok(struct session *s)
 {
+	login_end(s, false);
 	log_login(s, "ok", NULL);
 	relay_start(s);
 }
@@ -1484,12 +1676,36 @@ fail_delay(const struct session *s)
 	    lim->auth_fail_delay_max_ms;
 }
 
+/* Notes how long a failed login took to fail (a wrong password costs the
+ * back end's own delay, an unknown user nothing) and returns the longest
+ * of the current and the previous window: no failure is answered sooner,
+ * so the time tells no cause from another. */
+static uint64_t
+fail_floor(struct proxy *px, uint64_t now, uint64_t took)
+{
+	uint64_t window = now / FAIL_FLOOR_WINDOW_MS;
+
+	if (window != px->fail_window) {
+		px->fail_slowest[1] = window == px->fail_window + 1 ?
+		    px->fail_slowest[0] : 0;
+		px->fail_slowest[0] = 0;
+		px->fail_window = window;
+	}
+	if (took > px->conf->limits.backend_connect_ms)
+		took = px->conf->limits.backend_connect_ms;
+	if (took > px->fail_slowest[0])
+		px->fail_slowest[0] = took;
+	return px->fail_slowest[0] > px->fail_slowest[1] ?
+	    px->fail_slowest[0] : px->fail_slowest[1];
+}
+
 void
 session_login_fail(struct session *s, enum login_fail kind,
     const char *reason)
 {
 	struct proxy *px = s->px;
 	const struct mm_limits *lim = &px->conf->limits;
+	uint64_t now = mm_now_ms(), took, floor, wait;
 
 	if (s->state != S_LOGIN)
 		return;
@@ -1503,20 +1719,41 @@ session_login_fail(struct session *s, enum login_fail kind,
 	s->pending_fail = kind;
 	s->state = S_DELAY;
 	if (kind == LOGIN_FAIL_TEMP) {
+		login_end(s, false);
 		timer_set(s, 0);
 		return;
 	}
 	s->n_fail++;
-	iptable_fail_add(px->ipt, (struct sockaddr *)&s->caddr, mm_now_ms(),
-	    lim->auth_fail_window_ms);
+	if (s->login_counted)
+		login_end(s, true);
+	else
+		iptable_fail_add(px->ipt, (struct sockaddr *)&s->caddr, now,
+		    lim->auth_fail_window_ms);
 	if (s->xl_client != NULL) {
 		/* The node the client reached makes it wait. */
 		timer_set(s, 0);
 		return;
 	}
+	/* The delay runs from the login command, and is never shorter than
+	 * the slowest recent failure. */
+	took = now - s->login_start_ms;
+	floor = fail_floor(px, now, took);
+	wait = fail_delay(s);
+	if (floor > wait)
+		wait = floor;
+	wait = wait > took ? wait - took : 0;
 	log_debug("%s proxy fail-delay failures=%u delay_ms=%llu", s->sid,
-	    s->n_fail, (unsigned long long)fail_delay(s));
-	timer_set(s, fail_delay(s));
+	    s->n_fail, (unsigned long long)wait);
+	timer_set(s, wait);
+}
+
+void
+session_login_refused(struct session *s, const char *text, size_t len,
+    const char *reason)
+{
+	free(s->fail_text);
+	s->fail_text = xstrndup(text, len);
+	session_login_fail(s, LOGIN_FAIL_TEMP, reason);
 }
 
 /* The delay of a failed login is over: answer, maybe say goodbye. */
@@ -1525,6 +1762,8 @@ delay_done(struct session *s)
 {
 	s->state = S_PRELOGIN;
 	s->proto->login_failed(s, s->pending_fail);
+	free(s->fail_text);
+	s->fail_text = NULL;
 	if (s->state != S_PRELOGIN)
 		return;
 	if (s->pending_fail == LOGIN_FAIL_AUTH &&
@@ -1777,8 +2016,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 
 	switch (s->state) {
 	case S_PRELOGIN:
-		timer_set(s, idle_ms(s));
-		s->proto->client_input(s);
+		client_input(s);
 		break;
 	case S_RELAY:
 		relay(s, s->cbev, s->bbev, 0);
@@ -1794,8 +2032,8 @@ client_write_cb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 
 	if (s->state == S_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			session_free_later(s);
+		if (s->close_step == CLOSE_FLUSH)
+			close_flushed(s);
 		return;
 	}
 	if (s->state == S_RELAY)
@@ -1808,6 +2046,7 @@ static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
+	bool tls_failed = false;
 
 	if (what & BEV_EVENT_CONNECTED)
 		return;		/* TLS handshake done */
@@ -1815,9 +2054,16 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 		const char *result = "client-closed";
 
 		if (what & BEV_EVENT_ERROR) {
+			int err = EVUTIL_SOCKET_ERROR();
 			unsigned long e = bufferevent_get_openssl_error(bev);
 
-			result = e != 0 ? "client-tls-error" : "client-error";
+			/* A reset is how many clients close (one that did
+			 * not read all we sent, TLS 1.3's session tickets
+			 * among it): not an error of the connection. */
+			tls_failed = e != 0;
+			result = e != 0 ? "client-tls-error" :
+			    err == ECONNRESET || err == EPIPE ? "client-reset" :
+			    "client-error";
 			while (bufferevent_get_openssl_error(bev) != 0)
 				;
 		}
@@ -1829,8 +2075,14 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 			/* Hand what the client sent last to the back end. */
 			relay(s, s->cbev, s->bbev, 0);
 		}
-		bufferevent_free(s->cbev);
-		s->cbev = NULL;
+		if (tls_failed) {
+			/* Its alert (a refused handshake) may still wait
+			 * below the TLS filter: the close sends it. */
+			s->client_failed = true;
+		} else {
+			bufferevent_free(s->cbev);
+			s->cbev = NULL;
+		}
 		session_close(s, result);
 	}
 }
@@ -1973,8 +2225,15 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		session_close(s, "proxy-header");
 		break;
 	case S_PRELOGIN:
-		s->proto->bye(s, "Idle for too long.");
-		session_close(s, "idle-timeout");
+		if (!s->timer_deadline) {
+			s->proto->bye(s, "Idle for too long.");
+			session_close(s, "idle-timeout");
+		} else if (s->proto->deadline != NULL) {
+			s->proto->deadline(s);
+		} else {
+			s->proto->bye(s, "Too long without logging in.");
+			session_close(s, "login-timeout");
+		}
 		break;
 	case S_LOGIN:
 		session_login_fail(s, LOGIN_FAIL_TEMP, "backend-timeout");
@@ -1993,7 +2252,10 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		timer_set(s, lim->idle_ms - idle);
 		break;
 	case S_CLOSING:
-		session_free_later(s);
+		if (s->close_step == CLOSE_HANDOFF)
+			close_linger(s);
+		else
+			session_free_later(s);
 		break;
 	}
 }
@@ -2055,6 +2317,10 @@ proxy_drain(struct proxy *px, uint64_t deadline_ms,
 	 * way: end them now. */
 	for (s = px->sessions; s != NULL; s = next) {
 		next = s->next;
+		if (s->state == S_CLOSING && s->linger_shut) {
+			session_free_later(s);
+			continue;
+		}
 		if (s->proto->busy != NULL && s->proto->busy(s))
 			continue;
 		if (s->state == S_HEADER || s->state == S_PRELOGIN ||

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "imap_parse.h"
 #include "mm_log.h"
@@ -105,7 +106,9 @@ imap_login_failed(struct session *s, enum login_fail kind)
 {
 	struct imap_state *st = state(s);
 
-	if (kind == LOGIN_FAIL_AUTH)
+	if (s->fail_text != NULL)
+		session_printf(s, "%s %s\r\n", st->tag, s->fail_text);
+	else if (kind == LOGIN_FAIL_AUTH)
 		session_printf(s, "%s NO [AUTHENTICATIONFAILED] "
 		    "Authentication failed.\r\n", st->tag);
 	else
@@ -262,7 +265,8 @@ static void
 imap_client_input(struct session *s)
 {
 	const struct mm_limits *lim = &session_conf(s)->limits;
-	size_t cap = 4 * ((size_t)lim->line_max + lim->literal_max);
+	size_t cap = 4 * ((size_t)lim->line_max + lim->literal_max) +
+	    IMAP_ID_LINE_MAX;
 
 	while (s->state == S_PRELOGIN) {
 		struct imap_state *st = state(s);
@@ -483,29 +487,43 @@ next_step(struct session *s)
 	}
 }
 
+/* Whether the response code of r is word (alone or with arguments). */
+static bool
+code_is(const char *line, const struct imap_resp *r, const char *word)
+{
+	size_t n = strlen(word);
+	const char *code = line + r->code_off;
+
+	return r->code_len >= n && strncasecmp(code, word, n) == 0 &&
+	    (r->code_len == n || code[n] == ' ');
+}
+
 /* The back end's verdict on the login. */
 static void
 login_reply(struct session *s, const char *line, size_t len,
     const struct imap_resp *r)
 {
 	struct imap_state *st = state(s);
-	const char *code = line + r->code_off;
 
 	if (r->status == IMAP_RESP_OK) {
 		/* Hand the client the back end's own OK line, with the
 		 * client's tag: it carries the post-login capabilities. */
-		if (st->capa_line != NULL && !(r->code_len >= 10 &&
-		    strncasecmp(code, "CAPABILITY", 10) == 0))
+		if (st->capa_line != NULL && !code_is(line, r, "CAPABILITY"))
 			session_printf(s, "%s\r\n", st->capa_line);
 		session_printf(s, "%s%.*s\r\n", st->tag,
 		    (int)(len - r->tag_len), line + r->tag_len);
 		session_login_ok(s);
 		return;
 	}
-	if (r->status == IMAP_RESP_NO && !(r->code_len >= 11 &&
-	    strncasecmp(code, "UNAVAILABLE", 11) == 0) && !(r->code_len >= 9 &&
-	    strncasecmp(code, "SERVERBUG", 9) == 0) && !(r->code_len >= 10 &&
-	    strncasecmp(code, "LIMIT", 5) == 0)) {
+	if (r->status == IMAP_RESP_NO && code_is(line, r, "LIMIT")) {
+		/* Right credentials, too many sessions (RFC 5530): the
+		 * client hears it as it is, and it costs no failure. */
+		session_login_refused(s, line + r->tag_len + 1,
+		    len - r->tag_len - 1, "backend-limit");
+		return;
+	}
+	if (r->status == IMAP_RESP_NO && !code_is(line, r, "UNAVAILABLE") &&
+	    !code_is(line, r, "SERVERBUG")) {
 		session_login_fail(s, LOGIN_FAIL_AUTH, "backend-refused");
 		return;
 	}

@@ -18,7 +18,9 @@
 
 #define SESSION_ADDR_MAX 64		/* "[v6]:port" as text */
 #define BACKEND_LINE_MAX 16384		/* a back-end line during login */
-#define CLOSE_FLUSH_MS 5000		/* time to flush a last reply */
+#define CLOSE_FLUSH_MS 5000		/* time to flush a last reply and see
+					 * the client close */
+#define CLOSE_LINGER_MAX (64 * 1024)	/* bytes read and dropped meanwhile */
 
 enum session_state {
 	S_HEADER,	/* reading a load balancer's PROXY header */
@@ -27,6 +29,15 @@ enum session_state {
 	S_DELAY,	/* a failed login waits before its reply */
 	S_RELAY,	/* logged in: bytes flow both ways */
 	S_CLOSING,	/* flushing the last reply, then freed */
+};
+
+/* The steps of S_CLOSING. */
+enum close_step {
+	CLOSE_FLUSH,	/* the last reply leaves the client's bufferevent */
+	CLOSE_HANDOFF,	/* next turn of the loop: the socket goes plain */
+	CLOSE_LINGER,	/* TLS's last bytes and close_notify go out, then a
+			 * half-close; the client's bytes are dropped until
+			 * it closes too */
 };
 
 enum login_fail {
@@ -80,6 +91,9 @@ struct proxy_proto {
 	/* backend_line is called in S_PRELOGIN too (SMTP reads the reply to
 	 * DATA while the client already sends the message). */
 	bool lines_before_wait;
+	/* Optional: s->deadline_ms has passed; says goodbye and closes
+	 * (default: the client took too long to log in). */
+	void (*deadline)(struct session *s);
 	/* Optional: the session closes with a back end open in S_PRELOGIN;
 	 * the protocol may park it (session_backend_park). */
 	void (*park_backend)(struct session *s);
@@ -107,6 +121,11 @@ struct session {
 	char laddr_str[SESSION_ADDR_MAX];
 	char lport_str[8];
 	bool client_tls;		/* TLS active or being negotiated */
+	bool client_failed;		/* its TLS failed: no close_notify */
+	enum close_step close_step;
+	uint64_t close_deadline_ms;
+	size_t linger_bytes;
+	bool linger_shut;		/* our side is half-closed */
 	bool counted;			/* holds an iptable connection slot */
 	bool free_pending;		/* session_free_later was called */
 	bool src_paused[2];		/* relay read paused for backpressure */
@@ -124,7 +143,18 @@ struct session {
 	struct pp_read *pp;		/* S_HEADER: the header so far */
 	unsigned n_commands;
 	unsigned n_fail;
+	unsigned n_errors;		/* SMTP: failed commands */
 	enum login_fail pending_fail;
+	/* A back end's own refusal, passed to the client in place of the
+	 * protocol's generic one (IMAP NO [LIMIT], POP3 -ERR [IN-USE]). */
+	char *fail_text;
+	bool login_counted;		/* holds a login-in-flight slot */
+	uint64_t login_start_ms;	/* the login command arrived */
+	/* The client must be done by then: logged in (IMAP, POP3), or have
+	 * sent a message (SMTP, outside a message's data). */
+	uint64_t deadline_ms;
+	bool timer_deadline;		/* S_PRELOGIN's timer is for it, not
+					 * for idleness */
 	struct login *login;
 	char user[DIR_USER_MAX + 1];	/* logged-in or last tried user */
 	struct dir_route route;
@@ -191,6 +221,12 @@ enum sasl_line session_sasl_line(struct session *s);
 void session_login_ok(struct session *s);
 /* The back end (or the directory) refused; reason is for the log. */
 void session_login_fail(struct session *s, enum login_fail kind,
+    const char *reason);
+/* The back end refused for now with a reply of its own worth passing on
+ * (too many sessions): a temporary failure, not counted. text is that
+ * reply as the client gets it, without the client's tag (IMAP) and CRLF;
+ * the protocol's login_failed finds it in s->fail_text. */
+void session_login_refused(struct session *s, const char *text, size_t len,
     const char *reason);
 /* Upgrades the back-end connection with STARTTLS. */
 void session_backend_starttls(struct session *s);

@@ -59,7 +59,9 @@ pop3_bye(struct session *s, const char *text)
 static void
 pop3_login_failed(struct session *s, enum login_fail kind)
 {
-	if (kind == LOGIN_FAIL_AUTH)
+	if (s->fail_text != NULL)
+		session_printf(s, "%s\r\n", s->fail_text);
+	else if (kind == LOGIN_FAIL_AUTH)
 		session_printf(s, "-ERR [AUTH] Authentication failed.\r\n");
 	else
 		session_printf(s, "-ERR [SYS/TEMP] Back end temporarily "
@@ -360,8 +362,11 @@ backend_line(struct session *s, const char *line, size_t len)
 		if (r == POP3_RESP_OK) {
 			session_printf(s, "%.*s\r\n", (int)len, line);
 			session_login_ok(s);
-		} else if (len >= 14 && (strncasecmp(line + 5, "[SYS/TEMP]",
-		    10) == 0 || strncasecmp(line + 5, "[IN-USE]", 8) == 0)) {
+		} else if (strncasecmp(line, "-ERR [IN-USE]", 13) == 0) {
+			/* Right credentials, mailbox busy or too many
+			 * sessions (RFC 2449): passed on, no failure. */
+			session_login_refused(s, line, len, "backend-in-use");
+		} else if (strncasecmp(line, "-ERR [SYS/TEMP]", 15) == 0) {
 			session_login_fail(s, LOGIN_FAIL_TEMP,
 			    "backend-login-error");
 		} else {

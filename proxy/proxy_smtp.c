@@ -10,6 +10,7 @@
  * transactions, and the message streams through with its terminator
  * found here, so nothing the back end reads as the end can differ from
  * what we read as the end. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,11 @@
 #define CLIENT_OUT_MAX (64 * 1024)	/* replies queued before we stop reading */
 #define ROUTE_KEY_MAX (DIR_HOST_MAX + 80)
 #define DATA_READ_MAX (256 * 1024)	/* bytes per read while a message streams */
+/* Recipients deferred with 452 in one transaction (past the recipient
+ * limit, or at another server) before each further one counts as an
+ * error: a client that honours 452 stops long before (Postfix's
+ * smtpd_recipient_overshoot_limit). */
+#define DEFERRED_RCPT_MAX 1000
 
 /* What a back-end reply answers, oldest first. */
 enum expect {
@@ -74,6 +80,7 @@ struct smtp_state {
 	uint64_t size;
 	enum smtp_body body;
 	unsigned n_rcpt;		/* recipients accepted in this transaction */
+	unsigned n_deferred;		/* recipients answered 452 in it */
 	char rcpt[SMTP_PATH_MAX + 1];	/* the recipient in flight */
 	char first_rcpt[SMTP_PATH_MAX + 1];
 	bool data;			/* the message is streaming */
@@ -221,6 +228,7 @@ txn_reset(struct smtp_state *st)
 	st->size = 0;
 	st->body = SMTP_BODY_NONE;
 	st->n_rcpt = 0;
+	st->n_deferred = 0;
 	st->data = false;
 	st->fail = DF_NONE;
 	st->be_broken = false;
@@ -295,6 +303,70 @@ smtp_bye(struct session *s, const char *text)
 	session_printf(s, "421 4.7.0 %s %s\r\n", my_name(s), text);
 }
 
+/* A command failed (a 5xx reply went out): past the session's budget of
+ * failed commands the session ends (Postfix's smtpd_hard_error_limit).
+ * Only failures count, so a sender that sends many messages, or many
+ * recipients, never runs out. */
+static void
+count_error(struct session *s)
+{
+	if (++s->n_errors <= session_conf(s)->limits.smtp_error_max)
+		return;
+	smtp_bye(s, "Too many errors.");
+	session_close(s, "error-limit");
+}
+
+/* Writes one reply line from fmt and ap. */
+static void
+vreply(struct session *s, const char *fmt, va_list ap)
+{
+	char buf[SMTP_PATH_MAX + 256];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	session_printf(s, "%s\r\n", buf);
+}
+
+static void fail(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void defer_rcpt(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Replies to a command that failed, and counts it. */
+static void
+fail(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, fmt, ap);
+	va_end(ap);
+	count_error(s);
+}
+
+/* Defers a recipient with a 452 reply: not a failure, unless the client
+ * goes on far beyond it. */
+static void
+defer_rcpt(struct session *s, const char *fmt, ...)
+{
+	struct smtp_state *st = state(s);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, fmt, ap);
+	va_end(ap);
+	if (++st->n_deferred > DEFERRED_RCPT_MAX)
+		count_error(s);
+}
+
+/* The back end's reply to a command of the client, passed on. */
+static void
+pass_reply(struct session *s, const struct reply_buf *r)
+{
+	send_reply(s, r);
+	if (r->code / 100 == 5)
+		count_error(s);
+}
+
 /* The wait for the back end is over: read the client's next command. */
 static void
 end_wait(struct session *s)
@@ -351,21 +423,20 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	const struct mm_limits *lim = &session_conf(s)->limits;
 
 	if (!st->helo) {
-		session_printf(s, "503 5.5.1 Send EHLO or HELO first\r\n");
+		fail(s, "503 5.5.1 Send EHLO or HELO first");
 		return;
 	}
 	if (!session_login_allowed(s)) {
-		session_printf(s, "530 5.7.0 Must issue a STARTTLS command "
-		    "first\r\n");
+		fail(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
 	if (st->mail) {
-		session_printf(s, "503 5.5.1 Nested MAIL command\r\n");
+		fail(s, "503 5.5.1 Nested MAIL command");
 		return;
 	}
 	if (cmd->has_size && cmd->size > lim->message_max) {
-		session_printf(s, "552 5.3.4 Message size exceeds fixed "
-		    "limit of %llu bytes\r\n",
+		fail(s, "552 5.3.4 Message size exceeds fixed limit of %llu "
+		    "bytes",
 		    (unsigned long long)lim->message_max);
 		return;
 	}
@@ -376,7 +447,6 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	st->size = cmd->size;
 	st->body = cmd->body;
 	st->mail = true;
-	s->n_commands = 0;
 	session_printf(s, "250 2.1.0 Ok\r\n");
 }
 
@@ -486,11 +556,11 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	enum dir_result r;
 
 	if (!st->mail) {
-		session_printf(s, "503 5.5.1 Need MAIL command\r\n");
+		fail(s, "503 5.5.1 Need MAIL command");
 		return;
 	}
 	if (st->n_rcpt >= conf->limits.rcpt_max) {
-		session_printf(s, "452 4.5.3 Too many recipients\r\n");
+		defer_rcpt(s, "452 4.5.3 Too many recipients");
 		return;
 	}
 	memcpy(st->rcpt, cmd->path, cmd->path_len);
@@ -499,8 +569,8 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	r = dir_lookup(session_dir(s), st->rcpt, MM_PROTO_SMTP, &route);
 	switch (r) {
 	case DIR_NOTFOUND:
-		session_printf(s, "550 5.1.1 <%s>: Recipient address "
-		    "rejected: User unknown\r\n", st->rcpt);
+		fail(s, "550 5.1.1 <%s>: Recipient address rejected: User "
+		    "unknown", st->rcpt);
 		return;
 	case DIR_FROZEN:
 		session_printf(s, "450 4.2.1 <%s>: Mailbox is being moved, "
@@ -516,8 +586,8 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	}
 	route_key(&route, r == DIR_REMOTE, key, sizeof(key));
 	if (st->n_rcpt > 0 && strcmp(key, st->be_key) != 0) {
-		session_printf(s, "452 4.5.3 <%s>: Recipient is on another "
-		    "server, send it in a separate transaction\r\n", st->rcpt);
+		defer_rcpt(s, "452 4.5.3 <%s>: Recipient is on another server, "
+		    "send it in a separate transaction", st->rcpt);
 		return;
 	}
 	if (st->be_broken) {
@@ -552,11 +622,11 @@ cmd_data(struct session *s)
 	struct smtp_state *st = state(s);
 
 	if (!st->mail) {
-		session_printf(s, "503 5.5.1 Need MAIL command\r\n");
+		fail(s, "503 5.5.1 Need MAIL command");
 		return;
 	}
 	if (st->n_rcpt == 0) {
-		session_printf(s, "554 5.5.1 No valid recipients\r\n");
+		fail(s, "554 5.5.1 No valid recipients");
 		return;
 	}
 	if (st->be_broken || s->bbev == NULL || !st->be_txn) {
@@ -610,6 +680,20 @@ send_received(struct session *s, struct evbuffer *out)
 	evbuffer_add_printf(out, "; %s\r\n", date);
 }
 
+/* A message's data may take smtp-idle, plus a second for every
+ * smtp-data-rate bytes that arrived (Postfix's smtpd_min_data_rate): a
+ * slow sender of a big message goes on as long as it makes progress, one
+ * that trickles does not. */
+static void
+data_deadline(struct session *s)
+{
+	struct smtp_state *st = state(s);
+	const struct mm_limits *lim = &session_conf(s)->limits;
+
+	s->deadline_ms = st->data_start_ms + lim->smtp_idle_ms +
+	    st->scan.bytes * 1000 / lim->smtp_data_rate;
+}
+
 /* Moves message bytes from the client to the back end. true once the
  * terminator has passed. */
 static bool
@@ -644,6 +728,7 @@ stream_data(struct session *s)
 		mm_metrics_bytes(session_metrics(s), MM_PROTO_SMTP, MM_METRICS_IN,
 		    n);
 		s->last_active_ms = mm_now_ms();
+		data_deadline(s);
 		if (st->fail == DF_NONE && s->bbev != NULL)
 			evbuffer_remove_buffer(in, st->hold ? st->held :
 			    bufferevent_get_output(s->bbev), n);
@@ -687,6 +772,9 @@ data_done(struct session *s)
 
 	st->data = false;
 	session_client_bulk(s, false);
+	/* A message has come: the sender's time outside data starts over. */
+	s->deadline_ms = mm_now_ms() +
+	    session_conf(s)->limits.smtp_commands_ms;
 	switch (st->fail) {
 	case DF_NONE:
 		if (st->hold) {
@@ -743,6 +831,7 @@ start_data(struct session *s, bool hold)
 	st->fail = DF_NONE;
 	st->verdict_pending = false;
 	st->data_start_ms = mm_now_ms();
+	data_deadline(s);
 	bufferevent_set_max_single_read(s->cbev, DATA_READ_MAX);
 	bufferevent_set_max_single_write(s->bbev, DATA_READ_MAX);
 	session_client_bulk(s, true);
@@ -758,12 +847,9 @@ dispatch(struct session *s, const char *line, size_t len)
 	enum smtp_parse_result r;
 
 	r = smtp_parse_command(line, len, &cmd, &why);
-	/* Every command counts; an accepted MAIL starts the count again. */
-	if (!session_count_command(s))
-		return false;
 	if (r != SMTP_PARSE_OK) {
-		session_printf(s, "%s\r\n", why);
-		return true;
+		fail(s, "%s", why);
+		return s->state == S_PRELOGIN;
 	}
 	switch (cmd.verb) {
 	case SMTP_EHLO:
@@ -791,8 +877,7 @@ dispatch(struct session *s, const char *line, size_t len)
 		return false;
 	case SMTP_STARTTLS:
 		if (!session_can_starttls(s)) {
-			session_printf(s, "502 5.5.1 STARTTLS not available"
-			    "\r\n");
+			fail(s, "502 5.5.1 STARTTLS not available");
 			break;
 		}
 		session_printf(s, "220 2.0.0 Ready to start TLS\r\n");
@@ -809,10 +894,10 @@ dispatch(struct session *s, const char *line, size_t len)
 	case SMTP_AUTH:
 	case SMTP_BDAT:
 	case SMTP_XCLIENT:
-		session_printf(s, "502 5.5.1 Command not implemented\r\n");
+		fail(s, "502 5.5.1 Command not implemented");
 		break;
 	case SMTP_UNKNOWN:
-		session_printf(s, "500 5.5.2 Command not recognised\r\n");
+		fail(s, "500 5.5.2 Command not recognised");
 		break;
 	}
 	return s->state == S_PRELOGIN && !st->data;
@@ -833,8 +918,8 @@ skip_long_line(struct session *s)
 	}
 	evbuffer_drain(in, (size_t)p.pos + 1);
 	st->skipping = false;
-	session_printf(s, "500 5.5.2 Line too long\r\n");
-	return true;
+	fail(s, "500 5.5.2 Line too long");
+	return s->state == S_PRELOGIN;
 }
 
 static void
@@ -866,8 +951,6 @@ smtp_client_input(struct session *s)
 		}
 		if (st->skipping) {
 			if (!skip_long_line(s))
-				return;
-			if (!session_count_command(s))
 				return;
 			continue;
 		}
@@ -1162,15 +1245,15 @@ handle_reply(struct session *s, enum expect e)
 		st->mail_refused = true;
 		reply_copy(&st->mail_reply, r);
 		if (!st->rcpt_sent) {
-			send_reply(s, &st->mail_reply);
 			st->mail_refused = false;
+			pass_reply(s, &st->mail_reply);
 			end_wait(s);
 		}
 		return;
 	case EXP_RCPT:
 		if (st->mail_refused) {
-			send_reply(s, &st->mail_reply);
 			st->mail_refused = false;
+			pass_reply(s, &st->mail_reply);
 		} else {
 			if (cls == 2) {
 				st->be_rcpts++;
@@ -1178,7 +1261,7 @@ handle_reply(struct session *s, enum expect e)
 					mm_strlcpy(st->first_rcpt, st->rcpt,
 					    sizeof(st->first_rcpt));
 			}
-			send_reply(s, r);
+			pass_reply(s, r);
 		}
 		end_wait(s);
 		return;
@@ -1331,6 +1414,20 @@ smtp_backend_lost(struct session *s, const char *reason)
 	}
 }
 
+/* The sender's time ran out: in a message's data, too slow; outside,
+ * too long without a message. */
+static void
+smtp_deadline(struct session *s)
+{
+	if (state(s)->data) {
+		smtp_bye(s, "Message data too slow.");
+		session_close(s, "data-timeout");
+	} else {
+		smtp_bye(s, "Too long without a message.");
+		session_close(s, "command-timeout");
+	}
+}
+
 const struct proxy_proto proxy_smtp = {
 	.proto = MM_PROTO_SMTP,
 	.transfer = true,
@@ -1348,4 +1445,5 @@ const struct proxy_proto proxy_smtp = {
 	.busy = smtp_busy,
 	.lines_before_wait = true,
 	.park_backend = smtp_park_backend,
+	.deadline = smtp_deadline,
 };

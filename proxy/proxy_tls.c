@@ -43,6 +43,12 @@ ctx_common(const SSL_METHOD *method)
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+	/* A peer that closes without close_notify has closed: IMAP, POP3
+	 * and SMTP frame their own data, so nothing can be cut unseen, and
+	 * many clients (and back ends) close that way. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
 	return ctx;
 }
 

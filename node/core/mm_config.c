@@ -174,6 +174,8 @@ static const struct limit_def limit_defs[] = {
 	{ "timeout", "idle-before-login", VAL_DURATION,
 	    LIM_FIELD(idle_prelogin_ms), 60 * SEC, SEC, HOUR,
 	    "clients would be cut off while they connect" },
+	{ "timeout", "before-login", VAL_DURATION, LIM_FIELD(login_ms),
+	    2 * MIN, SEC, HOUR, "clients would be cut off while they log in" },
 	{ "timeout", "idle", VAL_DURATION, LIM_FIELD(idle_ms),
 	    30 * MIN, SEC, 24 * HOUR, "every session would end at once" },
 	{ "timeout", "backend", VAL_DURATION, LIM_FIELD(backend_connect_ms),
@@ -188,6 +190,15 @@ static const struct limit_def limit_defs[] = {
 	/* RFC 5321 4.5.3.2.7: servers wait at least five minutes. */
 	{ "timeout", "smtp-idle", VAL_DURATION, LIM_FIELD(smtp_idle_ms),
 	    5 * MIN, SEC, HOUR, "senders would be cut off mid-message" },
+	{ "timeout", "smtp-commands", VAL_DURATION,
+	    LIM_FIELD(smtp_commands_ms), 10 * MIN, SEC, 24 * HOUR,
+	    "senders would be cut off between commands" },
+	/* Postfix's smtpd_min_data_rate. */
+	{ "limit", "smtp-data-rate", VAL_SIZE, LIM_FIELD(smtp_data_rate),
+	    500, 1, 100 * MB, NULL },
+	/* Postfix's smtpd_hard_error_limit. */
+	{ "limit", "smtp-errors", VAL_COUNT, LIM_FIELD(smtp_error_max),
+	    20, 1, 100000, NULL },
 	/* RFC 5321 4.5.3.2.6: senders wait ten minutes for this reply. */
 	{ "timeout", "smtp-data", VAL_DURATION, LIM_FIELD(smtp_data_ms),
 	    10 * MIN, SEC, HOUR, "no back end could deliver in time" },

@@ -80,6 +80,7 @@ struct mm_limits {
 	uint32_t conn_max;		/* client connections per node */
 	uint32_t conn_per_ip_max;	/* client connections per address */
 	uint64_t idle_prelogin_ms;	/* client idle before login */
+	uint64_t login_ms;		/* connect to a successful login */
 	uint64_t idle_ms;		/* idle after login, either side */
 	uint64_t backend_connect_ms;	/* connect + greeting + login reply */
 	uint64_t drain_ms;		/* SIGTERM: time sessions get to end */
@@ -87,6 +88,11 @@ struct mm_limits {
 	uint32_t rcpt_max;		/* SMTP recipients per message */
 	uint64_t message_max;		/* SMTP message size (SIZE) */
 	uint64_t smtp_idle_ms;		/* SMTP client idle, any phase */
+	uint64_t smtp_commands_ms;	/* outside DATA, since connect or the
+					 * last message */
+	uint32_t smtp_data_rate;	/* bytes/s DATA must average past
+					 * smtp_idle_ms */
+	uint32_t smtp_error_max;	/* failed commands per SMTP session */
 	uint64_t smtp_data_ms;		/* back end's reply to end of data */
 };
 

@@ -1231,6 +1231,7 @@ class Env:
     def postfix(self, name="postfix", start=True, **kw):
         """A Postfix relay (see Postfix) in this Env's directory, stopped
         with the Env."""
+        kw.setdefault("tls_ca", self.tls.ca)
         p = Postfix(os.path.join(self.dir, name), name=name, **kw)
         self.others.append(p)
         if start:
@@ -1769,6 +1770,7 @@ discard   unix  -       -       n       -       -       discard
 lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
@@ -1849,14 +1851,19 @@ class Postfix(LogFile):
     ... no route in the test relay"; to get a deferred message, route it to
     a port nobody listens on. Deferred mail is retried about every 1-2 s.
     smtpd accepts XCLIENT and XFORWARD from 127.0.0.0/8.
-    MAIN: more main.cf settings (override the defaults here).
+    SMTP_TLS: the smtp client's smtp_tls_security_level ("encrypt",
+    "may", "none"; default: Postfix's, none), with TLS_CA (Env.postfix
+    gives the Env's test CA) as smtp_tls_CAfile and smtp_tls_loglevel 1:
+    every session logs "... TLS connection established to ..." (see
+    tls_lines). MAIN: more main.cf settings (override the defaults here).
 
     The log (maillog_file via postlogd) is DIR/maillog. The queue lives in
     DIR/spool; queue() lists it as postqueue -j does.
     """
 
     def __init__(self, d, domains=MAIL_DOMAINS, transport_maps=None,
-                 relay=None, port=None, main=None, name="postfix"):
+                 relay=None, port=None, main=None, name="postfix",
+                 smtp_tls=None, tls_ca=None):
         if not is_root():
             raise RuntimeError("the Postfix fixture needs root")
         self.name = name
@@ -1869,6 +1876,8 @@ class Postfix(LogFile):
         self.domains = list(domains)
         self.transport_maps = transport_maps
         self.relay = relay
+        self.smtp_tls = smtp_tls
+        self.tls_ca = tls_ca
         self.main = dict(main or {})
         self.proc = None
         self.outfile = os.path.join(d, "master.out")
@@ -1943,7 +1952,22 @@ class Postfix(LogFile):
             "notify_classes": "",
             "message_size_limit": str(64 * 1024 * 1024),
         }
+        if self.smtp_tls:
+            s.update(self.tls_settings())
         s.update(self.main)
+        return s
+
+    def tls_settings(self):
+        """The smtp client's TLS settings for SMTP_TLS. tlsmgr (in
+        master.cf) keeps the session cache in the private data directory;
+        without tlsmgr the client disables TLS ("no entropy for TLS key
+        generation"): encrypt defers everything, may sends in clear."""
+        s = {"smtp_tls_security_level": self.smtp_tls,
+             "smtp_tls_loglevel": "1",
+             "smtp_tls_session_cache_database":
+                 "btree:%s/smtp_scache" % self.data}
+        if self.tls_ca:
+            s["smtp_tls_CAfile"] = self.tls_ca
         return s
 
     def write_config(self):
@@ -2096,6 +2120,17 @@ class Postfix(LogFile):
 
     # --- the log ---
 
+    def log_lines(self, pattern, pos=0):
+        """The log lines after POS matching the regex PATTERN."""
+        rx = re.compile(pattern)
+        return [ln for ln in self.log_since(pos).splitlines()
+                if rx.search(ln)]
+
+    def tls_lines(self, pos=0):
+        """The smtp client's "<kind> TLS connection established to ..."
+        lines after POS (kind: Verified, Trusted, Untrusted, Anonymous)."""
+        return self.log_lines(r"\b(Verified|Trusted|Untrusted|Anonymous) "
+                              r"TLS connection established to ", pos)
 
     def wait_log(self, pattern, pos=0, timeout=10.0):
         """The first log line after POS matching the regex PATTERN (e.g.

@@ -14,6 +14,7 @@ import struct
 import sys
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mmfixture as mf  # noqa: E402
@@ -41,6 +42,7 @@ def setUpModule():
         ("pop3", "pop3", dict(pp)),
         ("smtp", "smtp", dict(pp)),
         ("imap_direct", "imap", {}),
+        ("metrics", "metrics", {}),
     ], backends=[
         ENV.backend_line("be1", lmtp=ENV.dovecots["be1"].lmtp),
         ENV.backend_line("be2", lmtp=ENV.dovecots["be2"].lmtp),
@@ -71,6 +73,14 @@ def wait_node_log(pattern, pos, timeout=5.0):
         return bool(found)
     mf.wait_for(seen, timeout, step=0.05)
     return found
+
+
+def sessions_active():
+    with urllib.request.urlopen("http://%s:%d/metrics" % (
+            mf.HOST, NODE.port["metrics"]), timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(ln.split()[-1]) for ln in text.splitlines()
+               if ln.startswith("mailmesh_sessions_active"))
 
 
 def assert_closed_silently(test, conv):
@@ -241,7 +251,9 @@ class RefusedTest(unittest.TestCase):
 class PendingHeaderTest(unittest.TestCase):
     def test_waiting_for_headers_counts_against_the_node(self):
         # Connections still owing their header hold the node's slots too:
-        # a balancer cannot open more than the node allows.
+        # a balancer cannot open more than the node allows. (Sessions of
+        # earlier tests hold theirs until their clients have closed.)
+        self.assertTrue(mf.wait_for(lambda: sessions_active() == 0, 10))
         pending = [mf.Conv(NODE.port["imap"], source="127.0.0.1",
                            greeting=False) for _ in range(NODE_MAX)]
         try:

@@ -376,15 +376,15 @@ class RefusalTest(unittest.TestCase):
         self.assertTrue(ok)
 
     def test_pipelining_flood_costs_only_that_client(self):
-        # Thousands of commands without reading a reply: that client is
-        # cut off at the command limit, others are served meanwhile.
+        # Thousands of bad commands without reading a reply: that client
+        # is cut off at the error limit, others are served meanwhile.
         s = socket.create_connection((mf.HOST, NODE.port["smtp"]))
         s.setblocking(False)
         sent = 0
         try:
             for _ in range(2000):
                 try:
-                    sent += s.send(b"NOOP\r\n" * 100)
+                    sent += s.send(b"XYZZY\r\n" * 100)
                 except (BlockingIOError, ConnectionError):
                     break
             r = mf.smtp_send(mf.HOST, NODE.port["smtp"], SENDER, [DAVE],
@@ -402,10 +402,35 @@ class RefusalTest(unittest.TestCase):
             except ConnectionError:
                 pass
             self.assertIn(b"421 4.7.0", got)
+            self.assertIn(b"Too many errors", got)
+            # 20 errors allowed (the default), the 21st ends it.
+            self.assertEqual(got.count(b"500 5.5.2"), 21, got[-300:])
         finally:
             s.close()
         self.assertGreater(sent, 0)
-        self.assertIn("result=command-limit", NODE.log_text())
+        self.assertIn("result=error-limit", NODE.log_text())
+
+    def test_deferred_recipients_keep_the_transaction(self):
+        # Recipients past the limit get 452 and are not errors: a client
+        # that pipelined many more still sends its message to the ones
+        # accepted. Each recipient reaches the node alone here, on its
+        # own transaction's back end, so the node with recipients 5 is
+        # used: 5 accepted, 40 deferred, then DATA.
+        before = count(DAVE)
+        with client() as c:
+            code, text = c.cmd("MAIL FROM:<%s>" % SENDER)
+            self.assertEqual(code, 250, text)
+            codes = [c.cmd("RCPT TO:<%s>" % DAVE)[0] for _ in range(45)]
+            self.assertEqual(codes[:5], [250] * 5)
+            self.assertEqual(set(codes[5:]), {452}, codes)
+            code, text = c.cmd("DATA")
+            self.assertEqual(code, 354, text)
+            c.sock.sendall(message("deferred ok") + b".\r\n")
+            code, text = c.reply()
+            self.assertEqual(code, 250, text)
+            code, text = c.cmd("QUIT")
+            self.assertEqual(code, 221, text)
+        mf.wait_inbox_count(be(DAVE), DAVE, before + 5)
 
 
 class LimitsTest(unittest.TestCase):
@@ -416,7 +441,7 @@ class LimitsTest(unittest.TestCase):
         cls.node = ENV.mmnode(
             name="smtplimits", listeners=[("smtp", "smtp", {})],
             backends=[lmtp_backend("be1"), lmtp_backend("be2")],
-            limits={"commands-before-login": "10", "recipients": "1",
+            limits={"smtp-errors": "5", "recipients": "1",
                     "connections-per-ip": "2"},
             timeouts={"smtp-idle": "1s"})
 
@@ -432,13 +457,21 @@ class LimitsTest(unittest.TestCase):
                     raise
                 time.sleep(0.05)
 
-    def test_commands_between_messages(self):
-        # 10 commands plus one per allowed recipient; EHLO was one.
+    def test_only_failed_commands_count(self):
+        # Any number of good commands; the sixth failed one (smtp-errors
+        # 5 here) ends the session, with "too many errors".
         with self.c() as c:
-            codes = [c.cmd("NOOP")[0] for _ in range(10)]
+            codes = [c.cmd("NOOP")[0] for _ in range(60)]
             self.assertEqual(set(codes), {250})
-            code, text = c.cmd("NOOP")
+            for _ in range(5):
+                code, text = c.cmd("BOGUS")
+                self.assertEqual(code, 500, text)
+            code, text = c.cmd("BOGUS")
+            self.assertEqual(code, 500, text)
+            code, text = c.reply()
             self.assertEqual(code, 421, text)
+            self.assertIn("Too many errors", text)
+            self.assertNotIn("before login", text)
 
     def test_idle_timeout(self):
         with self.c() as c:

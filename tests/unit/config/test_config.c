@@ -168,6 +168,10 @@ test_defaults(void **state)
 	assert_int_equal(l->conn_per_ip_max, 50);
 	assert_int_equal(l->relay_buffer, 256 * 1024);
 	assert_int_equal(l->idle_prelogin_ms, 60 * 1000);
+	assert_int_equal(l->login_ms, 2 * 60 * 1000);
+	assert_int_equal(l->smtp_commands_ms, 10 * 60 * 1000);
+	assert_int_equal(l->smtp_data_rate, 500);
+	assert_int_equal(l->smtp_error_max, 20);
 	assert_int_equal(l->idle_ms, 30 * 60 * 1000);
 	assert_int_equal(l->backend_connect_ms, 10 * 1000);
 	assert_int_equal(l->drain_ms, 30 * 1000);
@@ -1024,7 +1028,11 @@ test_smtp_directives(void **state)
 	    "limit recipients 500\n"
 	    "limit message-size 20M\n"
 	    "timeout smtp-idle 2m\n"
-	    "timeout smtp-data 90s\n");
+	    "timeout smtp-data 90s\n"
+	    "timeout smtp-commands 3m\n"
+	    "limit smtp-data-rate 2k\n"
+	    "limit smtp-errors 7\n"
+	    "timeout before-login 45s\n");
 	const struct mm_backend_conf *b;
 
 	assert_int_equal(conf->n_listeners, 6);
@@ -1057,6 +1065,10 @@ test_smtp_directives(void **state)
 	assert_int_equal(conf->limits.message_max, 20 * 1024 * 1024);
 	assert_int_equal(conf->limits.smtp_idle_ms, 120000);
 	assert_int_equal(conf->limits.smtp_data_ms, 90000);
+	assert_int_equal(conf->limits.smtp_commands_ms, 180000);
+	assert_int_equal(conf->limits.smtp_data_rate, 2048);
+	assert_int_equal(conf->limits.smtp_error_max, 7);
+	assert_int_equal(conf->limits.login_ms, 45000);
 	mm_config_free(conf);
 
 	/* Defaults: RFC 5321's minimums; a plain back end takes no mail. */

@@ -652,6 +652,44 @@ test_too_many_args(void **state)
 	assert_bad(s, "a", "Too many arguments");
 }
 
+/* An ID command may be as long as RFC 2971 allows, whatever line_max
+ * says; other commands may not, nor an ID beyond IMAP_ID_LINE_MAX. */
+static void
+test_id_line_limit(void **state)
+{
+	const size_t max = 64;
+	size_t len = IMAP_ID_LINE_MAX;
+	char *s = malloc(len + 16);
+	struct imap_parser p;
+
+	assert_non_null(s);
+	/* "a ID (" + a quoted value filling the line to IMAP_ID_LINE_MAX */
+	memcpy(s, "a ID (\"v\" \"", 11);
+	memset(s + 11, 'x', len - 13);
+	memcpy(s + len - 2, "\")\r\n", 5);
+	imap_parser_init(&p, max, LITERAL_MAX_T);
+	assert_int_equal(parse_once(&p, s, len + 2), IMAP_PARSE_OK);
+	assert_int_equal(p.cmd.n_args, 4);
+	/* The parser's own limit is back for the next command. */
+	imap_parser_reset(&p);
+	assert_int_equal(p.cmd_line_max, max);
+
+	/* One byte more is too long, as soon as it arrives. */
+	memcpy(s + len - 2, "x\")\r\n", 6);
+	imap_parser_init(&p, max, LITERAL_MAX_T);
+	assert_int_equal(parse_prefix(&p, s, len), IMAP_PARSE_AGAIN);
+	assert_int_equal(parse_prefix(&p, s, len + 1), IMAP_PARSE_INVALID);
+	assert_true(p.fatal);
+	assert_string_equal(p.error, "Line too long");
+
+	/* Any other command keeps line_max. */
+	memcpy(s, "a IDXX ", 7);
+	imap_parser_init(&p, max, LITERAL_MAX_T);
+	assert_int_equal(parse_prefix(&p, s, max + 1), IMAP_PARSE_INVALID);
+	assert_true(p.fatal);
+	free(s);
+}
+
 static void
 test_line_too_long(void **state)
 {
@@ -1041,6 +1079,7 @@ main(void)
 		cmocka_unit_test(test_empty_line),
 		cmocka_unit_test(test_too_many_args),
 		cmocka_unit_test(test_line_too_long),
+		cmocka_unit_test(test_id_line_limit),
 		cmocka_unit_test(test_literal_too_big),
 		cmocka_unit_test(test_incremental_table),
 		cmocka_unit_test(test_buffer_moves),
