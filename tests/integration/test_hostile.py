@@ -258,33 +258,31 @@ class SlowClientTest(unittest.TestCase):
             socks.append(s)
         return socks
 
+    def assert_cut(self, socks, step, texts, at_least=0):
+        """SOCKS, sent STEP every 0.3 s, are all closed within 3.5 s, each
+        after saying all of TEXTS."""
+        try:
+            closed, bufs = self.trickle(socks, step, 6)
+        finally:
+            for s in socks:
+                s.close()
+        for secs, buf in zip(closed, bufs):
+            self.assertIsNotNone(secs, "still open after 6 s")
+            self.assertGreater(secs, at_least)
+            self.assertLess(secs, 3.5)
+            for text in texts:
+                self.assertIn(text, buf)
+
     def test_slowloris_before_login(self):
         # One byte every 0.3 s never lets a session idle; the whole time
         # before login (2 s) ends it anyway.
-        socks = self.connect("imap", 10) + self.connect("pop3", 10)
-        try:
-            closed, bufs = self.trickle(socks, b"a", 6)
-        finally:
-            for s in socks:
-                s.close()
-        for secs, buf in zip(closed, bufs):
-            self.assertIsNotNone(secs, "still open after 6 s")
-            self.assertGreater(secs, 1.5)
-            self.assertLess(secs, 3.5)
-            self.assertIn(b"Too long without logging in.", buf)
+        self.assert_cut(self.connect("imap", 10) + self.connect("pop3", 10),
+                        b"a", [b"Too long without logging in."],
+                        at_least=1.5)
 
     def test_smtp_slowloris_outside_data(self):
-        socks = self.connect("smtp", 5)
-        try:
-            closed, bufs = self.trickle(socks, b"N", 6)
-        finally:
-            for s in socks:
-                s.close()
-        for secs, buf in zip(closed, bufs):
-            self.assertIsNotNone(secs, "still open after 6 s")
-            self.assertLess(secs, 3.5)
-            self.assertIn(b"421 4.7.0", buf)
-            self.assertIn(b"Too long without a message.", buf)
+        self.assert_cut(self.connect("smtp", 5), b"N",
+                        [b"421 4.7.0 ", b"Too long without a message."])
 
     def start_message(self, subject):
         c = mf.MailClient(mf.HOST, self.node.port["smtp"])
