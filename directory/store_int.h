@@ -1,0 +1,258 @@
+/* What the store's own files share: the handle, the sub-databases, the
+ * encodings of their keys and values, and the transactions with their
+ * grow-and-retry. Private to directory/store*.c; everyone else has
+ * store.h.
+ *
+ *   store.c         opening, map growth, transactions, meta (schema, root,
+ *                   members), the routing index, reading, stats, purge
+ *   store_accept.c  the accept rule and the trust checks it makes
+ *   store_author.c  the writer's own records: signed and stored in batches
+ *   store_log.c     per-origin logs and their contiguous marks
+ *   store_verify.c  store_verify
+ *   store_tree.c    the consistency tree
+ *
+ * The small helpers and the lookups inside a transaction are static inline,
+ * so the accept and authoring paths inline them as they did when all of
+ * this was one file. */
+#ifndef STORE_INT_H
+#define STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "store.h"
+
+#define META_ROOT "root_pk"
+#define HWM_HASH_LEN 16		/* BLAKE2b of the body: duplicate check */
+#define HWM_FIXED (8 + 8 + HWM_HASH_LEN)
+#define LOG_KEY_MAX (RECORD_NAME_MAX + 1 + 8)
+#define VERIFY_THREADS_MAX 8
+#define LOG_USER_MAX (4 * RECORD_USER_MAX + 1)
+
+enum {
+	DBI_META,
+	DBI_USERS,
+	DBI_HWM,
+	DBI_LOG,
+	DBI_ORIGINS,
+	DBI_CERTS,
+	DBI_REVOKED,
+	DBI_EVIDENCE,
+	DBI_ROUTES,
+	DBI_COUNT
+};
+
+/* The sub-databases' names, for opening and for log lines. */
+extern const char *const store_dbi_names[DBI_COUNT];
+
+struct store {
+	MDB_env *env;
+	MDB_dbi dbi[DBI_COUNT];
+	enum store_mode mode;
+	MDB_txn *rtxn;		/* reset between lookups, renewed for each */
+	char *path;
+	uint64_t counts[STORE_ACCEPT_RESULTS];
+	int last_error;		/* LMDB or errno value of the last failed write */
+};
+
+struct hwm {
+	uint64_t epoch, seq;
+	uint8_t hash[HWM_HASH_LEN];
+	char site[RECORD_SITE_MAX + 1];
+};
+
+/* A signature checked ahead of the rule (in parallel): valid only for
+ * the key it was checked against. */
+struct vjob {
+	const uint8_t *body;
+	size_t body_len;
+	const uint8_t *sig;
+	uint8_t pk[DKEY_PK_LEN];
+	int have_pk;
+	int ok;
+};
+
+/* One write transaction's state. */
+struct wctx {
+	struct store *st;
+	MDB_txn *txn;
+	uint64_t now;
+	int mdb_rc;		/* the LMDB error behind a REJECT_STORE */
+	int changed;
+};
+
+/* ---- small helpers --------------------------------------------------- */
+
+static inline void
+be64_put(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t
+be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void
+body_hash(const struct record *r, uint8_t out[HWM_HASH_LEN])
+{
+	crypto_generichash(out, HWM_HASH_LEN, r->body, r->body_len, NULL, 0);
+}
+
+static inline MDB_val
+val_str(const char *s)
+{
+	MDB_val v = { strlen(s), (void *)(uintptr_t)s };
+
+	return v;
+}
+
+static inline MDB_val
+val_bin(const void *p, size_t len)
+{
+	MDB_val v = { len, (void *)(uintptr_t)p };
+
+	return v;
+}
+
+static inline int
+hwm_parse(const MDB_val *v, struct hwm *h)
+{
+	size_t sitelen;
+	const uint8_t *p = v->mv_data;
+
+	if (v->mv_size < HWM_FIXED || v->mv_size > HWM_FIXED + RECORD_SITE_MAX)
+		return -1;
+	h->epoch = be64_get(p);
+	h->seq = be64_get(p + 8);
+	memcpy(h->hash, p + 16, HWM_HASH_LEN);
+	sitelen = v->mv_size - HWM_FIXED;
+	memcpy(h->site, p + HWM_FIXED, sitelen);
+	h->site[sitelen] = '\0';
+	return 0;
+}
+
+/* ---- transactions (store.c) ------------------------------------------ */
+
+/* 0 with the store's read transaction in *txn_r, or -1 (logged);
+ * store_read_end after each lookup. */
+int store_read_begin(struct store *st, MDB_txn **txn_r);
+void store_read_end(struct store *st);
+
+/* 0 with a read transaction of its own in *txn_r (the caller aborts it),
+ * or -1 (logged). */
+int store_walk_begin(struct store *st, MDB_txn **txn_r);
+
+/* Work done inside a write transaction: 0 commit, 1 nothing to commit,
+ * -1 error (ctx->mdb_rc says which). It may run more than once. */
+typedef int (*store_write_cb)(struct wctx *ctx, void *arg);
+
+/* 0 committed, 1 fn had nothing to commit, -1 error (logged, and
+ * st->last_error set). */
+int store_write(struct store *st, uint64_t now, store_write_cb fn,
+    void *arg);
+
+/* ---- lookups inside a transaction ------------------------------------ */
+
+/* 0 found, 1 not found, -1 LMDB error (in ctx). */
+static inline int
+tx_get(struct wctx *ctx, int dbi, MDB_val *key, MDB_val *val)
+{
+	int mrc = mdb_get(ctx->txn, ctx->st->dbi[dbi], key, val);
+
+	if (mrc == 0)
+		return 0;
+	if (mrc == MDB_NOTFOUND)
+		return 1;
+	ctx->mdb_rc = mrc;
+	return -1;
+}
+
+static inline int
+tx_put(struct wctx *ctx, int dbi, MDB_val *key, MDB_val *val,
+    unsigned int flags)
+{
+	int mrc = mdb_put(ctx->txn, ctx->st->dbi[dbi], key, val, flags);
+
+	if (mrc == 0) {
+		ctx->changed = 1;
+		return 0;
+	}
+	if (mrc == MDB_KEYEXIST && (flags & MDB_NOOVERWRITE))
+		return 0;
+	ctx->mdb_rc = mrc;
+	return -1;
+}
+
+/* 1 root set (pk_r), 0 none, -1 error. */
+static inline int
+get_root(MDB_txn *txn, struct store *st, uint8_t pk_r[DKEY_PK_LEN])
+{
+	MDB_val key = val_str(META_ROOT), val;
+	int mrc = mdb_get(txn, st->dbi[DBI_META], &key, &val);
+
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+	if (mrc != 0 || val.mv_size != DKEY_PK_LEN)
+		return -1;
+	memcpy(pk_r, val.mv_data, DKEY_PK_LEN);
+	return 1;
+}
+
+/* The certificate of key id, decoded; buffer lives in the map. */
+static inline int
+get_cert(struct wctx *ctx, const uint8_t id[DKEY_ID_LEN], struct record *c_r)
+{
+	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
+	int r = tx_get(ctx, DBI_CERTS, &key, &val);
+
+	if (r != 0)
+		return r;
+	if (record_decode(val.mv_data, val.mv_size, c_r, NULL) < 0 ||
+	    c_r->kind != RECORD_CERT)
+		return 1;	/* a damaged entry certifies nothing */
+	return 0;
+}
+
+/* ---- the routing index (store.c) ------------------------------------- */
+
+/* Writes user's routing entry beside its record. 0, or -1 (ctx). */
+int store_route_put(struct wctx *ctx, const char *user,
+    enum user_state state, const char *site, const char *backend);
+/* Decodes a routing entry into *r; -1 if damaged. */
+int store_route_decode(const uint8_t *v, size_t len, struct store_route *r);
+
+/* ---- the accept rule (store_accept.c) -------------------------------- */
+
+/* The one accept path: gossip, imports and local writes all come here.
+ * pre (may be NULL) is the signature checked ahead, if any. */
+enum accept_result store_accept_in_txn(struct wctx *ctx, const uint8_t *env,
+    size_t len, const struct vjob *pre);
+
+/* ---- per-origin logs (store_log.c) ----------------------------------- */
+
+/* Moves origin's contiguous mark over every log entry that directly
+ * follows it. 0, or -1 (ctx). */
+int store_contig_advance(struct wctx *ctx, const char *origin);
+/* Puts env in origin's log at origin_seq (over what is there only with
+ * overwrite), advances the contiguous mark and raises the origin's
+ * highest. ACCEPT_STORED or REJECT_STORE. */
+enum accept_result store_log_add(struct wctx *ctx, const char *origin,
+    uint64_t origin_seq, const uint8_t *env, size_t len, int overwrite);
+
+#endif

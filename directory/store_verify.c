@@ -1,0 +1,390 @@
+/* store_verify: every stored record checked again against the trust
+ * state, signatures on all cores while the walk goes on. */
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "mm_log.h"
+#include "mm_parallel.h"
+#include "mm_util.h"
+#include "store_int.h"
+
+#define VERIFY_CHUNK 4096	/* store_verify: records per parallel round */
+
+/* A round of store_verify's signature checks. Worker threads and the
+ * walking thread take jobs by index until none are left. */
+struct vround {
+	struct vjob *jobs;
+	char (*names)[RECORD_USER_MAX + 1];
+	size_t n;
+	struct mm_parallel *run;	/* checking, until vround_finish */
+};
+
+/* A certificate as store_verify trusts it; sorted by id as LMDB is. */
+struct vcert {
+	uint8_t id[DKEY_ID_LEN];
+	uint8_t pk[DKEY_PK_LEN];
+	char site[RECORD_SITE_MAX + 1];
+	int valid, revoked;
+};
+
+struct vstate {
+	struct store *st;
+	MDB_txn *txn;
+	store_bad_cb cb;
+	void *arg;
+	struct store_verify_report *rep;
+	struct vcert *certs;
+	size_t ncerts;
+	uint8_t root[DKEY_PK_LEN];
+	int have_root;
+	/* user records waiting for their signatures to be checked: one
+	 * round fills while the one before is checked */
+	struct vround rounds[2], *fill, *busy;
+};
+
+static void
+bad(struct vstate *vs, const char *what, const char *reason)
+{
+	vs->rep->bad++;
+	if (vs->cb != NULL)
+		vs->cb(what, reason, vs->arg);
+}
+
+static void
+bad_user(struct vstate *vs, const char *user, const char *reason)
+{
+	char *what = xasprintf("user %s", user);
+
+	bad(vs, what, reason);
+	free(what);
+}
+
+static void
+bad_key(struct vstate *vs, const char *kind, const uint8_t *id,
+    const char *reason)
+{
+	char hex[DKEY_ID_HEX_LEN + 1], *what;
+
+	dkey_id_hex(id, hex);
+	what = xasprintf("%s %s", kind, hex);
+	bad(vs, what, reason);
+	free(what);
+}
+
+static int
+vcert_cmp(const void *a, const void *b)
+{
+	return memcmp(a, ((const struct vcert *)b)->id, DKEY_ID_LEN);
+}
+
+static struct vcert *
+vcert_find(struct vstate *vs, const uint8_t id[DKEY_ID_LEN])
+{
+	return bsearch(id, vs->certs, vs->ncerts, sizeof(*vs->certs),
+	    vcert_cmp);
+}
+
+/* Walks dbi, calling fn for each entry; -1 on an LMDB error. */
+static int
+vwalk(struct vstate *vs, int dbi,
+    void (*fn)(struct vstate *, const MDB_val *, const MDB_val *))
+{
+	MDB_cursor *cur = NULL;
+	MDB_val key, val;
+	int mrc;
+
+	if ((mrc = mdb_cursor_open(vs->txn, vs->st->dbi[dbi], &cur)) != 0)
+		goto fail;
+	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0)
+		fn(vs, &key, &val);
+	mdb_cursor_close(cur);
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+fail:
+	log_warnx("- dir store verify path=%s db=%s error=\"%s\"",
+	    vs->st->path, store_dbi_names[dbi], mdb_strerror(mrc));
+	return -1;
+}
+
+static void
+v_cert(struct vstate *vs, const MDB_val *key, const MDB_val *val)
+{
+	struct vcert *c = &vs->certs[vs->ncerts++];
+	struct record r;
+	const char *why = NULL;
+
+	memset(c, 0, sizeof(*c));
+	vs->rep->checked++;
+	if (key->mv_size != DKEY_ID_LEN) {
+		vs->ncerts--;
+		bad(vs, "cert entry", "key is not a key id");
+		return;
+	}
+	memcpy(c->id, key->mv_data, DKEY_ID_LEN);
+	if (record_decode(val->mv_data, val->mv_size, &r, &why) < 0 ||
+	    r.kind != RECORD_CERT) {
+		bad_key(vs, "cert", c->id, why != NULL ? why : "not a CERT");
+		return;
+	}
+	{
+		uint8_t id[DKEY_ID_LEN];
+
+		dkey_id(r.u.cert.pk, id);
+		if (memcmp(id, c->id, DKEY_ID_LEN) != 0) {
+			bad_key(vs, "cert", c->id, "stored under another id");
+			return;
+		}
+	}
+	if (!vs->have_root || record_verify(&r, vs->root) < 0) {
+		bad_key(vs, "cert", c->id, "not signed by the root key");
+		return;
+	}
+	memcpy(c->pk, r.u.cert.pk, DKEY_PK_LEN);
+	memcpy(c->site, r.u.cert.site, sizeof(c->site));
+	c->valid = 1;
+}
+
+static void
+v_revoke(struct vstate *vs, const MDB_val *key, const MDB_val *val)
+{
+	struct record r;
+	struct vcert *c;
+	const char *why = NULL;
+
+	vs->rep->checked++;
+	if (key->mv_size != DKEY_ID_LEN) {
+		bad(vs, "revoked entry", "key is not a key id");
+		return;
+	}
+	if (record_decode(val->mv_data, val->mv_size, &r, &why) < 0 ||
+	    r.kind != RECORD_REVOKE ||
+	    memcmp(r.u.revoke.key_id, key->mv_data, DKEY_ID_LEN) != 0) {
+		bad_key(vs, "revoke", key->mv_data,
+		    why != NULL ? why : "not a REVOKE for this key");
+		return;
+	}
+	if (!vs->have_root || record_verify(&r, vs->root) < 0) {
+		bad_key(vs, "revoke", key->mv_data,
+		    "not signed by the root key");
+		return;
+	}
+	if ((c = vcert_find(vs, key->mv_data)) != NULL)
+		c->revoked = 1;
+}
+
+/* Certificate chain of a signer: 0 ok, else a reason. */
+static const char *
+v_chain(struct vstate *vs, const uint8_t id[DKEY_ID_LEN],
+    const struct vcert **c_r)
+{
+	const struct vcert *c = vcert_find(vs, id);
+
+	if (c == NULL || !c->valid)
+		return "signed by an uncertified key";
+	if (c->revoked)
+		return "signed by a revoked key";
+	*c_r = c;
+	return NULL;
+}
+
+static void
+vround_work(size_t begin, size_t end, void *arg)
+{
+	struct vround *vr = arg;
+	size_t i;
+
+	for (i = begin; i < end; i++) {
+		struct vjob *j = &vr->jobs[i];
+
+		j->ok = dkey_verify(j->pk, RECORD_SIG_PREFIX, j->body,
+		    j->body_len, j->sig) == 0;
+	}
+}
+
+/* Starts checking vr on the other cores; the walk goes on meanwhile. */
+static void
+vround_start(struct vround *vr)
+{
+	vr->run = mm_parallel_start(vr->n, VERIFY_THREADS_MAX, vround_work,
+	    vr);
+}
+
+/* Takes a share of what is left of vr, waits for the rest, reports. */
+static void
+vround_finish(struct vstate *vs, struct vround *vr)
+{
+	size_t i;
+
+	mm_parallel_join(vr->run);
+	vr->run = NULL;
+	for (i = 0; i < vr->n; i++) {
+		if (!vr->jobs[i].ok)
+			bad_user(vs, vr->names[i], "bad signature");
+	}
+	vr->n = 0;
+}
+
+/* The filling round is full (or the walk is over): the round before is
+ * finished, this one started. */
+static void
+v_flush(struct vstate *vs)
+{
+	struct vround *vr = vs->fill;
+
+	if (vs->busy != NULL) {
+		vround_finish(vs, vs->busy);
+		vs->busy = NULL;
+	}
+	if (vr->n == 0)
+		return;
+	vround_start(vr);
+	vs->busy = vr;
+	vs->fill = vr == &vs->rounds[0] ? &vs->rounds[1] : &vs->rounds[0];
+}
+
+/* env is in the map, which outlives the queue; r does not. The signature
+ * ends a canonical envelope. */
+static void
+v_queue(struct vstate *vs, const struct record *r, const MDB_val *env,
+    const uint8_t *pk, const char *name)
+{
+	struct vround *vr = vs->fill;
+	struct vjob *j = &vr->jobs[vr->n];
+
+	j->body = r->body;
+	j->body_len = r->body_len;
+	j->sig = (const uint8_t *)env->mv_data + env->mv_size - DKEY_SIG_LEN;
+	memcpy(j->pk, pk, DKEY_PK_LEN);
+	j->have_pk = 1;
+	j->ok = 0;
+	memcpy(vr->names[vr->n++], name, RECORD_USER_MAX + 1);
+	if (vr->n == VERIFY_CHUNK)
+		v_flush(vs);
+}
+
+static void
+v_user(struct vstate *vs, const MDB_val *key, const MDB_val *val)
+{
+	struct record r, t;
+	const struct vcert *c = NULL, *tc = NULL;
+	const struct record_user *u = &r.u.user;
+	const char *why = NULL;
+	struct hwm h;
+	struct store_route route;
+	MDB_val hv;
+	uint8_t bh[HWM_HASH_LEN];
+	char name[RECORD_USER_MAX + 1];
+	size_t klen = key->mv_size > RECORD_USER_MAX ? RECORD_USER_MAX :
+	    key->mv_size;
+
+	vs->rep->checked++;
+	memcpy(name, key->mv_data, klen);
+	name[klen] = '\0';
+	if (record_decode(val->mv_data, val->mv_size, &r, &why) < 0 ||
+	    r.kind != RECORD_USER) {
+		bad_user(vs, name, why != NULL ? why : "not a USER record");
+		return;
+	}
+	if (key->mv_size != strlen(u->user) ||
+	    memcmp(key->mv_data, u->user, key->mv_size) != 0) {
+		bad_user(vs, name, "stored under another name");
+		return;
+	}
+	if ((why = v_chain(vs, r.key_id, &c)) != NULL) {
+		bad_user(vs, name, why);
+		return;
+	}
+	if (u->state != USTATE_TRANSFER && strcmp(c->site, u->site) != 0) {
+		bad_user(vs, name, "signer not certified for the site");
+		return;
+	}
+	if (u->state != USTATE_TRANSFER && u->transfer_len > 0) {
+		if (record_decode(u->transfer, u->transfer_len, &t, NULL) < 0 ||
+		    v_chain(vs, t.key_id, &tc) != NULL ||
+		    record_verify(&t, tc->pk) < 0) {
+			bad_user(vs, name, "invalid transfer");
+			return;
+		}
+	}
+	if (mdb_get(vs->txn, vs->st->dbi[DBI_HWM], (MDB_val *)key, &hv) != 0
+	    || hwm_parse(&hv, &h) < 0) {
+		bad_user(vs, name, "no high-water mark");
+		return;
+	}
+	body_hash(&r, bh);
+	if (h.epoch != u->epoch || h.seq != u->seq ||
+	    memcmp(h.hash, bh, HWM_HASH_LEN) != 0 ||
+	    strcmp(h.site, u->site) != 0) {
+		bad_user(vs, name, "high-water mark does not match");
+		return;
+	}
+	if (mdb_get(vs->txn, vs->st->dbi[DBI_ROUTES], (MDB_val *)key,
+	    &hv) != 0 ||
+	    store_route_decode(hv.mv_data, hv.mv_size, &route) < 0 ||
+	    route.state != u->state || strcmp(route.site, u->site) != 0 ||
+	    strcmp(route.backend, u->backend) != 0) {
+		bad_user(vs, name, "routing index does not match the record");
+		return;
+	}
+	v_queue(vs, &r, val, c->pk, name);
+}
+
+int
+store_verify(struct store *st, uint64_t now,
+    struct store_verify_report *rep_r, store_bad_cb cb, void *arg)
+{
+	struct vstate vs;
+	MDB_stat ms;
+	int rc = -1, mrc, g;
+	size_t i;
+
+	memset(rep_r, 0, sizeof(*rep_r));
+	memset(&vs, 0, sizeof(vs));
+	vs.st = st;
+	vs.cb = cb;
+	vs.arg = arg;
+	vs.rep = rep_r;
+	if (store_walk_begin(st, &vs.txn) < 0)
+		return -1;
+	g = get_root(vs.txn, st, vs.root);
+	if (g < 0)
+		goto done;
+	vs.have_root = g == 1;
+	if ((mrc = mdb_stat(vs.txn, st->dbi[DBI_CERTS], &ms)) != 0)
+		goto done;
+	vs.certs = xcalloc(ms.ms_entries + 1, sizeof(*vs.certs));
+	for (i = 0; i < 2; i++) {
+		vs.rounds[i].jobs = xcalloc(VERIFY_CHUNK,
+		    sizeof(*vs.rounds[i].jobs));
+		vs.rounds[i].names = xcalloc(VERIFY_CHUNK,
+		    sizeof(*vs.rounds[i].names));
+	}
+	vs.fill = &vs.rounds[0];
+	if (vwalk(&vs, DBI_CERTS, v_cert) < 0 ||
+	    vwalk(&vs, DBI_REVOKED, v_revoke) < 0)
+		goto done;
+	if (vwalk(&vs, DBI_USERS, v_user) < 0)
+		goto done;
+	v_flush(&vs);		/* starts the last round */
+	v_flush(&vs);		/* and finishes it */
+	if ((mrc = mdb_stat(vs.txn, st->dbi[DBI_EVIDENCE], &ms)) != 0)
+		goto done;
+	rep_r->equivocations = ms.ms_entries;
+	rc = 0;
+done:
+	/* Threads still checking a round point into the transaction. */
+	if (vs.busy != NULL)
+		vround_finish(&vs, vs.busy);
+	free(vs.certs);
+	for (i = 0; i < 2; i++) {
+		free(vs.rounds[i].jobs);
+		free(vs.rounds[i].names);
+	}
+	mdb_txn_abort(vs.txn);
+	(void)now;
+	return rc;
+}
