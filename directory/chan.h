@@ -45,8 +45,9 @@
  * per-direction 64-bit counter (4 zero bytes, counter big-endian) that is
  * never sent. A replayed, reordered, dropped, truncated or altered frame
  * therefore fails authentication and ends the channel. Payloads are opaque
- * here (gossip and sessions put msgpack inside). No rekeying: a channel
- * ends long before its counter could wrap (it ends if it ever would).
+ * here (peers.h puts a type byte and msgpack inside, cross-site sessions
+ * msgpack). No rekeying: a channel ends long before its counter could
+ * wrap (it ends if it ever would).
  *
  * The initiator is established once it has verified the responder and
  * queued its own AUTH; it may send frames at once, behind that AUTH. If the

@@ -16,14 +16,6 @@
 
 /* ---- codec ----------------------------------------------------------- */
 
-bool
-check_msg_is(const uint8_t *buf, size_t len)
-{
-	/* fixarray, then fixstr "chk" */
-	return len >= 5 && (buf[0] & 0xf0) == 0x90 && buf[1] == 0xa3 &&
-	    memcmp(buf + 2, CHECK_MAGIC, 3) == 0;
-}
-
 static int
 get_name(struct mm_mp_reader *r, size_t max, struct check_slice *s)
 {

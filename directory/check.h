@@ -1,10 +1,11 @@
 /* The consistency check between nodes (`mmctl check`): the wire messages
  * nodes exchange on the inter-node channel beside gossip, and the report
- * built from what every node answered. Pure: no I/O, no clock.
+ * built from what every node answered. Pure: no I/O, no clock
+ * (check_run.h runs the check).
  *
- * A check message is one msgpack array ["chk", version, type, id, ...];
- * gossip messages start with an integer, so the first element tells the
- * two families apart (check_msg_is). id pairs an answer with its request.
+ * A check message is one msgpack array ["chk", version, type, id, ...],
+ * carried in a PEER_FRAME_CHECK frame (peers.h), whose type byte tells it
+ * from gossip. id pairs an answer with its request.
  *   ROOT_REQ     [.., 1, id]
  *   ROOT         [.., 2, id, site, node, root (bin 32), users,
  *                 origins [[origin, contig, highest]...], backends [str]]
@@ -112,9 +113,6 @@ struct check_msg {
 	size_t n_faults;
 	struct check_fault faults[CHECK_FAULTS_MAX];
 };
-
-/* true if buf starts like a check message (not a gossip one). */
-bool check_msg_is(const uint8_t *buf, size_t len);
 
 /* Decodes one message into *m (pure; slices point into buf). 0, or -1
  * with *why_r a static reason: short, trailing bytes, a wrong type, a

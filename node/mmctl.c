@@ -17,13 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
 #include "ctl.h"
 #include "dir.h"
 #include "dkey.h"
 #include "mm_config.h"
 #include "mm_log.h"
 #include "mm_util.h"
+#include "ops.h"
 #include "popmap.h"
 #include "record.h"
 
@@ -55,7 +55,7 @@ static struct {
 	bool direct;
 	struct mm_config *conf;
 	int fd;			/* control socket; -1: not connected */
-	struct agent *a;	/* direct mode */
+	struct ops *ops;	/* direct mode */
 	struct dkey key;
 } ctl = { .cpath = DEFAULT_CONFIG, .fd = -1 };
 
@@ -340,7 +340,7 @@ open_directory(bool signing)
 	char *err = NULL;
 	int code = EXIT_FAIL, r;
 
-	if (ctl.fd >= 0 || ctl.a != NULL)
+	if (ctl.fd >= 0 || ctl.ops != NULL)
 		return;
 	if (!ctl.direct) {
 		r = connect_node(conf->control_socket, &code, &err);
@@ -355,7 +355,7 @@ open_directory(bool signing)
 		fail(errno == EACCES || strstr(err, "permission") != NULL ?
 		    EXIT_PERM : EXIT_FAIL, msg);
 	}
-	if ((ctl.a = agent_new(conf, signing ? &ctl.key : NULL, &st,
+	if ((ctl.ops = ops_new(conf, signing ? &ctl.key : NULL, &st,
 	    &err)) == NULL)
 		fail((int)st, err);
 }
@@ -366,8 +366,8 @@ close_directory(void)
 	if (ctl.fd >= 0)
 		close(ctl.fd);
 	ctl.fd = -1;
-	agent_free(ctl.a);
-	ctl.a = NULL;
+	ops_free(ctl.ops);
+	ctl.ops = NULL;
 	dkey_clear(&ctl.key);
 }
 
@@ -417,8 +417,8 @@ call(const char *op, size_t argc, const char *const *argv, char **msg_r,
 	uint32_t blen;
 	size_t len, i;
 
-	if (ctl.a != NULL)
-		return agent_exec(ctl.a, op, argc, (char *const *)argv, msg_r,
+	if (ctl.ops != NULL)
+		return ops_exec(ctl.ops, op, argc, (char *const *)argv, msg_r,
 		    rows);
 	if ((f = ctl_encode_request(op, argc, argv, &len, &why)) == NULL) {
 		*msg_r = xasprintf("request too large: %s", why);
@@ -1124,7 +1124,7 @@ load_root_secret(const char *path, struct dkey *k)
 		    EXIT_FAIL, err);
 	/* A certificate from another cluster's root would only be
 	 * rejected by the store, with a less helpful word. */
-	if (agent_load_root_public(conf, &pub, &err) != 0)
+	if (ops_load_root_public(conf, &pub, &err) != 0)
 		fail(strstr(err, "permission") != NULL ? EXIT_PERM :
 		    EXIT_FAIL, err);
 	if (memcmp(pub.pk, k->pk, DKEY_PK_LEN) != 0) {
@@ -1225,7 +1225,7 @@ cmd_keys_certify(int argc, char **argv)
 	c.issued = now;
 	c.expires = nd != 0 ? now + (uint64_t)nd * DAY_S : 0;
 	root_origin(pk.id, c.origin, sizeof(c.origin));
-	c.origin_seq = agent_root_next_seq(ctl.conf->directory, c.origin);
+	c.origin_seq = ops_root_next_seq(ctl.conf->directory, c.origin);
 	len = record_encode_cert(&c, &rk, env, sizeof(env), &why);
 	dkey_clear(&rk);
 	return submit_signed(env, len, why, "certificate");
@@ -1275,7 +1275,7 @@ cmd_keys_revoke(int argc, char **argv)
 	v.timestamp = (uint64_t)time(NULL);
 	mm_strlcpy(v.reason, reason, sizeof(v.reason));
 	root_origin(v.key_id, v.origin, sizeof(v.origin));
-	v.origin_seq = agent_root_next_seq(ctl.conf->directory, v.origin);
+	v.origin_seq = ops_root_next_seq(ctl.conf->directory, v.origin);
 	len = record_encode_revoke(&v, &rk, env, sizeof(env), &why);
 	dkey_clear(&rk);
 	return submit_signed(env, len, why, "revocation");
@@ -1331,7 +1331,7 @@ cmd_keys(int argc, char **argv)
 		ctl_rows_init(&rows);
 		/* Read-only, from this process: allowed beside a running
 		 * agent, which is another process. */
-		if (agent_keys_rows(ctl.conf->directory, (uint64_t)time(NULL),
+		if (ops_keys_rows(ctl.conf->directory, (uint64_t)time(NULL),
 		    &rows, &err) != 0)
 			fail(access(ctl.conf->directory, R_OK) != 0 &&
 			    errno == EACCES ? EXIT_PERM : EXIT_FAIL, err);

@@ -32,6 +32,7 @@
 #include "mm_config.h"
 #include "mm_log.h"
 #include "mm_util.h"
+#include "ops.h"
 #include "proxy.h"
 #include "proxy_tls.h"
 
@@ -249,7 +250,7 @@ directory_check(char **errstr_r)
 		    node.conf->user : "root", node.conf->directory);
 		return -1;
 	}
-	if (agent_preflight(node.conf, &node.key, &err) != 0) {
+	if (ops_preflight(node.conf, &node.key, &err) != 0) {
 		*errstr_r = err;
 		return -1;
 	}
@@ -744,7 +745,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 		if (node.conf->directory != NULL &&
-		    agent_preflight(node.conf, &node.key, &err) != 0) {
+		    ops_preflight(node.conf, &node.key, &err) != 0) {
 			fprintf(stderr, "mmnode: %s\n", err);
 			return 1;
 		}

@@ -1,4 +1,5 @@
-/* Fuzz target: the input is one gossip message. When it decodes, every
+/* Fuzz target: the input is one gossip message, as it follows the type
+ * byte of a PEER_FRAME_GOSSIP frame (peers.h). When it decodes, every
  * slice must lie inside the input and every count within its limit; then
  * the message is fed to a live gossip instance (whose handlers must cope
  * with anything the decoder lets through). */

@@ -1,6 +1,6 @@
 /* The contiguous digest of the store's per-origin logs, the log range read
- * gossip fetches with, the log fill of superseded records, and the agent's
- * gossip accept path refusing forged and replayed records. */
+ * gossip fetches with, the log fill of superseded records, and the gossip
+ * accept path (ops_gossip_accept) refusing forged and replayed records. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent.h"
 #include "mm_config.h"
+#include "ops.h"
 #include "store_fixture.h"
 
 struct fx {
@@ -244,7 +244,7 @@ test_agent_refuses_forged_records(void **state)
 	struct fx *f = *state;
 	char path[128], text[512], *err = NULL;
 	struct mm_config *conf;
-	struct agent *a;
+	struct ops *a;
 	enum ctl_status cst;
 	uint8_t e1[FX_ENV_MAX], e2[FX_ENV_MAX], forged[FX_ENV_MAX],
 	    other[FX_ENV_MAX];
@@ -261,27 +261,27 @@ test_agent_refuses_forged_records(void **state)
 	    f->dir, path);
 	conf = mm_config_parse(text, strlen(text), "test.conf", &err);
 	assert_non_null(conf);
-	a = agent_new(conf, NULL, &cst, &err);
+	a = ops_new(conf, NULL, &cst, &err);
 	assert_non_null(a);
 
 	n1 = user_rec(&f->a, "y@a.test", 1, 1, e1);
 	n2 = user_rec(&f->a, "y@a.test", 2, 2, e2);
-	assert_int_equal(agent_gossip_accept(a, "a-node", e1, n1, FX_NOW),
+	assert_int_equal(ops_gossip_accept(a, "a-node", e1, n1, FX_NOW),
 	    GOSSIP_ACCEPT_NEW);
-	assert_int_equal(agent_gossip_accept(a, "a-node", e2, n2, FX_NOW),
+	assert_int_equal(ops_gossip_accept(a, "a-node", e2, n2, FX_NOW),
 	    GOSSIP_ACCEPT_NEW);
 	/* Replayed older record: refused by the rule, not current; it is no
 	 * fault of the sender (it may have been superseded on the way). */
-	assert_int_equal(agent_gossip_accept(a, "a-node", e1, n1, FX_NOW),
+	assert_int_equal(ops_gossip_accept(a, "a-node", e1, n1, FX_NOW),
 	    GOSSIP_ACCEPT_DUP);
 	/* A valid envelope by a key the root never certified: not stored. */
 	nf = user_rec(&f->rogue, "y@a.test", 3, 3, forged);
-	assert_int_equal(agent_gossip_accept(a, "a-node", forged, nf, FX_NOW),
+	assert_int_equal(ops_gossip_accept(a, "a-node", forged, nf, FX_NOW),
 	    GOSSIP_ACCEPT_DUP);
 	/* Tampered bytes: rejected, held against the sender. */
 	memcpy(other, e2, n2);
 	other[n2 - 1] ^= 1;
-	assert_int_equal(agent_gossip_accept(a, "a-node", other, n2, FX_NOW),
+	assert_int_equal(ops_gossip_accept(a, "a-node", other, n2, FX_NOW),
 	    GOSSIP_ACCEPT_REJECT);
 	/* A certified key numbering records under another node's name. */
 	{
@@ -302,13 +302,13 @@ test_agent_refuses_forged_records(void **state)
 		k = record_encode_user(&v, &f->a, other, FX_ENV_MAX, &why);
 		assert_true(k > 0);
 		no = (size_t)k;
-		assert_int_equal(agent_gossip_accept(a, "a-node", other, no,
+		assert_int_equal(ops_gossip_accept(a, "a-node", other, no,
 		    FX_NOW), GOSSIP_ACCEPT_REJECT);
 	}
-	assert_int_equal(agent_gossip_accept(a, "a-node", (const uint8_t *)"x",
+	assert_int_equal(ops_gossip_accept(a, "a-node", (const uint8_t *)"x",
 	    1, FX_NOW), GOSSIP_ACCEPT_REJECT);
 
-	agent_free(a);
+	ops_free(a);
 	mm_config_free(conf);
 	f->st = store_open(f->dir, STORE_WRITE, &err);
 	assert_non_null(f->st);

@@ -1,0 +1,1361 @@
+/* The directory's control requests: the handlers the agent runs for
+ * mmctl over the control socket and that `mmctl --direct` runs itself when
+ * no node is up, so that both paths give the same answers; opening the
+ * store for them; the trust checks a node runs before it starts; and the
+ * accept rule for the records peers gossip. */
+#include "ops.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "dir.h"
+#include "gossip.h"
+#include "mm_log.h"
+#include "mm_util.h"
+#include "record.h"
+#include "store.h"
+
+#define TIME_TEXT_LEN 32
+
+struct ops {
+	const struct mm_config *conf;
+	struct store *st;
+	struct dkey key;
+	struct store_signer sg;
+	struct gossip *g;	/* the agent process with peer-listen only */
+	uint64_t published;	/* own origin_seq gossiped up to */
+};
+
+static void publish_own(struct ops *o);
+
+/* ---- helpers -------------------------------------------------------- */
+
+static const char *
+fmt_time(uint64_t t, char buf[TIME_TEXT_LEN])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL) {
+		snprintf(buf, TIME_TEXT_LEN, "-");
+		return buf;
+	}
+	strftime(buf, TIME_TEXT_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+static void
+rows_addv(struct ctl_rows *rows, size_t n, ...)
+{
+	const char *cols[CTL_COLS_MAX];
+	va_list ap;
+	size_t i;
+
+	va_start(ap, n);
+	for (i = 0; i < n && i < CTL_COLS_MAX; i++)
+		cols[i] = va_arg(ap, const char *);
+	va_end(ap);
+	/* Every column comes from the store or the config, which hold
+	 * shorter strings than the codec allows. */
+	(void)ctl_rows_add(rows, i, cols);
+}
+
+static enum ctl_status
+accept_status(enum accept_result r)
+{
+	switch (r) {
+	case ACCEPT_STORED:
+	case ACCEPT_DUPLICATE:
+	case ACCEPT_EQUIVOCATION:
+		return CTL_OK;
+	case REJECT_STORE:
+		return CTL_TEMP;
+	default:
+		return CTL_FAILED;
+	}
+}
+
+static const char *const user_header[] = { "user", "site", "backend",
+	"state", "epoch", "seq", "origin", "origin_seq", "time", "key_id",
+	"target_site" };
+
+static void
+user_row(struct ctl_rows *rows, const struct record_user *u,
+    const uint8_t key_id[DKEY_ID_LEN])
+{
+	char epoch[24], seq[24], oseq[24], tbuf[TIME_TEXT_LEN];
+	char kid[DKEY_ID_HEX_LEN + 1];
+
+	snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)u->epoch);
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)u->seq);
+	snprintf(oseq, sizeof(oseq), "%llu",
+	    (unsigned long long)u->origin_seq);
+	dkey_id_hex(key_id, kid);
+	rows_addv(rows, 11, u->user, u->site, u->backend,
+	    record_state_name(u->state), epoch, seq, u->origin, oseq,
+	    fmt_time(u->timestamp, tbuf), kid, u->target_site);
+}
+
+/* The current record of a normalised user as a row; 1, 0 none, -1. */
+static int
+user_lookup_row(struct ops *o, const char *user, struct ctl_rows *rows,
+    struct record_user *u_r)
+{
+	struct record r;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	const char *why;
+	int found;
+
+	found = store_get_user(o->st, user, u_r, &buf, &len);
+	if (found == 1) {
+		if (record_decode(buf, len, &r, &why) != 0) {
+			free(buf);
+			return -1;
+		}
+		if (rows->n == 0)
+			(void)ctl_rows_add(rows, MM_ARRAY_SIZE(user_header),
+			    user_header);
+		user_row(rows, u_r, r.key_id);
+	}
+	free(buf);
+	return found;
+}
+
+/* ---- trust state ---------------------------------------------------- */
+
+struct trust {
+	size_t n_certs, n_revoked;
+	struct cert_info {
+		struct record_cert c;
+		uint8_t id[DKEY_ID_LEN];
+		bool sig_ok;
+	} *certs;
+	struct revoke_info {
+		uint8_t id[DKEY_ID_LEN];
+		struct record_revoke v;
+	} *revoked;
+	uint8_t root[DKEY_PK_LEN];
+	bool have_root;
+};
+
+static int
+trust_cert_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct trust *t = arg;
+	struct cert_info *ci;
+
+	t->certs = xrealloc(t->certs, (t->n_certs + 1) * sizeof(*t->certs));
+	ci = &t->certs[t->n_certs++];
+	ci->c = r->u.cert;
+	dkey_id(r->u.cert.pk, ci->id);
+	ci->sig_ok = t->have_root && record_verify(r, t->root) == 0;
+	return 0;
+}
+
+static int
+trust_revoke_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct trust *t = arg;
+	struct revoke_info *ri;
+
+	t->revoked = xrealloc(t->revoked,
+	    (t->n_revoked + 1) * sizeof(*t->revoked));
+	ri = &t->revoked[t->n_revoked++];
+	memcpy(ri->id, r->u.revoke.key_id, DKEY_ID_LEN);
+	ri->v = r->u.revoke;
+	return 0;
+}
+
+static void
+trust_clear(struct trust *t)
+{
+	free(t->certs);
+	free(t->revoked);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Certificates (each checked against the root) and revocations of st. */
+static int
+trust_load(struct store *st, const char *path, struct trust *t,
+    char **errstr_r)
+{
+	memset(t, 0, sizeof(*t));
+	t->have_root = store_get_root(st, t->root) == 1;
+	if (store_foreach_cert(st, trust_cert_cb, t) != 0 ||
+	    store_foreach_revoked(st, trust_revoke_cb, t) != 0) {
+		trust_clear(t);
+		*errstr_r = xasprintf("directory %s: cannot read the "
+		    "certificates", path);
+		return -1;
+	}
+	return 0;
+}
+
+static const struct revoke_info *
+trust_revoked(const struct trust *t, const uint8_t id[DKEY_ID_LEN])
+{
+	size_t i;
+
+	for (i = 0; i < t->n_revoked; i++)
+		if (memcmp(t->revoked[i].id, id, DKEY_ID_LEN) == 0)
+			return &t->revoked[i];
+	return NULL;
+}
+
+static const char *
+cert_state(const struct trust *t, const struct cert_info *ci, uint64_t now)
+{
+	if (!ci->sig_ok)
+		return "bad-signature";
+	if (trust_revoked(t, ci->id) != NULL)
+		return "revoked";
+	if (ci->c.expires != 0 && ci->c.expires <= now)
+		return "expired";
+	return "valid";
+}
+
+static void
+keys_rows(const struct trust *t, uint64_t now, struct ctl_rows *rows)
+{
+	static const char *const header[] = { "key_id", "role", "site",
+		"name", "issued", "expires", "state", "origin", "origin_seq" };
+	char kid[DKEY_ID_HEX_LEN + 1], ib[TIME_TEXT_LEN], eb[TIME_TEXT_LEN];
+	char seq[24];
+	size_t i, j;
+
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	for (i = 0; i < t->n_certs; i++) {
+		const struct cert_info *ci = &t->certs[i];
+
+		dkey_id_hex(ci->id, kid);
+		snprintf(seq, sizeof(seq), "%llu",
+		    (unsigned long long)ci->c.origin_seq);
+		rows_addv(rows, 9, kid, record_role_name(ci->c.role),
+		    ci->c.site, ci->c.name, fmt_time(ci->c.issued, ib),
+		    ci->c.expires == 0 ? "never" :
+		    fmt_time(ci->c.expires, eb), cert_state(t, ci, now),
+		    ci->c.origin, seq);
+	}
+	/* Revocations of keys this store never saw certified. */
+	for (i = 0; i < t->n_revoked; i++) {
+		for (j = 0; j < t->n_certs; j++)
+			if (memcmp(t->certs[j].id, t->revoked[i].id,
+			    DKEY_ID_LEN) == 0)
+				break;
+		if (j < t->n_certs)
+			continue;
+		dkey_id_hex(t->revoked[i].id, kid);
+		snprintf(seq, sizeof(seq), "%llu",
+		    (unsigned long long)t->revoked[i].v.origin_seq);
+		rows_addv(rows, 9, kid, "-", "-", "-", "-", "-", "revoked",
+		    t->revoked[i].v.origin, seq);
+	}
+}
+
+int
+ops_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
+    char **errstr_r)
+{
+	struct store *st;
+	struct trust t;
+	int rc;
+
+	if ((st = store_open(path, STORE_READONLY, errstr_r)) == NULL)
+		return -1;
+	rc = trust_load(st, path, &t, errstr_r);
+	store_close(st);
+	if (rc != 0)
+		return -1;
+	keys_rows(&t, now, rows);
+	trust_clear(&t);
+	return 0;
+}
+
+uint64_t
+ops_root_next_seq(const char *path, const char *origin)
+{
+	struct store *st;
+	uint64_t seq = 1;
+	char *err = NULL;
+
+	if ((st = store_open(path, STORE_READONLY, &err)) == NULL) {
+		free(err);
+		return 1;
+	}
+	if (store_next_origin_seq(st, origin, &seq) != 0)
+		seq = 1;
+	store_close(st);
+	return seq;
+}
+
+/* ---- opening the store ---------------------------------------------- */
+
+int
+ops_load_root_public(const struct mm_config *conf, struct dkey *key_r,
+    char **errstr_r)
+{
+	char *err = NULL;
+
+	if (dkey_load_public(conf->root_key, key_r, &err) == 0)
+		return 0;
+	/* The key loader's advice fits a secret key; a public one only
+	 * needs to be readable. */
+	if (access(conf->root_key, R_OK) != 0 && errno == EACCES)
+		*errstr_r = xasprintf("root-key %s: permission denied; it is a "
+		    "public key and needs only to be readable by the user "
+		    "this program runs as (and its directories searchable): "
+		    "chmod 644 %s", conf->root_key, conf->root_key);
+	else
+		*errstr_r = xasprintf("root-key %s: %s", conf->root_key, err);
+	free(err);
+	return -1;
+}
+
+/* Sets the root from the root-key file when the store has none, and
+ * refuses a store that holds another root. */
+static int
+ensure_root(const struct mm_config *conf, struct store *st, char **errstr_r)
+{
+	uint8_t have[DKEY_PK_LEN];
+	char a[DKEY_ID_HEX_LEN + 1], b[DKEY_ID_HEX_LEN + 1];
+	uint8_t ida[DKEY_ID_LEN], idb[DKEY_ID_LEN];
+	struct dkey root;
+	char *err = NULL;
+	int r, rc = -1;
+
+	memset(&root, 0, sizeof(root));
+	if (ops_load_root_public(conf, &root, errstr_r) != 0)
+		goto done;
+	if ((r = store_get_root(st, have)) < 0) {
+		*errstr_r = xasprintf("directory %s: cannot read the root "
+		    "key", conf->directory);
+		goto done;
+	}
+	if (r == 0) {
+		if (store_set_root(st, root.pk, &err) != 0) {
+			*errstr_r = xasprintf("directory %s: %s",
+			    conf->directory, err);
+			goto done;
+		}
+		log_info("- dir root-set key_id=%s",
+		    (dkey_id_hex(root.id, a), a));
+	} else if (memcmp(have, root.pk, DKEY_PK_LEN) != 0) {
+		dkey_id(have, ida);
+		dkey_id(root.pk, idb);
+		dkey_id_hex(ida, a);
+		dkey_id_hex(idb, b);
+		*errstr_r = xasprintf("directory %s belongs to root key %s, "
+		    "but root-key %s is %s: wrong root-key or wrong "
+		    "directory", conf->directory, a, conf->root_key, b);
+		goto done;
+	}
+	rc = 0;
+done:
+	free(err);
+	return rc;
+}
+
+static enum ctl_status
+open_status(const char *dir)
+{
+	if (access(dir, W_OK) != 0 && (errno == EACCES || errno == EPERM ||
+	    errno == EROFS))
+		return CTL_PERM;
+	return CTL_FAILED;
+}
+
+struct ops *
+ops_new(const struct mm_config *conf, const struct dkey *key,
+    enum ctl_status *status_r, char **errstr_r)
+{
+	struct ops *o = xcalloc(1, sizeof(*o));
+	char *err = NULL;
+
+	o->conf = conf;
+	*status_r = CTL_FAILED;
+	if (key != NULL)
+		o->key = *key;
+	o->sg.key = &o->key;
+	o->sg.site = conf->site;
+	o->sg.origin = conf->node_name;
+	if (mkdir(conf->directory, 0700) != 0 && errno != EEXIST) {
+		*status_r = errno == EACCES ? CTL_PERM : CTL_FAILED;
+		*errstr_r = xasprintf("directory %s: %s", conf->directory,
+		    strerror(errno));
+		goto fail;
+	}
+	if ((o->st = store_open(conf->directory, STORE_WRITE, &err)) == NULL) {
+		*status_r = open_status(conf->directory);
+		*errstr_r = xasprintf("%s%s", err, *status_r == CTL_PERM ?
+		    " (permission denied: run as the node's user or root)" :
+		    "");
+		free(err);
+		goto fail;
+	}
+	if (ensure_root(conf, o->st, errstr_r) != 0)
+		goto fail;
+	return o;
+fail:
+	ops_free(o);
+	return NULL;
+}
+
+void
+ops_free(struct ops *o)
+{
+	if (o == NULL)
+		return;
+	store_close(o->st);
+	dkey_clear(&o->key);
+	free(o);
+}
+
+struct store *
+ops_store(struct ops *o)
+{
+	return o->st;
+}
+
+int
+ops_preflight(const struct mm_config *conf, const struct dkey *key,
+    char **errstr_r)
+{
+	struct ops *o = NULL;
+	enum ctl_status st;
+	struct trust t;
+	char kid[DKEY_ID_HEX_LEN + 1];
+	const char *why = NULL;
+	uint64_t now = (uint64_t)time(NULL);
+	size_t i;
+	int rc = -1;
+
+	memset(&t, 0, sizeof(t));
+	dkey_id_hex(key->id, kid);
+	/* Root set, store writable; closed before return (nothing of the
+	 * store may cross the fork that follows). */
+	if ((o = ops_new(conf, key, &st, errstr_r)) == NULL)
+		goto done;
+	if (trust_load(o->st, conf->directory, &t, errstr_r) != 0)
+		goto done;
+	for (i = 0; i < t.n_certs; i++) {
+		const struct cert_info *ci = &t.certs[i];
+
+		if (memcmp(ci->id, key->id, DKEY_ID_LEN) != 0 ||
+		    strcmp(ci->c.site, conf->site) != 0 ||
+		    (ci->c.role != ROLE_NODE && ci->c.role != ROLE_SITE))
+			continue;
+		why = cert_state(&t, ci, now);
+		if (strcmp(why, "valid") != 0)
+			continue;
+		/* Records carry node-name as their origin, and the accept
+		 * rule wants it to be the name in the signer's certificate. */
+		if (strcmp(ci->c.name, conf->node_name) != 0) {
+			*errstr_r = xasprintf("node-key %s (key id %s) is "
+			    "certified as %s but node-name is %s (set node-name "
+			    "%s, or certify the key with --name %s)",
+			    conf->node_key, kid, ci->c.name, conf->node_name,
+			    ci->c.name, conf->node_name);
+			goto done;
+		}
+		rc = 0;
+		goto done;
+	}
+	if (why != NULL && strcmp(why, "revoked") == 0)
+		*errstr_r = xasprintf("node-key %s (key id %s): its "
+		    "certificate for site %s is revoked (make a new key with: "
+		    "mmctl keys new FILE, and certify that)", conf->node_key,
+		    kid, conf->site);
+	else if (why != NULL)
+		*errstr_r = xasprintf("node-key %s (key id %s): its "
+		    "certificate for site %s is %s (certify it again with: "
+		    "mmctl -c %s keys certify --root ROOT.key --pub %s.pub "
+		    "--role node --site %s --name %s)", conf->node_key, kid,
+		    conf->site, why, conf->path, conf->node_key, conf->site,
+		    conf->node_name);
+	else
+		*errstr_r = xasprintf("node-key %s (key id %s) is not "
+		    "certified for site %s (certify it with: mmctl -c %s keys "
+		    "certify --root ROOT.key --pub %s.pub --role node --site "
+		    "%s --name %s)", conf->node_key, kid, conf->site,
+		    conf->path, conf->node_key, conf->site, conf->node_name);
+done:
+	trust_clear(&t);
+	ops_free(o);
+	return rc;
+}
+
+/* ---- request handlers ----------------------------------------------- */
+
+/* Who may run a request over the control socket: anyone who can connect
+ * may read; a change needs root or admin-group. Only OP_READ is let
+ * through, so a value that is neither (0) counts as a write. */
+enum op_access {
+	OP_READ = 1,
+	OP_WRITE,		/* changes the store or the node */
+};
+
+struct op {
+	const char *name;
+	enum op_access access;	/* before args_min: a missing one fails
+				 * to compile */
+	size_t args_min, args_max;
+	enum ctl_status (*run)(struct ops *, size_t, char *const *, char **,
+	    struct ctl_rows *);
+};
+
+static int
+normalise(struct ops *o, const char *user, char out[RECORD_USER_MAX + 1])
+{
+	char buf[DIR_USER_MAX + 1];
+
+	if (dir_normalise_user(o->conf, user, buf, sizeof(buf)) != 0 ||
+	    strlen(buf) > RECORD_USER_MAX)
+		return -1;
+	/* The store is keyed by lower-case names whatever user-lowercase
+	 * says: two spellings must not become two users. */
+	for (char *p = buf; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	mm_strlcpy(out, buf, RECORD_USER_MAX + 1);
+	return 0;
+}
+
+static void
+log_change(const char *what, const char *user, const char *backend,
+    enum user_state state, struct ops *o, enum accept_result res)
+{
+	struct record_user u;
+	char ub[4 * RECORD_USER_MAX + 1], bb[4 * RECORD_NAME_MAX + 1];
+	int found;
+
+	memset(&u, 0, sizeof(u));
+	found = store_get_user(o->st, user, &u, NULL, NULL);
+	log_info("- dir %s user=%s backend=%s state=%s epoch=%llu seq=%llu "
+	    "result=%s", what, mm_log_escape(user, ub, sizeof(ub)),
+	    mm_log_escape(backend, bb, sizeof(bb)), record_state_name(state),
+	    found == 1 ? (unsigned long long)u.epoch : 0ULL,
+	    found == 1 ? (unsigned long long)u.seq : 0ULL,
+	    store_accept_name(res));
+}
+
+/* Why a change was not stored, for the operator: a store failure names
+ * the system error (a full disk says so). */
+static const char *
+accept_why(const struct ops *o, enum accept_result res)
+{
+	if (res == REJECT_STORE && store_last_error(o->st) != NULL)
+		return store_last_error(o->st);
+	return store_accept_name(res);
+}
+
+/* Writes one user change; the answer is the record as stored. */
+static enum ctl_status
+put_user(struct ops *o, const char *what, const char *user,
+    const char *backend, enum user_state state, const char *target,
+    char **msg_r, struct ctl_rows *rows)
+{
+	struct record_user u;
+	enum accept_result res;
+	enum ctl_status status;
+
+	res = store_put_user(o->st, &o->sg, user, backend, state, target,
+	    (uint64_t)time(NULL));
+	log_change(what, user, backend, state, o, res);
+	publish_own(o);
+	status = accept_status(res);
+	if (status != CTL_OK) {
+		*msg_r = xasprintf("%s: %s", user, accept_why(o, res));
+		return status;
+	}
+	if (user_lookup_row(o, user, rows, &u) != 1) {
+		*msg_r = xasprintf("%s: stored but cannot be read back", user);
+		return CTL_TEMP;
+	}
+	*msg_r = xasprintf("%s: %s", user, accept_why(o, res));
+	return CTL_OK;
+}
+
+static enum ctl_status
+check_backend(struct ops *o, const char *backend, char **msg_r)
+{
+	if (mm_config_backend(o->conf, backend) == NULL ||
+	    !record_name_valid(backend)) {
+		*msg_r = xasprintf("'%s' is not a back end of site %s (see "
+		    "backend in %s)", backend, o->conf->site, o->conf->path);
+		return CTL_FAILED;
+	}
+	return CTL_OK;
+}
+
+/* Normalises NAME into USER and reads its record into U; *live_r tells
+ * whether the user exists and is not deleted. CTL_OK, or the failure
+ * with *msg_r set. */
+static enum ctl_status
+user_read(struct ops *o, const char *name, char user[RECORD_USER_MAX + 1],
+    struct record_user *u, bool *live_r, char **msg_r)
+{
+	int r;
+
+	if (normalise(o, name, user) != 0) {
+		*msg_r = xasprintf("'%s' is not a valid user name", name);
+		return CTL_FAILED;
+	}
+	r = store_get_user(o->st, user, u, NULL, NULL);
+	if (r < 0) {
+		*msg_r = xasprintf("%s: cannot read the store", user);
+		return CTL_TEMP;
+	}
+	*live_r = r == 1 && u->state != USTATE_DELETED;
+	return CTL_OK;
+}
+
+static enum ctl_status
+op_user_add(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1];
+	struct record_user u;
+	enum ctl_status st;
+	bool live;
+
+	if (check_backend(o, argv[1], msg_r) != CTL_OK)
+		return CTL_FAILED;
+	if ((st = user_read(o, argv[0], user, &u, &live, msg_r)) != CTL_OK)
+		return st;
+	if (live) {
+		*msg_r = xasprintf("%s exists (site %s, back end %s): use "
+		    "user set", user, u.site, u.backend);
+		return CTL_FAILED;
+	}
+	return put_user(o, "user-add", user, argv[1], USTATE_ACTIVE, "",
+	    msg_r, rows);
+}
+
+static enum ctl_status
+op_user_set(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1];
+	enum user_state state = USTATE_ACTIVE;
+	const char *target = argv[3];
+	struct record_user u;
+	enum ctl_status st;
+	bool live;
+
+	if (check_backend(o, argv[1], msg_r) != CTL_OK)
+		return CTL_FAILED;
+	if (argv[2][0] != '\0' && (record_state_parse(argv[2], &state) != 0 ||
+	    (state != USTATE_ACTIVE && state != USTATE_MOVING &&
+	    state != USTATE_FROZEN))) {
+		*msg_r = xasprintf("state '%s': active, moving or frozen",
+		    argv[2]);
+		return CTL_USAGE;
+	}
+	if (state == USTATE_ACTIVE && target[0] != '\0') {
+		*msg_r = xasprintf("--target goes with --state moving or "
+		    "frozen");
+		return CTL_USAGE;
+	}
+	if (state != USTATE_ACTIVE && (!record_site_valid(target) ||
+	    strcmp(target, o->conf->site) == 0)) {
+		*msg_r = xasprintf("state %s needs --target SITE, another "
+		    "site than %s", record_state_name(state), o->conf->site);
+		return CTL_USAGE;
+	}
+	if ((st = user_read(o, argv[0], user, &u, &live, msg_r)) != CTL_OK)
+		return st;
+	if (!live) {
+		*msg_r = xasprintf("%s: no such user (create it with user "
+		    "add)", user);
+		return CTL_FAILED;
+	}
+	return put_user(o, "user-set", user, argv[1], state, target, msg_r,
+	    rows);
+}
+
+static enum ctl_status
+op_user_del(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1];
+	struct record_user u;
+	enum ctl_status st;
+	bool live;
+
+	if ((st = user_read(o, argv[0], user, &u, &live, msg_r)) != CTL_OK)
+		return st;
+	if (!live) {
+		*msg_r = xasprintf("%s: no such user", user);
+		return CTL_FAILED;
+	}
+	return put_user(o, "user-del", user, u.backend, USTATE_DELETED, "",
+	    msg_r, rows);
+}
+
+static enum ctl_status
+op_user_show(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1];
+	struct record_user u;
+	int r;
+
+	if (normalise(o, argv[0], user) != 0) {
+		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
+		return CTL_FAILED;
+	}
+	r = user_lookup_row(o, user, rows, &u);
+	if (r < 0) {
+		*msg_r = xasprintf("%s: cannot read the store", user);
+		return CTL_TEMP;
+	}
+	if (r == 0) {
+		*msg_r = xasprintf("%s: no such user", user);
+		return CTL_FAILED;
+	}
+	if (u.state == USTATE_DELETED) {
+		*msg_r = xasprintf("%s: deleted", user);
+		return CTL_FAILED;
+	}
+	*msg_r = xstrdup("");
+	return CTL_OK;
+}
+
+struct list_ctx {
+	struct ctl_rows *rows;
+	const char *site;	/* NULL: all */
+	bool export;		/* user, backend, state, target only */
+};
+
+static int
+list_cb(const struct record *r, const uint8_t *env, size_t len, void *arg)
+{
+	struct list_ctx *lc = arg;
+	const struct record_user *u = &r->u.user;
+
+	if (r->kind != RECORD_USER || u->state == USTATE_DELETED)
+		return 0;
+	if (lc->site != NULL && strcmp(u->site, lc->site) != 0)
+		return 0;
+	if (lc->export)
+		rows_addv(lc->rows, 4, u->user, u->backend,
+		    record_state_name(u->state), u->target_site);
+	else
+		user_row(lc->rows, u, r->key_id);
+	return lc->rows->n >= CTL_ROWS_MAX;
+}
+
+static enum ctl_status
+op_user_list(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	struct list_ctx lc = { rows, argv[0][0] != '\0' ? argv[0] : NULL,
+		false };
+
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(user_header), user_header);
+	if (store_foreach_user(o->st, list_cb, &lc) != 0) {
+		*msg_r = xstrdup("cannot read the store");
+		return CTL_TEMP;
+	}
+	*msg_r = xasprintf("%zu users", rows->n - 1);
+	return CTL_OK;
+}
+
+static enum ctl_status
+op_export(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	static const char *const header[] = { "user", "backend", "state",
+		"target_site" };
+	struct list_ctx lc = { rows, o->conf->site, true };
+
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	if (store_foreach_user(o->st, list_cb, &lc) != 0) {
+		*msg_r = xstrdup("cannot read the store");
+		return CTL_TEMP;
+	}
+	*msg_r = xasprintf("%zu users", rows->n - 1);
+	return CTL_OK;
+}
+
+/* A row of an import, checked: what to store, or why not. */
+struct import_row {
+	char user[RECORD_USER_MAX + 1];
+	char target[RECORD_SITE_MAX + 1];
+	int todo;		/* 1 store, 0 unchanged, -1 refused (why) */
+	const char *why;
+	size_t item;		/* index in the batch when todo is 1 */
+};
+
+/* Checks one (user, backend, state, target) row against this site and the
+ * store; returns 1 to store (*it filled), 0 unchanged, -1 refused
+ * (r->why) or a store error (CTL_TEMP in *worst_r). */
+static int
+import_check(struct ops *o, const char *user, const char *b,
+    const char *s, const char *target, struct import_row *r,
+    struct store_user_item *it, enum ctl_status *worst_r)
+{
+	enum user_state state = USTATE_ACTIVE;
+	struct record_user u;
+	char *err = NULL;
+	int found;
+
+	r->why = NULL;
+	if (normalise(o, user, r->user) != 0)
+		r->why = "invalid user name";
+	else if (check_backend(o, b, &err) != CTL_OK)
+		r->why = "not a back end of this site";
+	else if (s[0] != '\0' && (record_state_parse(s, &state) != 0 ||
+	    (state != USTATE_ACTIVE && state != USTATE_MOVING &&
+	    state != USTATE_FROZEN)))
+		r->why = "state is active, moving or frozen";
+	else if (state == USTATE_ACTIVE && target[0] != '\0')
+		r->why = "a target site goes with moving or frozen only";
+	else if (state != USTATE_ACTIVE && (!record_site_valid(target) ||
+	    strcmp(target, o->conf->site) == 0))
+		r->why = "moving and frozen need a target site, another "
+		    "than this one";
+	free(err);
+	if (r->why != NULL)
+		return -1;
+	found = store_get_user(o->st, r->user, &u, NULL, NULL);
+	if (found < 0) {
+		r->why = store_accept_name(REJECT_STORE);
+		*worst_r = CTL_TEMP;
+		return -1;
+	}
+	if (found == 1 && u.state != USTATE_DELETED && s[0] == '\0') {
+		/* No state given (a popmap line): a user mid-move stays as
+		 * it is. */
+		state = u.state;
+		target = u.target_site;
+	}
+	if (found == 1 && u.state == state && strcmp(u.site,
+	    o->conf->site) == 0 && strcmp(u.backend, b) == 0 &&
+	    strcmp(u.target_site, target) == 0)
+		return 0;
+	mm_strlcpy(r->target, target, sizeof(r->target));
+	it->user = r->user;
+	it->backend = b;
+	it->state = state;
+	it->target_site = r->target;
+	return 1;
+}
+
+/* import-rows (width 3: user, backend, state) and import-users (width 4:
+ * and target site): one batch, one write transaction. */
+static enum ctl_status
+import_batch(struct ops *o, size_t width, size_t argc, char *const *argv,
+    char **msg_r, struct ctl_rows *rows)
+{
+	static const char *const header[] = { "index", "result" };
+	struct import_row *r = NULL;
+	struct store_user_item *items = NULL;
+	enum accept_result *res = NULL;
+	enum ctl_status worst = CTL_OK;
+	size_t i, n = argc / width, nitems = 0;
+	size_t stored = 0, unchanged = 0, failed = 0;
+	char idx[24], esc[4 * RECORD_USER_MAX + 1];
+
+	if (argc % width != 0 || n > CTL_IMPORT_ROWS) {
+		*msg_r = xasprintf("takes up to %d rows of %zu", CTL_IMPORT_ROWS,
+		    width);
+		return CTL_USAGE;
+	}
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	r = xcalloc(n + 1, sizeof(*r));
+	items = xcalloc(n + 1, sizeof(*items));
+	res = xcalloc(n + 1, sizeof(*res));
+	for (i = 0; i < n; i++) {
+		char *const *f = argv + width * i;
+		r[i].todo = import_check(o, f[0], f[1], f[2], width > 3 ?
+		    f[3] : "", &r[i], &items[nitems], &worst);
+		if (r[i].todo == 0)
+			unchanged++;
+		else if (r[i].todo > 0)
+			r[i].item = nitems++;
+	}
+	store_put_users(o->st, &o->sg, items, nitems, (uint64_t)time(NULL),
+	    res);
+	publish_own(o);
+	for (i = 0; i < n; i++) {
+		if (r[i].todo == 0)
+			continue;
+		if (r[i].todo > 0) {
+			enum accept_result e = res[r[i].item];
+
+			if (accept_status(e) == CTL_OK) {
+				stored++;
+				continue;
+			}
+			if (accept_status(e) == CTL_TEMP)
+				worst = CTL_TEMP;
+			r[i].why = accept_why(o, e);
+			log_info("- dir user-import user=%s result=%s",
+			    mm_log_escape(r[i].user, esc, sizeof(esc)),
+			    r[i].why);
+		}
+		failed++;
+		if (worst == CTL_OK)
+			worst = CTL_FAILED;
+		snprintf(idx, sizeof(idx), "%zu", i);
+		rows_addv(rows, 2, idx, r[i].why);
+	}
+	log_info("- dir user-import rows=%zu stored=%zu unchanged=%zu "
+	    "failed=%zu", n, stored, unchanged, failed);
+	*msg_r = xasprintf("stored=%zu unchanged=%zu failed=%zu", stored,
+	    unchanged, failed);
+	free(res);
+	free(items);
+	free(r);
+	return worst;
+}
+
+static enum ctl_status
+op_import_rows(struct ops *o, size_t argc, char *const *argv,
+    char **msg_r, struct ctl_rows *rows)
+{
+	return import_batch(o, 3, argc, argv, msg_r, rows);
+}
+
+static enum ctl_status
+op_import_users(struct ops *o, size_t argc, char *const *argv,
+    char **msg_r, struct ctl_rows *rows)
+{
+	return import_batch(o, 4, argc, argv, msg_r, rows);
+}
+
+struct verify_ctx {
+	struct ctl_rows *rows;
+};
+
+static void
+verify_cb(const char *what, const char *reason, void *arg)
+{
+	struct verify_ctx *vc = arg;
+	char w[CTL_STR_MAX + 1], r[CTL_STR_MAX + 1];
+
+	if (vc->rows->n >= CTL_ROWS_MAX)
+		return;
+	mm_strlcpy(w, what, sizeof(w));
+	mm_strlcpy(r, reason, sizeof(r));
+	rows_addv(vc->rows, 2, w, r);
+}
+
+static enum ctl_status
+op_verify(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	static const char *const header[] = { "what", "reason" };
+	struct store_verify_report rep;
+	struct verify_ctx vc = { rows };
+
+	memset(&rep, 0, sizeof(rep));
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	if (store_verify(o->st, (uint64_t)time(NULL), &rep, verify_cb,
+	    &vc) != 0) {
+		*msg_r = xstrdup("cannot read the store");
+		return CTL_TEMP;
+	}
+	*msg_r = xasprintf("checked=%llu bad=%llu equivocations=%llu",
+	    (unsigned long long)rep.checked, (unsigned long long)rep.bad,
+	    (unsigned long long)rep.equivocations);
+	log_info("- dir verify checked=%llu bad=%llu equivocations=%llu",
+	    (unsigned long long)rep.checked, (unsigned long long)rep.bad,
+	    (unsigned long long)rep.equivocations);
+	return rep.bad == 0 && rep.equivocations == 0 ? CTL_OK : CTL_FAILED;
+}
+
+static int
+unhex(const char *s, uint8_t *out, size_t max, size_t *len_r)
+{
+	size_t n = strlen(s), i;
+
+	if (n % 2 != 0 || n / 2 > max)
+		return -1;
+	for (i = 0; i < n / 2; i++) {
+		unsigned v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1 ||
+		    strchr("0123456789abcdefABCDEF", s[2 * i]) == NULL ||
+		    strchr("0123456789abcdefABCDEF", s[2 * i + 1]) == NULL)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	*len_r = n / 2;
+	return 0;
+}
+
+static enum ctl_status
+op_keys_accept(struct ops *o, size_t argc, char *const *argv,
+    char **msg_r, struct ctl_rows *rows)
+{
+	uint8_t env[RECORD_MAX];
+	char kid[DKEY_ID_HEX_LEN + 1], id[DKEY_ID_LEN];
+	struct record r;
+	enum accept_result res;
+	const char *why;
+	size_t len;
+
+	if (unhex(argv[0], env, sizeof(env), &len) != 0 ||
+	    record_decode(env, len, &r, &why) != 0 ||
+	    (r.kind != RECORD_CERT && r.kind != RECORD_REVOKE)) {
+		*msg_r = xstrdup("not a certificate or revocation envelope");
+		return CTL_FAILED;
+	}
+	if (r.kind == RECORD_CERT)
+		dkey_id(r.u.cert.pk, (uint8_t *)id);
+	else
+		memcpy(id, r.u.revoke.key_id, DKEY_ID_LEN);
+	dkey_id_hex((uint8_t *)id, kid);
+	res = store_accept(o->st, env, len, (uint64_t)time(NULL));
+	if (res == ACCEPT_STORED && o->g != NULL &&
+	    gossip_publish(o->g, env, len, mm_now_ms()) != 0)
+		log_warnx("- gossip publish-failed kind=trust");
+	log_info("- dir %s key_id=%s result=%s", r.kind == RECORD_CERT ?
+	    "key-certify" : "key-revoke", kid, store_accept_name(res));
+	*msg_r = xasprintf("%s %s: %s", r.kind == RECORD_CERT ? "certificate" :
+	    "revocation", kid, store_accept_name(res));
+	return accept_status(res);
+}
+
+static enum ctl_status
+op_keys_list(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	struct trust t;
+
+	if (trust_load(o->st, o->conf->directory, &t, msg_r) != 0)
+		return CTL_TEMP;
+	keys_rows(&t, (uint64_t)time(NULL), rows);
+	trust_clear(&t);
+	*msg_r = xasprintf("%zu keys", rows->n - 1);
+	return CTL_OK;
+}
+
+static enum ctl_status
+op_stats(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	static const char *const header[] = { "users", "tombstones", "certs",
+		"revoked", "origins", "evidence", "map_bytes", "used_bytes" };
+	struct store_stats s;
+	char v[8][24];
+	uint64_t vals[8];
+	size_t i;
+
+	if (store_stats(o->st, &s) != 0) {
+		*msg_r = xstrdup("cannot read the store");
+		return CTL_TEMP;
+	}
+	vals[0] = s.users;
+	vals[1] = s.tombstones;
+	vals[2] = s.certs;
+	vals[3] = s.revoked;
+	vals[4] = s.origins;
+	vals[5] = s.evidence;
+	vals[6] = s.map_bytes;
+	vals[7] = s.used_bytes;
+	for (i = 0; i < 8; i++)
+		snprintf(v[i], sizeof(v[i]), "%llu",
+		    (unsigned long long)vals[i]);
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	rows_addv(rows, 8, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+	*msg_r = xstrdup("");
+	return CTL_OK;
+}
+
+struct sites_ctx {
+	struct ctl_rows *rows;
+	uint64_t now_ms;
+};
+
+static void
+sites_cb(void *arg, const struct gossip_member_info *m)
+{
+	struct sites_ctx *sc = arg;
+	char inc[24], rtt[24], last[24];
+
+	snprintf(inc, sizeof(inc), "%llu", (unsigned long long)m->incarnation);
+	if (m->rtt_ms >= 0)
+		snprintf(rtt, sizeof(rtt), "%lld", (long long)m->rtt_ms);
+	else
+		rtt[0] = '\0';
+	if (m->self)
+		snprintf(last, sizeof(last), "0");
+	else if (m->last_contact_ms != 0 && m->last_contact_ms <= sc->now_ms)
+		snprintf(last, sizeof(last), "%llu", (unsigned long long)
+		    ((sc->now_ms - m->last_contact_ms) / 1000));
+	else
+		last[0] = '\0';
+	rows_addv(sc->rows, 9, m->site, m->name, m->addr,
+	    gossip_state_name(m->state), rtt, last, inc,
+	    m->self ? "yes" : "no", m->session_addr);
+}
+
+static enum ctl_status
+op_sites(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	static const char *const header[] = { "site", "name", "address",
+		"state", "rtt_ms", "last_contact_s", "incarnation", "self",
+		"session_address" };
+	struct sites_ctx sc = { rows, mm_now_ms() };
+	struct gossip_stats gs;
+
+	if (o->g == NULL) {
+		*msg_r = xasprintf("gossip is off on this node (no "
+		    "peer-listen in %s)", o->conf->path);
+		return CTL_FAILED;
+	}
+	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+	gossip_foreach_member(o->g, sites_cb, &sc);
+	gossip_stats(o->g, &gs);
+	*msg_r = xasprintf("%u members, %u alive", gs.members, gs.alive);
+	return CTL_OK;
+}
+
+/* ---- `check` on this node ------------------------------------------ */
+
+static int
+check_origin_cb(const char *origin, uint64_t contig, uint64_t highest,
+    void *arg)
+{
+	check_node_origin(arg, origin, contig, highest);
+	return 0;
+}
+
+static void
+check_fault_cb(const char *what, const char *reason, void *arg)
+{
+	check_node_fault(arg, what, reason);
+}
+
+static int
+check_local_record_cb(const struct record *r, const uint8_t *env,
+    size_t len, void *arg)
+{
+	check_report_local_record(arg, env, len);
+	return 0;
+}
+
+int
+ops_check_local(struct ops *o, struct check_report *rep,
+    struct store_tree **tree_r)
+{
+	struct check_node *n;
+	struct store_tree *t = NULL;
+	struct store_verify_report vr;
+	size_t i;
+
+	n = check_report_node(rep, o->conf->site, o->conf->node_name);
+	if (store_tree_build(o->st, &t) != 0) {
+		check_node_unreachable(n, "store error");
+		return -1;
+	}
+	check_node_root(n, store_tree_root(t), store_tree_users(t));
+	(void)store_foreach_origin(o->st, check_origin_cb, n);
+	for (i = 0; i < o->conf->n_backends; i++)
+		check_node_backend(n, o->conf->backends[i].name);
+	if (store_verify(o->st, (uint64_t)time(NULL), &vr, check_fault_cb,
+	    n) == 0)
+		check_node_verify(n, vr.checked, vr.bad, vr.equivocations);
+	else
+		check_node_incomplete(n, "verify failed: store error");
+	(void)store_foreach_user(o->st, check_local_record_cb, rep);
+	if (tree_r != NULL)
+		*tree_r = t;
+	else
+		store_tree_free(t);
+	return 0;
+}
+
+/* `check` without gossip (mmctl --direct, or no peers): this node only.
+ * With gossip the agent hands the request to check_run instead. */
+static enum ctl_status
+op_check(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	struct check_report *rep = check_report_new();
+	enum ctl_status st;
+
+	(void)ops_check_local(o, rep, NULL);
+	st = check_report_finish(rep, (uint64_t)time(NULL),
+	    OPS_CHECK_STUCK_S, rows, msg_r);
+	check_report_free(rep);
+	return st;
+}
+
+/* Every request, and whether it writes: keys-accept stores a certificate
+ * or revocation; check and verify only read, though check asks the other
+ * nodes too. */
+static const struct op op_table[] = {
+	{ "user-add", OP_WRITE, 2, 2, op_user_add },
+	{ "user-set", OP_WRITE, 4, 4, op_user_set },
+	{ "user-del", OP_WRITE, 1, 1, op_user_del },
+	{ "user-show", OP_READ, 1, 1, op_user_show },
+	{ "user-list", OP_READ, 1, 1, op_user_list },
+	{ "import-rows", OP_WRITE, 0, CTL_ARGS_MAX, op_import_rows },
+	{ "import-users", OP_WRITE, 0, CTL_ARGS_MAX, op_import_users },
+	{ "export", OP_READ, 0, 0, op_export },
+	{ "verify", OP_READ, 0, 0, op_verify },
+	{ "keys-accept", OP_WRITE, 1, 1, op_keys_accept },
+	{ "keys-list", OP_READ, 0, 0, op_keys_list },
+	{ "stats", OP_READ, 0, 0, op_stats },
+	{ "sites", OP_READ, 0, 0, op_sites },
+	{ "check", OP_READ, 0, 0, op_check },
+};
+
+static const struct op *
+op_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < MM_ARRAY_SIZE(op_table); i++)
+		if (strcmp(op_table[i].name, name) == 0)
+			return &op_table[i];
+	return NULL;
+}
+
+enum ctl_status
+ops_exec(struct ops *o, const char *op, size_t argc, char *const *argv,
+    char **message_r, struct ctl_rows *rows)
+{
+	const struct op *e;
+	enum ctl_status st;
+
+	*message_r = NULL;
+	if ((e = op_find(op)) == NULL) {
+		*message_r = xasprintf("unknown request '%s'", op);
+		return CTL_USAGE;
+	}
+	if (argc < e->args_min || argc > e->args_max) {
+		*message_r = xasprintf("%s: wrong number of arguments", op);
+		return CTL_USAGE;
+	}
+	st = e->run(o, argc, argv, message_r, rows);
+	if (*message_r == NULL)
+		*message_r = xstrdup("");
+	return st;
+}
+
+bool
+ops_writes(const char *op)
+{
+	const struct op *e = op_find(op);
+
+	return e != NULL && e->access != OP_READ;
+}
+
+/* ---- gossip --------------------------------------------------------- */
+
+void
+ops_set_gossip(struct ops *o, struct gossip *g)
+{
+	o->g = g;
+	if (g != NULL)
+		(void)store_origin_contig(o->st, o->conf->node_name,
+		    &o->published);
+}
+
+struct publish_ctx {
+	struct ops *o;
+	uint64_t last;
+};
+
+static int
+publish_cb(uint64_t seq, const uint8_t *env, size_t len, void *arg)
+{
+	struct publish_ctx *pc = arg;
+
+	if (gossip_publish(pc->o->g, env, len, mm_now_ms()) != 0)
+		log_warnx("- gossip publish-failed origin_seq=%llu",
+		    (unsigned long long)seq);
+	pc->last = seq;
+	return 0;
+}
+
+/* Pushes the records this node signed since the last call. */
+static void
+publish_own(struct ops *o)
+{
+	struct publish_ctx pc = { o, o->published };
+
+	if (o->g == NULL)
+		return;
+	if (store_log_range(o->st, o->conf->node_name, o->published + 1,
+	    publish_cb, &pc) != 0)
+		log_warnx("- gossip publish-failed reason=store");
+	o->published = pc.last;
+}
+
+/* The accept rule, plus: a USER record is numbered under its signer's own
+ * name (else a certified node could fill another origin's log). What the
+ * rule refuses as superseded is kept in the log (no hidden gaps) and not
+ * held against the sender; so is a record whose signer's certificate has
+ * not reached us yet (it comes again once it has). */
+enum gossip_accept
+ops_gossip_accept(struct ops *o, const char *from, const uint8_t *env,
+    size_t len, uint64_t now_s)
+{
+	struct record r;
+	struct record_cert c;
+	enum accept_result res;
+	const char *why = NULL;
+	char kid[DKEY_ID_HEX_LEN + 1];
+	int f;
+
+	if (len > RECORD_MAX || record_decode(env, len, &r, &why) != 0) {
+		log_warnx("- gossip record-rejected from=%s result=%s",
+		    from, store_accept_name(REJECT_MALFORMED));
+		return GOSSIP_ACCEPT_REJECT;
+	}
+	dkey_id_hex(r.key_id, kid);
+	if (r.kind == RECORD_USER && store_get_cert(o->st, r.key_id, &c) == 1 &&
+	    strcmp(c.name, r.u.user.origin) != 0) {
+		log_warnx("- gossip record-rejected from=%s result=origin-"
+		    "mismatch origin=%s key_id=%s", from, r.u.user.origin,
+		    kid);
+		return GOSSIP_ACCEPT_REJECT;
+	}
+	res = store_accept(o->st, env, len, now_s);
+	switch (res) {
+	case ACCEPT_STORED:
+	case ACCEPT_EQUIVOCATION:
+		if (r.kind == RECORD_USER)
+			log_debug("- gossip record-stored from=%s origin=%s "
+			    "origin_seq=%llu", from, r.u.user.origin,
+			    (unsigned long long)r.u.user.origin_seq);
+		return GOSSIP_ACCEPT_NEW;
+	case ACCEPT_DUPLICATE:
+	case REJECT_STORE:
+		return GOSSIP_ACCEPT_DUP;
+	case REJECT_STALE:
+	case REJECT_REVOKED:
+	case REJECT_EXPIRED:
+		f = store_log_fill(o->st, env, len, now_s);
+		if (f < 0)
+			log_warnx("- gossip record-rejected from=%s result=%s "
+			    "key_id=%s", from, store_accept_name(res), kid);
+		return GOSSIP_ACCEPT_DUP;
+	case REJECT_UNKNOWN_KEY:
+		log_warnx("- gossip record-rejected from=%s result=%s "
+		    "key_id=%s", from, store_accept_name(res), kid);
+		return GOSSIP_ACCEPT_DUP;
+	default:
+		log_warnx("- gossip record-rejected from=%s result=%s "
+		    "key_id=%s", from, store_accept_name(res), kid);
+		return GOSSIP_ACCEPT_REJECT;
+	}
+}

@@ -1,0 +1,135 @@
+/* The directory's control requests: what mmctl asks of a node's directory
+ * (directory/ctl.h carries them over the control socket). The agent runs
+ * them for its clients, and `mmctl --direct` runs the same handlers on the
+ * store itself when no node is up, so that both paths give the same
+ * answers. A struct ops holds what they need: the store (open for
+ * writing), the node key that signs changes, and the config. Also here:
+ * the trust checks a node runs before it starts, and the accept rule for
+ * the records peers gossip.
+ *
+ * Over the socket, anyone who can connect may read; the ops that change
+ * anything (user-add, user-set, user-del, import-*, keys-accept; the op
+ * table in ops.c says which, ops_writes asks it) are refused with CTL_PERM
+ * unless the peer is root, in admin-group, or the user a node without
+ * `user` runs as. --direct is bounded by the files' modes instead.
+ *
+ * Ops (args) and their answers; tables have a header row first:
+ *   user-add USER BACKEND             the new record (one row)
+ *   user-set USER BACKEND STATE TARGET   STATE "" = active, TARGET "" = none
+ *   user-del USER
+ *   user-show USER                    status 1 when unknown or deleted
+ *   user-list SITE                    SITE "" = all sites; no tombstones
+ *   import-users U1 B1 S1 T1 U2 ...   at most CTL_IMPORT_ROWS rows of user,
+ *                                     backend, state, target site; S "" =
+ *                                     active (an existing user keeps its
+ *                                     state), T "" = none; one write
+ *                                     transaction; rows: failures (index,
+ *                                     why)
+ *   import-rows U1 B1 S1 U2 ...       the same without target sites
+ *   export                            this site's users: user, backend,
+ *                                     state, target site
+ *   verify                            faults: what, reason; message: counts
+ *   check                             findings (check.h): kind, user, site,
+ *                                     node, the record's fields, detail;
+ *                                     with gossip every member is asked
+ *                                     (check_run.h) and the answer waits
+ *                                     for them; status 0 clean, 1 a
+ *                                     finding, 3 only a node not reached
+ *   keys-accept HEX                   a CERT or REVOKE envelope (hex)
+ *   keys-list                         certificates and revocations
+ *   stats                             one row of counters
+ *   sites                             gossip members, this node first:
+ *                                     site, name, address, state,
+ *                                     rtt_ms, last_contact_s, incarnation,
+ *                                     self, session_address */
+#ifndef OPS_H
+#define OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctl.h"
+#include "dkey.h"
+#include "gossip.h"
+#include "mm_config.h"
+
+#define OPS_CHECK_STUCK_S 3600	/* a move older than this is stuck */
+
+struct ops;
+struct check_report;
+struct store;
+struct store_tree;
+
+/* Loads the cluster root's public key from conf->root_key. 0, or -1 with
+ * a malloc'd *errstr_r that says how to fix it. */
+int ops_load_root_public(const struct mm_config *conf, struct dkey *key_r,
+    char **errstr_r);
+
+/* What the node checks before it forks anything (as the run user): the
+ * store opens for writing and holds the root of root-key (set when
+ * unset), and key has a certificate for the site that is neither revoked
+ * nor expired. Opens and closes the store: nothing of it crosses a fork.
+ * 0, or -1 with a malloc'd *errstr_r that says how to fix it. */
+int ops_preflight(const struct mm_config *conf, const struct dkey *key,
+    char **errstr_r);
+
+/* Opens the store for writing and sets the root key when unset. key (the
+ * node key; copied, wiped by ops_free; NULL: none, for requests that sign
+ * nothing) signs the changes. conf must outlive the ops. NULL with a
+ * malloc'd *errstr_r, and *status_r says why (CTL_PERM, CTL_TEMP,
+ * CTL_FAILED). */
+struct ops *ops_new(const struct mm_config *conf, const struct dkey *key,
+    enum ctl_status *status_r, char **errstr_r);
+/* Closes the store and wipes the key; NULL is fine. */
+void ops_free(struct ops *o);
+
+/* Runs one request. *message_r (malloc'd, never NULL) and rows are the
+ * caller's to free. Returns the status. */
+enum ctl_status ops_exec(struct ops *o, const char *op, size_t argc,
+    char *const *argv, char **message_r, struct ctl_rows *rows);
+
+/* Whether op changes the store or the node (so needs an admin over the
+ * control socket). false for an unknown op: ops_exec refuses that one
+ * without running anything. */
+bool ops_writes(const char *op);
+
+/* The store the ops write; it stays theirs (valid until ops_free). */
+struct store *ops_store(struct ops *o);
+
+/* Gossip runs (g; not owned, must stay until the next call) or stops
+ * (NULL): records this node signs are pushed through g from then on,
+ * starting after the highest the store numbered without a gap, and
+ * `sites` answers from it. */
+void ops_set_gossip(struct ops *o, struct gossip *g);
+
+/* What the agent does with one envelope that peer from sent by gossip:
+ * the accept rule, with the record bound to its signer's name as origin.
+ * Superseded records are kept in the log and count as duplicates, and so
+ * does a record whose signer's certificate is not known yet; invalid
+ * ones are rejected (and logged with the rule's result). env stays the
+ * caller's. now is unix seconds. */
+enum gossip_accept ops_gossip_accept(struct ops *o, const char *from,
+    const uint8_t *env, size_t len, uint64_t now);
+
+/* This node's part of a check report (check.h): its tree, origins, back
+ * ends, verify summary and the per-record checks, added to rep as the
+ * local node. The tree goes to *tree_r (the caller's to free) when
+ * tree_r is not NULL. 0, or -1 when the store cannot be read (the node
+ * is then marked unreachable in rep). */
+int ops_check_local(struct ops *o, struct check_report *rep,
+    struct store_tree **tree_r);
+
+/* Certificates and revocations read from the store at path, as rows: key
+ * id, role, site, name, issued, expires, state (valid, revoked, expired,
+ * bad-signature). The store is read in this process, read-only, and closed
+ * before return. rows are the caller's. 0, or -1 with a malloc'd
+ * *errstr_r. */
+int ops_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
+    char **errstr_r);
+
+/* The next origin_seq for records signed by origin, from the certificates
+ * and revocations of the store at path (0 + 1 when none). */
+uint64_t ops_root_next_seq(const char *path, const char *origin);
+
+#endif

@@ -1,0 +1,993 @@
+/* The directory agent's connections to the other nodes: one channel
+ * (chan_ev.h) per peer, dialled on demand or from the configured seeds
+ * with back-off, and the gossip core (gossip.h) driven over them from one
+ * timer, with the store as its record source. Also the membership
+ * snapshot the proxy workers route cross-site sessions by, and the trust
+ * a peer's certificate must earn.
+ *
+ * Every frame payload starts with its type (enum peer_frame); gossip
+ * frames go to the gossip core, the others to the callback set for their
+ * type. */
+#include "peers.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <sodium.h>
+
+#include "chan.h"
+#include "chan_ev.h"
+#include "dir.h"
+#include "gossip.h"
+#include "mm_log.h"
+#include "mm_util.h"
+#include "ops.h"
+#include "record.h"
+#include "store.h"
+
+#define PEER_CONNS_MAX 256	/* inter-node connections at once */
+#define PEER_OUT_MAX (1024 * 1024)	/* queued for a slow peer: then drop */
+#define PEER_HOLD_MAX (256 * 1024)	/* held while a dial completes */
+#define PEER_HS_TIMEOUT_S 5
+#define PEER_IDLE_MS 60000	/* a connection nothing used is closed */
+/* Sent to and heard nothing back for this long: the path is gone (a
+ * partition leaves TCP silent, not closed). */
+#define PEER_SILENT_MS 8000
+#define PEER_BACKOFF_MIN_MS 250
+#define PEER_BACKOFF_MAX_MS 4000
+#define PEER_DIALS_MAX 64	/* backoff entries kept */
+#define GOSSIP_TICK_MS 50
+#define PEER_HOUSEKEEP_MS 250
+#define PEER_FRAME_HDR_LEN 1	/* the type byte */
+
+struct pconn {
+	struct peers *p;
+	struct chan_ev *ce;
+	char name[RECORD_NAME_MAX + 1];	/* "" until the handshake says */
+	char want[RECORD_NAME_MAX + 1];	/* dialled for this member, or "" */
+	char addr[GOSSIP_ADDR_MAX + 1];	/* dialled, or the remote end */
+	int seed;			/* index in seeds when dialling one */
+	bool outbound, ready;
+	uint64_t last_ms;
+	uint64_t unanswered_ms;		/* first send since the last frame in */
+	struct evbuffer *hold;		/* len (4, BE) || payload, until ready */
+	struct pconn *next;
+};
+
+/* Reconnect backoff, per member name or seed address. */
+struct dial {
+	char key[GOSSIP_ADDR_MAX + 1];
+	uint64_t next_ms;
+	uint32_t delay_ms;
+};
+
+struct seed {
+	char *addr;
+	bool known;
+};
+
+/* The membership snapshot for the proxy workers (see members_publish). */
+struct snap_entry {
+	char site[GOSSIP_SITE_MAX + 1];
+	char name[GOSSIP_NAME_MAX + 1];
+	char saddr[GOSSIP_ADDR_MAX + 1];
+	bool suspect;
+	int64_t rtt_ms;
+};
+
+struct snap {
+	struct snap_entry *e;
+	size_t n, cap;
+};
+
+struct peers {
+	struct event_base *base;
+	const struct mm_config *conf;
+	struct ops *ops;
+	struct store *st;		/* the ops' */
+	const struct dkey *key;
+	struct gossip *g;
+	struct evconnlistener *lst;
+	struct event *tick_ev;
+	struct pconn *conns, *dead;
+	size_t n_conns;
+	uint8_t *cert;
+	size_t cert_len;
+	struct dial dials[PEER_DIALS_MAX];
+	struct seed *seeds;
+	size_t n_seeds;
+	uint64_t last_housekeep;
+	uint64_t dropped;
+	uint8_t *out;			/* a typed payload being sent */
+	size_t out_cap;
+	struct {
+		peers_frame_cb cb;
+		void *arg;
+	} on[PEER_FRAME_CHECK + 1];	/* by type; gossip's is the core */
+	/* the membership snapshot */
+	struct {
+		struct snap last;	/* as last written */
+		bool written;
+		uint64_t last_ms;
+	} ms;
+};
+
+static struct dial *
+dial_get(struct peers *p, const char *key, bool create)
+{
+	struct dial *d, *oldest = &p->dials[0];
+	size_t i;
+
+	for (i = 0; i < PEER_DIALS_MAX; i++) {
+		d = &p->dials[i];
+		if (strcmp(d->key, key) == 0)
+			return d;
+		if (d->next_ms < oldest->next_ms)
+			oldest = d;
+	}
+	if (!create)
+		return NULL;
+	memset(oldest, 0, sizeof(*oldest));
+	mm_strlcpy(oldest->key, key, sizeof(oldest->key));
+	return oldest;
+}
+
+static bool
+dial_allowed(struct peers *p, const char *key, uint64_t now)
+{
+	struct dial *d = dial_get(p, key, false);
+
+	return d == NULL || d->next_ms <= now;
+}
+
+static void
+dial_failed(struct peers *p, const char *key, uint64_t now)
+{
+	struct dial *d = dial_get(p, key, true);
+
+	d->delay_ms = d->delay_ms == 0 ? PEER_BACKOFF_MIN_MS :
+	    d->delay_ms * 2;
+	if (d->delay_ms > PEER_BACKOFF_MAX_MS)
+		d->delay_ms = PEER_BACKOFF_MAX_MS;
+	d->next_ms = now + d->delay_ms;
+}
+
+static void
+dial_ok(struct peers *p, const char *key)
+{
+	struct dial *d = dial_get(p, key, false);
+
+	if (d != NULL)
+		memset(d, 0, sizeof(*d));
+}
+
+/* Unlinks c and frees its channel; c itself goes at the next tick (it
+ * may be an argument up the stack). */
+static void
+pconn_close(struct pconn *c)
+{
+	struct peers *p = c->p;
+	struct pconn **pp;
+
+	for (pp = &p->conns; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			p->n_conns--;
+			break;
+		}
+	}
+	chan_ev_free(c->ce);
+	c->ce = NULL;
+	if (c->hold != NULL)
+		evbuffer_free(c->hold);
+	c->hold = NULL;
+	c->next = p->dead;
+	p->dead = c;
+}
+
+static void
+pconn_reap(struct peers *p)
+{
+	struct pconn *c;
+
+	while ((c = p->dead) != NULL) {
+		p->dead = c->next;
+		free(c);
+	}
+}
+
+static struct pconn *
+pconn_find(struct peers *p, const char *name, bool ready)
+{
+	struct pconn *c;
+
+	for (c = p->conns; c != NULL; c = c->next) {
+		if (ready && c->ready && strcmp(c->name, name) == 0)
+			return c;
+		if (!ready && !c->ready && strcmp(c->want, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+/* Sends one whole frame payload (type byte first), or holds it until the
+ * handshake is done. */
+static void
+pconn_put(struct pconn *c, const uint8_t *buf, size_t len)
+{
+	struct peers *p = c->p;
+	uint8_t n[4];
+
+	if (!c->ready) {
+		if (evbuffer_get_length(c->hold) + len + 4 > PEER_HOLD_MAX) {
+			p->dropped++;
+			return;
+		}
+		n[0] = (uint8_t)(len >> 24);
+		n[1] = (uint8_t)(len >> 16);
+		n[2] = (uint8_t)(len >> 8);
+		n[3] = (uint8_t)len;
+		evbuffer_add(c->hold, n, 4);
+		evbuffer_add(c->hold, buf, len);
+		return;
+	}
+	/* Gossip tolerates loss; an unbounded queue for a slow peer would
+	 * not be tolerated by this process. */
+	if (chan_ev_pending(c->ce) > PEER_OUT_MAX) {
+		if (p->dropped++ % 1000 == 0)
+			log_warnx("- gossip peer-slow name=%s dropped=%llu",
+			    c->name, (unsigned long long)p->dropped);
+		return;
+	}
+	if (chan_ev_send(c->ce, buf, len) == 0) {
+		c->last_ms = mm_now_ms();
+		if (c->unanswered_ms == 0)
+			c->unanswered_ms = c->last_ms;
+	}
+}
+
+/* Sends msg as a frame of the given type. */
+static void
+pconn_send(struct pconn *c, enum peer_frame type, const uint8_t *msg,
+    size_t len)
+{
+	struct peers *p = c->p;
+
+	if (len > CHAN_FRAME_MAX - PEER_FRAME_HDR_LEN)
+		return;
+	if (p->out_cap < PEER_FRAME_HDR_LEN + len) {
+		p->out_cap = PEER_FRAME_HDR_LEN + len;
+		p->out = xrealloc(p->out, p->out_cap);
+	}
+	p->out[0] = (uint8_t)type;
+	memcpy(p->out + PEER_FRAME_HDR_LEN, msg, len);
+	pconn_put(c, p->out, PEER_FRAME_HDR_LEN + len);
+}
+
+static void
+pconn_flush_hold(struct pconn *c)
+{
+	uint8_t n[4], *f;
+	size_t len;
+
+	while (c->ce != NULL && evbuffer_get_length(c->hold) >= 4) {
+		evbuffer_remove(c->hold, n, 4);
+		len = (size_t)n[0] << 24 | (size_t)n[1] << 16 |
+		    (size_t)n[2] << 8 | n[3];
+		f = evbuffer_pullup(c->hold, (ev_ssize_t)len);
+		if (f == NULL)
+			break;
+		pconn_put(c, f, len);
+		evbuffer_drain(c->hold, len);
+	}
+}
+
+/* The peer's certificate: root-signed (accepted into the store when new),
+ * not revoked, not expired, a node's or a site's. */
+static int
+peer_trust_cb(const uint8_t *env, size_t len, const struct record *cert,
+    struct chan_peer *peer, const char **why_r, void *arg)
+{
+	struct peers *p = arg;
+	struct record_cert c;
+	uint64_t now = (uint64_t)time(NULL);
+	enum accept_result res;
+
+	res = store_accept(p->st, env, len, now);
+	if (res != ACCEPT_STORED && res != ACCEPT_DUPLICATE &&
+	    res != REJECT_STALE) {
+		*why_r = store_accept_name(res);
+		return -1;
+	}
+	/* A newer certificate of the same key may be held: that one says. */
+	if (store_get_cert(p->st, peer->key_id, &c) != 1 ||
+	    memcmp(c.pk, peer->pk, DKEY_PK_LEN) != 0) {
+		*why_r = "unknown-key";
+		return -1;
+	}
+	if (c.expires != 0 && c.expires <= now) {
+		*why_r = "expired";
+		return -1;
+	}
+	if (c.role != ROLE_NODE && c.role != ROLE_SITE) {
+		*why_r = "not a node or site key";
+		return -1;
+	}
+	if (!record_name_valid(c.name) || strlen(c.name) > GOSSIP_NAME_MAX) {
+		*why_r = "certificate names no node";
+		return -1;
+	}
+	mm_strlcpy(peer->site, c.site, sizeof(peer->site));
+	mm_strlcpy(peer->name, c.name, sizeof(peer->name));
+	peer->role = c.role;
+	if (res == ACCEPT_STORED)
+		log_info("- gossip cert-learnt site=%s name=%s", c.site,
+		    c.name);
+	return 0;
+}
+
+static void peer_ready_cb(struct chan_ev *ce, const struct chan_peer *peer,
+    void *arg);
+static void peer_frame_cb(struct chan_ev *ce, const uint8_t *payload,
+    size_t len, void *arg);
+static void peer_closed_cb(struct chan_ev *ce, const char *reason,
+    void *arg);
+
+static const struct chan_ev_cbs peer_cbs = {
+	peer_ready_cb, peer_frame_cb, peer_closed_cb
+};
+
+static struct pconn *
+pconn_new(struct peers *p, struct bufferevent *bev, enum chan_role role,
+    const char *addr)
+{
+	struct timeval hs = { PEER_HS_TIMEOUT_S, 0 };
+	struct chan_config cc;
+	struct pconn *c;
+	struct chan *ch;
+	const char *why = NULL;
+
+	memset(&cc, 0, sizeof(cc));
+	cc.role = role;
+	cc.key = p->key;
+	cc.cert = p->cert;
+	cc.cert_len = p->cert_len;
+	cc.trust = peer_trust_cb;
+	cc.trust_arg = p;
+	if ((ch = chan_new(&cc, &why)) == NULL) {
+		log_warnx("- gossip channel-failed reason=\"%s\"", why);
+		bufferevent_free(bev);
+		return NULL;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->p = p;
+	c->seed = -1;
+	c->outbound = role == CHAN_INITIATOR;
+	c->last_ms = mm_now_ms();
+	c->hold = evbuffer_new();
+	if (c->hold == NULL)
+		abort();
+	mm_strlcpy(c->addr, addr, sizeof(c->addr));
+	c->next = p->conns;
+	p->conns = c;
+	p->n_conns++;
+	c->ce = chan_ev_new(bev, ch, &peer_cbs, c, &hs);
+	return c;
+}
+
+/* Connects to addr ("HOST:PORT", IPv6 in brackets). NULL on failure. */
+static struct pconn *
+pconn_dial(struct peers *p, const char *addr)
+{
+	struct sockaddr_storage ss;
+	struct bufferevent *bev;
+	int sslen = (int)sizeof(ss);
+
+	if (p->n_conns >= PEER_CONNS_MAX ||
+	    evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss,
+	    &sslen) != 0)
+		return NULL;
+	bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL;
+	if (bufferevent_socket_connect(bev, (struct sockaddr *)&ss,
+	    sslen) != 0) {
+		bufferevent_free(bev);
+		return NULL;
+	}
+	return pconn_new(p, bev, CHAN_INITIATOR, addr);
+}
+
+static void
+peer_ready_cb(struct chan_ev *ce, const struct chan_peer *peer, void *arg)
+{
+	struct pconn *c = arg, *o, *next;
+	struct peers *p = c->p;
+	const char *self = p->conf->node_name;
+
+	mm_strlcpy(c->name, peer->name, sizeof(c->name));
+	if (strcmp(peer->name, self) == 0) {
+		/* A seed that is this node's own address. */
+		if (c->seed >= 0)
+			p->seeds[c->seed].known = true;
+		pconn_close(c);
+		return;
+	}
+	if (c->want[0] != '\0' && strcmp(c->want, peer->name) != 0) {
+		log_warnx("- gossip peer-unexpected addr=%s want=%s got=%s",
+		    c->addr, c->want, peer->name);
+		dial_failed(p, c->want, mm_now_ms());
+		pconn_close(c);
+		return;
+	}
+	c->ready = true;
+	c->last_ms = mm_now_ms();
+	if (c->outbound) {
+		dial_ok(p, c->want[0] != '\0' ? c->want : c->addr);
+		dial_ok(p, peer->name);
+	}
+	log_info("- gossip peer-up site=%s name=%s addr=%s dir=%s", peer->site,
+	    peer->name, c->addr, c->outbound ? "out" : "in");
+	if (c->seed >= 0) {
+		p->seeds[c->seed].known = true;
+		(void)gossip_add_seed(p->g, peer->name, peer->site, c->addr);
+	}
+	/* One channel per pair: of two, both ends keep the one whose
+	 * initiator has the lower name. */
+	for (o = p->conns; o != NULL; o = next) {
+		const char *oi, *ci;
+
+		next = o->next;
+		if (o == c || !o->ready || strcmp(o->name, c->name) != 0)
+			continue;
+		oi = o->outbound ? self : o->name;
+		ci = c->outbound ? self : c->name;
+		if (strcmp(ci, oi) < 0 || (strcmp(ci, oi) == 0 &&
+		    c->outbound == o->outbound)) {
+			pconn_flush_hold(o);
+			pconn_close(o);
+		} else {
+			pconn_flush_hold(c);
+			pconn_close(c);
+			return;
+		}
+	}
+	pconn_flush_hold(c);
+}
+
+static void
+peer_frame_cb(struct chan_ev *ce, const uint8_t *payload, size_t len,
+    void *arg)
+{
+	struct pconn *c = arg;
+	struct peers *p = c->p;
+	uint8_t type;
+
+	c->last_ms = mm_now_ms();
+	c->unanswered_ms = 0;
+	if (len < PEER_FRAME_HDR_LEN) {
+		log_warnx("- gossip frame-dropped from=%s reason=empty",
+		    c->name);
+		return;
+	}
+	type = payload[0];
+	payload += PEER_FRAME_HDR_LEN;
+	len -= PEER_FRAME_HDR_LEN;
+	if (type == PEER_FRAME_GOSSIP) {
+		(void)gossip_recv(p->g, c->name, payload, len, c->last_ms);
+		return;
+	}
+	if (type < MM_ARRAY_SIZE(p->on) && p->on[type].cb != NULL) {
+		p->on[type].cb(p->on[type].arg, c, payload, len);
+		return;
+	}
+	log_warnx("- gossip frame-dropped from=%s reason=unknown-type type=%u "
+	    "len=%zu", c->name, (unsigned)type, len);
+}
+
+static void
+peer_closed_cb(struct chan_ev *ce, const char *reason, void *arg)
+{
+	struct pconn *c = arg;
+	struct peers *p = c->p;
+	uint64_t now = mm_now_ms();
+
+	if (c->ready)
+		log_info("- gossip peer-down name=%s addr=%s reason=\"%s\"",
+		    c->name, c->addr, reason);
+	else if (c->outbound)
+		log_info("- gossip dial-failed want=%s addr=%s reason=\"%s\"",
+		    c->want[0] != '\0' ? c->want : "-", c->addr, reason);
+	else
+		log_warnx("- gossip handshake-failed addr=%s reason=\"%s\"",
+		    c->addr, reason);
+	if (c->outbound && !c->ready)
+		dial_failed(p, c->want[0] != '\0' ? c->want : c->addr, now);
+	pconn_close(c);
+}
+
+static void
+peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct peers *p = arg;
+	struct bufferevent *bev;
+	char host[INET6_ADDRSTRLEN + 8], addr[GOSSIP_ADDR_MAX + 1];
+	int port = 0;
+
+	host[0] = '\0';
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+
+		evutil_inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+		snprintf(addr, sizeof(addr), "%s:%d", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+
+		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, host,
+		    sizeof(host));
+		port = ntohs(sin6->sin6_port);
+		snprintf(addr, sizeof(addr), "[%s]:%d", host, port);
+	} else {
+		snprintf(addr, sizeof(addr), "?");
+	}
+	if (p->n_conns >= PEER_CONNS_MAX) {
+		log_warnx("- gossip refused addr=%s reason=too-many-peers",
+		    addr);
+		evutil_closesocket(fd);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	(void)pconn_new(p, bev, CHAN_RESPONDER, addr);
+}
+
+/* ---- frames to and from peers ----------------------------------------- */
+
+void
+peers_send(struct peers *p, const char *to, enum peer_frame type,
+    const uint8_t *msg, size_t len)
+{
+	struct gossip_member_info m;
+	char addr[GOSSIP_ADDR_MAX + 1];
+	struct pconn *c;
+	uint64_t now = mm_now_ms();
+
+	if ((c = pconn_find(p, to, true)) == NULL &&
+	    (c = pconn_find(p, to, false)) == NULL) {
+		if (gossip_member_get(p->g, to, &m) != 1 ||
+		    m.addr[0] == '\0' || !dial_allowed(p, to, now))
+			return;
+		mm_strlcpy(addr, m.addr, sizeof(addr));
+		if ((c = pconn_dial(p, addr)) == NULL) {
+			dial_failed(p, to, now);
+			return;
+		}
+		mm_strlcpy(c->want, to, sizeof(c->want));
+	}
+	pconn_send(c, type, msg, len);
+}
+
+void
+peers_send_conn(struct pconn *c, enum peer_frame type, const uint8_t *msg,
+    size_t len)
+{
+	pconn_send(c, type, msg, len);
+}
+
+const char *
+peers_conn_name(const struct pconn *c)
+{
+	return c->name;
+}
+
+void
+peers_set_frame_cb(struct peers *p, enum peer_frame type, peers_frame_cb cb,
+    void *arg)
+{
+	if ((size_t)type >= MM_ARRAY_SIZE(p->on) || type == PEER_FRAME_GOSSIP)
+		return;
+	p->on[type].cb = cb;
+	p->on[type].arg = arg;
+}
+
+/* ---- the gossip core's I/O -------------------------------------------- */
+
+static void
+gio_send(void *arg, const char *to, const uint8_t *buf, size_t len)
+{
+	peers_send(arg, to, PEER_FRAME_GOSSIP, buf, len);
+}
+
+struct digest_ctx {
+	struct gossip_digest_entry *out;
+	size_t max, n;
+};
+
+static int
+digest_cb(const char *origin, uint64_t contig, uint64_t highest, void *arg)
+{
+	struct digest_ctx *dc = arg;
+
+	if (contig == 0 || strlen(origin) > GOSSIP_NAME_MAX)
+		return 0;
+	mm_strlcpy(dc->out[dc->n].origin, origin,
+	    sizeof(dc->out[dc->n].origin));
+	dc->out[dc->n].seq = contig;
+	return ++dc->n >= dc->max;
+}
+
+static size_t
+gio_digest(void *arg, struct gossip_digest_entry *out, size_t max)
+{
+	struct peers *p = arg;
+	struct digest_ctx dc = { out, max, 0 };
+
+	if (max == 0 || store_foreach_origin(p->st, digest_cb, &dc) != 0)
+		return 0;
+	return dc.n;
+}
+
+struct fetch_ctx {
+	gossip_emit_cb emit;
+	void *ctx;
+};
+
+static int
+fetch_cb(uint64_t seq, const uint8_t *env, size_t len, void *arg)
+{
+	struct fetch_ctx *fc = arg;
+
+	return fc->emit(fc->ctx, env, len);
+}
+
+static void
+gio_fetch(void *arg, const char *origin, uint64_t from_seq,
+    gossip_emit_cb emit, void *ctx)
+{
+	struct peers *p = arg;
+	struct fetch_ctx fc = { emit, ctx };
+
+	(void)store_log_range(p->st, origin, from_seq, fetch_cb, &fc);
+}
+
+static enum gossip_accept
+gio_accept(void *arg, const char *from, const uint8_t *env, size_t len,
+    uint64_t now_ms)
+{
+	struct peers *p = arg;
+
+	return ops_gossip_accept(p->ops, from, env, len, (uint64_t)time(NULL));
+}
+
+static void
+gio_member_change(void *arg, const struct gossip_member_info *m)
+{
+	static const char *const ev[] = { "member-alive", "member-suspect",
+		"member-dead" };
+
+	if (m->self)
+		return;
+	if (m->state == GOSSIP_ALIVE)
+		log_info("- gossip %s site=%s name=%s addr=%s incarnation=%llu",
+		    ev[m->state], m->site, m->name, m->addr,
+		    (unsigned long long)m->incarnation);
+	else
+		log_warnx("- gossip %s site=%s name=%s addr=%s "
+		    "incarnation=%llu", ev[m->state], m->site, m->name,
+		    m->addr, (unsigned long long)m->incarnation);
+}
+
+static const struct gossip_io gossip_io = {
+	gio_send, gio_digest, gio_fetch, gio_accept, gio_member_change
+};
+
+static void
+housekeep(struct peers *p, uint64_t now)
+{
+	struct pconn *c, *next;
+	size_t i;
+
+	for (c = p->conns; c != NULL; c = next) {
+		next = c->next;
+		if (now - c->last_ms > PEER_IDLE_MS) {
+			log_debug("- gossip peer-idle name=%s", c->name);
+			pconn_close(c);
+		} else if (c->ready && c->unanswered_ms != 0 &&
+		    now - c->unanswered_ms > PEER_SILENT_MS) {
+			log_info("- gossip peer-silent name=%s addr=%s", c->name,
+			    c->addr);
+			pconn_close(c);
+		}
+	}
+	for (i = 0; i < p->n_seeds; i++) {
+		struct seed *s = &p->seeds[i];
+
+		if (s->known || !dial_allowed(p, s->addr, now))
+			continue;
+		for (c = p->conns; c != NULL; c = c->next)
+			if (c->seed == (int)i)
+				break;
+		if (c != NULL)
+			continue;
+		if ((c = pconn_dial(p, s->addr)) == NULL)
+			dial_failed(p, s->addr, now);
+		else
+			c->seed = (int)i;
+	}
+}
+
+/* ---- membership snapshot for the proxy workers ------------------------
+ *
+ * The workers route a cross-site session to the nearest healthy node of
+ * the owner site without asking this process: the alive and suspect
+ * members that take sessions, with their RTTs, are written to the store
+ * when that view changes, at most once per MEMBERS_PUBLISH_MS. Small RTT
+ * jitter is not a change: it would cost a store write every second. */
+#define MEMBERS_PUBLISH_MS 1000
+#define MEMBERS_RTT_SLACK_MS 2		/* and a fifth of the RTT */
+
+static void
+snap_collect_cb(void *arg, const struct gossip_member_info *m)
+{
+	struct snap *sn = arg;
+	struct snap_entry *e;
+
+	if (m->self || m->state == GOSSIP_DEAD || m->session_addr[0] == '\0' ||
+	    sn->n >= DIR_MEMBERS_MAX)
+		return;
+	if (sn->n == sn->cap) {
+		sn->cap = sn->cap ? sn->cap * 2 : 16;
+		sn->e = xrealloc(sn->e, sn->cap * sizeof(*sn->e));
+	}
+	e = &sn->e[sn->n++];
+	mm_strlcpy(e->site, m->site, sizeof(e->site));
+	mm_strlcpy(e->name, m->name, sizeof(e->name));
+	mm_strlcpy(e->saddr, m->session_addr, sizeof(e->saddr));
+	e->suspect = m->state == GOSSIP_SUSPECT;
+	e->rtt_ms = m->rtt_ms;
+}
+
+static bool
+rtt_close(int64_t a, int64_t b)
+{
+	int64_t d = a > b ? a - b : b - a, hi = a > b ? a : b;
+
+	if ((a < 0) != (b < 0))
+		return false;
+	return a < 0 || d <= MEMBERS_RTT_SLACK_MS || d * 5 <= hi;
+}
+
+static bool
+snap_same(const struct snap *x, const struct snap *y)
+{
+	size_t i;
+
+	if (x->n != y->n)
+		return false;
+	for (i = 0; i < x->n; i++) {
+		const struct snap_entry *a = &x->e[i], *b = &y->e[i];
+
+		if (strcmp(a->name, b->name) != 0 ||
+		    strcmp(a->site, b->site) != 0 ||
+		    strcmp(a->saddr, b->saddr) != 0 ||
+		    a->suspect != b->suspect || !rtt_close(a->rtt_ms, b->rtt_ms))
+			return false;
+	}
+	return true;
+}
+
+static int
+snap_write(struct store *st, const struct snap *sn)
+{
+	struct dir_member *m = xcalloc(sn->n + 1, sizeof(*m));
+	uint8_t *buf;
+	size_t len, i;
+	int r;
+
+	for (i = 0; i < sn->n; i++) {
+		m[i].site = sn->e[i].site;
+		m[i].name = sn->e[i].name;
+		m[i].session_addr = sn->e[i].saddr;
+		m[i].suspect = sn->e[i].suspect;
+		m[i].rtt_ms = sn->e[i].rtt_ms;
+	}
+	buf = dir_members_encode(m, sn->n, (uint64_t)time(NULL), &len);
+	r = store_put_members(st, buf, len);
+	free(buf);
+	free(m);
+	return r;
+}
+
+/* From the gossip timer. */
+static void
+members_publish(struct peers *p, uint64_t now)
+{
+	struct snap sn = { NULL, 0, 0 };
+
+	if (p->ms.written && now - p->ms.last_ms < MEMBERS_PUBLISH_MS)
+		return;
+	gossip_foreach_member(p->g, snap_collect_cb, &sn);
+	if (p->ms.written && snap_same(&sn, &p->ms.last)) {
+		free(sn.e);
+		return;
+	}
+	p->ms.last_ms = now;
+	if (snap_write(p->st, &sn) != 0) {
+		log_warnx("- gossip members-publish-failed members=%zu", sn.n);
+		free(sn.e);
+		return;
+	}
+	log_debug("- gossip members-published members=%zu", sn.n);
+	free(p->ms.last.e);
+	p->ms.last = sn;
+	p->ms.written = true;
+}
+
+/* Without gossip, a snapshot an earlier run left must not route. */
+void
+peers_unpublish(struct store *st)
+{
+	struct snap none = { NULL, 0, 0 };
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (store_get_members(st, &buf, &len) == 1 &&
+	    snap_write(st, &none) != 0)
+		log_warnx("- gossip members-unpublish-failed");
+	free(buf);
+}
+
+static void
+members_stop(struct peers *p)
+{
+	free(p->ms.last.e);
+	memset(&p->ms, 0, sizeof(p->ms));
+}
+
+static void
+gossip_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peers *p = arg;
+	uint64_t now = mm_now_ms();
+
+	gossip_tick(p->g, now);
+	members_publish(p, now);
+	if (now - p->last_housekeep >= PEER_HOUSEKEEP_MS) {
+		p->last_housekeep = now;
+		housekeep(p, now);
+	}
+	pconn_reap(p);
+}
+
+struct own_cert_ctx {
+	const uint8_t *id;
+	const char *site;
+	uint64_t issued;
+	uint8_t *env;
+	size_t len;
+	char name[RECORD_NAME_MAX + 1];
+};
+
+static int
+own_cert_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct own_cert_ctx *oc = arg;
+	uint8_t id[DKEY_ID_LEN];
+
+	dkey_id(r->u.cert.pk, id);
+	if (memcmp(id, oc->id, DKEY_ID_LEN) != 0 ||
+	    strcmp(r->u.cert.site, oc->site) != 0 ||
+	    (oc->env != NULL && r->u.cert.issued <= oc->issued))
+		return 0;
+	free(oc->env);
+	oc->env = xmalloc(len);
+	memcpy(oc->env, env, len);
+	oc->len = len;
+	oc->issued = r->u.cert.issued;
+	mm_strlcpy(oc->name, r->u.cert.name, sizeof(oc->name));
+	return 0;
+}
+
+struct peers *
+peers_new(struct event_base *base, const struct mm_config *conf,
+    struct ops *o, const struct dkey *key, int peer_fd)
+{
+	struct peers *p = xcalloc(1, sizeof(*p));
+	struct gossip_conf gc;
+	struct own_cert_ctx oc;
+	struct timeval tv = { 0, GOSSIP_TICK_MS * 1000 };
+	uint64_t seed = 0;
+	size_t i;
+
+	p->base = base;
+	p->conf = conf;
+	p->ops = o;
+	p->st = ops_store(o);
+	p->key = key;
+	memset(&oc, 0, sizeof(oc));
+	oc.id = key->id;
+	oc.site = conf->site;
+	if (store_foreach_cert(p->st, own_cert_cb, &oc) != 0 ||
+	    oc.env == NULL)
+		fatalx("gossip: no certificate of this node's key for site %s",
+		    conf->site);
+	if (strcmp(oc.name, conf->node_name) != 0)
+		log_warnx("- gossip cert-name-mismatch cert=%s node-name=%s "
+		    "(other nodes refuse records of this node: certify the "
+		    "key with --name %s)", oc.name, conf->node_name,
+		    conf->node_name);
+	p->cert = oc.env;
+	p->cert_len = oc.len;
+	gossip_conf_defaults(&gc);
+	gc.name = conf->node_name;
+	gc.site = conf->site;
+	gc.addr = conf->peer_address;
+	gc.session_addr = conf->session_address;
+	/* Raised on every start, so a restarted node refutes its death. */
+	gc.incarnation = (uint64_t)time(NULL) * 1000 + mm_now_ms() % 1000;
+	while (seed == 0)
+		randombytes_buf(&seed, sizeof(seed));
+	gc.seed = seed;
+	if ((p->g = gossip_new(&gc, &gossip_io, p)) == NULL)
+		fatalx("gossip: bad settings (node-name, site or "
+		    "peer-address too long)");
+	ops_set_gossip(o, p->g);
+	p->seeds = xcalloc(conf->n_peers + 1, sizeof(*p->seeds));
+	for (i = 0; i < conf->n_peers; i++)
+		p->seeds[i].addr = conf->peers[i];
+	p->n_seeds = conf->n_peers;
+	p->lst = evconnlistener_new(p->base, peer_accept_cb, p,
+	    LEV_OPT_CLOSE_ON_FREE, -1, peer_fd);
+	if (p->lst == NULL)
+		fatalx("peer listener failed");
+	p->tick_ev = event_new(p->base, -1, EV_PERSIST, gossip_tick_cb, p);
+	evtimer_add(p->tick_ev, &tv);
+	log_info("- gossip start name=%s site=%s addr=%s session=%s seeds=%zu",
+	    conf->node_name, conf->site, conf->peer_address,
+	    conf->session_address != NULL ? conf->session_address : "-",
+	    conf->n_peers);
+	return p;
+}
+
+void
+peers_free(struct peers *p)
+{
+	if (p == NULL)
+		return;
+	while (p->conns != NULL)
+		pconn_close(p->conns);
+	pconn_reap(p);
+	evconnlistener_free(p->lst);
+	event_free(p->tick_ev);
+	ops_set_gossip(p->ops, NULL);
+	members_stop(p);
+	gossip_free(p->g);
+	free(p->cert);
+	free(p->seeds);
+	free(p->out);
+	free(p);
+}
+
+struct gossip *
+peers_gossip(struct peers *p)
+{
+	return p != NULL ? p->g : NULL;
+}
+
