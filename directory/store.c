@@ -136,6 +136,10 @@ store_open_sized(const char *path, enum store_mode mode, uint64_t mapsize,
 	st = xcalloc(1, sizeof(*st));
 	st->mode = mode;
 	st->path = xstrdup(path);
+	st->shared = xcalloc(1, sizeof(*st->shared));
+	pthread_rwlock_init(&st->shared->resize, NULL);
+	pthread_mutex_init(&st->shared->refs_lock, NULL);
+	st->shared->refs = 1;
 	if (mode == STORE_WRITE) {
 		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 			*errstr_r = xasprintf("%s: cannot create directory: %s",
@@ -193,14 +197,76 @@ store_open(const char *path, enum store_mode mode, char **errstr_r)
 void
 store_close(struct store *st)
 {
+	unsigned left;
+
 	if (st == NULL)
 		return;
 	if (st->rtxn != NULL)
 		mdb_txn_abort(st->rtxn);
-	if (st->env != NULL)
-		mdb_env_close(st->env);
+	pthread_mutex_lock(&st->shared->refs_lock);
+	left = --st->shared->refs;
+	pthread_mutex_unlock(&st->shared->refs_lock);
+	if (left == 0) {
+		if (st->env != NULL)
+			mdb_env_close(st->env);
+		pthread_rwlock_destroy(&st->shared->resize);
+		pthread_mutex_destroy(&st->shared->refs_lock);
+		free(st->shared);
+	}
 	free(st->path);
 	free(st);
+}
+
+struct store *
+store_dup(struct store *st)
+{
+	struct store *d = xcalloc(1, sizeof(*d));
+
+	d->env = st->env;
+	memcpy(d->dbi, st->dbi, sizeof(d->dbi));
+	d->mode = st->mode;
+	d->path = xstrdup(st->path);
+	d->shared = st->shared;
+	pthread_mutex_lock(&st->shared->refs_lock);
+	st->shared->refs++;
+	pthread_mutex_unlock(&st->shared->refs_lock);
+	return d;
+}
+
+/* A transaction of st's opens: the map keeps its size until it ends. */
+static void
+txn_opened(struct store *st)
+{
+	if (st->txns++ == 0)
+		pthread_rwlock_rdlock(&st->shared->resize);
+}
+
+static void
+txn_closed(struct store *st)
+{
+	if (--st->txns == 0)
+		pthread_rwlock_unlock(&st->shared->resize);
+}
+
+/* Sets the map size (0: adopt what another process grew it to) once no
+ * handle of this process has a transaction open. A handle that has one
+ * open itself cannot wait for that: -1. */
+static int
+set_mapsize(struct store *st, size_t size)
+{
+	int mrc;
+
+	if (st->txns > 0)
+		return -1;
+	pthread_rwlock_wrlock(&st->shared->resize);
+	mrc = mdb_env_set_mapsize(st->env, size);
+	pthread_rwlock_unlock(&st->shared->resize);
+	if (mrc != 0) {
+		log_warnx("- dir store resize path=%s error=\"%s\"", st->path,
+		    mdb_strerror(mrc));
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -218,6 +284,7 @@ store_read_begin(struct store *st, MDB_txn **txn_r)
 	int mrc = 0, tries;
 
 	for (tries = 0; tries < STORE_GROW_TRIES; tries++) {
+		txn_opened(st);
 		if (st->rtxn != NULL)
 			mrc = mdb_txn_renew(st->rtxn);
 		else
@@ -231,10 +298,10 @@ store_read_begin(struct store *st, MDB_txn **txn_r)
 			mdb_txn_abort(st->rtxn);
 			st->rtxn = NULL;
 		}
+		txn_closed(st);
 		/* A writer elsewhere grew the map: adopt its size. */
-		if (mrc != MDB_MAP_RESIZED)
+		if (mrc != MDB_MAP_RESIZED || set_mapsize(st, 0) < 0)
 			break;
-		mdb_env_set_mapsize(st->env, 0);
 	}
 	log_warnx("- dir store read-begin path=%s error=\"%s\"", st->path,
 	    mdb_strerror(mrc));
@@ -245,6 +312,7 @@ void
 store_read_end(struct store *st)
 {
 	mdb_txn_reset(st->rtxn);
+	txn_closed(st);
 }
 
 /* A separate read transaction for long walks: callbacks may look users up
@@ -255,30 +323,35 @@ store_walk_begin(struct store *st, MDB_txn **txn_r)
 	int mrc = 0, tries;
 
 	for (tries = 0; tries < STORE_GROW_TRIES; tries++) {
+		txn_opened(st);
 		mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn_r);
-		if (mrc != MDB_MAP_RESIZED)
+		if (mrc == 0)
+			return 0;
+		txn_closed(st);
+		if (mrc != MDB_MAP_RESIZED || set_mapsize(st, 0) < 0)
 			break;
-		mdb_env_set_mapsize(st->env, 0);
 	}
-	if (mrc != 0) {
-		log_warnx("- dir store read-begin path=%s error=\"%s\"",
-		    st->path, mdb_strerror(mrc));
-		return -1;
-	}
-	return 0;
+	log_warnx("- dir store read-begin path=%s error=\"%s\"",
+	    st->path, mdb_strerror(mrc));
+	return -1;
+}
+
+void
+store_walk_end(struct store *st, MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+	txn_closed(st);
 }
 
 static int
 grow_map(struct store *st)
 {
 	MDB_envinfo info;
-	int mrc;
 
 	mdb_env_info(st->env, &info);
-	mrc = mdb_env_set_mapsize(st->env, info.me_mapsize * 2);
-	if (mrc != 0) {
-		log_warnx("- dir store grow path=%s error=\"%s\"", st->path,
-		    mdb_strerror(mrc));
+	if (set_mapsize(st, info.me_mapsize * 2) < 0) {
+		log_warnx("- dir store grow path=%s error=\"cannot resize "
+		    "now\"", st->path);
 		return -1;
 	}
 	log_info("- dir store grow path=%s map_bytes=%zu", st->path,
@@ -314,25 +387,29 @@ store_write(struct store *st, uint64_t now, store_write_cb fn, void *arg)
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.st = st;
 		ctx.now = now;
+		txn_opened(st);
 		mrc = mdb_txn_begin(st->env, NULL, 0, &ctx.txn);
-		if (mrc == MDB_MAP_RESIZED) {
-			mdb_env_set_mapsize(st->env, 0);
-			continue;
-		}
-		if (mrc != 0)
+		if (mrc != 0) {
+			txn_closed(st);
+			if (mrc == MDB_MAP_RESIZED && set_mapsize(st, 0) == 0)
+				continue;
 			break;
+		}
 		r = fn(&ctx, arg);
 		if (r == 1) {
 			mdb_txn_abort(ctx.txn);
+			txn_closed(st);
 			return 1;
 		}
 		if (r == 0) {
 			mrc = mdb_txn_commit(ctx.txn);
+			txn_closed(st);
 			if (mrc == 0)
 				return 0;
 		} else {
 			mrc = ctx.mdb_rc;
 			mdb_txn_abort(ctx.txn);
+			txn_closed(st);
 		}
 		if (mrc != MDB_MAP_FULL || grow_map(st) < 0)
 			break;
@@ -596,7 +673,7 @@ fail:
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_walk_end(st, txn);
 	return rc;
 }
 
@@ -701,7 +778,7 @@ fail:
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_walk_end(st, txn);
 	return rc;
 }
 

@@ -39,7 +39,15 @@ struct store *store_open(const char *path, enum store_mode mode,
  * keeps the size it has grown to). Tests use a tiny map. */
 struct store *store_open_sized(const char *path, enum store_mode mode,
     uint64_t mapsize, char **errstr_r);
+/* Closes one handle; the environment closes with its last handle. */
 void store_close(struct store *st);
+
+/* Another handle to st's environment, for another thread of this process
+ * (LMDB allows one environment per process; each thread needs a handle of
+ * its own, since a handle keeps one read transaction). The handles
+ * serialise what must be: writes (LMDB's own lock), and the rare resizing
+ * of the map, which waits until no handle has a transaction open. */
+struct store *store_dup(struct store *st);
 
 /* The cluster root public key: set once (write mode), then fixed. */
 int store_set_root(struct store *st, const uint8_t pk[DKEY_PK_LEN],
@@ -54,7 +62,7 @@ int store_get_root(struct store *st, uint8_t pk_r[DKEY_PK_LEN]);
  * counted). *buf_r receives a malloc'd copy of the envelope that u_r's
  * pointers refer to; free it. Pass buf_r NULL to skip the copy (then the
  * transfer pointer is NULL; transfer_len still tells whether there is
- * one). A store handle is for one thread at a time. */
+ * one). A store handle is for one thread at a time (store_dup). */
 int store_get_user(struct store *st, const char *user,
     struct record_user *u_r, uint8_t **buf_r, size_t *len_r);
 

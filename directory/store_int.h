@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <lmdb.h>
 #include <sodium.h>
 
@@ -50,6 +52,16 @@ enum {
 /* The sub-databases' names, for opening and for log lines. */
 extern const char *const store_dbi_names[DBI_COUNT];
 
+/* What the handles of one environment share (store_dup): threads of one
+ * process use one MDB_env, and LMDB lets the map be resized only while no
+ * transaction of the process is open. Every handle holds the lock shared
+ * while it has a transaction open; resizing takes it exclusive. */
+struct store_env {
+	pthread_rwlock_t resize;
+	unsigned refs;		/* handles; under refs_lock */
+	pthread_mutex_t refs_lock;
+};
+
 struct store {
 	MDB_env *env;
 	MDB_dbi dbi[DBI_COUNT];
@@ -58,6 +70,8 @@ struct store {
 	char *path;
 	uint64_t counts[STORE_ACCEPT_RESULTS];
 	int last_error;		/* LMDB or errno value of the last failed write */
+	struct store_env *shared;
+	unsigned txns;		/* transactions this handle has open */
 };
 
 struct hwm {
@@ -157,6 +171,8 @@ void store_read_end(struct store *st);
 /* 0 with a read transaction of its own in *txn_r (the caller aborts it),
  * or -1 (logged). */
 int store_walk_begin(struct store *st, MDB_txn **txn_r);
+/* Ends a walk's transaction. */
+void store_walk_end(struct store *st, MDB_txn *txn);
 
 /* Work done inside a write transaction: 0 commit, 1 nothing to commit,
  * -1 error (ctx->mdb_rc says which). It may run more than once. */

@@ -177,7 +177,7 @@ fail:
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_walk_end(st, txn);
 	return rc;
 }
 
@@ -249,7 +249,7 @@ fail:
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_walk_end(st, txn);
 	return rc;
 }
 

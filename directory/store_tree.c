@@ -152,7 +152,7 @@ fail:
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_walk_end(st, txn);
 	free(items);
 	free(order);
 	free(start);
@@ -230,6 +230,6 @@ fail:
 done:
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	store_walk_end(st, txn);
 	return rc;
 }

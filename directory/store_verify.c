@@ -384,7 +384,7 @@ done:
 		free(vs.rounds[i].jobs);
 		free(vs.rounds[i].names);
 	}
-	mdb_txn_abort(vs.txn);
+	store_walk_end(st, vs.txn);
 	(void)now;
 	return rc;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -738,6 +739,87 @@ test_map_growth(void **state)
 	fx_rmdir(path);
 }
 
+/* Two threads of one process on one environment (store_dup): a reader
+ * that looks users up and walks them the whole time while the writer
+ * grows a tiny map many times. */
+struct dup_reader {
+	struct store *st;
+	volatile int stop;
+	int lookups, walks, last_seen;
+};
+
+static int
+dup_walk_cb(const struct record *r, const uint8_t *e, size_t len, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void *
+dup_reader_thread(void *arg)
+{
+	struct dup_reader *d = arg;
+	struct record_user u;
+	char name[64];
+	int n;
+
+	while (!d->stop) {
+		snprintf(name, sizeof(name), "user%05d@example.com",
+		    d->lookups % GROW_USERS);
+		if (store_get_user(d->st, name, &u, NULL, NULL) == 1)
+			d->last_seen = d->lookups % GROW_USERS;
+		d->lookups++;
+		if (d->lookups % 200 == 0) {
+			n = 0;
+			if (store_foreach_user(d->st, dup_walk_cb, &n) == 0)
+				d->walks++;
+		}
+	}
+	return NULL;
+}
+
+static void
+test_dup_threads_grow(void **state)
+{
+	struct fx *f = *state;
+	struct store_signer sf = { &fra, "fra", "fra-node" };
+	struct dup_reader d;
+	struct store *st;
+	struct store_stats s;
+	pthread_t tid;
+	char path[128], name[64], *err = NULL;
+	size_t n;
+	int i;
+
+	snprintf(path, sizeof(path), "%s/dup", f->dir);
+	st = store_open_sized(path, STORE_WRITE, TINY_MAP, &err);
+	assert_non_null(st);
+	assert_int_equal(store_set_root(st, root.pk, &err), 0);
+	n = fx_cert(&root, &fra, "fra", FX_NOW - 100, 0, env);
+	assert_int_equal(store_accept(st, env, n, FX_NOW), ACCEPT_STORED);
+	memset(&d, 0, sizeof(d));
+	d.st = store_dup(st);
+	assert_int_equal(pthread_create(&tid, NULL, dup_reader_thread, &d), 0);
+	for (i = 0; i < GROW_USERS; i++) {
+		snprintf(name, sizeof(name), "user%05d@example.com", i);
+		assert_int_equal(store_put_user(st, &sf, name, "ms1",
+		    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
+	}
+	d.stop = 1;
+	pthread_join(tid, NULL);
+	assert_true(d.lookups > 0);
+	assert_true(d.walks > 0);
+	assert_int_equal(store_stats(d.st, &s), 0);
+	assert_true(s.map_bytes >= 4 * TINY_MAP);
+	assert_int_equal(s.users, GROW_USERS);
+	/* Either handle closes first; the environment lives on. */
+	store_close(st);
+	assert_int_equal(store_stats(d.st, &s), 0);
+	assert_int_equal(s.users, GROW_USERS);
+	store_close(d.st);
+	fx_rmdir(path);
+}
+
 static void
 test_readonly_beside_writer(void **state)
 {
@@ -1252,6 +1334,7 @@ main(void)
 		T(test_put_user_origin_seq),
 		T(test_purge_tombstones),
 		T(test_map_growth),
+		T(test_dup_threads_grow),
 		T(test_readonly_beside_writer),
 		T(test_schema_version),
 		T(test_verify_and_foreach),
