@@ -31,6 +31,7 @@
 #include "check_run.h"
 #include "ctl.h"
 #include "gossip.h"
+#include "jobs.h"
 #include "mm_metrics.h"
 #include "mm_log.h"
 #include "mm_util.h"
@@ -225,6 +226,8 @@ static struct {
 	struct ops *ops;
 	struct peers *peers;		/* with peer-listen only */
 	struct check_run *cr;		/* with peers */
+	struct jobs *writer;		/* store writes, in order */
+	struct jobs *reader;		/* long reads */
 	struct event_base *base;
 	struct client *clients;
 	size_t n_clients;
@@ -575,6 +578,12 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 		fatalx("%s", err);
 	if ((ag.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	/* Store work runs off the loop: writes in order on one thread,
+	 * long reads on another. */
+	if ((ag.writer = jobs_new(ag.base, ops_store(ag.ops), "writer")) ==
+	    NULL || (ag.reader = jobs_new(ag.base, ops_store(ag.ops),
+	    "reader")) == NULL)
+		fatalx("cannot start the store threads");
 	lst = evconnlistener_new(ag.base, accept_cb, NULL,
 	    LEV_OPT_CLOSE_ON_FREE, -1, listen_fd);
 	if (lst == NULL)
@@ -616,6 +625,8 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	for (i = 0; i < MM_ARRAY_SIZE(sigs); i++)
 		event_free(sev[i]);
 	event_free(ag.purge_ev);
+	jobs_free(ag.reader);
+	jobs_free(ag.writer);
 	event_base_free(ag.base);
 	ops_free(ag.ops);
 	log_info("- dir agent-stopped");
