@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mm_log.h"
@@ -379,6 +380,11 @@ dir_lookup(struct dir *dir, const char *user, enum mm_proto proto,
 		return resolve(dir, value, proto, route_r);
 	if (dir->conf->default_backend != NULL)
 		return resolve(dir, dir->conf->default_backend, proto, route_r);
+	/* A node still catching up may not know the user yet: a temporary
+	 * answer, not "no such user" (a wrong password, a bounce). */
+	if (dir->conf->directory != NULL && dir_store(dir) != NULL &&
+	    store_get_behind(dir_store(dir), (uint64_t)time(NULL)) != 0)
+		return DIR_TEMPFAIL;
 	return DIR_NOTFOUND;
 }
 

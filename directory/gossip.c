@@ -13,6 +13,8 @@
 #define PULL_ORIGINS_MAX 256	/* origins asked in one PULL */
 #define FANOUT_MAX 16
 #define NACK_PERCENT 80		/* of the probe timeout, at the helper */
+/* A pull not answered by then is asked again (of any peer). */
+#define PULL_WAIT_MS 10000
 #define DEFAULT_SEED 0x9e3779b97f4a7c15ULL
 
 struct member {
@@ -54,6 +56,35 @@ struct hot {
 	uint8_t *env;
 	size_t len;
 	uint32_t left;
+	bool unpushed;			/* published, not flushed yet */
+};
+
+/* The records of one message, with the owner until it answers
+ * (gossip_accept_done): what the answer needs of the message is kept. */
+struct batch {
+	bool used;
+	uint64_t token;
+	uint32_t from;
+	char from_name[GOSSIP_NAME_MAX + 1];
+	enum gossip_msg_type type;	/* PUSH or RECORDS */
+	uint8_t *buf;			/* envelopes, then entries' origins */
+	const uint8_t **envs;
+	size_t *lens;
+	size_t n;
+	struct gossip_entry *entries;	/* RECORDS: the sender's highest */
+	size_t n_entries;
+};
+
+/* An origin pulled and not answered yet: asked of no other peer. */
+struct inflight {
+	char origin[GOSSIP_NAME_MAX + 1];
+	uint64_t until;			/* UINT64_MAX: records with the owner */
+};
+
+/* The most a peer said it holds of an origin, and when. */
+struct known {
+	char origin[GOSSIP_NAME_MAX + 1];
+	uint64_t seq, seen;
 };
 
 struct want {
@@ -103,6 +134,15 @@ struct gossip {
 	size_t n_dig;
 	struct want *wants;
 	struct gossip_slice fresh[GOSSIP_RECORDS_MAX];
+
+	struct batch batches[GOSSIP_BATCHES_MAX];
+	uint64_t next_token;
+	struct inflight *inflight;	/* GOSSIP_ORIGINS_MAX */
+	size_t n_inflight;
+	struct known *known;		/* GOSSIP_ORIGINS_MAX */
+	size_t n_known;
+	bool compared;			/* with a peer, at least once */
+	uint64_t first_tick;
 
 	struct gossip_stats st;
 };
@@ -210,7 +250,7 @@ gossip_conf_defaults(struct gossip_conf *c)
 	c->push_rounds = 1;
 	c->sync_interval_ms = 1000;
 	c->reconnect_interval_ms = 2000;
-	c->batch_bytes = 48 * 1024;
+	c->batch_bytes = 448 * 1024;
 	c->reject_limit = 3;
 	c->throttle_ms = 60000;
 }
@@ -934,22 +974,90 @@ want_cmp(const void *a, const void *b)
 	return x->gap < y->gap ? 1 : x->gap > y->gap ? -1 : 0;
 }
 
+/* ---- what peers hold ------------------------------------------------- */
+
+static struct inflight *
+inflight_find(struct gossip *g, const char *origin, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < g->n_inflight; i++)
+		if (slice_cmp(origin, len, g->inflight[i].origin) == 0)
+			return &g->inflight[i];
+	return NULL;
+}
+
+/* Marks origin as pulled until until (0: no longer). */
+static void
+inflight_set(struct gossip *g, const char *origin, size_t len,
+    uint64_t until)
+{
+	struct inflight *f = inflight_find(g, origin, len);
+
+	if (f == NULL) {
+		if (until == 0 || g->n_inflight >= GOSSIP_ORIGINS_MAX)
+			return;
+		f = &g->inflight[g->n_inflight++];
+		memcpy(f->origin, origin, len);
+		f->origin[len] = '\0';
+	}
+	if (until != 0) {
+		f->until = until;
+		return;
+	}
+	*f = g->inflight[--g->n_inflight];
+}
+
+/* Notes that a peer holds origin up to seq (its digest's contiguous mark
+ * or the highest it has). */
+static void
+known_note(struct gossip *g, const char *origin, size_t len, uint64_t seq,
+    uint64_t now)
+{
+	struct known *k = NULL;
+	size_t i;
+
+	for (i = 0; i < g->n_known; i++)
+		if (slice_cmp(origin, len, g->known[i].origin) == 0) {
+			k = &g->known[i];
+			break;
+		}
+	if (k == NULL) {
+		if (g->n_known >= GOSSIP_ORIGINS_MAX)
+			return;
+		k = &g->known[g->n_known++];
+		memcpy(k->origin, origin, len);
+		k->origin[len] = '\0';
+		k->seq = 0;
+	}
+	if (seq >= k->seq || now - k->seen >= GOSSIP_BEHIND_TTL_MS)
+		k->seq = seq;
+	k->seen = now;
+}
+
 /* From the peer's (origin, highest) entries and our digest (loaded), ask
- * for what we lack, most stale origins first. Returns origins asked. */
+ * for what we lack, most stale origins first, and of no two peers at once.
+ * Returns origins asked. */
 static size_t
-pull_wants(struct gossip *g, uint32_t from, const struct gossip_msg *msg)
+pull_wants(struct gossip *g, uint32_t from, const struct gossip_entry *ents,
+    size_t n_ents, uint64_t now)
 {
 	struct mm_mp_writer w;
 	size_t i, n = 0;
 
-	for (i = 0; i < msg->n_entries; i++) {
-		const struct gossip_entry *e = &msg->entries[i];
-		uint64_t mine = digest_seq(g, (const char *)e->origin.p,
-		    e->origin.len);
+	for (i = 0; i < n_ents; i++) {
+		const struct gossip_entry *e = &ents[i];
+		const char *o = (const char *)e->origin.p;
+		uint64_t mine = digest_seq(g, o, e->origin.len);
+		struct inflight *f;
 
+		known_note(g, o, e->origin.len, e->seq, now);
 		if (e->seq <= mine)
 			continue;
-		g->wants[n].origin = (const char *)e->origin.p;
+		if ((f = inflight_find(g, o, e->origin.len)) != NULL &&
+		    f->until > now)
+			continue;
+		g->wants[n].origin = o;
 		g->wants[n].origin_len = e->origin.len;
 		g->wants[n].from_seq = mine + 1;
 		g->wants[n].gap = e->seq - mine;
@@ -966,6 +1074,8 @@ pull_wants(struct gossip *g, uint32_t from, const struct gossip_msg *msg)
 		mm_mp_put_array(&w, 2);
 		mm_mp_put_strn(&w, g->wants[i].origin, g->wants[i].origin_len);
 		mm_mp_put_uint(&w, g->wants[i].from_seq);
+		inflight_set(g, g->wants[i].origin, g->wants[i].origin_len,
+		    now + PULL_WAIT_MS);
 	}
 	g->st.pulls_sent++;
 	send_out(g, from, &w);
@@ -1033,11 +1143,11 @@ answer_pull(struct gossip *g, uint32_t from, const struct gossip_msg *msg)
 /* ---- records --------------------------------------------------------- */
 
 static void
-hot_add(struct gossip *g, const uint8_t *env, size_t len)
+hot_add(struct gossip *g, const uint8_t *env, size_t len, bool unpushed)
 {
 	struct hot *h;
 
-	if (g->conf.push_rounds == 0)
+	if (g->conf.push_rounds == 0 && !unpushed)
 		return;
 	if (g->n_hot == GOSSIP_HOT_MAX) {
 		/* The oldest one is left to anti-entropy. */
@@ -1051,6 +1161,7 @@ hot_add(struct gossip *g, const uint8_t *env, size_t len)
 	memcpy(h->env, env, len);
 	h->len = len;
 	h->left = g->conf.push_rounds;
+	h->unpushed = unpushed;
 }
 
 static void
@@ -1069,36 +1180,177 @@ count_reject(struct gossip *g, uint32_t from, uint64_t now)
 	}
 }
 
-/* Accepts the envelopes of msg; returns how many were new and, when
- * fresh is not NULL, lists them there. */
-static size_t
-accept_records(struct gossip *g, const char *from_name, uint32_t from,
-    const struct gossip_msg *msg, struct gossip_slice *fresh, uint64_t now)
+static void
+batch_clear(struct batch *b)
 {
-	size_t i, n = 0;
+	free(b->buf);
+	free(b->envs);
+	free(b->lens);
+	free(b->entries);
+	memset(b, 0, sizeof(*b));
+}
 
-	for (i = 0; i < msg->n_records; i++) {
-		if (throttled(g, from, now)) {
-			g->st.records_ignored += msg->n_records - i;
+/* Copies the records of msg (and, for RECORDS, its entries) into a free
+ * batch; NULL when the owner holds GOSSIP_BATCHES_MAX already. */
+static struct batch *
+batch_new(struct gossip *g, uint32_t from, const char *from_name,
+    const struct gossip_msg *msg)
+{
+	struct batch *b = NULL;
+	size_t i, size = 0, off = 0;
+
+	for (i = 0; i < GOSSIP_BATCHES_MAX; i++)
+		if (!g->batches[i].used) {
+			b = &g->batches[i];
 			break;
 		}
-		switch (g->io->accept(g->arg, from_name, msg->records[i].p,
-		    msg->records[i].len, now)) {
+	if (b == NULL)
+		return NULL;
+	for (i = 0; i < msg->n_records; i++)
+		size += msg->records[i].len;
+	for (i = 0; i < msg->n_entries; i++)
+		size += msg->entries[i].origin.len;
+	b->used = true;
+	b->token = ++g->next_token;
+	b->from = from;
+	mm_strlcpy(b->from_name, from_name, sizeof(b->from_name));
+	b->type = msg->type;
+	b->buf = xmalloc(size > 0 ? size : 1);
+	b->n = msg->n_records;
+	b->envs = xcalloc(b->n + 1, sizeof(*b->envs));
+	b->lens = xcalloc(b->n + 1, sizeof(*b->lens));
+	for (i = 0; i < b->n; i++) {
+		memcpy(b->buf + off, msg->records[i].p, msg->records[i].len);
+		b->envs[i] = b->buf + off;
+		b->lens[i] = msg->records[i].len;
+		off += msg->records[i].len;
+	}
+	if (msg->type == GMSG_RECORDS) {
+		b->n_entries = msg->n_entries;
+		b->entries = xcalloc(b->n_entries + 1, sizeof(*b->entries));
+		for (i = 0; i < b->n_entries; i++) {
+			const struct gossip_entry *e = &msg->entries[i];
+
+			memcpy(b->buf + off, e->origin.p, e->origin.len);
+			b->entries[i].origin.p = b->buf + off;
+			b->entries[i].origin.len = e->origin.len;
+			b->entries[i].seq = e->seq;
+			off += e->origin.len;
+		}
+	}
+	return b;
+}
+
+/* Hands msg's records to the owner; the rest happens in
+ * gossip_accept_done. A busy owner drops them: anti-entropy brings them
+ * again. */
+static void
+accept_records(struct gossip *g, const char *from_name, uint32_t from,
+    const struct gossip_msg *msg, uint64_t now)
+{
+	struct batch *b;
+	enum gossip_accept *res;
+	uint64_t token;
+	size_t i;
+
+	if (msg->n_records == 0) {
+		/* The peer has no more of what we asked: ask elsewhere. */
+		for (i = 0; i < msg->n_entries; i++) {
+			const struct gossip_entry *e = &msg->entries[i];
+
+			inflight_set(g, (const char *)e->origin.p,
+			    e->origin.len, 0);
+			known_note(g, (const char *)e->origin.p, e->origin.len,
+			    e->seq, now);
+		}
+		return;
+	}
+	if (throttled(g, from, now)) {
+		g->st.records_ignored += msg->n_records;
+		return;
+	}
+	if ((b = batch_new(g, from, from_name, msg)) == NULL) {
+		g->st.batches_dropped++;
+		g->st.records_ignored += msg->n_records;
+		return;
+	}
+	/* While the owner has them, nobody else is asked for these. */
+	for (i = 0; i < b->n_entries; i++)
+		inflight_set(g, (const char *)b->entries[i].origin.p,
+		    b->entries[i].origin.len, UINT64_MAX);
+	token = b->token;
+	if (g->io->accept_batch != NULL) {
+		g->io->accept_batch(g->arg, b->from_name, b->envs, b->lens,
+		    b->n, now, token);
+		return;
+	}
+	res = xcalloc(b->n + 1, sizeof(*res));
+	for (i = 0; i < b->n; i++)
+		res[i] = g->io->accept(g->arg, b->from_name, b->envs[i],
+		    b->lens[i], now);
+	gossip_accept_done(g, token, res, now);
+	free(res);
+}
+
+void
+gossip_accept_done(struct gossip *g, uint64_t token,
+    const enum gossip_accept *results, uint64_t now)
+{
+	struct batch *b = NULL;
+	uint32_t peers[FANOUT_MAX], np;
+	size_t i, n = 0;
+
+	for (i = 0; i < GOSSIP_BATCHES_MAX; i++)
+		if (g->batches[i].used && g->batches[i].token == token) {
+			b = &g->batches[i];
+			break;
+		}
+	if (b == NULL)
+		return;
+	/* The member table may have moved since: find the sender again. */
+	b->from = lookup(g, b->from_name, strlen(b->from_name));
+	for (i = 0; i < b->n; i++) {
+		switch (results[i]) {
 		case GOSSIP_ACCEPT_NEW:
 			g->st.records_new++;
-			if (fresh != NULL)
-				fresh[n] = msg->records[i];
+			g->fresh[n].p = b->envs[i];
+			g->fresh[n].len = b->lens[i];
 			n++;
 			break;
 		case GOSSIP_ACCEPT_DUP:
 			g->st.records_dup++;
 			break;
 		default:
-			count_reject(g, from, now);
+			count_reject(g, b->from, now);
 			break;
 		}
 	}
-	return n;
+	if (b->type == GMSG_PUSH && n > 0) {
+		/* Infection style: what was new here goes on at once. */
+		for (i = 0; i < n; i++)
+			hot_add(g, g->fresh[i].p, g->fresh[i].len, false);
+		np = pick_peers(g, g->conf.fanout, b->from, peers);
+		for (i = 0; i < np; i++)
+			send_push(g, peers[i], g->fresh, n);
+	}
+	if (b->type == GMSG_RECORDS) {
+		for (i = 0; i < b->n_entries; i++)
+			inflight_set(g, (const char *)b->entries[i].origin.p,
+			    b->entries[i].origin.len, 0);
+		/* Go on while the peer still has more and we made
+		 * progress. */
+		load_digest(g);
+		if (b->from != NONE && b->from != SELF && n > 0 &&
+		    !throttled(g, b->from, now))
+			pull_wants(g, b->from, b->entries, b->n_entries, now);
+		else
+			for (i = 0; i < b->n_entries; i++)
+				known_note(g, (const char *)
+				    b->entries[i].origin.p,
+				    b->entries[i].origin.len,
+				    b->entries[i].seq, now);
+	}
+	batch_clear(b);
 }
 
 /* ---- receiving ------------------------------------------------------- */
@@ -1159,49 +1411,6 @@ on_ack(struct gossip *g, uint32_t from, const struct gossip_msg *msg,
 }
 
 static void
-on_push(struct gossip *g, const char *from_name, uint32_t from,
-    const struct gossip_msg *msg, uint64_t now)
-{
-	struct gossip_slice *fresh = g->fresh;
-	uint32_t peers[FANOUT_MAX];
-	size_t n, i;
-	uint32_t np;
-
-	if (msg->n_records == 0)
-		return;
-	if (throttled(g, from, now)) {
-		g->st.records_ignored += msg->n_records;
-		return;
-	}
-	n = accept_records(g, from_name, from, msg, fresh, now);
-	if (n == 0)
-		return;
-	for (i = 0; i < n; i++)
-		hot_add(g, fresh[i].p, fresh[i].len);
-	np = pick_peers(g, g->conf.fanout, from, peers);
-	for (i = 0; i < np; i++)
-		send_push(g, peers[i], fresh, n);
-}
-
-static void
-on_records(struct gossip *g, const char *from_name, uint32_t from,
-    const struct gossip_msg *msg, uint64_t now)
-{
-	size_t n;
-
-	if (throttled(g, from, now)) {
-		g->st.records_ignored += msg->n_records;
-		return;
-	}
-	n = accept_records(g, from_name, from, msg, NULL, now);
-	/* Go on while the peer still has more and we made progress. */
-	if (n == 0 || throttled(g, from, now))
-		return;
-	load_digest(g);
-	pull_wants(g, from, msg);
-}
-
-static void
 on_digest(struct gossip *g, uint32_t from, const struct gossip_msg *msg,
     uint64_t now)
 {
@@ -1219,8 +1428,14 @@ on_digest(struct gossip *g, uint32_t from, const struct gossip_msg *msg,
 	for (i = 0; i < g->n_dig; i++)
 		if (g->dig[i].seq > 0)
 			mine++;
+	g->compared = true;
 	if (!throttled(g, from, now))
-		pull_wants(g, from, msg);
+		pull_wants(g, from, msg->entries, msg->n_entries, now);
+	else
+		for (i = 0; i < msg->n_entries; i++)
+			known_note(g, (const char *)msg->entries[i].origin.p,
+			    msg->entries[i].origin.len, msg->entries[i].seq,
+			    now);
 	if (msg->reply && covered < mine)
 		send_digest(g, from, false);
 }
@@ -1232,8 +1447,10 @@ on_sync(struct gossip *g, uint32_t from, const struct gossip_msg *msg)
 
 	load_digest(g);
 	h = digest_hash(g, &count);
-	if (h == msg->hash && count == msg->origins)
+	if (h == msg->hash && count == msg->origins) {
+		g->compared = true;	/* the peer holds what we hold */
 		return;
+	}
 	send_digest(g, from, true);
 }
 
@@ -1287,7 +1504,8 @@ gossip_recv(struct gossip *g, const char *from_name, const uint8_t *buf,
 			g->probe.nacks++;
 		break;
 	case GMSG_PUSH:
-		on_push(g, from_name, from, msg, now);
+		if (msg->n_records > 0)
+			accept_records(g, from_name, from, msg, now);
 		break;
 	case GMSG_SYNC:
 		if (from != NONE)
@@ -1302,7 +1520,7 @@ gossip_recv(struct gossip *g, const char *from_name, const uint8_t *buf,
 			answer_pull(g, from, msg);
 		break;
 	case GMSG_RECORDS:
-		on_records(g, from_name, from, msg, now);
+		accept_records(g, from_name, from, msg, now);
 		break;
 	}
 	return 0;
@@ -1428,12 +1646,14 @@ gossip_tick(struct gossip *g, uint64_t now)
 
 	if (!g->started) {
 		g->started = true;
+		g->first_tick = now;
 		g->next_probe = now + rng_below(g, g->conf.probe_interval_ms);
 		g->next_gossip = now + rng_below(g, g->conf.gossip_interval_ms);
 		g->next_sync = now + rng_below(g, g->conf.sync_interval_ms);
 		g->next_reconnect = now + g->conf.reconnect_interval_ms +
 		    rng_below(g, g->conf.reconnect_interval_ms);
 	}
+	gossip_flush(g);
 	if (g->probe.active)
 		probe_step(g, now);
 	if (!g->probe.active && now >= g->next_probe)
@@ -1473,17 +1693,50 @@ int
 gossip_publish(struct gossip *g, const uint8_t *env, size_t len,
     uint64_t now)
 {
-	struct gossip_slice s = { env, len };
-	uint32_t peers[FANOUT_MAX], n, i;
-
 	(void)now;
 	if (len == 0 || len > GOSSIP_RECORD_MAX)
 		return -1;
-	hot_add(g, env, len);
-	n = pick_peers(g, g->conf.fanout, NONE, peers);
-	for (i = 0; i < n; i++)
-		send_push(g, peers[i], &s, 1);
+	hot_add(g, env, len, true);
 	return 0;
+}
+
+void
+gossip_flush(struct gossip *g)
+{
+	uint32_t peers[FANOUT_MAX], np, i;
+	size_t n = 0;
+
+	for (i = 0; i < g->n_hot; i++) {
+		if (!g->hot[i].unpushed)
+			continue;
+		g->hot[i].unpushed = false;
+		g->fresh[n].p = g->hot[i].env;
+		g->fresh[n].len = g->hot[i].len;
+		n++;
+	}
+	if (n == 0)
+		return;
+	np = pick_peers(g, g->conf.fanout, NONE, peers);
+	for (i = 0; i < np; i++)
+		send_push(g, peers[i], g->fresh, n);
+}
+
+bool
+gossip_behind(struct gossip *g, uint64_t now)
+{
+	size_t i;
+
+	if (!g->compared)
+		return g->started && now - g->first_tick < GOSSIP_STARTUP_MS;
+	load_digest(g);
+	for (i = 0; i < g->n_known; i++) {
+		const struct known *k = &g->known[i];
+
+		if (now - k->seen < GOSSIP_BEHIND_TTL_MS &&
+		    k->seq > digest_seq(g, k->origin, strlen(k->origin)))
+			return true;
+	}
+	return false;
 }
 
 /* ---- life cycle and queries ------------------------------------------ */
@@ -1513,7 +1766,8 @@ gossip_new(const struct gossip_conf *conf, const struct gossip_io *io,
 	    c->batch_bytes < GOSSIP_RECORD_MAX ||
 	    c->batch_bytes > GOSSIP_MSG_MAX / 2 || c->reject_limit == 0 ||
 	    io == NULL || io->send == NULL || io->digest == NULL ||
-	    io->fetch == NULL || io->accept == NULL)
+	    io->fetch == NULL ||
+	    (io->accept == NULL && io->accept_batch == NULL))
 		return NULL;
 	g = xcalloc(1, sizeof(*g));
 	g->conf = *conf;
@@ -1525,6 +1779,8 @@ gossip_new(const struct gossip_conf *conf, const struct gossip_io *io,
 	g->msg = xmalloc(sizeof(*g->msg));
 	g->dig = xcalloc(GOSSIP_ORIGINS_MAX, sizeof(*g->dig));
 	g->wants = xcalloc(GOSSIP_ORIGINS_MAX, sizeof(*g->wants));
+	g->inflight = xcalloc(GOSSIP_ORIGINS_MAX, sizeof(*g->inflight));
+	g->known = xcalloc(GOSSIP_ORIGINS_MAX, sizeof(*g->known));
 	member_add(g, c->name, strlen(c->name), site, strlen(site), addr,
 	    strlen(addr), saddr, strlen(saddr), c->incarnation);
 	g->conf.name = g->m[SELF].name;
@@ -1560,6 +1816,10 @@ gossip_free(struct gossip *g)
 	free(g->msg);
 	free(g->dig);
 	free(g->wants);
+	for (i = 0; i < GOSSIP_BATCHES_MAX; i++)
+		batch_clear(&g->batches[i]);
+	free(g->inflight);
+	free(g->known);
 	free(g);
 }
 

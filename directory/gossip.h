@@ -64,14 +64,15 @@
 #include <stdint.h>
 
 #define GOSSIP_VERSION 2	/* 2: alive updates carry the session endpoint */
-#define GOSSIP_MSG_MAX (128 * 1024)	/* one encoded message */
+/* One encoded message: a channel frame less its type byte. */
+#define GOSSIP_MSG_MAX (1024 * 1024 - 64)
 #define GOSSIP_NAME_MAX 64	/* node and origin names */
 #define GOSSIP_SITE_MAX 32
 #define GOSSIP_ADDR_MAX 96	/* transport address, "" if unknown */
 #define GOSSIP_RECORD_MAX 4096	/* one envelope (RECORD_MAX) */
 #define GOSSIP_UPDATES_MAX 16	/* membership updates in one message */
 #define GOSSIP_PIGGYBACK_MAX 8	/* updates we put on one message */
-#define GOSSIP_RECORDS_MAX 1024	/* envelopes in one message */
+#define GOSSIP_RECORDS_MAX 8192	/* envelopes in one message */
 #define GOSSIP_ORIGINS_MAX 1024	/* entries of a digest, a pull, a reply */
 #define GOSSIP_MEMBERS_MAX 8192	/* members one node keeps */
 #define GOSSIP_INDIRECT_MAX 8	/* k of the indirect probe */
@@ -79,6 +80,7 @@
 #define GOSSIP_HOT_MAX 512	/* records being pushed by this node */
 #define GOSSIP_CONFIRM_MAX 8	/* suspicion confirmations counted */
 #define GOSSIP_LHM_MAX 8
+#define GOSSIP_BATCHES_MAX 4	/* messages' records with the owner at once */
 
 enum gossip_state {
 	GOSSIP_ALIVE = 0,
@@ -126,11 +128,20 @@ struct gossip_io {
 	 * emitted bytes are copied before emit returns. */
 	void (*fetch)(void *arg, const char *origin, uint64_t from_seq,
 	    gossip_emit_cb emit, void *ctx);
-	/* Verify and store one envelope received from node from. */
+	/* Verify and store one envelope received from node from. Used when
+	 * accept_batch is NULL (a source that answers at once). */
 	enum gossip_accept (*accept)(void *arg, const char *from,
 	    const uint8_t *env, size_t len, uint64_t now_ms);
 	/* A member appeared or changed state (may be NULL). */
 	gossip_member_cb member_change;
+	/* Optional: verify and store the n envelopes of one message from
+	 * node from, all together (one transaction), possibly elsewhere
+	 * (off the loop): the owner answers once with gossip_accept_done
+	 * and token, from inside this call or later. Until then envs and
+	 * lens (the core's copies) stay valid. */
+	void (*accept_batch)(void *arg, const char *from,
+	    const uint8_t *const *envs, const size_t *lens, size_t n,
+	    uint64_t now_ms, uint64_t token);
 };
 
 struct gossip_conf {
@@ -160,6 +171,8 @@ struct gossip_stats {
 	uint64_t decode_errors, unexpected;
 	uint64_t records_new, records_dup, records_rejected, records_ignored;
 	uint64_t pushes_sent, syncs_sent, pulls_sent, records_sent;
+	uint64_t batches_dropped;	/* the owner was busy: left to
+					 * anti-entropy */
 	uint64_t probes, probe_failures, indirect_probes;
 	uint64_t suspicions, deaths, refutations, throttles;
 	uint32_t lhm;
@@ -170,7 +183,7 @@ struct gossip;
 
 /* Defaults: 1 s probes, 500 ms timeout, k = 3, suspicion 4x/6x, K = 3,
  * retransmit 4, 200 ms gossip, fanout 6, 1 push round, 1 s sync,
- * 2 s reconnect, 48 KiB batches, 3 rejects, 60 s throttle. */
+ * 2 s reconnect, 448 KiB batches, 3 rejects, 60 s throttle. */
 void gossip_conf_defaults(struct gossip_conf *c);
 
 /* conf is copied; io and arg must outlive the instance. NULL if conf is
@@ -194,10 +207,28 @@ void gossip_tick(struct gossip *g, uint64_t now_ms);
 int gossip_recv(struct gossip *g, const char *from, const uint8_t *buf,
     size_t len, uint64_t now_ms);
 
-/* A record this node just signed and stored: pushed at once. The
- * envelope is copied. 0, or -1 if over GOSSIP_RECORD_MAX. */
+/* A record this node just signed and stored: pushed by the next
+ * gossip_flush (or gossip_tick), together with the others published since,
+ * in as few messages as they fit in. The envelope is copied. 0, or -1 if
+ * over GOSSIP_RECORD_MAX. */
 int gossip_publish(struct gossip *g, const uint8_t *env, size_t len,
     uint64_t now_ms);
+/* Pushes what was published since the last flush to fanout peers. */
+void gossip_flush(struct gossip *g);
+
+/* The owner's verdicts on a batch handed to io->accept_batch (results[i]
+ * for envelope i). New records are forwarded, the sender's rejected ones
+ * counted against it, and a pull goes on where the sender has more. */
+void gossip_accept_done(struct gossip *g, uint64_t token,
+    const enum gossip_accept *results, uint64_t now_ms);
+
+/* Whether this node knows it lacks records: a live peer said within the
+ * last GOSSIP_BEHIND_TTL_MS that it holds more of some origin than we do,
+ * or we have not compared with any peer yet (for at most
+ * GOSSIP_STARTUP_MS after the first tick). */
+#define GOSSIP_BEHIND_TTL_MS 30000
+#define GOSSIP_STARTUP_MS 10000
+bool gossip_behind(struct gossip *g, uint64_t now_ms);
 
 /* Calls cb for every member, us first (for `mmctl sites`). */
 void gossip_foreach_member(struct gossip *g, gossip_member_cb cb, void *arg);

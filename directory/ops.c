@@ -1305,57 +1305,96 @@ publish_own(struct ops *o)
  * rule refuses as superseded is kept in the log (no hidden gaps) and not
  * held against the sender; so is a record whose signer's certificate has
  * not reached us yet (it comes again once it has). */
+static void
+reject_log(const char *from, enum accept_result res, const char *kid)
+{
+	log_warnx("- gossip record-rejected from=%s result=%s key_id=%s", from,
+	    store_accept_name(res), kid);
+}
+
+void
+ops_gossip_accept_batch(struct store *st, const char *from,
+    const uint8_t *const *envs, const size_t *lens, size_t n, uint64_t now_s,
+    enum gossip_accept *results)
+{
+	const uint8_t **take = xcalloc(n + 1, sizeof(*take));
+	size_t *take_len = xcalloc(n + 1, sizeof(*take_len));
+	size_t *idx = xcalloc(n + 1, sizeof(*idx));
+	enum accept_result *res = xcalloc(n + 1, sizeof(*res));
+	struct record r;
+	struct record_cert c;
+	const char *why = NULL;
+	char kid[DKEY_ID_HEX_LEN + 1];
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		results[i] = GOSSIP_ACCEPT_REJECT;
+		if (lens[i] > RECORD_MAX ||
+		    record_decode(envs[i], lens[i], &r, &why) != 0) {
+			log_warnx("- gossip record-rejected from=%s result=%s",
+			    from, store_accept_name(REJECT_MALFORMED));
+			continue;
+		}
+		if (r.kind == RECORD_USER &&
+		    store_get_cert(st, r.key_id, &c) == 1 &&
+		    strcmp(c.name, r.u.user.origin) != 0) {
+			dkey_id_hex(r.key_id, kid);
+			log_warnx("- gossip record-rejected from=%s result=origin-"
+			    "mismatch origin=%s key_id=%s", from,
+			    r.u.user.origin, kid);
+			continue;
+		}
+		take[k] = envs[i];
+		take_len[k] = lens[i];
+		idx[k++] = i;
+	}
+	if (k > 0)
+		store_accept_batch(st, take, take_len, k, now_s, res);
+	for (i = 0; i < k; i++) {
+		size_t at = idx[i];
+
+		switch (res[i]) {
+		case ACCEPT_STORED:
+		case ACCEPT_EQUIVOCATION:
+			results[at] = GOSSIP_ACCEPT_NEW;
+			break;
+		case ACCEPT_DUPLICATE:
+		case REJECT_STORE:
+			results[at] = GOSSIP_ACCEPT_DUP;
+			break;
+		case REJECT_STALE:
+		case REJECT_REVOKED:
+		case REJECT_EXPIRED:
+			results[at] = GOSSIP_ACCEPT_DUP;
+			if (store_log_fill(st, take[i], take_len[i], now_s) < 0 &&
+			    record_decode(take[i], take_len[i], &r, &why) == 0) {
+				dkey_id_hex(r.key_id, kid);
+				reject_log(from, res[i], kid);
+			}
+			break;
+		case REJECT_UNKNOWN_KEY:
+			results[at] = GOSSIP_ACCEPT_DUP;
+			/* FALLTHROUGH */
+		default:
+			if (record_decode(take[i], take_len[i], &r, &why) == 0) {
+				dkey_id_hex(r.key_id, kid);
+				reject_log(from, res[i], kid);
+			}
+			break;
+		}
+	}
+	free(take);
+	free(take_len);
+	free(idx);
+	free(res);
+}
+
 enum gossip_accept
 ops_gossip_accept(struct ops *o, const char *from, const uint8_t *env,
     size_t len, uint64_t now_s)
 {
-	struct record r;
-	struct record_cert c;
-	enum accept_result res;
-	const char *why = NULL;
-	char kid[DKEY_ID_HEX_LEN + 1];
-	int f;
+	enum gossip_accept res;
 
-	if (len > RECORD_MAX || record_decode(env, len, &r, &why) != 0) {
-		log_warnx("- gossip record-rejected from=%s result=%s",
-		    from, store_accept_name(REJECT_MALFORMED));
-		return GOSSIP_ACCEPT_REJECT;
-	}
-	dkey_id_hex(r.key_id, kid);
-	if (r.kind == RECORD_USER && store_get_cert(o->st, r.key_id, &c) == 1 &&
-	    strcmp(c.name, r.u.user.origin) != 0) {
-		log_warnx("- gossip record-rejected from=%s result=origin-"
-		    "mismatch origin=%s key_id=%s", from, r.u.user.origin,
-		    kid);
-		return GOSSIP_ACCEPT_REJECT;
-	}
-	res = store_accept(o->st, env, len, now_s);
-	switch (res) {
-	case ACCEPT_STORED:
-	case ACCEPT_EQUIVOCATION:
-		if (r.kind == RECORD_USER)
-			log_debug("- gossip record-stored from=%s origin=%s "
-			    "origin_seq=%llu", from, r.u.user.origin,
-			    (unsigned long long)r.u.user.origin_seq);
-		return GOSSIP_ACCEPT_NEW;
-	case ACCEPT_DUPLICATE:
-	case REJECT_STORE:
-		return GOSSIP_ACCEPT_DUP;
-	case REJECT_STALE:
-	case REJECT_REVOKED:
-	case REJECT_EXPIRED:
-		f = store_log_fill(o->st, env, len, now_s);
-		if (f < 0)
-			log_warnx("- gossip record-rejected from=%s result=%s "
-			    "key_id=%s", from, store_accept_name(res), kid);
-		return GOSSIP_ACCEPT_DUP;
-	case REJECT_UNKNOWN_KEY:
-		log_warnx("- gossip record-rejected from=%s result=%s "
-		    "key_id=%s", from, store_accept_name(res), kid);
-		return GOSSIP_ACCEPT_DUP;
-	default:
-		log_warnx("- gossip record-rejected from=%s result=%s "
-		    "key_id=%s", from, store_accept_name(res), kid);
-		return GOSSIP_ACCEPT_REJECT;
-	}
+	ops_gossip_accept_batch(o->st, from, &env, &len, 1, now_s, &res);
+	return res;
 }

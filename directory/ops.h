@@ -103,12 +103,18 @@ struct store *ops_store(struct ops *o);
  * `sites` answers from it. */
 void ops_set_gossip(struct ops *o, struct gossip *g);
 
-/* What the agent does with one envelope that peer from sent by gossip:
- * the accept rule, with the record bound to its signer's name as origin.
- * Superseded records are kept in the log and count as duplicates, and so
- * does a record whose signer's certificate is not known yet; invalid
- * ones are rejected (and logged with the rule's result). env stays the
- * caller's. now is unix seconds. */
+/* What the agent does with the n envelopes of one gossip message from
+ * peer from: the accept rule, all in one write transaction on st (the
+ * handle of the thread that runs it), with each record bound to its
+ * signer's name as origin. results[i] for envelope i: superseded records
+ * are kept in the log and count as duplicates, and so does a record whose
+ * signer's certificate is not known yet; invalid ones are rejected (and
+ * logged with the rule's result). The envelopes stay the caller's. now is
+ * unix seconds. */
+void ops_gossip_accept_batch(struct store *st, const char *from,
+    const uint8_t *const *envs, const size_t *lens, size_t n,
+    uint64_t now, enum gossip_accept *results);
+/* The same for one envelope, on o's store. */
 enum gossip_accept ops_gossip_accept(struct ops *o, const char *from,
     const uint8_t *env, size_t len, uint64_t now);
 

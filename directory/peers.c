@@ -29,6 +29,7 @@
 #include "chan_ev.h"
 #include "dir.h"
 #include "gossip.h"
+#include "jobs.h"
 #include "mm_log.h"
 #include "mm_util.h"
 #include "ops.h"
@@ -36,7 +37,7 @@
 #include "store.h"
 
 #define PEER_CONNS_MAX 256	/* inter-node connections at once */
-#define PEER_OUT_MAX (1024 * 1024)	/* queued for a slow peer: then drop */
+#define PEER_OUT_MAX (4 * 1024 * 1024)	/* queued for a slow peer: then drop */
 #define PEER_HOLD_MAX (256 * 1024)	/* held while a dial completes */
 #define PEER_HS_TIMEOUT_S 5
 #define PEER_IDLE_MS 60000	/* a connection nothing used is closed */
@@ -94,7 +95,8 @@ struct peers {
 	struct event_base *base;
 	const struct mm_config *conf;
 	struct ops *ops;
-	struct store *st;		/* the ops' */
+	struct store *st;		/* the ops': the loop's reads */
+	struct jobs *writer;		/* every store write, off the loop */
 	const struct dkey *key;
 	struct gossip *g;
 	struct evconnlistener *lst;
@@ -120,6 +122,11 @@ struct peers {
 		bool written;
 		uint64_t last_ms;
 	} ms;
+	/* what the proxy is told of the catch-up (store_put_behind) */
+	struct {
+		bool said, behind;
+		uint64_t said_ms;
+	} bh;
 };
 
 static struct dial *
@@ -666,13 +673,53 @@ gio_fetch(void *arg, const char *origin, uint64_t from_seq,
 	(void)store_log_range(p->st, origin, from_seq, fetch_cb, &fc);
 }
 
-static enum gossip_accept
-gio_accept(void *arg, const char *from, const uint8_t *env, size_t len,
-    uint64_t now_ms)
+/* One gossip message's records on their way through the writer thread. */
+struct accept_job {
+	struct peers *p;
+	uint64_t token;
+	char from[GOSSIP_NAME_MAX + 1];
+	const uint8_t *const *envs;	/* the gossip core's, until done */
+	const size_t *lens;
+	size_t n;
+	uint64_t now_s;
+	enum gossip_accept *results;
+};
+
+static void
+accept_run(struct store *st, void *arg)
+{
+	struct accept_job *j = arg;
+
+	ops_gossip_accept_batch(st, j->from, j->envs, j->lens, j->n, j->now_s,
+	    j->results);
+}
+
+static void
+accept_done(void *arg)
+{
+	struct accept_job *j = arg;
+
+	gossip_accept_done(j->p->g, j->token, j->results, mm_now_ms());
+	free(j->results);
+	free(j);
+}
+
+static void
+gio_accept_batch(void *arg, const char *from, const uint8_t *const *envs,
+    const size_t *lens, size_t n, uint64_t now_ms, uint64_t token)
 {
 	struct peers *p = arg;
+	struct accept_job *j = xcalloc(1, sizeof(*j));
 
-	return ops_gossip_accept(p->ops, from, env, len, (uint64_t)time(NULL));
+	j->p = p;
+	j->token = token;
+	mm_strlcpy(j->from, from, sizeof(j->from));
+	j->envs = envs;
+	j->lens = lens;
+	j->n = n;
+	j->now_s = (uint64_t)time(NULL);
+	j->results = xcalloc(n + 1, sizeof(*j->results));
+	jobs_add(p->writer, accept_run, accept_done, j);
 }
 
 static void
@@ -694,7 +741,11 @@ gio_member_change(void *arg, const struct gossip_member_info *m)
 }
 
 static const struct gossip_io gossip_io = {
-	gio_send, gio_digest, gio_fetch, gio_accept, gio_member_change
+	.send = gio_send,
+	.digest = gio_digest,
+	.fetch = gio_fetch,
+	.member_change = gio_member_change,
+	.accept_batch = gio_accept_batch,
 };
 
 static void
@@ -814,11 +865,24 @@ snap_write(struct store *st, const struct snap *sn)
 	return r;
 }
 
-/* From the gossip timer. */
+static void
+snap_run(struct store *st, void *arg)
+{
+	struct snap *sn = arg;
+
+	if (snap_write(st, sn) != 0)
+		log_warnx("- gossip members-publish-failed members=%zu", sn->n);
+	else
+		log_debug("- gossip members-published members=%zu", sn->n);
+	free(sn->e);
+	free(sn);
+}
+
+/* From the gossip timer; written by the writer thread. */
 static void
 members_publish(struct peers *p, uint64_t now)
 {
-	struct snap sn = { NULL, 0, 0 };
+	struct snap sn = { NULL, 0, 0 }, *copy;
 
 	if (p->ms.written && now - p->ms.last_ms < MEMBERS_PUBLISH_MS)
 		return;
@@ -828,15 +892,58 @@ members_publish(struct peers *p, uint64_t now)
 		return;
 	}
 	p->ms.last_ms = now;
-	if (snap_write(p->st, &sn) != 0) {
-		log_warnx("- gossip members-publish-failed members=%zu", sn.n);
-		free(sn.e);
-		return;
-	}
-	log_debug("- gossip members-published members=%zu", sn.n);
+	copy = xcalloc(1, sizeof(*copy));
+	copy->n = copy->cap = sn.n;
+	copy->e = xcalloc(sn.n + 1, sizeof(*copy->e));
+	memcpy(copy->e, sn.e, sn.n * sizeof(*sn.e));
+	jobs_add(p->writer, snap_run, NULL, copy);
 	free(p->ms.last.e);
 	p->ms.last = sn;
 	p->ms.written = true;
+}
+
+/* ---- telling the proxy that this node is catching up ----------------
+ *
+ * While gossip knows that peers hold records this store lacks, the proxy
+ * answers users it does not know with a temporary error: the user may be
+ * among the records still on their way. The word is written when it
+ * changes and renewed well before it expires. */
+#define BEHIND_RENEW_MS 5000
+#define BEHIND_VALID_S 20
+
+struct behind_job {
+	bool behind;
+	uint64_t until;
+};
+
+static void
+behind_run(struct store *st, void *arg)
+{
+	struct behind_job *b = arg;
+
+	if (store_put_behind(st, b->behind, b->until) != 0)
+		log_warnx("- gossip behind-publish-failed");
+	free(b);
+}
+
+static void
+behind_publish(struct peers *p, uint64_t now)
+{
+	bool behind = gossip_behind(p->g, now);
+	struct behind_job *b;
+
+	if (p->bh.said && behind == p->bh.behind &&
+	    (!behind || now - p->bh.said_ms < BEHIND_RENEW_MS))
+		return;
+	if (!p->bh.said || behind != p->bh.behind)
+		log_info("- gossip %s", behind ? "catching-up" : "caught-up");
+	p->bh.said = true;
+	p->bh.behind = behind;
+	p->bh.said_ms = now;
+	b = xcalloc(1, sizeof(*b));
+	b->behind = behind;
+	b->until = (uint64_t)time(NULL) + BEHIND_VALID_S;
+	jobs_add(p->writer, behind_run, NULL, b);
 }
 
 /* Without gossip, a snapshot an earlier run left must not route. */
@@ -868,6 +975,7 @@ gossip_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	gossip_tick(p->g, now);
 	members_publish(p, now);
+	behind_publish(p, now);
 	if (now - p->last_housekeep >= PEER_HOUSEKEEP_MS) {
 		p->last_housekeep = now;
 		housekeep(p, now);
@@ -907,7 +1015,7 @@ own_cert_cb(const struct record *r, const uint8_t *env, size_t len,
 
 struct peers *
 peers_new(struct event_base *base, const struct mm_config *conf,
-    struct ops *o, const struct dkey *key, int peer_fd)
+    struct ops *o, const struct dkey *key, int peer_fd, struct jobs *writer)
 {
 	struct peers *p = xcalloc(1, sizeof(*p));
 	struct gossip_conf gc;
@@ -920,6 +1028,7 @@ peers_new(struct event_base *base, const struct mm_config *conf,
 	p->conf = conf;
 	p->ops = o;
 	p->st = ops_store(o);
+	p->writer = writer;
 	p->key = key;
 	memset(&oc, 0, sizeof(oc));
 	oc.id = key->id;

@@ -43,14 +43,18 @@ typedef void (*peers_frame_cb)(void *arg, struct pconn *from,
 
 /* Starts gossip on peer_fd (a bound, listening TCP socket; the peers own
  * it from now on) on base: accepts peers there and dials conf's seeds.
- * base, conf, o and key (the node key, whose certificate in o's store
- * the channels show) must outlive the peers. Tells o the gossip instance
- * (ops_set_gossip). Exits the process (fatalx) when the store holds no
- * certificate of key for the site, or conf's names are too long. */
+ * Records received are accepted, and everything the peers write to the
+ * store written, on writer's thread (jobs.h); the loop only reads.
+ * base, conf, o, key (the node key, whose certificate in o's store the
+ * channels show) and writer must outlive the peers. Tells o the gossip
+ * instance (ops_set_gossip). Exits the process (fatalx) when the store
+ * holds no certificate of key for the site, or conf's names are too
+ * long. */
+struct jobs;
 struct peers *peers_new(struct event_base *base, const struct mm_config *conf,
-    struct ops *o, const struct dkey *key, int peer_fd);
+    struct ops *o, const struct dkey *key, int peer_fd, struct jobs *writer);
 /* Closes every channel and the listener, stops gossip (and tells the ops
- * so). NULL is fine. */
+ * so). The writer's jobs must be done first (jobs_free). NULL is fine. */
 void peers_free(struct peers *p);
 
 /* The gossip instance (the peers'), or NULL when p is NULL. */

@@ -850,6 +850,7 @@ store_purge_tombstones(struct store *st, uint64_t now, uint64_t ttl)
 /* ---- membership snapshot -------------------------------------------- */
 
 #define META_MEMBERS "members"
+#define META_BEHIND "behind"	/* [1 if behind, until (8, BE)] */
 
 struct members_arg {
 	const uint8_t *buf;
@@ -902,4 +903,44 @@ store_get_members(struct store *st, uint8_t **buf_r, size_t *len_r)
 	*len_r = val.mv_size;
 	store_read_end(st);
 	return 1;
+}
+
+static int
+behind_fn(struct wctx *ctx, void *arg)
+{
+	const uint8_t *v = arg;
+	MDB_val key = val_str(META_BEHIND), val = val_bin(v, 9);
+
+	return tx_put(ctx, DBI_META, &key, &val, 0) < 0 ? -1 : 0;
+}
+
+int
+store_put_behind(struct store *st, bool behind, uint64_t until)
+{
+	uint8_t v[9];
+
+	v[0] = behind ? 1 : 0;
+	be64_put(v + 1, until);
+	return store_write(st, 0, behind_fn, v) < 0 ? -1 : 0;
+}
+
+int
+store_get_behind(struct store *st, uint64_t now)
+{
+	MDB_txn *txn;
+	MDB_val key = val_str(META_BEHIND), val;
+	int mrc, r = 0;
+
+	if (store_read_begin(st, &txn) < 0)
+		return -1;
+	mrc = mdb_get(txn, st->dbi[DBI_META], &key, &val);
+	if (mrc == 0 && val.mv_size == 9) {
+		const uint8_t *v = val.mv_data;
+
+		r = v[0] == 1 && be64_get(v + 1) > now;
+	} else if (mrc != 0 && mrc != MDB_NOTFOUND) {
+		r = -1;
+	}
+	store_read_end(st);
+	return r;
 }

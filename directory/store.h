@@ -358,4 +358,15 @@ int store_put_members(struct store *st, const uint8_t *buf, size_t len);
  * 0 when none was published, -1 on a store error. */
 int store_get_members(struct store *st, uint8_t **buf_r, size_t *len_r);
 
+/* ---- catch-up state -------------------------------------------------- */
+
+/* The directory agent's word on whether this store lacks records that
+ * other nodes hold (gossip_behind), valid until the unix time until, so
+ * that the word of an agent that stopped expires. The proxy answers users
+ * it does not know with a temporary error meanwhile. 0 or -1. */
+int store_put_behind(struct store *st, bool behind, uint64_t until);
+/* 1 when the store is behind at now (unix seconds), 0 when not (or
+ * nobody said, or the word expired), -1 on a store error. */
+int store_get_behind(struct store *st, uint64_t now);
+
 #endif

@@ -599,7 +599,8 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	log_info("- dir agent-start site=%s origin=%s socket=%s", conf->site,
 	    conf->node_name, conf->control_socket);
 	if (peer_fd >= 0) {
-		ag.peers = peers_new(ag.base, conf, ag.ops, key, peer_fd);
+		ag.peers = peers_new(ag.base, conf, ag.ops, key, peer_fd,
+		    ag.writer);
 		ag.cr = check_run_new(ag.base, conf, ag.ops, ag.peers);
 	} else {
 		peers_unpublish(ops_store(ag.ops));
@@ -615,6 +616,12 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	event_base_dispatch(ag.base);
 	if (ag.metrics_ev != NULL)
 		event_free(ag.metrics_ev);
+	/* The store threads' last jobs finish while what they report to
+	 * still exists. */
+	jobs_free(ag.reader);
+	ag.reader = NULL;
+	jobs_free(ag.writer);
+	ag.writer = NULL;
 	check_run_free(ag.cr);
 	ag.cr = NULL;
 	peers_free(ag.peers);
@@ -625,8 +632,6 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	for (i = 0; i < MM_ARRAY_SIZE(sigs); i++)
 		event_free(sev[i]);
 	event_free(ag.purge_ev);
-	jobs_free(ag.reader);
-	jobs_free(ag.writer);
 	event_base_free(ag.base);
 	ops_free(ag.ops);
 	log_info("- dir agent-stopped");

@@ -67,8 +67,12 @@ f_accept(void *arg, const char *from, const uint8_t *env, size_t len,
 	return (enum gossip_accept)(env[0] % 3);
 }
 
-static const struct gossip_io io = { f_send, f_digest, f_fetch, f_accept,
-    NULL };
+static const struct gossip_io io = {
+	.send = f_send,
+	.digest = f_digest,
+	.fetch = f_fetch,
+	.accept = f_accept,
+};
 
 static int
 inside(struct gossip_slice s, const uint8_t *buf, size_t size)

@@ -89,7 +89,10 @@ f_accept(void *arg, const char *from, const uint8_t *env, size_t len,
 }
 
 static const struct gossip_io fake_io = {
-	f_send, f_digest, f_fetch, f_accept, NULL,
+	.send = f_send,
+	.digest = f_digest,
+	.fetch = f_fetch,
+	.accept = f_accept,
 };
 
 static struct gossip *

@@ -26,6 +26,7 @@
 #include "check_run.h"
 #include "fixture.h"
 #include "gossip.h"
+#include "jobs.h"
 #include "mm_config.h"
 #include "mm_util.h"
 #include "ops.h"
@@ -79,6 +80,7 @@ struct fx {
 	struct ops *ops;
 	struct event_base *base;
 	struct peers *peers;
+	struct jobs *writer;
 	struct check_run *cr;
 	struct client cl;
 	uint8_t *buf;			/* type byte || message */
@@ -232,7 +234,10 @@ setup(void **state)
 
 	f->base = event_base_new();
 	assert_non_null(f->base);
-	f->peers = peers_new(f->base, f->conf, f->ops, &f->node_b.key, fd);
+	f->writer = jobs_new(f->base, ops_store(f->ops), "writer");
+	assert_non_null(f->writer);
+	f->peers = peers_new(f->base, f->conf, f->ops, &f->node_b.key, fd,
+	    f->writer);
 	assert_non_null(peers_gossip(f->peers));
 	f->cr = check_run_new(f->base, f->conf, f->ops, f->peers);
 
@@ -260,6 +265,7 @@ teardown(void **state)
 
 	chan_ev_free(f->cl.ce);
 	check_run_free(f->cr);
+	jobs_free(f->writer);
 	peers_free(f->peers);
 	event_base_free(f->base);
 	ops_free(f->ops);
