@@ -72,6 +72,7 @@ struct batch {
 	size_t *lens;
 	size_t n;
 	struct gossip_entry *entries;	/* RECORDS: the sender's highest */
+	bool *pipelined;		/* the next batch is asked already */
 	size_t n_entries;
 };
 
@@ -1035,6 +1036,30 @@ known_note(struct gossip *g, const char *origin, size_t len, uint64_t seq,
 	k->seen = now;
 }
 
+/* Sends a PULL for the first n of g->wants (at most PULL_ORIGINS_MAX) to
+ * from; they are in flight from now on. Returns how many were asked. */
+static size_t
+send_pull(struct gossip *g, uint32_t from, size_t n, uint64_t now)
+{
+	struct mm_mp_writer w;
+	size_t i;
+
+	if (n > PULL_ORIGINS_MAX)
+		n = PULL_ORIGINS_MAX;
+	begin(g, &w, 3, GMSG_PULL);
+	mm_mp_put_array(&w, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		mm_mp_put_array(&w, 2);
+		mm_mp_put_strn(&w, g->wants[i].origin, g->wants[i].origin_len);
+		mm_mp_put_uint(&w, g->wants[i].from_seq);
+		inflight_set(g, g->wants[i].origin, g->wants[i].origin_len,
+		    now + PULL_WAIT_MS);
+	}
+	g->st.pulls_sent++;
+	send_out(g, from, &w);
+	return n;
+}
+
 /* From the peer's (origin, highest) entries and our digest (loaded), ask
  * for what we lack, most stale origins first, and of no two peers at once.
  * Returns origins asked. */
@@ -1042,7 +1067,6 @@ static size_t
 pull_wants(struct gossip *g, uint32_t from, const struct gossip_entry *ents,
     size_t n_ents, uint64_t now)
 {
-	struct mm_mp_writer w;
 	size_t i, n = 0;
 
 	for (i = 0; i < n_ents; i++) {
@@ -1066,20 +1090,7 @@ pull_wants(struct gossip *g, uint32_t from, const struct gossip_entry *ents,
 	if (n == 0)
 		return 0;
 	qsort(g->wants, n, sizeof(*g->wants), want_cmp);
-	if (n > PULL_ORIGINS_MAX)
-		n = PULL_ORIGINS_MAX;
-	begin(g, &w, 3, GMSG_PULL);
-	mm_mp_put_array(&w, (uint32_t)n);
-	for (i = 0; i < n; i++) {
-		mm_mp_put_array(&w, 2);
-		mm_mp_put_strn(&w, g->wants[i].origin, g->wants[i].origin_len);
-		mm_mp_put_uint(&w, g->wants[i].from_seq);
-		inflight_set(g, g->wants[i].origin, g->wants[i].origin_len,
-		    now + PULL_WAIT_MS);
-	}
-	g->st.pulls_sent++;
-	send_out(g, from, &w);
-	return n;
+	return send_pull(g, from, n, now);
 }
 
 static int
@@ -1105,18 +1116,24 @@ answer_pull(struct gossip *g, uint32_t from, const struct gossip_msg *msg)
 {
 	struct mm_mp_writer w;
 	char origin[GOSSIP_NAME_MAX + 1];
+	uint64_t through[PULL_ORIGINS_MAX];
 	size_t i, n;
 
 	g->scratch_used = g->scratch_n = 0;
 	n = msg->n_entries < PULL_ORIGINS_MAX ? msg->n_entries :
 	    PULL_ORIGINS_MAX;
+	memset(through, 0, n * sizeof(*through));
 	for (i = 0; i < n; i++) {
 		const struct gossip_entry *e = &msg->entries[i];
+		uint64_t from_seq = e->seq == 0 ? 1 : e->seq;
+		size_t before = g->scratch_n;
 
 		memcpy(origin, e->origin.p, e->origin.len);
 		origin[e->origin.len] = '\0';
-		g->io->fetch(g->arg, origin, e->seq == 0 ? 1 : e->seq,
-		    emit_record, g);
+		g->io->fetch(g->arg, origin, from_seq, emit_record, g);
+		/* fetch emits from from_seq on without a gap. */
+		if (g->scratch_n > before)
+			through[i] = from_seq + (g->scratch_n - before) - 1;
 		if (g->scratch_n >= GOSSIP_RECORDS_MAX ||
 		    g->scratch_used + GOSSIP_RECORD_MAX > g->conf.batch_bytes)
 			break;
@@ -1131,10 +1148,11 @@ answer_pull(struct gossip *g, uint32_t from, const struct gossip_msg *msg)
 	for (i = 0; i < n; i++) {
 		const struct gossip_entry *e = &msg->entries[i];
 
-		mm_mp_put_array(&w, 2);
+		mm_mp_put_array(&w, 3);
 		mm_mp_put_strn(&w, (const char *)e->origin.p, e->origin.len);
 		mm_mp_put_uint(&w, digest_seq(g, (const char *)e->origin.p,
 		    e->origin.len));
+		mm_mp_put_uint(&w, through[i]);
 	}
 	g->st.records_sent += g->scratch_n;
 	send_out(g, from, &w);
@@ -1187,6 +1205,7 @@ batch_clear(struct batch *b)
 	free(b->envs);
 	free(b->lens);
 	free(b->entries);
+	free(b->pipelined);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -1228,6 +1247,8 @@ batch_new(struct gossip *g, uint32_t from, const char *from_name,
 	if (msg->type == GMSG_RECORDS) {
 		b->n_entries = msg->n_entries;
 		b->entries = xcalloc(b->n_entries + 1, sizeof(*b->entries));
+		b->pipelined = xcalloc(b->n_entries + 1,
+		    sizeof(*b->pipelined));
 		for (i = 0; i < b->n_entries; i++) {
 			const struct gossip_entry *e = &msg->entries[i];
 
@@ -1235,10 +1256,44 @@ batch_new(struct gossip *g, uint32_t from, const char *from_name,
 			b->entries[i].origin.p = b->buf + off;
 			b->entries[i].origin.len = e->origin.len;
 			b->entries[i].seq = e->seq;
+			b->entries[i].through = e->through;
 			off += e->origin.len;
 		}
 	}
 	return b;
+}
+
+static size_t
+batches_used(const struct gossip *g)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < GOSSIP_BATCHES_MAX; i++)
+		n += g->batches[i].used;
+	return n;
+}
+
+/* Pipelining: while the owner checks b, the sender gets the pull for
+ * what follows b in each origin it has more of. */
+static void
+pull_next(struct gossip *g, struct batch *b, uint64_t now)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < b->n_entries && n < PULL_ORIGINS_MAX; i++) {
+		const struct gossip_entry *e = &b->entries[i];
+
+		if (e->through == 0 || e->seq <= e->through)
+			continue;
+		b->pipelined[i] = true;
+		g->wants[n].origin = (const char *)e->origin.p;
+		g->wants[n].origin_len = e->origin.len;
+		g->wants[n].from_seq = e->through + 1;
+		g->wants[n].gap = e->seq - e->through;
+		n++;
+	}
+	if (n > 0)
+		send_pull(g, b->from, n, now);
 }
 
 /* Hands msg's records to the owner; the rest happens in
@@ -1272,12 +1327,19 @@ accept_records(struct gossip *g, const char *from_name, uint32_t from,
 	if ((b = batch_new(g, from, from_name, msg)) == NULL) {
 		g->st.batches_dropped++;
 		g->st.records_ignored += msg->n_records;
+		for (i = 0; i < msg->n_entries; i++)
+			inflight_set(g, (const char *)msg->entries[i].origin.p,
+			    msg->entries[i].origin.len, 0);
 		return;
 	}
-	/* While the owner has them, nobody else is asked for these. */
+	/* While the owner has them, nobody else is asked for these... */
 	for (i = 0; i < b->n_entries; i++)
 		inflight_set(g, (const char *)b->entries[i].origin.p,
 		    b->entries[i].origin.len, UINT64_MAX);
+	/* ...and the sender is asked for what follows at once. */
+	if (b->type == GMSG_RECORDS && from != NONE &&
+	    batches_used(g) < GOSSIP_BATCHES_MAX - 1)
+		pull_next(g, b, now);
 	token = b->token;
 	if (g->io->accept_batch != NULL) {
 		g->io->accept_batch(g->arg, b->from_name, b->envs, b->lens,
@@ -1335,8 +1397,10 @@ gossip_accept_done(struct gossip *g, uint64_t token,
 	}
 	if (b->type == GMSG_RECORDS) {
 		for (i = 0; i < b->n_entries; i++)
-			inflight_set(g, (const char *)b->entries[i].origin.p,
-			    b->entries[i].origin.len, 0);
+			if (!b->pipelined[i])
+				inflight_set(g, (const char *)
+				    b->entries[i].origin.p,
+				    b->entries[i].origin.len, 0);
 		/* Go on while the peer still has more and we made
 		 * progress. */
 		load_digest(g);
@@ -1958,19 +2022,24 @@ get_records(struct mm_mp_reader *r, struct gossip_msg *m)
 	return 0;
 }
 
+/* Entries of width 2 (origin, seq) or 3 (origin, seq, through). */
 static int
-get_entries(struct mm_mp_reader *r, struct gossip_msg *m)
+get_entries(struct mm_mp_reader *r, struct gossip_msg *m, uint32_t width)
 {
 	uint32_t n, i;
 
 	if (mm_mp_get_array(r, GOSSIP_ORIGINS_MAX, &n) < 0)
 		return -1;
-	for (i = 0; i < n; i++)
-		if (mm_mp_get_array_n(r, 2) < 0 ||
+	for (i = 0; i < n; i++) {
+		m->entries[i].through = 0;
+		if (mm_mp_get_array_n(r, width) < 0 ||
 		    get_text(r, GOSSIP_NAME_MAX, false,
 		    &m->entries[i].origin) < 0 ||
-		    mm_mp_get_uint(r, &m->entries[i].seq) < 0)
+		    mm_mp_get_uint(r, &m->entries[i].seq) < 0 ||
+		    (width == 3 && mm_mp_get_uint(r,
+		    &m->entries[i].through) < 0))
 			return -1;
+	}
 	m->n_entries = n;
 	return 0;
 }
@@ -2041,15 +2110,15 @@ gossip_msg_decode(const uint8_t *buf, size_t len, struct gossip_msg *m,
 		break;
 	case GMSG_DIGEST:
 		if (mm_mp_get_bool(&r, &m->reply) < 0 ||
-		    get_entries(&r, m) < 0)
+		    get_entries(&r, m, 2) < 0)
 			goto done;
 		break;
 	case GMSG_PULL:
-		if (get_entries(&r, m) < 0)
+		if (get_entries(&r, m, 2) < 0)
 			goto done;
 		break;
 	case GMSG_RECORDS:
-		if (get_records(&r, m) < 0 || get_entries(&r, m) < 0)
+		if (get_records(&r, m) < 0 || get_entries(&r, m, 3) < 0)
 			goto done;
 		break;
 	}

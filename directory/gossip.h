@@ -47,9 +47,11 @@
  *    a hash of our digest; if its own differs it answers with its DIGEST,
  *    the side that lacks records sends PULL (origins most behind first) and
  *    gets RECORDS in batches of at most batch_bytes, each answer carrying
- *    the sender's highest seq for the origins asked, so the puller pulls
- *    again until caught up. Idle cost is one hash per interval: traffic
- *    grows with changes, not with users;
+ *    the sender's highest seq for the origins asked and the last one it
+ *    carries, so the puller asks for the next batch while it still checks
+ *    this one, until caught up. An origin being pulled is asked of no
+ *    other peer. Idle cost is one hash per interval: traffic grows with
+ *    changes, not with users;
  *  - a peer whose records the source rejects reject_limit times is
  *    throttled: its records are ignored for throttle_ms.
  *
@@ -63,7 +65,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GOSSIP_VERSION 2	/* 2: alive updates carry the session endpoint */
+#define GOSSIP_VERSION 3	/* 2: alive updates carry the session endpoint;
+				 * 3: RECORDS say what they carry of each
+				 * origin (pipelined pulls) */
 /* One encoded message: a channel frame less its type byte. */
 #define GOSSIP_MSG_MAX (1024 * 1024 - 64)
 #define GOSSIP_NAME_MAX 64	/* node and origin names */
@@ -249,7 +253,9 @@ enum gossip_msg_type {
 	GMSG_SYNC = 6,		/* [v, 6, hash, origins] */
 	GMSG_DIGEST = 7,	/* [v, 7, reply, entries] */
 	GMSG_PULL = 8,		/* [v, 8, entries (origin, from seq)] */
-	GMSG_RECORDS = 9,	/* [v, 9, records, entries (origin, highest)] */
+	GMSG_RECORDS = 9,	/* [v, 9, records, entries (origin, highest,
+				 *  through)]: through is the last seq of
+				 *  origin in records, 0 when none */
 };
 
 enum gossip_update_kind {
@@ -276,6 +282,7 @@ struct gossip_update {
 struct gossip_entry {
 	struct gossip_slice origin;
 	uint64_t seq;
+	uint64_t through;		/* RECORDS only */
 };
 
 struct gossip_msg {

@@ -180,30 +180,30 @@ test_decode_rejections(void **state)
 	(void)state;
 	decode_fails((const uint8_t *)"", 0, "truncated");
 	decode_fails((const uint8_t *)"\x01", 1, "want array");
-	decode_fails((const uint8_t *)"\x93\x03\x06\x00", 4, "version");
-	decode_fails((const uint8_t *)"\x93\x02\x0a\x00", 4, "message type");
-	decode_fails((const uint8_t *)"\x93\x02\x01\x00", 4, "element count");
-	decode_fails((const uint8_t *)"\x92\x02\x01", 3, "element count");
+	decode_fails((const uint8_t *)"\x93\x04\x06\x00", 4, "version");
+	decode_fails((const uint8_t *)"\x93\x03\x0a\x00", 4, "message type");
+	decode_fails((const uint8_t *)"\x93\x03\x01\x00", 4, "element count");
+	decode_fails((const uint8_t *)"\x92\x03\x01", 3, "element count");
 	/* SYNC with trailing bytes */
-	decode_fails((const uint8_t *)"\x94\x02\x06\x00\x00\x00", 6,
+	decode_fails((const uint8_t *)"\x94\x03\x06\x00\x00\x00", 6,
 	    "trailing");
 	/* PING to a name with a space */
-	decode_fails((const uint8_t *)"\x95\x02\x01\x01\xa2h \x90", 8,
+	decode_fails((const uint8_t *)"\x95\x03\x01\x01\xa2h \x90", 8,
 	    "invalid name");
 	/* PING to an empty name */
-	decode_fails((const uint8_t *)"\x95\x02\x01\x01\xa0\x90", 6,
+	decode_fails((const uint8_t *)"\x95\x03\x01\x01\xa0\x90", 6,
 	    "invalid name");
 	/* ACK with an update of unknown kind */
-	decode_fails((const uint8_t *)"\x94\x02\x02\x01\x91\x94\x03\xa1x\x00"
+	decode_fails((const uint8_t *)"\x94\x03\x02\x01\x91\x94\x03\xa1x\x00"
 	    "\xa1y", 12, "out of range");
 	/* ACK with an alive update of four fields */
-	decode_fails((const uint8_t *)"\x94\x02\x02\x01\x91\x94\x00\xa1x\x00"
+	decode_fails((const uint8_t *)"\x94\x03\x02\x01\x91\x94\x00\xa1x\x00"
 	    "\xa1y", 12, "update element count");
 	/* PUSH with an empty record */
-	decode_fails((const uint8_t *)"\x94\x02\x05\x90\x91\xc4\x00", 7,
+	decode_fails((const uint8_t *)"\x94\x03\x05\x90\x91\xc4\x00", 7,
 	    "empty record");
 	/* DIGEST whose reply is not a boolean */
-	decode_fails((const uint8_t *)"\x94\x02\x07\x01\x90", 5, "boolean");
+	decode_fails((const uint8_t *)"\x94\x03\x07\x01\x90", 5, "boolean");
 	memset(big, 0, sizeof(big));
 	decode_fails(big, sizeof(big), "too long");
 }
@@ -323,7 +323,7 @@ test_ping_answered(void **state)
 	(void)state;
 	/* PING seq 77 to "me" from a node we did not know. */
 	assert_int_equal(gossip_recv(g, "stranger",
-	    (const uint8_t *)"\x95\x02\x01\x4d\xa2me\x90", 8, 5), 0);
+	    (const uint8_t *)"\x95\x03\x01\x4d\xa2me\x90", 8, 5), 0);
 	m = last(&f, GMSG_ACK, "stranger");
 	assert_int_equal(m->seq, 77);
 	assert_int_equal(gossip_member_get(g, "stranger", &mi), 1);
@@ -331,7 +331,7 @@ test_ping_answered(void **state)
 	/* A PING for someone else is not answered. */
 	f.n_sent = 0;
 	assert_int_equal(gossip_recv(g, "stranger",
-	    (const uint8_t *)"\x95\x02\x01\x4d\xa2yo\x90", 8, 6), 0);
+	    (const uint8_t *)"\x95\x03\x01\x4d\xa2yo\x90", 8, 6), 0);
 	assert_int_equal(f.n_sent, 0);
 	gossip_free(g);
 }
@@ -543,6 +543,140 @@ test_anti_entropy(void **state)
 	gossip_free(gb);
 }
 
+/* ---- the owner that accepts off the loop ------------------------------ */
+
+struct held {
+	uint64_t token;
+	const uint8_t *const *envs;
+	const size_t *lens;
+	size_t n;
+};
+
+static struct held held[GOSSIP_BATCHES_MAX + 1];
+static size_t n_held;
+
+static void
+f_accept_later(void *arg, const char *from, const uint8_t *const *envs,
+    const size_t *lens, size_t n, uint64_t now, uint64_t token)
+{
+	assert_true(n_held < GOSSIP_BATCHES_MAX);
+	held[n_held].token = token;
+	held[n_held].envs = envs;
+	held[n_held].lens = lens;
+	held[n_held].n = n;
+	n_held++;
+}
+
+static const struct gossip_io later_io = {
+	.send = f_send,
+	.digest = f_digest,
+	.fetch = f_fetch,
+	.accept_batch = f_accept_later,
+};
+
+/* The owner answers every batch it holds, oldest first. */
+static void
+answer_held(struct gossip *g, struct fake *f, uint64_t now)
+{
+	enum gossip_accept res[GOSSIP_RECORDS_MAX];
+	size_t i, k, n = n_held;
+	struct held h[GOSSIP_BATCHES_MAX + 1];
+
+	memcpy(h, held, sizeof(h));
+	n_held = 0;
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < h[i].n; k++)
+			res[k] = f_accept(f, "b", h[i].envs[k], h[i].lens[k],
+			    now);
+		gossip_accept_done(g, h[i].token, res, now);
+	}
+}
+
+/* Delivers what each side sent to the other, once. */
+static void
+shuttle(struct gossip *ga, struct fake *a, struct gossip *gb, struct fake *b,
+    uint64_t now)
+{
+	struct fake *ca = malloc(sizeof(*ca)), *cb = malloc(sizeof(*cb));
+	size_t i;
+
+	memcpy(ca, a, sizeof(*a));
+	memcpy(cb, b, sizeof(*b));
+	a->n_sent = b->n_sent = 0;
+	for (i = 0; i < cb->n_sent; i++)
+		if (strcmp(cb->sent[i].to, "me") == 0)
+			gossip_recv(ga, "b", cb->sent[i].buf, cb->sent[i].len,
+			    now);
+	for (i = 0; i < ca->n_sent; i++)
+		if (strcmp(ca->sent[i].to, "b") == 0)
+			gossip_recv(gb, "me", ca->sent[i].buf, ca->sent[i].len,
+			    now);
+	free(ca);
+	free(cb);
+}
+
+/* Records accepted off the loop: the next batch is asked for while the
+ * owner still checks the last, nothing is fetched twice, and the node
+ * knows it is behind until it has all. */
+static void
+test_pipelined_pull(void **state)
+{
+	static struct fake a, b;
+	struct gossip_conf c;
+	struct gossip *ga, *gb;
+	struct gossip_stats st;
+	const struct gossip_msg *m;
+	size_t rounds = 0;
+	bool pipelined = false;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	n_held = 0;
+	gossip_conf_defaults(&c);
+	c.name = "me";
+	ga = gossip_new(&c, &later_io, &a);
+	assert_non_null(ga);
+	assert_int_equal(gossip_add_seed(ga, "b", "", ""), 0);
+	c.name = "b";
+	c.batch_bytes = 8192;	/* 8 records of 1000 bytes a batch */
+	gb = gossip_new(&c, &fake_io, &b);
+	assert_non_null(gb);
+	assert_int_equal(gossip_add_seed(gb, "me", "", ""), 0);
+	b.have = 50;
+	gossip_tick(ga, 0);
+	/* Not compared with anyone yet: behind, for a while. */
+	assert_true(gossip_behind(ga, 1));
+	assert_false(gossip_behind(ga, GOSSIP_STARTUP_MS + 1));
+	gossip_tick(gb, 0);
+	gossip_tick(gb, 1000);
+	assert_non_null(find(&b, GMSG_SYNC));
+	while ((a.n_sent > 0 || b.n_sent > 0 || n_held > 0) &&
+	    rounds++ < 200) {
+		shuttle(ga, &a, gb, &b, 1001);
+		if (n_held > 0 && (m = find(&a, GMSG_PULL)) != NULL) {
+			/* Asked for what follows while the owner holds
+			 * records. */
+			assert_int_equal(m->n_entries, 1);
+			assert_true(m->entries[0].seq > a.have + 1);
+			assert_true(gossip_behind(ga, 1001));
+			pipelined = true;
+		}
+		if (rounds % 2 == 0)
+			answer_held(ga, &a, 1001);
+	}
+	assert_true(pipelined);
+	assert_int_equal(a.have, 50);
+	gossip_stats(ga, &st);
+	assert_int_equal(st.records_new, 50);
+	assert_int_equal(st.records_dup, 0);
+	assert_int_equal(st.batches_dropped, 0);
+	/* Compared and complete: not behind. */
+	assert_false(gossip_behind(ga, 1002));
+	gossip_free(ga);
+	gossip_free(gb);
+}
+
 /* The session endpoint rides on the alive update and is learnt by others;
  * a node without one announces "". */
 static void
@@ -617,6 +751,7 @@ main(void)
 		cmocka_unit_test(test_silent_peer_dies),
 		cmocka_unit_test(test_push_forwarded_and_throttled),
 		cmocka_unit_test(test_anti_entropy),
+		cmocka_unit_test(test_pipelined_pull),
 		cmocka_unit_test(test_session_addr_travels),
 	};
 
