@@ -1791,7 +1791,8 @@ gossip_behind(struct gossip *g, uint64_t now)
 	size_t i;
 
 	if (!g->compared)
-		return g->started && now - g->first_tick < GOSSIP_STARTUP_MS;
+		return g->started && (g->conf.joining || g->n > 1) &&
+		    now - g->first_tick < GOSSIP_STARTUP_MS;
 	load_digest(g);
 	for (i = 0; i < g->n_known; i++) {
 		const struct known *k = &g->known[i];

@@ -168,6 +168,8 @@ struct gossip_conf {
 	uint32_t batch_bytes;		/* records per RECORDS answer */
 	uint32_t reject_limit;
 	uint32_t throttle_ms;
+	bool joining;			/* has seeds to join through: behind
+					 * until it has compared with a peer */
 };
 
 struct gossip_stats {
@@ -228,8 +230,8 @@ void gossip_accept_done(struct gossip *g, uint64_t token,
 
 /* Whether this node knows it lacks records: a live peer said within the
  * last GOSSIP_BEHIND_TTL_MS that it holds more of some origin than we do,
- * or we have not compared with any peer yet (for at most
- * GOSSIP_STARTUP_MS after the first tick). */
+ * or we know of peers (or join through seeds) but have not compared with
+ * any yet (for at most GOSSIP_STARTUP_MS after the first tick). */
 #define GOSSIP_BEHIND_TTL_MS 30000
 #define GOSSIP_STARTUP_MS 10000
 bool gossip_behind(struct gossip *g, uint64_t now_ms);

@@ -468,6 +468,17 @@ ops_preflight(const struct mm_config *conf, const struct dkey *key,
 			    ci->c.name, conf->node_name);
 			goto done;
 		}
+		/* Until gossip has compared with a peer, this node may lack
+		 * users: the proxy workers, which start before the agent's
+		 * first word, answer unknown users with a temporary error
+		 * meanwhile (peers.c renews or clears this). */
+		if (conf->peer_listen_host != NULL && conf->n_peers > 0 &&
+		    store_put_behind(o->st, true, now + OPS_STARTUP_BEHIND_S)
+		    != 0) {
+			*errstr_r = xasprintf("%s: cannot write the store",
+			    conf->directory);
+			goto done;
+		}
 		rc = 0;
 		goto done;
 	}

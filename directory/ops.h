@@ -55,6 +55,9 @@
 #include "mm_config.h"
 
 #define OPS_CHECK_STUCK_S 3600	/* a move older than this is stuck */
+/* A node that gossips says it may lack users this long after it starts,
+ * until gossip has compared with a peer (GOSSIP_STARTUP_MS, and more). */
+#define OPS_STARTUP_BEHIND_S 15
 
 struct ops;
 struct check_report;

@@ -1054,6 +1054,7 @@ peers_new(struct event_base *base, const struct mm_config *conf,
 	while (seed == 0)
 		randombytes_buf(&seed, sizeof(seed));
 	gc.seed = seed;
+	gc.joining = conf->n_peers > 0;
 	if ((p->g = gossip_new(&gc, &gossip_io, p)) == NULL)
 		fatalx("gossip: bad settings (node-name, site or "
 		    "peer-address too long)");
