@@ -1785,6 +1785,17 @@ gossip_flush(struct gossip *g)
 		send_push(g, peers[i], g->fresh, n);
 }
 
+void
+gossip_push_to(struct gossip *g, const char *to, const uint8_t *env,
+    size_t len)
+{
+	struct gossip_slice s = { env, len };
+	uint32_t idx = lookup(g, to, strlen(to));
+
+	if (idx != NONE && idx != SELF && len > 0 && len <= GOSSIP_RECORD_MAX)
+		send_push(g, idx, &s, 1);
+}
+
 bool
 gossip_behind(struct gossip *g, uint64_t now)
 {

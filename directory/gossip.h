@@ -221,6 +221,10 @@ int gossip_publish(struct gossip *g, const uint8_t *env, size_t len,
     uint64_t now_ms);
 /* Pushes what was published since the last flush to fanout peers. */
 void gossip_flush(struct gossip *g);
+/* Pushes one record (copied) to member to alone, at once (a revocation
+ * to the node it revokes, before its channel closes). */
+void gossip_push_to(struct gossip *g, const char *to, const uint8_t *env,
+    size_t len);
 
 /* The owner's verdicts on a batch handed to io->accept_batch (results[i]
  * for envelope i). New records are forwarded, the sender's rejected ones

@@ -50,6 +50,9 @@
 #define GOSSIP_TICK_MS 50
 #define PEER_HOUSEKEEP_MS 250
 #define PEER_FRAME_HDR_LEN 1	/* the type byte */
+#define PEER_TRUST_CHECK_MS 1000	/* revocations looked for this often */
+#define PEER_REVOKED_FLUSH_MS 2000	/* a revoked peer's last frames */
+#define PEER_REVOKED_NAMES_MAX 64	/* revoked members never dialled */
 
 struct pconn {
 	struct peers *p;
@@ -59,6 +62,8 @@ struct pconn {
 	char addr[GOSSIP_ADDR_MAX + 1];	/* dialled, or the remote end */
 	int seed;			/* index in seeds when dialling one */
 	bool outbound, ready;
+	uint8_t key_id[DKEY_ID_LEN];	/* of the peer's certificate */
+	uint64_t revoked_ms;		/* its key is revoked: closing */
 	uint64_t last_ms;
 	uint64_t unanswered_ms;		/* first send since the last frame in */
 	struct evbuffer *hold;		/* len (4, BE) || payload, until ready */
@@ -110,6 +115,11 @@ struct peers {
 	size_t n_seeds;
 	uint64_t last_housekeep;
 	uint64_t dropped;
+	uint64_t last_trust_check;
+	uint64_t revocations;		/* in the store at the last check */
+	bool self_revoked;		/* this node's key: gossip stopped */
+	char revoked[PEER_REVOKED_NAMES_MAX][GOSSIP_NAME_MAX + 1];
+	size_t n_revoked;		/* members cut off, newest last */
 	uint8_t *out;			/* a typed payload being sent */
 	size_t out_cap;
 	struct {
@@ -128,6 +138,8 @@ struct peers {
 		uint64_t said_ms;
 	} bh;
 };
+
+static bool name_revoked(const struct peers *p, const char *name);
 
 static struct dial *
 dial_get(struct peers *p, const char *key, bool create)
@@ -438,6 +450,7 @@ peer_ready_cb(struct chan_ev *ce, const struct chan_peer *peer, void *arg)
 		return;
 	}
 	c->ready = true;
+	memcpy(c->key_id, peer->key_id, DKEY_ID_LEN);
 	c->last_ms = mm_now_ms();
 	if (c->outbound) {
 		dial_ok(p, c->want[0] != '\0' ? c->want : c->addr);
@@ -482,6 +495,8 @@ peer_frame_cb(struct chan_ev *ce, const uint8_t *payload, size_t len,
 
 	c->last_ms = mm_now_ms();
 	c->unanswered_ms = 0;
+	if (c->revoked_ms != 0)
+		return;		/* nothing more is taken from it */
 	if (len < PEER_FRAME_HDR_LEN) {
 		log_warnx("- gossip frame-dropped from=%s reason=empty",
 		    c->name);
@@ -549,9 +564,9 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	} else {
 		snprintf(addr, sizeof(addr), "?");
 	}
-	if (p->n_conns >= PEER_CONNS_MAX) {
-		log_warnx("- gossip refused addr=%s reason=too-many-peers",
-		    addr);
+	if (p->n_conns >= PEER_CONNS_MAX || p->self_revoked) {
+		log_warnx("- gossip refused addr=%s reason=%s", addr,
+		    p->self_revoked ? "own-key-revoked" : "too-many-peers");
 		evutil_closesocket(fd);
 		return;
 	}
@@ -577,7 +592,8 @@ peers_send(struct peers *p, const char *to, enum peer_frame type,
 
 	if ((c = pconn_find(p, to, true)) == NULL &&
 	    (c = pconn_find(p, to, false)) == NULL) {
-		if (gossip_member_get(p->g, to, &m) != 1 ||
+		if (name_revoked(p, to) ||
+		    gossip_member_get(p->g, to, &m) != 1 ||
 		    m.addr[0] == '\0' || !dial_allowed(p, to, now))
 			return;
 		mm_strlcpy(addr, m.addr, sizeof(addr));
@@ -618,7 +634,10 @@ peers_set_frame_cb(struct peers *p, enum peer_frame type, peers_frame_cb cb,
 static void
 gio_send(void *arg, const char *to, const uint8_t *buf, size_t len)
 {
-	peers_send(arg, to, PEER_FRAME_GOSSIP, buf, len);
+	struct peers *p = arg;
+
+	if (!p->self_revoked)
+		peers_send(p, to, PEER_FRAME_GOSSIP, buf, len);
 }
 
 struct digest_ctx {
@@ -748,14 +767,104 @@ static const struct gossip_io gossip_io = {
 	.accept_batch = gio_accept_batch,
 };
 
+/* ---- revocations ----------------------------------------------------
+ *
+ * A revocation stored here (by gossip, or mmctl keys revoke) ends the
+ * channels of the key it revokes at once: the revoked node first gets the
+ * revocation itself, so that it knows why; then its channel closes once
+ * that has left (or after PEER_REVOKED_FLUSH_MS), and its handshakes are
+ * refused from then on (peer_trust_cb). A node that finds its own key
+ * revoked stops gossiping, says why, and stops redialling. */
+
+struct revoked_ctx {
+	struct peers *p;
+	uint64_t now;
+};
+
+/* Whether member name was cut off for a revoked key: never dialled
+ * again (a new key certified under the name starts with a restart). */
+static bool
+name_revoked(const struct peers *p, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < p->n_revoked; i++)
+		if (strcmp(p->revoked[i], name) == 0)
+			return true;
+	return false;
+}
+
+static int
+revoked_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct revoked_ctx *rc = arg;
+	struct peers *p = rc->p;
+	struct pconn *c, *next;
+	char kid[DKEY_ID_HEX_LEN + 1];
+
+	dkey_id_hex(r->u.revoke.key_id, kid);
+	if (memcmp(r->u.revoke.key_id, p->key->id, DKEY_ID_LEN) == 0) {
+		log_warnx("- gossip own-key-revoked key_id=%s (this node's key "
+		    "is revoked: gossip stops and no peer is dialled; make a "
+		    "new key with mmctl keys new, certify it, restart)", kid);
+		p->self_revoked = true;
+		while (p->conns != NULL)
+			pconn_close(p->conns);
+		return 1;
+	}
+	for (c = p->conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->ready || c->revoked_ms != 0 ||
+		    memcmp(c->key_id, r->u.revoke.key_id, DKEY_ID_LEN) != 0)
+			continue;
+		log_warnx("- gossip peer-revoked name=%s addr=%s key_id=%s",
+		    c->name, c->addr, kid);
+		gossip_push_to(p->g, c->name, env, len);
+		c->revoked_ms = rc->now;
+		if (!name_revoked(p, c->name)) {
+			if (p->n_revoked == PEER_REVOKED_NAMES_MAX)
+				memmove(p->revoked[0], p->revoked[1],
+				    --p->n_revoked * sizeof(p->revoked[0]));
+			mm_strlcpy(p->revoked[p->n_revoked++], c->name,
+			    sizeof(p->revoked[0]));
+		}
+	}
+	return 0;
+}
+
+static void
+trust_check(struct peers *p, uint64_t now)
+{
+	struct revoked_ctx rc = { p, now };
+	struct store_stats s;
+
+	if (now - p->last_trust_check < PEER_TRUST_CHECK_MS)
+		return;
+	p->last_trust_check = now;
+	if (store_sizes(p->st, &s) != 0 || s.revoked == p->revocations)
+		return;
+	p->revocations = s.revoked;
+	(void)store_foreach_revoked(p->st, revoked_cb, &rc);
+}
+
 static void
 housekeep(struct peers *p, uint64_t now)
 {
 	struct pconn *c, *next;
 	size_t i;
 
+	trust_check(p, now);
+	if (p->self_revoked)
+		return;
 	for (c = p->conns; c != NULL; c = next) {
 		next = c->next;
+		if (c->revoked_ms != 0) {
+			if (chan_ev_pending(c->ce) == 0 ||
+			    now - c->revoked_ms > PEER_REVOKED_FLUSH_MS)
+				pconn_close(c);
+			continue;
+		}
 		if (now - c->last_ms > PEER_IDLE_MS) {
 			log_debug("- gossip peer-idle name=%s", c->name);
 			pconn_close(c);
@@ -973,7 +1082,8 @@ gossip_tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct peers *p = arg;
 	uint64_t now = mm_now_ms();
 
-	gossip_tick(p->g, now);
+	if (!p->self_revoked)
+		gossip_tick(p->g, now);
 	members_publish(p, now);
 	behind_publish(p, now);
 	if (now - p->last_housekeep >= PEER_HOUSEKEEP_MS) {

@@ -181,6 +181,35 @@ class CatchUpTest(unittest.TestCase):
             self.assertEqual(metric(n, "mailmesh_gossip_deaths_total"), 0,
                              n.name)
 
+    def test_3_revoked_node_is_cut_off(self):
+        # b's node key revoked at a: the channel between them closes at
+        # once (not after its idle timers), b learns why, stops gossiping
+        # and dialling, and a refuses it from then on.
+        a, b = self.a, self.b
+        apos, bpos = len(a.log_text()), len(b.log_text())
+        t0 = time.monotonic()
+        a.ctl("keys", "revoke", "--root", ENV.root_key().key, "--pub",
+              b.node_pub, "--reason", "test").check("revoke")
+        self.assertTrue(mf.wait_for(
+            lambda: "peer-revoked name=b1" in a.log_text()[apos:], 5),
+            a.log_text()[apos:])
+        self.assertTrue(mf.wait_for(
+            lambda: "own-key-revoked" in b.log_text()[bpos:], 5),
+            b.log_text()[bpos:])
+        self.assertLess(time.monotonic() - t0, 5)
+
+        def down():
+            ms = {m["name"]: m for m in a.ctl("sites", json=True).json()}
+            return ms.get("b1", {}).get("state") in ("suspect", "dead")
+        self.assertTrue(mf.wait_for(down, 15))
+        # Neither dials the other any more.
+        apos, bpos = len(a.log_text()), len(b.log_text())
+        time.sleep(6)
+        self.assertNotIn("want=b1", a.log_text()[apos:])
+        self.assertNotIn("peer-up", a.log_text()[apos:])
+        self.assertNotIn("dial", b.log_text()[bpos:])
+        self.assertNotIn("peer-up", b.log_text()[bpos:])
+
 
 if __name__ == "__main__":
     mf.main()
