@@ -1376,6 +1376,14 @@ ops_gossip_accept_batch(struct store *st, const char *from,
 		case REJECT_STALE:
 		case REJECT_REVOKED:
 		case REJECT_EXPIRED:
+		case REJECT_WRONG_SITE:
+		case REJECT_NO_TRANSFER:
+			/* Signed by its origin, refused by the rule (a user
+			 * another site owns, created at both while apart; an
+			 * ownership change without its transfer): its place
+			 * in the origin's log is taken all the same, so the
+			 * origin's later records are not held up behind it,
+			 * and the relay is not blamed. */
 			results[at] = GOSSIP_ACCEPT_DUP;
 			if (store_log_fill(st, take[i], take_len[i], now_s) < 0 &&
 			    record_decode(take[i], take_len[i], &r, &why) == 0) {

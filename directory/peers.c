@@ -1004,7 +1004,8 @@ members_publish(struct peers *p, uint64_t now)
 	copy = xcalloc(1, sizeof(*copy));
 	copy->n = copy->cap = sn.n;
 	copy->e = xcalloc(sn.n + 1, sizeof(*copy->e));
-	memcpy(copy->e, sn.e, sn.n * sizeof(*sn.e));
+	if (sn.n > 0)
+		memcpy(copy->e, sn.e, sn.n * sizeof(*sn.e));
 	jobs_add(p->writer, snap_run, NULL, copy);
 	free(p->ms.last.e);
 	p->ms.last = sn;
