@@ -12,7 +12,7 @@
 #define CHECK_HDR_FIELDS 4	/* "chk", version, type, id */
 #define CHECK_BUCKET_BYTES (CHECK_FANOUT * CHECK_HASH_LEN)
 #define CHECK_PATH_MAX CHECK_FANOUT	/* 0 root, 1 + bucket */
-#define CHECK_REPORT_FAULTS 16	/* faults listed per node */
+#define CHECK_REPORT_DAMAGE 1000	/* scrub findings listed per node */
 
 /* ---- codec ----------------------------------------------------------- */
 
@@ -84,7 +84,7 @@ decode_body(struct mm_mp_reader *r, uint32_t fields, struct check_msg *m)
 
 	switch (m->type) {
 	case CHECK_ROOT_REQ:
-	case CHECK_VERIFY_REQ:
+	case CHECK_SCRUB_REQ:
 		return fields == 0 ? 0 : -1;
 	case CHECK_ROOT:
 		if (fields != 6 || get_name(r, CHECK_SITE_MAX, &m->site) < 0 ||
@@ -191,17 +191,19 @@ decode_body(struct mm_mp_reader *r, uint32_t fields, struct check_msg *m)
 		}
 		m->n_users = n;
 		return 0;
-	case CHECK_VERIFY:
-		if (fields != 4 || mm_mp_get_uint(r, &m->checked) < 0 ||
-		    mm_mp_get_uint(r, &m->bad) < 0 ||
+	case CHECK_SCRUB:
+		if (fields != 5 || mm_mp_get_uint(r, &m->records) < 0 ||
+		    mm_mp_get_uint(r, &m->damaged) < 0 ||
 		    mm_mp_get_uint(r, &m->equivocations) < 0 ||
+		    mm_mp_get_bool(r, &m->complete) < 0 ||
 		    mm_mp_get_array(r, CHECK_FAULTS_MAX, &n) < 0)
 			return -1;
 		for (i = 0; i < n; i++)
 			if (mm_mp_get_array_n(r, 2) < 0 ||
-			    get_text(r, CHECK_TEXT_MAX, &m->faults[i].what) < 0 ||
+			    get_text(r, CHECK_USER_MAX,
+			    &m->faults[i].user) < 0 ||
 			    get_text(r, CHECK_TEXT_MAX,
-			    &m->faults[i].reason) < 0)
+			    &m->faults[i].what) < 0)
 				return -1;
 		m->n_faults = n;
 		return 0;
@@ -226,7 +228,7 @@ check_msg_decode(const uint8_t *buf, size_t len, struct check_msg *m,
 	m->root = NULL;
 	memset(&m->site, 0, sizeof(m->site));
 	memset(&m->node, 0, sizeof(m->node));
-	m->users = m->checked = m->bad = m->equivocations = 0;
+	m->users = m->records = m->damaged = m->equivocations = 0;
 	m->complete = false;
 	if (len > CHECK_MSG_MAX) {
 		*why_r = "message too long";
@@ -241,7 +243,7 @@ check_msg_decode(const uint8_t *buf, size_t len, struct check_msg *m,
 		*why_r = r.why != NULL ? r.why : "not a check message";
 		return -1;
 	}
-	if (mm_mp_get_uint_max(&r, CHECK_VERIFY, &v) < 0 || v == 0 ||
+	if (mm_mp_get_uint_max(&r, CHECK_SCRUB, &v) < 0 || v == 0 ||
 	    mm_mp_get_uint(&r, &m->id) < 0) {
 		*why_r = r.why != NULL ? r.why : "unknown type";
 		return -1;
@@ -274,7 +276,7 @@ check_msg_encode(const struct check_msg *m, uint8_t *out, size_t size)
 	    CHECK_MSG_MAX);
 	switch (m->type) {
 	case CHECK_ROOT_REQ:
-	case CHECK_VERIFY_REQ:
+	case CHECK_SCRUB_REQ:
 		mm_mp_put_array(&w, CHECK_HDR_FIELDS);
 		break;
 	case CHECK_ROOT:
@@ -283,8 +285,8 @@ check_msg_encode(const struct check_msg *m, uint8_t *out, size_t size)
 	case CHECK_USERS:
 		mm_mp_put_array(&w, CHECK_HDR_FIELDS + 2);
 		break;
-	case CHECK_VERIFY:
-		mm_mp_put_array(&w, CHECK_HDR_FIELDS + 4);
+	case CHECK_SCRUB:
+		mm_mp_put_array(&w, CHECK_HDR_FIELDS + 5);
 		break;
 	default:
 		mm_mp_put_array(&w, CHECK_HDR_FIELDS + 1);
@@ -296,7 +298,7 @@ check_msg_encode(const struct check_msg *m, uint8_t *out, size_t size)
 	mm_mp_put_uint(&w, m->id);
 	switch (m->type) {
 	case CHECK_ROOT_REQ:
-	case CHECK_VERIFY_REQ:
+	case CHECK_SCRUB_REQ:
 		break;
 	case CHECK_ROOT:
 		if (!slice_ok(&m->site, CHECK_SITE_MAX, true) ||
@@ -391,24 +393,25 @@ check_msg_encode(const struct check_msg *m, uint8_t *out, size_t size)
 			}
 		}
 		break;
-	case CHECK_VERIFY:
+	case CHECK_SCRUB:
 		if (m->n_faults > CHECK_FAULTS_MAX)
 			return -1;
-		mm_mp_put_uint(&w, m->checked);
-		mm_mp_put_uint(&w, m->bad);
+		mm_mp_put_uint(&w, m->records);
+		mm_mp_put_uint(&w, m->damaged);
 		mm_mp_put_uint(&w, m->equivocations);
+		mm_mp_put_bool(&w, m->complete);
 		mm_mp_put_array(&w, (uint32_t)m->n_faults);
 		for (i = 0; i < m->n_faults; i++) {
 			const struct check_fault *f = &m->faults[i];
 
-			if (!slice_ok(&f->what, CHECK_TEXT_MAX, false) ||
-			    !slice_ok(&f->reason, CHECK_TEXT_MAX, false))
+			if (!slice_ok(&f->user, CHECK_USER_MAX, false) ||
+			    !slice_ok(&f->what, CHECK_TEXT_MAX, false))
 				return -1;
 			mm_mp_put_array(&w, 2);
+			mm_mp_put_strn(&w, (const char *)f->user.p,
+			    f->user.len);
 			mm_mp_put_strn(&w, (const char *)f->what.p,
 			    f->what.len);
-			mm_mp_put_strn(&w, (const char *)f->reason.p,
-			    f->reason.len);
 		}
 		break;
 	default:
@@ -432,9 +435,14 @@ struct check_org {
 	uint64_t contig, highest;
 };
 
+/* A scrub finding. */
+struct check_damage {
+	char *user, *what;
+};
+
 struct check_node {
 	char *site, *name;
-	bool reached, have_root, have_verify, incomplete;
+	bool reached, have_root, have_scrub, scrub_complete, incomplete;
 	char *why;
 	uint8_t root[CHECK_HASH_LEN];
 	uint64_t users;
@@ -442,11 +450,12 @@ struct check_node {
 	size_t n_orgs;
 	char **backends;
 	size_t n_backends;
-	uint64_t checked, bad, equivocations;
-	char **faults;
-	size_t n_faults;
-	struct check_rec *recs;
+	uint64_t records, damaged, equivocations;
+	struct check_damage *damage;
+	size_t n_damage;
+	struct check_rec *recs;		/* sorted by user at the end */
 	size_t n_recs;
+	bool recs_sorted;
 	struct check_report *rep;
 };
 
@@ -491,9 +500,11 @@ node_free(struct check_node *n)
 	for (i = 0; i < n->n_backends; i++)
 		free(n->backends[i]);
 	free(n->backends);
-	for (i = 0; i < n->n_faults; i++)
-		free(n->faults[i]);
-	free(n->faults);
+	for (i = 0; i < n->n_damage; i++) {
+		free(n->damage[i].user);
+		free(n->damage[i].what);
+	}
+	free(n->damage);
 	for (i = 0; i < n->n_recs; i++) {
 		free(n->recs[i].user);
 		free(n->recs[i].env);
@@ -590,35 +601,43 @@ check_node_backend(struct check_node *n, const char *backend)
 }
 
 void
-check_node_verify(struct check_node *n, uint64_t checked, uint64_t bad,
-    uint64_t equivocations)
+check_node_scrub(struct check_node *n, uint64_t records, uint64_t damaged,
+    uint64_t equivocations, bool complete)
 {
-	n->checked = checked;
-	n->bad = bad;
+	n->records = records;
+	n->damaged = damaged;
 	n->equivocations = equivocations;
-	n->have_verify = true;
+	n->scrub_complete = complete;
+	n->have_scrub = true;
+	if (!complete)
+		check_node_incomplete(n, "its scrub stopped on a store error");
 }
 
 void
-check_node_fault(struct check_node *n, const char *what, const char *reason)
+check_node_damage(struct check_node *n, const char *user, const char *what)
 {
-	if (n->n_faults >= CHECK_REPORT_FAULTS)
+	struct check_damage *d;
+
+	if (n->n_damage >= CHECK_REPORT_DAMAGE)
 		return;
-	n->faults = xrealloc(n->faults, (n->n_faults + 1) * sizeof(*n->faults));
-	n->faults[n->n_faults++] = xasprintf("%s: %s", what, reason);
+	n->damage = xrealloc(n->damage, (n->n_damage + 1) * sizeof(*n->damage));
+	d = &n->damage[n->n_damage++];
+	d->user = xstrdup(user);
+	d->what = xstrdup(what);
 }
 
+/* Kept unsorted while they come in (a check may fetch thousands), sorted
+ * once when the report is built. */
 void
 check_node_record(struct check_node *n, const char *user, const uint8_t *env,
     size_t len)
 {
 	struct check_rec *c;
-	size_t i;
 
-	for (i = 0; i < n->n_recs; i++)
-		if (strcmp(n->recs[i].user, user) == 0)
-			return;
-	n->recs = xrealloc(n->recs, (n->n_recs + 1) * sizeof(*n->recs));
+	if (n->n_recs % 64 == 0)
+		n->recs = xrealloc(n->recs, (n->n_recs + 64) *
+		    sizeof(*n->recs));
+	n->recs_sorted = false;
 	c = &n->recs[n->n_recs++];
 	c->user = xstrdup(user);
 	c->env = NULL;
@@ -636,13 +655,21 @@ check_report_local(struct check_report *r)
 	return r->n_nodes > 0 ? r->nodes[0] : NULL;
 }
 
+/* Damage makes a node's records its own, whatever its tree says. */
+static bool
+node_damaged(const struct check_node *n)
+{
+	return n->damaged > 0 || n->n_damage > 0;
+}
+
 bool
 check_node_same(const struct check_node *n)
 {
 	const struct check_node *l = n->rep->nodes[0];
 
 	return n->have_root && l->have_root &&
-	    memcmp(n->root, l->root, CHECK_HASH_LEN) == 0;
+	    memcmp(n->root, l->root, CHECK_HASH_LEN) == 0 &&
+	    !node_damaged(n) && !node_damaged(l);
 }
 
 const char *
@@ -686,6 +713,43 @@ check_report_local_record(struct check_report *r, const uint8_t *env,
 	r->n_uses++;
 }
 
+void
+check_report_merge_records(struct check_report *r, struct check_report *from)
+{
+	size_t i, j;
+
+	for (i = 0; i < from->n_uses; i++) {
+		struct check_use *u = &from->uses[i];
+
+		for (j = 0; j < r->n_uses; j++)
+			if (strcmp(r->uses[j].site, u->site) == 0 &&
+			    strcmp(r->uses[j].backend, u->backend) == 0)
+				break;
+		if (j < r->n_uses) {
+			r->uses[j].count += u->count;
+			free(u->site);
+			free(u->backend);
+			free(u->example);
+			continue;
+		}
+		r->uses = xrealloc(r->uses, (r->n_uses + 1) * sizeof(*r->uses));
+		r->uses[r->n_uses++] = *u;
+	}
+	free(from->uses);
+	from->uses = NULL;
+	from->n_uses = 0;
+	if (from->n_moving > 0) {
+		r->moving = xrealloc(r->moving, (r->n_moving +
+		    from->n_moving) * sizeof(*r->moving));
+		memcpy(r->moving + r->n_moving, from->moving,
+		    from->n_moving * sizeof(*r->moving));
+		r->n_moving += from->n_moving;
+	}
+	free(from->moving);
+	from->moving = NULL;
+	from->n_moving = 0;
+}
+
 /* ---- findings ---- */
 
 static const char *const report_header[] = { "kind", "user", "site",
@@ -724,20 +788,44 @@ finding(struct check_report *r, struct ctl_rows *rows, const char *kind,
 /* The record node n holds for user: the local node's when n's root is
  * the local one. 1 with *rec_r (env may be NULL), 0 unknown. */
 static int
+rec_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct check_rec *)a)->user,
+	    ((const struct check_rec *)b)->user);
+}
+
+/* Sorts n's records by user, keeping the first of a user told twice. */
+static void
+sort_recs(struct check_node *n)
+{
+	size_t i, o;
+
+	if (n->recs_sorted || n->n_recs == 0)
+		return;
+	qsort(n->recs, n->n_recs, sizeof(*n->recs), rec_cmp);
+	for (i = 1, o = 1; i < n->n_recs; i++) {
+		if (strcmp(n->recs[i].user, n->recs[o - 1].user) == 0) {
+			free(n->recs[i].user);
+			free(n->recs[i].env);
+			continue;
+		}
+		n->recs[o++] = n->recs[i];
+	}
+	n->n_recs = o;
+	n->recs_sorted = true;
+}
+
+static int
 node_rec(const struct check_report *r, const struct check_node *n,
     const char *user, const struct check_rec **rec_r)
 {
-	size_t i;
+	struct check_rec key = { (char *)user, NULL, 0 };
 
 	if (n != r->nodes[0] && check_node_same(n))
 		n = r->nodes[0];
-	for (i = 0; i < n->n_recs; i++) {
-		if (strcmp(n->recs[i].user, user) == 0) {
-			*rec_r = &n->recs[i];
-			return 1;
-		}
-	}
-	return 0;
+	*rec_r = n->n_recs == 0 ? NULL : bsearch(&key, n->recs, n->n_recs,
+	    sizeof(*n->recs), rec_cmp);
+	return *rec_r != NULL ? 1 : 0;
 }
 
 static bool
@@ -815,7 +903,14 @@ report_nodes(struct check_report *r, struct ctl_rows *rows)
 			finding(r, rows, "unreachable", NULL, n, NULL, n->why);
 			continue;
 		}
-		if (n->have_root)
+		if (n->have_root && n->have_scrub)
+			d = xasprintf("root=%02x%02x%02x%02x users=%llu "
+			    "scrubbed=%llu%s", n->root[0], n->root[1],
+			    n->root[2], n->root[3],
+			    (unsigned long long)n->users,
+			    (unsigned long long)n->records,
+			    i == 0 ? " (this node)" : "");
+		else if (n->have_root)
 			d = xasprintf("root=%02x%02x%02x%02x users=%llu%s",
 			    n->root[0], n->root[1], n->root[2], n->root[3],
 			    (unsigned long long)n->users,
@@ -884,8 +979,10 @@ report_lagging(struct check_report *r, struct ctl_rows *rows)
 	}
 }
 
+/* What each node's scrub found: a record or tree entry damaged since it
+ * was written, named by node and user. */
 static void
-report_verify(struct check_report *r, struct ctl_rows *rows)
+report_scrub(struct check_report *r, struct ctl_rows *rows)
 {
 	size_t i, j;
 	char *d;
@@ -893,17 +990,27 @@ report_verify(struct check_report *r, struct ctl_rows *rows)
 	for (i = 0; i < r->n_nodes; i++) {
 		const struct check_node *n = r->nodes[i];
 
-		if (!n->have_verify)
+		if (!n->have_scrub)
 			continue;
-		if (n->bad > 0) {
-			d = xasprintf("%llu bad of %llu records",
-			    (unsigned long long)n->bad,
-			    (unsigned long long)n->checked);
+		for (j = 0; j < n->n_damage; j++) {
+			const struct check_damage *g = &n->damage[j];
+
+			if (g->user[0] == '\0') {
+				finding(r, rows, "invalid", NULL, n, NULL,
+				    g->what);
+				continue;
+			}
+			d = xasprintf("%s: %s", g->user, g->what);
+			finding(r, rows, "invalid", g->user, n, NULL, d);
+			free(d);
+		}
+		if (n->damaged > n->n_damage) {
+			d = xasprintf("%llu more damaged entries of %llu "
+			    "records not listed", (unsigned long long)
+			    (n->damaged - n->n_damage),
+			    (unsigned long long)n->records);
 			finding(r, rows, "invalid", NULL, n, NULL, d);
 			free(d);
-			for (j = 0; j < n->n_faults; j++)
-				finding(r, rows, "invalid", NULL, n, NULL,
-				    n->faults[j]);
 		}
 		if (n->equivocations > 0) {
 			d = xasprintf("%llu equivocating records kept as "
@@ -924,11 +1031,11 @@ report_disagree(struct check_report *r, struct ctl_rows *rows, uint64_t now,
 	size_t n_users = 0, i, j, k, count = 0;
 
 	for (i = 0; i < r->n_nodes; i++)
-		for (j = 0; j < r->nodes[i]->n_recs; j++) {
-			users = xrealloc(users, (n_users + 1) *
-			    sizeof(*users));
+		n_users += r->nodes[i]->n_recs;
+	users = xcalloc(n_users + 1, sizeof(*users));
+	for (i = 0, n_users = 0; i < r->n_nodes; i++)
+		for (j = 0; j < r->nodes[i]->n_recs; j++)
 			users[n_users++] = r->nodes[i]->recs[j].user;
-		}
 	if (n_users > 0)
 		qsort(users, n_users, sizeof(*users), cmp_str);
 	for (i = 0; i < n_users; i++) {
@@ -1027,7 +1134,9 @@ check_report_finish(struct check_report *r, uint64_t now, uint64_t stuck_s,
 			unreachable++;
 	nfind = r->findings;
 	report_lagging(r, rows);
-	report_verify(r, rows);
+	for (i = 0; i < r->n_nodes; i++)
+		sort_recs(r->nodes[i]);
+	report_scrub(r, rows);
 	(void)report_disagree(r, rows, now, stuck_s);
 	for (i = 0; i < r->n_moving; i++)
 		judge_record(r, rows, local, &r->moving[i].u, now, stuck_s);

@@ -15,13 +15,18 @@
  *   BUCKETS      [.., 4, id, [[path, hashes (bin 256 * 32)]...]]
  *   USERS_REQ    [.., 5, id, leaves [uint]]
  *   USERS        [.., 6, id, complete (bool), [[user, hash (bin 32)]...]]
+ *                the users' tree entries (store.h), leaf by leaf
  *   RECORD_REQ   [.., 7, id, users [str]]
  *   RECORD       [.., 8, id, [[user, envelope (bin) or nil]...]]
- *   VERIFY_REQ   [.., 9, id]
- *   VERIFY       [.., 10, id, checked, bad, equivocations,
- *                 faults [[what, reason]...]]
+ *   SCRUB_REQ    [.., 9, id]
+ *   SCRUB        [.., 10, id, records, damaged, equivocations,
+ *                 complete (bool), [[user, what]...]]
+ *                the node's scrub of its own store (store_scrub): user ""
+ *                for a finding about a leaf; at most CHECK_FAULTS_MAX of
+ *                the damaged findings are listed
  * Every count and length is bounded by a CHECK_*_MAX below, on encode and
- * decode; values are in their shortest msgpack form. */
+ * decode; values are in their shortest msgpack form. Version 2: the scrub
+ * took the place of a signature check of every record (`mmctl verify`). */
 #ifndef CHECK_H
 #define CHECK_H
 
@@ -32,7 +37,7 @@
 #include "ctl.h"
 #include "store.h"
 
-#define CHECK_VERSION 1
+#define CHECK_VERSION 2
 #define CHECK_MAGIC "chk"
 #define CHECK_MSG_MAX (512 * 1024)	/* one encoded message */
 #define CHECK_NAME_MAX 64	/* node, origin, back end names */
@@ -45,8 +50,8 @@
 #define CHECK_LEAVES_MAX 256	/* leaves asked for in one request */
 #define CHECK_USERS_MAX 1024	/* (user, hash) pairs in one answer */
 #define CHECK_RECORDS_MAX 64	/* envelopes asked for in one request */
-#define CHECK_FAULTS_MAX 32	/* verify faults carried */
-#define CHECK_TEXT_MAX 256	/* a fault's what or reason */
+#define CHECK_FAULTS_MAX 256	/* scrub findings carried */
+#define CHECK_TEXT_MAX 256	/* what a finding says */
 #define CHECK_HASH_LEN STORE_TREE_HASH_LEN
 #define CHECK_FANOUT STORE_TREE_FANOUT
 
@@ -59,8 +64,8 @@ enum check_type {
 	CHECK_USERS = 6,
 	CHECK_RECORD_REQ = 7,
 	CHECK_RECORD = 8,
-	CHECK_VERIFY_REQ = 9,
-	CHECK_VERIFY = 10,
+	CHECK_SCRUB_REQ = 9,
+	CHECK_SCRUB = 10,
 };
 
 /* Not NUL-terminated; points into the decoded buffer, or the encoder's
@@ -82,7 +87,8 @@ struct check_user {
 };
 
 struct check_fault {
-	struct check_slice what, reason;
+	struct check_slice user;	/* empty: about a leaf */
+	struct check_slice what;
 };
 
 /* One message; only the fields of its type are meaningful. Large: keep it
@@ -104,12 +110,12 @@ struct check_msg {
 	/* USERS_REQ */
 	size_t n_leaves;
 	uint32_t leaves[CHECK_LEAVES_MAX];
-	/* USERS, RECORD_REQ, RECORD */
+	/* USERS, RECORD_REQ, RECORD; complete: USERS and SCRUB */
 	bool complete;
 	size_t n_users;
 	struct check_user list[CHECK_USERS_MAX];
-	/* VERIFY */
-	uint64_t checked, bad, equivocations;
+	/* SCRUB */
+	uint64_t records, damaged, equivocations;
 	size_t n_faults;
 	struct check_fault faults[CHECK_FAULTS_MAX];
 };
@@ -150,10 +156,14 @@ void check_node_root(struct check_node *n, const uint8_t *root,
 void check_node_origin(struct check_node *n, const char *origin,
     uint64_t contig, uint64_t highest);
 void check_node_backend(struct check_node *n, const char *backend);
-void check_node_verify(struct check_node *n, uint64_t checked, uint64_t bad,
-    uint64_t equivocations);
-void check_node_fault(struct check_node *n, const char *what,
-    const char *reason);
+/* What n's scrub of its own store found (store_scrub): counts, and
+ * whether it ran to its end. */
+void check_node_scrub(struct check_node *n, uint64_t records,
+    uint64_t damaged, uint64_t equivocations, bool complete);
+/* One of them: user ("" for a leaf) and what is wrong. A node with damage
+ * is never taken to hold the local node's records, whatever its root. */
+void check_node_damage(struct check_node *n, const char *user,
+    const char *what);
 /* The descent was cut short (an answer was truncated or timed out). */
 void check_node_incomplete(struct check_node *n, const char *why);
 /* Node n holds env (NULL: nothing) for user, one of the users on which
@@ -163,7 +173,7 @@ void check_node_record(struct check_node *n, const char *user,
 /* The local node: the first added. */
 struct check_node *check_report_local(struct check_report *r);
 /* true if n's root equals the local node's (its records are the local
- * ones). */
+ * ones) and neither found damage in its store. */
 bool check_node_same(const struct check_node *n);
 const char *check_node_name(const struct check_node *n);
 
@@ -171,6 +181,10 @@ const char *check_node_name(const struct check_node *n);
  * (stuck mid-move, back end its site does not define). env is not kept. */
 void check_report_local_record(struct check_report *r, const uint8_t *env,
     size_t len);
+/* Moves what check_report_local_record gathered in from (a report of no
+ * nodes, filled by another thread) into r; from is left empty. */
+void check_report_merge_records(struct check_report *r,
+    struct check_report *from);
 
 /* Builds the findings into rows (header first: kind, user, site, node,
  * rec_site, backend, state, epoch, seq, origin, detail) and a one-line

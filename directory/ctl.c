@@ -233,7 +233,7 @@ ctl_rows_add(struct ctl_rows *t, size_t n, const char *const *cols)
 	struct ctl_row *row;
 	size_t i, bytes = MP_HDR_MAX;
 
-	if (n > CTL_COLS_MAX || t->n >= CTL_ROWS_MAX)
+	if (n > CTL_COLS_MAX)
 		return -1;
 	for (i = 0; i < n; i++) {
 		size_t len = strlen(cols[i]);
@@ -250,6 +250,16 @@ ctl_rows_add(struct ctl_rows *t, size_t n, const char *const *cols)
 		row->col[i] = xstrdup(cols[i]);
 	t->bytes += bytes;
 	return 0;
+}
+
+size_t
+ctl_row_bytes(const struct ctl_row *row)
+{
+	size_t i, bytes = MP_HDR_MAX;
+
+	for (i = 0; i < row->n; i++)
+		bytes += MP_HDR_MAX + strlen(row->col[i]);
+	return bytes;
 }
 
 /* ---- encoding -------------------------------------------------------- */

@@ -12,7 +12,10 @@
  * A client sends one REQUEST and reads zero or more RESPONSE frames (rows
  * of a long answer, in order) and PROGRESS frames, then one END frame that
  * carries the final status and message (and maybe the last rows). Then it
- * may send the next REQUEST on the same connection.
+ * may send the next REQUEST on the same connection. A listing streams:
+ * any number of RESPONSE frames, sent as the node reads them, so that
+ * neither side holds the whole answer; the row bounds below are per
+ * frame.
  *
  * Imports stream: the client sends many "import-rows" REQUESTs, each with
  * at most CTL_IMPORT_ROWS (user, backend, state) triples flattened into
@@ -86,8 +89,13 @@ struct ctl_msg {
 void ctl_rows_init(struct ctl_rows *t);
 void ctl_rows_clear(struct ctl_rows *t);
 /* Appends a row of n strings (copied). -1 (nothing added) if a limit of
- * this header would be passed: n, a string's length, or the row count. */
+ * this header would be passed: n or a string's length. A table may hold
+ * more rows than one frame carries (CTL_ROWS_MAX, CTL_FRAME_MAX): its
+ * sender cuts it into frames, its reader adds them up. */
 int ctl_rows_add(struct ctl_rows *t, size_t n, const char *const *cols);
+/* What a row adds to a frame at most (as bytes counts it), to cut
+ * frames. */
+size_t ctl_row_bytes(const struct ctl_row *row);
 
 /* ---- encoding ---- */
 

@@ -24,6 +24,11 @@
 #include "store.h"
 
 #define TIME_TEXT_LEN 32
+/* Records a slice of a listing or export examines at most (a filtered
+ * listing may find few rows among many records). */
+#define OPS_SLICE_RECORDS 50000
+#define OPS_VERIFY_SLICE 1024	/* records whose signatures a slice checks */
+#define OPS_STATS_SLICE 200000	/* records a slice of stats counts */
 
 struct ops {
 	const struct mm_config *conf;
@@ -32,6 +37,29 @@ struct ops {
 	struct store_signer sg;
 	struct gossip *g;	/* the agent process with peer-listen only */
 	uint64_t published;	/* own origin_seq gossiped up to */
+	/* A request's copy (ops_req): it has no gossip, so a certificate or
+	 * revocation it stores waits in held for ops_req_publish. */
+	bool view;
+	uint8_t *held;
+	size_t held_len;
+};
+
+/* A request run in slices (ops.h). view is what its handlers get: the
+ * ops' config and key, the slice's store, no gossip. */
+struct ops_req {
+	struct ops view;
+	struct store *own;		/* the ops' store: for st NULL */
+	const struct op *e;		/* NULL: unknown */
+	char *op;
+	size_t argc;
+	char **argv;
+	uint64_t now;
+	/* where a request in slices is */
+	int phase;
+	struct store_cursor cur;
+	uint64_t n;			/* rows (or tombstones) so far */
+	struct store_verify_report vrep;
+	size_t slice_rows, slice_records;	/* 0: the op's own */
 };
 
 static void publish_own(struct ops *o);
@@ -225,60 +253,36 @@ cert_state(const struct trust *t, const struct cert_info *ci, uint64_t now)
 	return "valid";
 }
 
-static void
-keys_rows(const struct trust *t, uint64_t now, struct ctl_rows *rows)
-{
-	static const char *const header[] = { "key_id", "role", "site",
-		"name", "issued", "expires", "state", "origin", "origin_seq" };
-	char kid[DKEY_ID_HEX_LEN + 1], ib[TIME_TEXT_LEN], eb[TIME_TEXT_LEN];
-	char seq[24];
-	size_t i, j;
-
-	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
-	for (i = 0; i < t->n_certs; i++) {
-		const struct cert_info *ci = &t->certs[i];
-
-		dkey_id_hex(ci->id, kid);
-		snprintf(seq, sizeof(seq), "%llu",
-		    (unsigned long long)ci->c.origin_seq);
-		rows_addv(rows, 9, kid, record_role_name(ci->c.role),
-		    ci->c.site, ci->c.name, fmt_time(ci->c.issued, ib),
-		    ci->c.expires == 0 ? "never" :
-		    fmt_time(ci->c.expires, eb), cert_state(t, ci, now),
-		    ci->c.origin, seq);
-	}
-	/* Revocations of keys this store never saw certified. */
-	for (i = 0; i < t->n_revoked; i++) {
-		for (j = 0; j < t->n_certs; j++)
-			if (memcmp(t->certs[j].id, t->revoked[i].id,
-			    DKEY_ID_LEN) == 0)
-				break;
-		if (j < t->n_certs)
-			continue;
-		dkey_id_hex(t->revoked[i].id, kid);
-		snprintf(seq, sizeof(seq), "%llu",
-		    (unsigned long long)t->revoked[i].v.origin_seq);
-		rows_addv(rows, 9, kid, "-", "-", "-", "-", "-", "revoked",
-		    t->revoked[i].v.origin, seq);
-	}
-}
-
 int
-ops_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
+ops_keys_rows(const char *path, uint64_t now, ops_rows_cb cb, void *arg,
     char **errstr_r)
 {
-	struct store *st;
-	struct trust t;
-	int rc;
+	struct ops o;
+	struct ops_req *r;
+	struct ctl_rows rows;
+	enum ctl_status status = CTL_OK;
+	char *msg = NULL;
+	int more;
 
-	if ((st = store_open(path, STORE_READONLY, errstr_r)) == NULL)
+	memset(&o, 0, sizeof(o));
+	if ((o.st = store_open(path, STORE_READONLY, errstr_r)) == NULL)
 		return -1;
-	rc = trust_load(st, path, &t, errstr_r);
-	store_close(st);
-	if (rc != 0)
+	r = ops_req_new(&o, "keys-list", 0, NULL);
+	r->now = now;
+	do {
+		ctl_rows_init(&rows);
+		more = ops_req_run(r, NULL, &rows, &status, &msg);
+		cb(arg, &rows);
+		ctl_rows_clear(&rows);
+	} while (more);
+	ops_req_free(r);
+	store_close(o.st);
+	free(msg);
+	if (status != CTL_OK) {
+		*errstr_r = xasprintf("directory %s: cannot read the "
+		    "certificates", path);
 		return -1;
-	keys_rows(&t, now, rows);
-	trust_clear(&t);
+	}
 	return 0;
 }
 
@@ -523,6 +527,11 @@ struct op {
 	size_t args_min, args_max;
 	enum ctl_status (*run)(struct ops *, size_t, char *const *, char **,
 	    struct ctl_rows *);
+	/* Instead of run, for an answer that grows with the store: the next
+	 * slice; 1 more to come, 0 done (status and message set). */
+	int (*slice)(struct ops *, struct ops_req *, struct ctl_rows *,
+	    enum ctl_status *, char **);
+	bool loop;		/* reads the loop's state (gossip) */
 };
 
 static int
@@ -743,10 +752,35 @@ op_user_show(struct ops *o, size_t argc, char *const *argv, char **msg_r,
 	return CTL_OK;
 }
 
+/* ---- listings, in slices ------------------------------------------- */
+
+static size_t
+slice_rows(const struct ops_req *r)
+{
+	return r->slice_rows != 0 ? r->slice_rows : OPS_SLICE_ROWS;
+}
+
+static size_t
+slice_records(const struct ops_req *r, size_t dflt)
+{
+	return r->slice_records != 0 ? r->slice_records : dflt;
+}
+
+/* Whether a slice has rows or records enough. */
+static bool
+slice_full(const struct ops_req *r, const struct ctl_rows *rows,
+    size_t records, size_t max_records)
+{
+	return rows->n >= slice_rows(r) || rows->bytes >= OPS_SLICE_BYTES ||
+	    records >= max_records;
+}
+
 struct list_ctx {
+	struct ops_req *r;
 	struct ctl_rows *rows;
 	const char *site;	/* NULL: all */
 	bool export;		/* user, backend, state, target only */
+	size_t records;		/* examined in this slice */
 };
 
 static int
@@ -755,49 +789,66 @@ list_cb(const struct record *r, const uint8_t *env, size_t len, void *arg)
 	struct list_ctx *lc = arg;
 	const struct record_user *u = &r->u.user;
 
-	if (r->kind != RECORD_USER || u->state == USTATE_DELETED)
-		return 0;
-	if (lc->site != NULL && strcmp(u->site, lc->site) != 0)
-		return 0;
-	if (lc->export)
-		rows_addv(lc->rows, 4, u->user, u->backend,
-		    record_state_name(u->state), u->target_site);
-	else
-		user_row(lc->rows, u, r->key_id);
-	return lc->rows->n >= CTL_ROWS_MAX;
+	lc->records++;
+	if (r->kind == RECORD_USER && u->state != USTATE_DELETED &&
+	    (lc->site == NULL || strcmp(u->site, lc->site) == 0)) {
+		if (lc->export)
+			rows_addv(lc->rows, 4, u->user, u->backend,
+			    record_state_name(u->state), u->target_site);
+		else
+			user_row(lc->rows, u, r->key_id);
+		lc->r->n++;
+	}
+	return slice_full(lc->r, lc->rows, lc->records,
+	    slice_records(lc->r, OPS_SLICE_RECORDS));
 }
 
-static enum ctl_status
-op_user_list(struct ops *o, size_t argc, char *const *argv, char **msg_r,
-    struct ctl_rows *rows)
+/* The next slice of user-list or export: its rows, from the user after
+ * the last one the slice before read. */
+static int
+list_slice(struct ops *o, struct ops_req *r, struct ctl_rows *rows,
+    enum ctl_status *status_r, char **msg_r, const char *site, bool export)
 {
-	struct list_ctx lc = { rows, argv[0][0] != '\0' ? argv[0] : NULL,
-		false };
+	static const char *const export_header[] = { "user", "backend",
+		"state", "target_site" };
+	struct list_ctx lc = { r, rows, site, export, 0 };
+	int w;
 
-	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(user_header), user_header);
-	if (store_foreach_user(o->st, list_cb, &lc) != 0) {
-		*msg_r = xstrdup("cannot read the store");
-		return CTL_TEMP;
+	if (r->phase == 0) {
+		if (export)
+			(void)ctl_rows_add(rows, MM_ARRAY_SIZE(export_header),
+			    export_header);
+		else
+			(void)ctl_rows_add(rows, MM_ARRAY_SIZE(user_header),
+			    user_header);
+		r->phase = 1;
 	}
-	*msg_r = xasprintf("%zu users", rows->n - 1);
-	return CTL_OK;
+	w = store_foreach_user_from(o->st, &r->cur, list_cb, &lc);
+	if (w > 0)
+		return 1;
+	if (w < 0) {
+		*msg_r = xstrdup("cannot read the store");
+		*status_r = CTL_TEMP;
+		return 0;
+	}
+	*msg_r = xasprintf("%llu users", (unsigned long long)r->n);
+	*status_r = CTL_OK;
+	return 0;
 }
 
-static enum ctl_status
-op_export(struct ops *o, size_t argc, char *const *argv, char **msg_r,
-    struct ctl_rows *rows)
+static int
+slice_user_list(struct ops *o, struct ops_req *r, struct ctl_rows *rows,
+    enum ctl_status *status_r, char **msg_r)
 {
-	static const char *const header[] = { "user", "backend", "state",
-		"target_site" };
-	struct list_ctx lc = { rows, o->conf->site, true };
+	return list_slice(o, r, rows, status_r, msg_r,
+	    r->argv[0][0] != '\0' ? r->argv[0] : NULL, false);
+}
 
-	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
-	if (store_foreach_user(o->st, list_cb, &lc) != 0) {
-		*msg_r = xstrdup("cannot read the store");
-		return CTL_TEMP;
-	}
-	*msg_r = xasprintf("%zu users", rows->n - 1);
-	return CTL_OK;
+static int
+slice_export(struct ops *o, struct ops_req *r, struct ctl_rows *rows,
+    enum ctl_status *status_r, char **msg_r)
+{
+	return list_slice(o, r, rows, status_r, msg_r, o->conf->site, true);
 }
 
 /* A row of an import, checked: what to store, or why not. */
@@ -957,35 +1008,44 @@ verify_cb(const char *what, const char *reason, void *arg)
 	struct verify_ctx *vc = arg;
 	char w[CTL_STR_MAX + 1], r[CTL_STR_MAX + 1];
 
-	if (vc->rows->n >= CTL_ROWS_MAX)
-		return;
 	mm_strlcpy(w, what, sizeof(w));
 	mm_strlcpy(r, reason, sizeof(r));
 	rows_addv(vc->rows, 2, w, r);
 }
 
-static enum ctl_status
-op_verify(struct ops *o, size_t argc, char *const *argv, char **msg_r,
-    struct ctl_rows *rows)
+/* verify in slices of OPS_VERIFY_SLICE records: a long verify leaves its
+ * thread free for other requests between them, and its faults stream. */
+static int
+slice_verify(struct ops *o, struct ops_req *r, struct ctl_rows *rows,
+    enum ctl_status *status_r, char **msg_r)
 {
 	static const char *const header[] = { "what", "reason" };
-	struct store_verify_report rep;
+	struct store_verify_report *rep = &r->vrep;
 	struct verify_ctx vc = { rows };
+	int w;
 
-	memset(&rep, 0, sizeof(rep));
-	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
-	if (store_verify(o->st, (uint64_t)time(NULL), &rep, verify_cb,
-	    &vc) != 0) {
+	if (r->phase == 0) {
+		(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
+		r->phase = 1;
+	}
+	w = store_verify_slice(o->st, r->now, &r->cur,
+	    slice_records(r, OPS_VERIFY_SLICE), rep, verify_cb, &vc);
+	if (w > 0)
+		return 1;
+	if (w < 0) {
 		*msg_r = xstrdup("cannot read the store");
-		return CTL_TEMP;
+		*status_r = CTL_TEMP;
+		return 0;
 	}
 	*msg_r = xasprintf("checked=%llu bad=%llu equivocations=%llu",
-	    (unsigned long long)rep.checked, (unsigned long long)rep.bad,
-	    (unsigned long long)rep.equivocations);
+	    (unsigned long long)rep->checked, (unsigned long long)rep->bad,
+	    (unsigned long long)rep->equivocations);
 	log_info("- dir verify checked=%llu bad=%llu equivocations=%llu",
-	    (unsigned long long)rep.checked, (unsigned long long)rep.bad,
-	    (unsigned long long)rep.equivocations);
-	return rep.bad == 0 && rep.equivocations == 0 ? CTL_OK : CTL_FAILED;
+	    (unsigned long long)rep->checked, (unsigned long long)rep->bad,
+	    (unsigned long long)rep->equivocations);
+	*status_r = rep->bad == 0 && rep->equivocations == 0 ? CTL_OK :
+	    CTL_FAILED;
+	return 0;
 }
 
 static int
@@ -1034,6 +1094,12 @@ op_keys_accept(struct ops *o, size_t argc, char *const *argv,
 	if (res == ACCEPT_STORED && o->g != NULL &&
 	    gossip_publish(o->g, env, len, mm_now_ms()) != 0)
 		log_warnx("- gossip publish-failed kind=trust");
+	if (res == ACCEPT_STORED && o->view) {
+		free(o->held);
+		o->held = xmalloc(len);
+		memcpy(o->held, env, len);
+		o->held_len = len;
+	}
 	log_info("- dir %s key_id=%s result=%s", r.kind == RECORD_CERT ?
 	    "key-certify" : "key-revoke", kid, store_accept_name(res));
 	*msg_r = xasprintf("%s %s: %s", r.kind == RECORD_CERT ? "certificate" :
@@ -1041,35 +1107,158 @@ op_keys_accept(struct ops *o, size_t argc, char *const *argv,
 	return accept_status(res);
 }
 
-static enum ctl_status
-op_keys_list(struct ops *o, size_t argc, char *const *argv, char **msg_r,
-    struct ctl_rows *rows)
-{
-	struct trust t;
+static const char *const keys_header[] = { "key_id", "role", "site",
+	"name", "issued", "expires", "state", "origin", "origin_seq" };
 
-	if (trust_load(o->st, o->conf->directory, &t, msg_r) != 0)
-		return CTL_TEMP;
-	keys_rows(&t, (uint64_t)time(NULL), rows);
-	trust_clear(&t);
-	*msg_r = xasprintf("%zu keys", rows->n - 1);
-	return CTL_OK;
+struct keys_ctx {
+	struct ops *o;
+	struct ops_req *r;
+	struct ctl_rows *rows;
+	uint8_t root[DKEY_PK_LEN];
+	bool have_root;
+	size_t records;
+	bool failed;
+};
+
+static int
+keys_cert_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct keys_ctx *kc = arg;
+	const struct record_cert *c = &r->u.cert;
+	char kid[DKEY_ID_HEX_LEN + 1], ib[TIME_TEXT_LEN], eb[TIME_TEXT_LEN];
+	char seq[24];
+	uint8_t id[DKEY_ID_LEN];
+	const char *state = "valid";
+	int rv;
+
+	kc->records++;
+	dkey_id(c->pk, id);
+	if ((rv = store_is_revoked(kc->o->st, id)) < 0) {
+		kc->failed = true;
+		return 1;
+	}
+	if (!kc->have_root || record_verify(r, kc->root) != 0)
+		state = "bad-signature";
+	else if (rv == 1)
+		state = "revoked";
+	else if (c->expires != 0 && c->expires <= kc->r->now)
+		state = "expired";
+	dkey_id_hex(id, kid);
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)c->origin_seq);
+	rows_addv(kc->rows, 9, kid, record_role_name(c->role), c->site,
+	    c->name, fmt_time(c->issued, ib), c->expires == 0 ? "never" :
+	    fmt_time(c->expires, eb), state, c->origin, seq);
+	kc->r->n++;
+	return slice_full(kc->r, kc->rows, kc->records,
+	    slice_records(kc->r, OPS_SLICE_RECORDS));
 }
 
-static enum ctl_status
-op_stats(struct ops *o, size_t argc, char *const *argv, char **msg_r,
-    struct ctl_rows *rows)
+/* Revocations of keys this store never saw certified. */
+static int
+keys_revoke_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct keys_ctx *kc = arg;
+	struct record_cert c;
+	char kid[DKEY_ID_HEX_LEN + 1], seq[24];
+	int got;
+
+	kc->records++;
+	if ((got = store_get_cert(kc->o->st, r->u.revoke.key_id, &c)) < 0) {
+		kc->failed = true;
+		return 1;
+	}
+	if (got == 0) {
+		dkey_id_hex(r->u.revoke.key_id, kid);
+		snprintf(seq, sizeof(seq), "%llu",
+		    (unsigned long long)r->u.revoke.origin_seq);
+		rows_addv(kc->rows, 9, kid, "-", "-", "-", "-", "-", "revoked",
+		    r->u.revoke.origin, seq);
+		kc->r->n++;
+	}
+	return slice_full(kc->r, kc->rows, kc->records,
+	    slice_records(kc->r, OPS_SLICE_RECORDS));
+}
+
+/* keys-list in slices: the certificates, then the revocations of keys
+ * without one. */
+static int
+slice_keys_list(struct ops *o, struct ops_req *r, struct ctl_rows *rows,
+    enum ctl_status *status_r, char **msg_r)
+{
+	struct keys_ctx kc;
+	int w;
+
+	memset(&kc, 0, sizeof(kc));
+	kc.o = o;
+	kc.r = r;
+	kc.rows = rows;
+	if (r->phase == 0) {
+		(void)ctl_rows_add(rows, MM_ARRAY_SIZE(keys_header),
+		    keys_header);
+		r->phase = 1;
+	}
+	if ((w = store_get_root(o->st, kc.root)) < 0)
+		goto fail;
+	kc.have_root = w == 1;
+	if (r->phase == 1) {
+		w = store_foreach_cert_from(o->st, &r->cur, keys_cert_cb, &kc);
+		if (w < 0 || kc.failed)
+			goto fail;
+		if (w > 0)
+			return 1;
+		r->phase = 2;
+		memset(&r->cur, 0, sizeof(r->cur));
+	}
+	w = store_foreach_revoked_from(o->st, &r->cur, keys_revoke_cb, &kc);
+	if (w < 0 || kc.failed)
+		goto fail;
+	if (w > 0)
+		return 1;
+	*msg_r = xasprintf("%llu keys", (unsigned long long)r->n);
+	*status_r = CTL_OK;
+	return 0;
+fail:
+	*msg_r = xstrdup("cannot read the certificates");
+	*status_r = CTL_TEMP;
+	return 0;
+}
+
+static int
+tombstone_cb(const struct record *r, const uint8_t *env, size_t len,
+    void *arg)
+{
+	struct list_ctx *lc = arg;
+
+	if (r->kind == RECORD_USER && r->u.user.state == USTATE_DELETED)
+		lc->r->n++;
+	return ++lc->records >= slice_records(lc->r, OPS_STATS_SLICE);
+}
+
+/* stats: the tombstones counted in slices, then the sizes. */
+static int
+slice_stats(struct ops *o, struct ops_req *r, struct ctl_rows *rows,
+    enum ctl_status *status_r, char **msg_r)
 {
 	static const char *const header[] = { "users", "tombstones", "certs",
 		"revoked", "origins", "evidence", "map_bytes", "used_bytes" };
+	struct list_ctx lc = { r, rows, NULL, false, 0 };
 	struct store_stats s;
 	char v[8][24];
 	uint64_t vals[8];
 	size_t i;
+	int w;
 
-	if (store_stats(o->st, &s) != 0) {
+	w = store_foreach_user_from(o->st, &r->cur, tombstone_cb, &lc);
+	if (w > 0)
+		return 1;
+	if (w < 0 || store_sizes(o->st, &s) != 0) {
 		*msg_r = xstrdup("cannot read the store");
-		return CTL_TEMP;
+		*status_r = CTL_TEMP;
+		return 0;
 	}
+	s.tombstones = r->n;
 	vals[0] = s.users;
 	vals[1] = s.tombstones;
 	vals[2] = s.certs;
@@ -1084,7 +1273,8 @@ op_stats(struct ops *o, size_t argc, char *const *argv, char **msg_r,
 	(void)ctl_rows_add(rows, MM_ARRAY_SIZE(header), header);
 	rows_addv(rows, 8, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
 	*msg_r = xstrdup("");
-	return CTL_OK;
+	*status_r = CTL_OK;
+	return 0;
 }
 
 struct sites_ctx {
@@ -1148,17 +1338,15 @@ check_origin_cb(const char *origin, uint64_t contig, uint64_t highest,
 }
 
 static void
-check_fault_cb(const char *what, const char *reason, void *arg)
+check_damaged_cb(const char *user, const char *what, void *arg)
 {
-	check_node_fault(arg, what, reason);
+	check_node_damage(check_report_local(arg), user, what);
 }
 
-static int
-check_local_record_cb(const struct record *r, const uint8_t *env,
-    size_t len, void *arg)
+static void
+check_local_record_cb(const uint8_t *env, size_t len, void *arg)
 {
 	check_report_local_record(arg, env, len);
-	return 0;
 }
 
 int
@@ -1167,7 +1355,7 @@ ops_check_local(struct ops *o, struct check_report *rep,
 {
 	struct check_node *n;
 	struct store_tree *t = NULL;
-	struct store_verify_report vr;
+	struct store_scrub_report sr;
 	size_t i;
 
 	n = check_report_node(rep, o->conf->site, o->conf->node_name);
@@ -1179,12 +1367,14 @@ ops_check_local(struct ops *o, struct check_report *rep,
 	(void)store_foreach_origin(o->st, check_origin_cb, n);
 	for (i = 0; i < o->conf->n_backends; i++)
 		check_node_backend(n, o->conf->backends[i].name);
-	if (store_verify(o->st, (uint64_t)time(NULL), &vr, check_fault_cb,
-	    n) == 0)
-		check_node_verify(n, vr.checked, vr.bad, vr.equivocations);
+	/* The scrub sees every record once: the per-record checks ride on
+	 * it. Signatures are `verify`'s. */
+	if (store_scrub(o->st, check_damaged_cb, check_local_record_cb, rep,
+	    &sr) == 0)
+		check_node_scrub(n, sr.records, sr.damaged, sr.equivocations,
+		    true);
 	else
-		check_node_incomplete(n, "verify failed: store error");
-	(void)store_foreach_user(o->st, check_local_record_cb, rep);
+		check_node_incomplete(n, "scrub failed: store error");
 	if (tree_r != NULL)
 		*tree_r = t;
 	else
@@ -1212,20 +1402,22 @@ op_check(struct ops *o, size_t argc, char *const *argv, char **msg_r,
  * or revocation; check and verify only read, though check asks the other
  * nodes too. */
 static const struct op op_table[] = {
-	{ "user-add", OP_WRITE, 2, 2, op_user_add },
-	{ "user-set", OP_WRITE, 4, 4, op_user_set },
-	{ "user-del", OP_WRITE, 1, 1, op_user_del },
-	{ "user-show", OP_READ, 1, 1, op_user_show },
-	{ "user-list", OP_READ, 1, 1, op_user_list },
-	{ "import-rows", OP_WRITE, 0, CTL_ARGS_MAX, op_import_rows },
-	{ "import-users", OP_WRITE, 0, CTL_ARGS_MAX, op_import_users },
-	{ "export", OP_READ, 0, 0, op_export },
-	{ "verify", OP_READ, 0, 0, op_verify },
-	{ "keys-accept", OP_WRITE, 1, 1, op_keys_accept },
-	{ "keys-list", OP_READ, 0, 0, op_keys_list },
-	{ "stats", OP_READ, 0, 0, op_stats },
-	{ "sites", OP_READ, 0, 0, op_sites },
-	{ "check", OP_READ, 0, 0, op_check },
+	{ "user-add", OP_WRITE, 2, 2, op_user_add, NULL, false },
+	{ "user-set", OP_WRITE, 4, 4, op_user_set, NULL, false },
+	{ "user-del", OP_WRITE, 1, 1, op_user_del, NULL, false },
+	{ "user-show", OP_READ, 1, 1, op_user_show, NULL, false },
+	{ "user-list", OP_READ, 1, 1, NULL, slice_user_list, false },
+	{ "import-rows", OP_WRITE, 0, CTL_ARGS_MAX, op_import_rows, NULL,
+	    false },
+	{ "import-users", OP_WRITE, 0, CTL_ARGS_MAX, op_import_users, NULL,
+	    false },
+	{ "export", OP_READ, 0, 0, NULL, slice_export, false },
+	{ "verify", OP_READ, 0, 0, NULL, slice_verify, false },
+	{ "keys-accept", OP_WRITE, 1, 1, op_keys_accept, NULL, false },
+	{ "keys-list", OP_READ, 0, 0, NULL, slice_keys_list, false },
+	{ "stats", OP_READ, 0, 0, NULL, slice_stats, false },
+	{ "sites", OP_READ, 0, 0, op_sites, NULL, true },
+	{ "check", OP_READ, 0, 0, op_check, NULL, false },
 };
 
 static const struct op *
@@ -1244,7 +1436,7 @@ ops_exec(struct ops *o, const char *op, size_t argc, char *const *argv,
     char **message_r, struct ctl_rows *rows)
 {
 	const struct op *e;
-	enum ctl_status st;
+	enum ctl_status st = CTL_FAILED;
 
 	*message_r = NULL;
 	if ((e = op_find(op)) == NULL) {
@@ -1254,6 +1446,14 @@ ops_exec(struct ops *o, const char *op, size_t argc, char *const *argv,
 	if (argc < e->args_min || argc > e->args_max) {
 		*message_r = xasprintf("%s: wrong number of arguments", op);
 		return CTL_USAGE;
+	}
+	if (e->slice != NULL) {
+		struct ops_req *r = ops_req_new(o, op, argc, argv);
+
+		while (ops_req_run(r, NULL, rows, &st, message_r) == 1)
+			;
+		ops_req_free(r);
+		return st;
 	}
 	st = e->run(o, argc, argv, message_r, rows);
 	if (*message_r == NULL)
@@ -1267,6 +1467,107 @@ ops_writes(const char *op)
 	const struct op *e = op_find(op);
 
 	return e != NULL && e->access != OP_READ;
+}
+
+bool
+ops_on_loop(const char *op)
+{
+	const struct op *e = op_find(op);
+
+	return e != NULL && e->loop;
+}
+
+/* ---- requests in slices --------------------------------------------- */
+
+struct ops_req *
+ops_req_new(struct ops *o, const char *op, size_t argc, char *const *argv)
+{
+	struct ops_req *r = xcalloc(1, sizeof(*r));
+	size_t i;
+
+	r->view = *o;
+	r->view.st = NULL;
+	r->view.g = NULL;
+	r->view.sg.key = &r->view.key;
+	r->view.view = true;
+	r->view.held = NULL;
+	r->own = o->st;
+	r->e = op_find(op);
+	r->op = xstrdup(op);
+	r->argc = argc;
+	r->argv = xcalloc(argc + 1, sizeof(*r->argv));
+	for (i = 0; i < argc; i++)
+		r->argv[i] = xstrdup(argv[i]);
+	r->now = (uint64_t)time(NULL);
+	return r;
+}
+
+void
+ops_req_free(struct ops_req *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->argc; i++)
+		free(r->argv[i]);
+	free(r->argv);
+	free(r->op);
+	free(r->view.held);
+	dkey_clear(&r->view.key);
+	free(r);
+}
+
+void
+ops_req_set_slice(struct ops_req *r, size_t rows, size_t records)
+{
+	r->slice_rows = rows;
+	r->slice_records = records;
+}
+
+int
+ops_req_run(struct ops_req *r, struct store *st, struct ctl_rows *rows,
+    enum ctl_status *status_r, char **message_r)
+{
+	const struct op *e = r->e;
+	int more = 0;
+
+	*message_r = NULL;
+	r->view.st = st != NULL ? st : r->own;
+	if (e == NULL) {
+		*message_r = xasprintf("unknown request '%s'", r->op);
+		*status_r = CTL_USAGE;
+	} else if (r->argc < e->args_min || r->argc > e->args_max) {
+		*message_r = xasprintf("%s: wrong number of arguments", r->op);
+		*status_r = CTL_USAGE;
+	} else if (e->slice != NULL) {
+		more = e->slice(&r->view, r, rows, status_r, message_r);
+	} else {
+		*status_r = e->run(&r->view, r->argc, r->argv, message_r,
+		    rows);
+	}
+	r->view.st = NULL;
+	if (more) {
+		free(*message_r);
+		*message_r = NULL;
+	} else if (*message_r == NULL) {
+		*message_r = xstrdup("");
+	}
+	return more;
+}
+
+void
+ops_req_publish(struct ops *o, struct ops_req *r)
+{
+	if (r->e == NULL || r->e->access == OP_READ)
+		return;
+	publish_own(o);
+	if (r->view.held != NULL && o->g != NULL &&
+	    gossip_publish(o->g, r->view.held, r->view.held_len,
+	    mm_now_ms()) != 0)
+		log_warnx("- gossip publish-failed kind=trust");
+	free(r->view.held);
+	r->view.held = NULL;
 }
 
 /* ---- gossip --------------------------------------------------------- */

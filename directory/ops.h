@@ -1,11 +1,12 @@
 /* The directory's control requests: what mmctl asks of a node's directory
  * (directory/ctl.h carries them over the control socket). The agent runs
- * them for its clients, and `mmctl --direct` runs the same handlers on the
- * store itself when no node is up, so that both paths give the same
- * answers. A struct ops holds what they need: the store (open for
- * writing), the node key that signs changes, and the config. Also here:
- * the trust checks a node runs before it starts, and the accept rule for
- * the records peers gossip.
+ * them for its clients on its store threads, and `mmctl --direct` runs the
+ * same handlers on the store itself when no node is up, so that both paths
+ * give the same answers; listings stream in slices either way (ops_req).
+ * A struct ops holds what they need: the store (open for writing), the
+ * node key that signs changes, and the config. Also here: the trust
+ * checks a node runs before it starts, and the accept rule for the
+ * records peers gossip.
  *
  * Over the socket, anyone who can connect may read; the ops that change
  * anything (user-add, user-set, user-del, import-*, keys-accept; the op
@@ -87,10 +88,58 @@ struct ops *ops_new(const struct mm_config *conf, const struct dkey *key,
 /* Closes the store and wipes the key; NULL is fine. */
 void ops_free(struct ops *o);
 
-/* Runs one request. *message_r (malloc'd, never NULL) and rows are the
- * caller's to free. Returns the status. */
+/* Runs one request whole, on o's store (a listing's every row lands in
+ * rows: stream those with ops_req instead). *message_r (malloc'd, never
+ * NULL) and rows are the caller's to free. Returns the status. */
 enum ctl_status ops_exec(struct ops *o, const char *op, size_t argc,
     char *const *argv, char **message_r, struct ctl_rows *rows);
+
+/* Whether op reads what only the loop that owns o has (the gossip
+ * membership: sites): it then runs there with ops_exec, not on a store
+ * thread. */
+bool ops_on_loop(const char *op);
+
+/* ---- requests in slices --------------------------------------------- */
+
+/* A request that runs elsewhere than on o's loop: on a store thread
+ * (jobs.h), or in mmctl --direct, in slices. Requests whose answer grows
+ * with the store (user-list, export, verify, keys-list, stats) come in
+ * slices of bounded size: at most OPS_SLICE_ROWS rows or OPS_SLICE_BYTES
+ * bytes of them, each slice read in a read transaction of its own and
+ * resuming after the last user the slice before read, so that the
+ * caller can send a slice before the next is read, wait for a slow
+ * reader in between, and run other work on the thread meanwhile. Any
+ * other request is one slice. */
+#define OPS_SLICE_ROWS 10000
+#define OPS_SLICE_BYTES (256 * 1024)	/* of rows, as ctl_rows counts */
+
+struct ops_req;
+
+/* A request for op with args (copied), on o's config and key; made on
+ * o's loop, where o must stay until the request is freed. Never NULL: an
+ * unknown op or a wrong count is the answer of its one slice. */
+struct ops_req *ops_req_new(struct ops *o, const char *op, size_t argc,
+    char *const *argv);
+/* NULL is fine. */
+void ops_req_free(struct ops_req *r);
+
+/* Runs the next slice on st, the store handle of the thread it runs on
+ * (NULL: o's own). It uses nothing of o but its config and key (never its
+ * gossip), so it may run on any one thread at a time. The slice's rows
+ * are added to rows, the first slice's after the header row. 1: more
+ * slices follow; 0: that was the last, with *status_r and *message_r
+ * (malloc'd, the caller's) set. */
+int ops_req_run(struct ops_req *r, struct store *st, struct ctl_rows *rows,
+    enum ctl_status *status_r, char **message_r);
+
+/* After a slice of a request that writes (ops_writes), on o's loop:
+ * pushes through o's gossip what it stored (this node's own records, a
+ * certificate or revocation). Nothing for a request that only reads. */
+void ops_req_publish(struct ops *o, struct ops_req *r);
+
+/* For tests: slices of at most rows rows, examining at most records
+ * records each (0: the request's own bounds). */
+void ops_req_set_slice(struct ops_req *r, size_t rows, size_t records);
 
 /* Whether op changes the store or the node (so needs an admin over the
  * control socket). false for an unknown op: ops_exec refuses that one
@@ -122,19 +171,24 @@ enum gossip_accept ops_gossip_accept(struct ops *o, const char *from,
     const uint8_t *env, size_t len, uint64_t now);
 
 /* This node's part of a check report (check.h): its tree, origins, back
- * ends, verify summary and the per-record checks, added to rep as the
- * local node. The tree goes to *tree_r (the caller's to free) when
- * tree_r is not NULL. 0, or -1 when the store cannot be read (the node
- * is then marked unreachable in rep). */
+ * ends, a scrub of its store (store_scrub; signatures are checked by
+ * `verify` only) and the per-record checks, added to rep as the local
+ * node, all at once (`mmctl --direct check`; the agent's check_run does
+ * the same off its loop). The tree goes to *tree_r (the caller's to
+ * free) when tree_r is not NULL. 0, or -1 when the store cannot be read
+ * (the node is then marked unreachable in rep). */
 int ops_check_local(struct ops *o, struct check_report *rep,
     struct store_tree **tree_r);
 
-/* Certificates and revocations read from the store at path, as rows: key
- * id, role, site, name, issued, expires, state (valid, revoked, expired,
- * bad-signature). The store is read in this process, read-only, and closed
- * before return. rows are the caller's. 0, or -1 with a malloc'd
- * *errstr_r. */
-int ops_keys_rows(const char *path, uint64_t now, struct ctl_rows *rows,
+/* Rows as they come, a slice at a time; valid during the call. */
+typedef void (*ops_rows_cb)(void *arg, const struct ctl_rows *rows);
+
+/* Certificates and revocations read from the store at path, given to cb
+ * in slices (keys-list's rows, header first): key id, role, site, name,
+ * issued, expires, state (valid, revoked, expired, bad-signature),
+ * origin, origin_seq. The store is read in this process, read-only, and
+ * closed before return. 0, or -1 with a malloc'd *errstr_r. */
+int ops_keys_rows(const char *path, uint64_t now, ops_rows_cb cb, void *arg,
     char **errstr_r);
 
 /* The next origin_seq for records signed by origin, from the certificates

@@ -29,7 +29,7 @@
 
 const char *const store_dbi_names[DBI_COUNT] = {
 	"meta", "users", "hwm", "log", "origins", "certs", "revoked",
-	"evidence", "routes",
+	"evidence", "routes", "tree",
 };
 
 /* ---- opening --------------------------------------------------------- */
@@ -41,16 +41,31 @@ mdb_fail(char **errstr_r, const char *path, const char *what, int rc)
 	return -1;
 }
 
-/* Opens the sub-databases and checks (or, new, writes) the schema. */
+/* The schema version as stored: 4 bytes, big-endian. */
+static void
+schema_encode(uint32_t v, uint8_t out[4])
+{
+	out[0] = (uint8_t)(v >> 24);
+	out[1] = (uint8_t)(v >> 16);
+	out[2] = (uint8_t)(v >> 8);
+	out[3] = (uint8_t)v;
+}
+
+/* Opens the sub-databases and checks (or, new, writes) the schema. The
+ * version is read before the other databases are opened, so that a
+ * reader of an older store gets the version's message. *migrate_r: the
+ * store is of version 2 (write mode): its tree is still to build. */
 static int
-open_dbis(struct store *st, char **errstr_r)
+open_dbis(struct store *st, bool *migrate_r, char **errstr_r)
 {
 	MDB_txn *txn = NULL;
 	MDB_val key, val;
 	uint8_t ver[4];
 	unsigned int flags = st->mode == STORE_WRITE ? MDB_CREATE : 0;
+	uint32_t v = STORE_SCHEMA_VERSION;
 	int rc = -1, mrc, i;
 
+	*migrate_r = false;
 	mrc = mdb_txn_begin(st->env, NULL,
 	    st->mode == STORE_READONLY ? MDB_RDONLY : 0, &txn);
 	if (mrc != 0) {
@@ -69,36 +84,39 @@ open_dbis(struct store *st, char **errstr_r)
 			mdb_fail(errstr_r, st->path, store_dbi_names[i], mrc);
 			goto done;
 		}
-	}
-	key = val_str(META_SCHEMA);
-	mrc = mdb_get(txn, st->dbi[DBI_META], &key, &val);
-	if (mrc == MDB_NOTFOUND && st->mode == STORE_WRITE) {
-		ver[0] = (uint8_t)(STORE_SCHEMA_VERSION >> 24);
-		ver[1] = (uint8_t)(STORE_SCHEMA_VERSION >> 16);
-		ver[2] = (uint8_t)(STORE_SCHEMA_VERSION >> 8);
-		ver[3] = (uint8_t)STORE_SCHEMA_VERSION;
-		val = val_bin(ver, sizeof(ver));
-		mrc = mdb_put(txn, st->dbi[DBI_META], &key, &val, 0);
-	}
-	if (mrc == MDB_NOTFOUND) {
-		*errstr_r = xasprintf("%s: directory store has no schema "
-		    "version; open it once in write mode", st->path);
-		goto done;
-	}
-	if (mrc != 0) {
-		mdb_fail(errstr_r, st->path, "schema version", mrc);
-		goto done;
-	}
-	if (val.mv_size != 4) {
-		*errstr_r = xasprintf("%s: malformed schema version",
-		    st->path);
-		goto done;
-	} else {
-		const uint8_t *p = val.mv_data;
-		uint32_t v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-		    (uint32_t)p[2] << 8 | p[3];
+		if (i != DBI_META)
+			continue;
+		key = val_str(META_SCHEMA);
+		mrc = mdb_get(txn, st->dbi[DBI_META], &key, &val);
+		if (mrc == MDB_NOTFOUND && st->mode == STORE_WRITE) {
+			schema_encode(STORE_SCHEMA_VERSION, ver);
+			val = val_bin(ver, sizeof(ver));
+			mrc = mdb_put(txn, st->dbi[DBI_META], &key, &val, 0);
+		}
+		if (mrc == MDB_NOTFOUND) {
+			*errstr_r = xasprintf("%s: directory store has no "
+			    "schema version; open it once in write mode",
+			    st->path);
+			goto done;
+		}
+		if (mrc != 0) {
+			mdb_fail(errstr_r, st->path, "schema version", mrc);
+			goto done;
+		}
+		if (val.mv_size != 4) {
+			*errstr_r = xasprintf("%s: malformed schema version",
+			    st->path);
+			goto done;
+		} else {
+			const uint8_t *p = val.mv_data;
 
-		if (v != STORE_SCHEMA_VERSION) {
+			v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+			    (uint32_t)p[2] << 8 | p[3];
+		}
+		/* A writer builds what version 2 lacked (store_tree.c). */
+		if (v == 2 && st->mode == STORE_WRITE) {
+			*migrate_r = true;
+		} else if (v != STORE_SCHEMA_VERSION) {
 			*errstr_r = xasprintf("%s: directory store has schema "
 			    "version %" PRIu32 ", this program needs version "
 			    "%d; migrate or rebuild the store", st->path, v,
@@ -119,6 +137,32 @@ done:
 	return rc;
 }
 
+static int
+schema_fn(struct wctx *ctx, void *arg)
+{
+	uint8_t ver[4];
+	MDB_val key = val_str(META_SCHEMA), val;
+
+	(void)arg;
+	schema_encode(STORE_SCHEMA_VERSION, ver);
+	val = val_bin(ver, sizeof(ver));
+	return tx_put(ctx, DBI_META, &key, &val, 0) < 0 ? -1 : 0;
+}
+
+/* A store of version 2 gets its tree, then the current version. */
+static int
+migrate(struct store *st, char **errstr_r)
+{
+	if (store_tree_migrate(st, errstr_r) < 0)
+		return -1;
+	if (store_write(st, 0, schema_fn, NULL) < 0) {
+		*errstr_r = xasprintf("%s: cannot write the schema version",
+		    st->path);
+		return -1;
+	}
+	return 0;
+}
+
 struct store *
 store_open_sized(const char *path, enum store_mode mode, uint64_t mapsize,
     char **errstr_r)
@@ -127,6 +171,7 @@ store_open_sized(const char *path, enum store_mode mode, uint64_t mapsize,
 	struct stat sb;
 	char *data = NULL;
 	unsigned int flags = MDB_NOTLS;
+	bool old = false;
 	int mrc, ok = 0;
 
 	if (dkey_init() < 0) {
@@ -176,7 +221,8 @@ store_open_sized(const char *path, enum store_mode mode, uint64_t mapsize,
 		mdb_fail(errstr_r, path, "mdb_env_open", mrc);
 		goto done;
 	}
-	if (open_dbis(st, errstr_r) < 0)
+	if (open_dbis(st, &old, errstr_r) < 0 ||
+	    (old && migrate(st, errstr_r) < 0))
 		goto done;
 	ok = 1;
 done:
@@ -637,35 +683,42 @@ store_get_route(struct store *st, const char *user, struct store_route *r_r)
 	return rc;
 }
 
-/* Calls cb for every record of kind in sub-database dbi, in key order;
- * one that does not decode is logged and skipped. */
+/* Calls cb for every record of kind in sub-database dbi, in key order,
+ * from the entry after from on (from NULL: all of them); one that does
+ * not decode is logged and skipped. 1 when cb stopped the walk, 0 at the
+ * end, -1 on a store error. */
 static int
 foreach_record(struct store *st, int dbi, enum record_kind kind,
-    store_user_cb cb, void *arg)
+    struct store_cursor *from, store_user_cb cb, void *arg)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val key, val;
 	struct record r;
-	int rc = -1, mrc;
+	int rc = -1, mrc, stopped = 0;
 
 	if (store_walk_begin(st, &txn) < 0)
 		return -1;
 	if ((mrc = mdb_cursor_open(txn, st->dbi[dbi], &cur)) != 0)
 		goto fail;
-	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+	for (mrc = store_cursor_first(cur, from, &key, &val); mrc == 0;
+	    mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (from != NULL)
+			store_cursor_set(from, &key);
 		if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
 		    r.kind != kind) {
 			log_warnx("- dir store bad-record path=%s db=%s",
 			    st->path, store_dbi_names[dbi]);
 			continue;
 		}
-		if (cb(&r, val.mv_data, val.mv_size, arg) != 0)
+		if (cb(&r, val.mv_data, val.mv_size, arg) != 0) {
+			stopped = 1;
 			break;
+		}
 	}
-	if (mrc != 0 && mrc != MDB_NOTFOUND)
+	if (mrc != 0 && mrc != MDB_NOTFOUND && !stopped)
 		goto fail;
-	rc = 0;
+	rc = stopped;
 	goto done;
 fail:
 	log_warnx("- dir store walk path=%s db=%s error=\"%s\"", st->path,
@@ -680,7 +733,15 @@ done:
 int
 store_foreach_user(struct store *st, store_user_cb cb, void *arg)
 {
-	return foreach_record(st, DBI_USERS, RECORD_USER, cb, arg);
+	return foreach_record(st, DBI_USERS, RECORD_USER, NULL, cb, arg) < 0 ?
+	    -1 : 0;
+}
+
+int
+store_foreach_user_from(struct store *st, struct store_cursor *cur,
+    store_user_cb cb, void *arg)
+{
+	return foreach_record(st, DBI_USERS, RECORD_USER, cur, cb, arg);
 }
 
 /* ---- trust state ----------------------------------------------------- */
@@ -716,13 +777,52 @@ store_get_cert(struct store *st, const uint8_t id[DKEY_ID_LEN],
 int
 store_foreach_cert(struct store *st, store_trust_cb cb, void *arg)
 {
-	return foreach_record(st, DBI_CERTS, RECORD_CERT, cb, arg);
+	return foreach_record(st, DBI_CERTS, RECORD_CERT, NULL, cb, arg) < 0 ?
+	    -1 : 0;
 }
 
 int
 store_foreach_revoked(struct store *st, store_trust_cb cb, void *arg)
 {
-	return foreach_record(st, DBI_REVOKED, RECORD_REVOKE, cb, arg);
+	return foreach_record(st, DBI_REVOKED, RECORD_REVOKE, NULL, cb,
+	    arg) < 0 ? -1 : 0;
+}
+
+int
+store_foreach_cert_from(struct store *st, struct store_cursor *cur,
+    store_trust_cb cb, void *arg)
+{
+	return foreach_record(st, DBI_CERTS, RECORD_CERT, cur, cb, arg);
+}
+
+int
+store_foreach_revoked_from(struct store *st, struct store_cursor *cur,
+    store_trust_cb cb, void *arg)
+{
+	return foreach_record(st, DBI_REVOKED, RECORD_REVOKE, cur, cb, arg);
+}
+
+int
+store_is_revoked(struct store *st, const uint8_t id[DKEY_ID_LEN])
+{
+	struct record r;
+	MDB_txn *txn;
+	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
+	int rc = -1, mrc;
+
+	if (store_read_begin(st, &txn) < 0)
+		return -1;
+	mrc = mdb_get(txn, st->dbi[DBI_REVOKED], &key, &val);
+	if (mrc == MDB_NOTFOUND)
+		rc = 0;
+	else if (mrc != 0)
+		log_warnx("- dir store get-revoked path=%s error=\"%s\"",
+		    st->path, mdb_strerror(mrc));
+	else
+		rc = record_decode(val.mv_data, val.mv_size, &r, NULL) == 0 &&
+		    r.kind == RECORD_REVOKE;
+	store_read_end(st);
+	return rc;
 }
 
 /* ---- stats ----------------------------------------------------------- */
@@ -825,6 +925,15 @@ purge_fn(struct wctx *ctx, void *arg)
 		mrc = mdb_del(ctx->txn, ctx->st->dbi[DBI_ROUTES], &key, NULL);
 		if (mrc != 0 && mrc != MDB_NOTFOUND)
 			break;
+		if (key.mv_size <= RECORD_USER_MAX) {
+			char user[RECORD_USER_MAX];
+
+			memcpy(user, key.mv_data, key.mv_size);
+			if (store_tree_del(ctx, user, key.mv_size) < 0) {
+				mrc = ctx->mdb_rc;
+				break;
+			}
+		}
 		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 		a->count++;

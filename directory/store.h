@@ -5,7 +5,9 @@
  * big-endian -> envelope), origins (origin -> highest origin_seq), certs
  * (key id -> CERT envelope), revoked (key id -> REVOKE envelope), evidence
  * (BLAKE2b of an envelope -> envelope, for equivocations), routes (user ->
- * state, site, back end: the proxy's compact index of the current records).
+ * state, site, back end: the proxy's compact index of the current records),
+ * tree (leaf -> its hash and count; leaf, user -> entry hash): the
+ * consistency tree over the current records.
  *
  * One writer (the node's directory agent, or mmctl when no node runs; LMDB
  * serialises writers anyway). Proxy workers open it read-only and resolve a
@@ -23,7 +25,7 @@
 #include "dkey.h"
 #include "record.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3	/* 3: the consistency tree */
 #define STORE_MAPSIZE_INITIAL (64ULL << 20)	/* grows when full */
 
 struct store;
@@ -31,7 +33,9 @@ struct store;
 enum store_mode { STORE_READONLY, STORE_WRITE };
 
 /* Opens (creating in write mode) the environment in directory path.
- * Refuses a store whose schema version differs, naming both versions.
+ * Refuses a store whose schema version differs, naming both versions;
+ * in write mode a store of version 2 is migrated instead (its tree
+ * built, logged).
  * NULL with *errstr_r on failure. */
 struct store *store_open(const char *path, enum store_mode mode,
     char **errstr_r);
@@ -83,6 +87,24 @@ typedef int (*store_user_cb)(const struct record *r, const uint8_t *env,
     size_t len, void *arg);
 int store_foreach_user(struct store *st, store_user_cb cb, void *arg);
 
+/* Where a walk in slices goes on: after the entry with this key. Zeroed,
+ * it starts at the first entry. */
+#define STORE_KEY_MAX 511	/* LMDB's longest key */
+struct store_cursor {
+	uint8_t key[STORE_KEY_MAX];
+	size_t len;
+	bool started;
+};
+
+/* store_foreach_user in slices: from the first entry after cur, in a read
+ * transaction of its own, until cb returns nonzero; cur moves past every
+ * entry cb is called for (and every one skipped as damaged). Users added
+ * or deleted between two slices are seen or not by where they sort: after
+ * cur they are, before it not; every other user is seen exactly once. 1
+ * when cb stopped the walk, 0 at the end, -1 on a store error. */
+int store_foreach_user_from(struct store *st, struct store_cursor *cur,
+    store_user_cb cb, void *arg);
+
 /* ---- trust state ---------------------------------------------------- */
 
 /* The certificate stored for key id, decoded into *c_r (no pointers into
@@ -101,6 +123,14 @@ typedef int (*store_trust_cb)(const struct record *r, const uint8_t *env,
     size_t len, void *arg);
 int store_foreach_cert(struct store *st, store_trust_cb cb, void *arg);
 int store_foreach_revoked(struct store *st, store_trust_cb cb, void *arg);
+/* The same in slices, as store_foreach_user_from. */
+int store_foreach_cert_from(struct store *st, struct store_cursor *cur,
+    store_trust_cb cb, void *arg);
+int store_foreach_revoked_from(struct store *st, struct store_cursor *cur,
+    store_trust_cb cb, void *arg);
+/* 1 when the store holds a revocation of key id, 0 when not (or a
+ * damaged entry), -1 on a store error. */
+int store_is_revoked(struct store *st, const uint8_t id[DKEY_ID_LEN]);
 
 /* The origin_seq the next record signed by origin takes: one above the
  * highest this store holds from origin (1 when none). 0, or -1 on a store
@@ -291,6 +321,16 @@ typedef void (*store_bad_cb)(const char *what, const char *reason,
     void *arg);
 int store_verify(struct store *st, uint64_t now,
     struct store_verify_report *rep_r, store_bad_cb cb, void *arg);
+/* store_verify in slices, so that the thread running it can do other
+ * work between them: each call is a read transaction of its own that
+ * checks up to max user records after cur (a zeroed cursor: the first
+ * call, which also checks the certificates and revocations and zeroes
+ * rep_r; later calls only read them again). The last call counts the
+ * evidence. rep_r adds up over the calls. 1 when more is left, 0 when
+ * done, -1 on a store error. */
+int store_verify_slice(struct store *st, uint64_t now,
+    struct store_cursor *cur, size_t max, struct store_verify_report *rep_r,
+    store_bad_cb cb, void *arg);
 
 /* Drops the bodies of tombstones older than ttl seconds (their high-water
  * marks stay, so an old record can never come back). Returns the count
@@ -308,17 +348,25 @@ long store_purge_tombstones(struct store *st, uint64_t now, uint64_t ttl);
  * bucket is all zeros. Equal sets of records give equal roots whatever
  * order they arrived in.
  *
- * Computed on demand by one scan of the users (no state kept in the store,
- * so no write pays for it): about a second per million users. */
+ * Kept in the store beside the records: every user's entry in a per-leaf
+ * index, every leaf's hash and entry count beside its entries, written in
+ * the same write transaction as the record, so that a crash never leaves
+ * them apart. A change recomputes its leaf from the leaf's entries (a
+ * dozen or two at a million users); buckets and the root are derived when
+ * the tree is read. */
 #define STORE_TREE_HASH_LEN 32
 #define STORE_TREE_FANOUT 256
 #define STORE_TREE_LEAVES (STORE_TREE_FANOUT * STORE_TREE_FANOUT)
 
 struct store_tree;
 
-/* Scans the store. *tree_r is the caller's (store_tree_free). 0, or -1 on
- * a store error. */
+/* Reads the kept tree (its 65,536 leaf summaries: tens of milliseconds
+ * at a million users).
+ * *tree_r is the caller's (store_tree_free). 0, or -1 on a store error. */
 int store_tree_build(struct store *st, struct store_tree **tree_r);
+/* The same tree computed from the records alone, by one scan of them
+ * (about a second per million users): what the kept tree must equal. */
+int store_tree_scan(struct store *st, struct store_tree **tree_r);
 void store_tree_free(struct store_tree *t);
 /* Pointers into t (STORE_TREE_HASH_LEN bytes), valid while t is. */
 const uint8_t *store_tree_root(const struct store_tree *t);
@@ -332,16 +380,64 @@ unsigned store_tree_leaf_of(const char *user, size_t len);
 void store_tree_env_hash(const uint8_t *env, size_t len,
     uint8_t out[STORE_TREE_HASH_LEN]);
 
-/* Calls cb for every current user record in the leaves whose bit is set
- * in leaves (STORE_TREE_LEAVES bits, bit i in byte i / 8, value
- * 1 << (i % 8)), in name order, with the envelope's hash; user is
- * NUL-terminated, user and env point into the store, valid during the
- * call. cb returns 0 to go on. 0, or -1 on a store error. */
+/* Calls cb with the kept entry of every user in the leaves whose bit is
+ * set in leaves (STORE_TREE_LEAVES bits, bit i in byte i / 8, value
+ * 1 << (i % 8)), leaf by leaf, in name order within a leaf; hash is the
+ * entry's. Reads only those leaves' entries. user is NUL-terminated and
+ * valid during the call. cb returns 0 to go on. 0, or -1 on a store
+ * error. */
 typedef int (*store_tree_user_cb)(unsigned leaf, const char *user,
-    const uint8_t hash[STORE_TREE_HASH_LEN], const uint8_t *env, size_t len,
-    void *arg);
+    const uint8_t hash[STORE_TREE_HASH_LEN], void *arg);
 int store_tree_leaf_users(struct store *st, const uint8_t *leaves,
     store_tree_user_cb cb, void *arg);
+
+/* ---- scrub ---------------------------------------------------------- */
+
+/* Re-checks the stored records against the kept tree: every tree entry
+ * has a record whose entry hash it holds, every record has its entry,
+ * every leaf holds the hash and count of its entries. A byte flipped in a
+ * record, in the tree, or in a key of either shows up. Signatures are not
+ * checked (store_verify does, at a fraction of the speed): a scrub costs
+ * a few microseconds per record on one core.
+ *
+ * It runs in slices, each in a read transaction of its own, so that a
+ * long scrub holds back no writer and no reuse of pages; a record that
+ * changes between slices is seen before or after the change, never
+ * half. */
+struct store_scrub;
+
+struct store_scrub_report {
+	uint64_t records;	/* current records examined */
+	uint64_t entries;	/* tree entries examined */
+	uint64_t damaged;	/* findings */
+	uint64_t equivocations;	/* evidence entries */
+};
+
+/* A finding: user (printable, escaped; "" when it is about a leaf) and
+ * what is wrong, valid during the call. */
+typedef void (*store_scrub_cb)(const char *user, const char *what,
+    void *arg);
+/* Every current record once, during the scrub (env valid during the
+ * call). */
+typedef void (*store_scrub_record_cb)(const uint8_t *env, size_t len,
+    void *arg);
+
+/* A scrub that has not started; damaged and record (both may be NULL)
+ * are called from whichever thread runs its steps. */
+struct store_scrub *store_scrub_new(store_scrub_cb damaged,
+    store_scrub_record_cb record, void *arg);
+void store_scrub_free(struct store_scrub *s);
+/* The next slice: about budget records or entries, in one read
+ * transaction. 1 when the scrub is over, 0 when there is more, -1 on a
+ * store error (logged; the scrub is over). */
+int store_scrub_step(struct store *st, struct store_scrub *s, size_t budget);
+/* What the scrub found so far. */
+void store_scrub_result(const struct store_scrub *s,
+    struct store_scrub_report *r_r);
+/* A whole scrub, slice after slice. 0, or -1 on a store error. */
+int store_scrub(struct store *st, store_scrub_cb damaged,
+    store_scrub_record_cb record, void *arg,
+    struct store_scrub_report *r_r);
 
 /* ---- membership snapshot -------------------------------------------- */
 

@@ -106,7 +106,7 @@ resolve_signer(struct wctx *ctx, const struct record *r, int check_expiry,
 	return ACCEPT_STORED;
 }
 
-/* Makes r the current record of its user. */
+/* Makes r the current record of its user (with its tree entry). */
 static enum accept_result
 put_current(struct wctx *ctx, const struct record *r, const uint8_t *env,
     size_t len)
@@ -116,8 +116,7 @@ put_current(struct wctx *ctx, const struct record *r, const uint8_t *env,
 	size_t sitelen = strlen(u->site);
 	MDB_val key = val_str(u->user), val;
 
-	val = val_bin(env, len);
-	if (tx_put(ctx, DBI_USERS, &key, &val, 0) < 0 ||
+	if (store_current_put(ctx, u->user, env, len) < 0 ||
 	    store_route_put(ctx, u->user, u->state, u->site, u->backend) < 0)
 		return REJECT_STORE;
 	be64_put(h, u->epoch);

@@ -236,8 +236,8 @@ sign_parallel(struct puts *b)
 	    VERIFY_THREADS_MAX, sign_share, b);
 }
 
-/* Stores a signed record of the batch: current record, high-water mark,
- * log entry. */
+/* Stores a signed record of the batch: current record (with its tree
+ * entry), high-water mark, log entry. */
 static int
 store_plan(struct wctx *ctx, struct puts *b, const struct plan *p)
 {
@@ -247,8 +247,8 @@ store_plan(struct wctx *ctx, struct puts *b, const struct plan *p)
 	size_t sitelen = strlen(b->sg->site), olen = strlen(origin);
 	MDB_val key = val_str(user), val;
 
-	val = val_bin(b->envs + p->env_off, p->env_len);
-	if (tx_put(ctx, DBI_USERS, &key, &val, 0) < 0 ||
+	if (store_current_put(ctx, user, b->envs + p->env_off,
+	    p->env_len) < 0 ||
 	    store_route_put(ctx, user, b->items[p->item].state, b->sg->site,
 	    b->items[p->item].backend) < 0)
 		return -1;

@@ -9,7 +9,8 @@
  *   store_author.c  the writer's own records: signed and stored in batches
  *   store_log.c     per-origin logs and their contiguous marks
  *   store_verify.c  store_verify
- *   store_tree.c    the consistency tree
+ *   store_tree.c    the consistency tree, kept beside the records
+ *   store_scrub.c   store_scrub: the records against their tree
  *
  * The small helpers and the lookups inside a transaction are static inline,
  * so the accept and authoring paths inline them as they did when all of
@@ -46,6 +47,7 @@ enum {
 	DBI_REVOKED,
 	DBI_EVIDENCE,
 	DBI_ROUTES,
+	DBI_TREE,		/* leaf -> summary; leaf, user -> hash */
 	DBI_COUNT
 };
 
@@ -174,6 +176,37 @@ int store_walk_begin(struct store *st, MDB_txn **txn_r);
 /* Ends a walk's transaction. */
 void store_walk_end(struct store *st, MDB_txn *txn);
 
+/* A walk in slices (struct store_cursor): c to the first entry after
+ * from, or to the first entry at all when from is NULL or has not
+ * started. mdb_cursor_get's result. */
+static inline int
+store_cursor_first(MDB_cursor *c, const struct store_cursor *from,
+    MDB_val *key, MDB_val *val)
+{
+	int mrc;
+
+	if (from == NULL || !from->started)
+		return mdb_cursor_get(c, key, val, MDB_FIRST);
+	key->mv_size = from->len;
+	key->mv_data = (void *)(uintptr_t)from->key;
+	mrc = mdb_cursor_get(c, key, val, MDB_SET_RANGE);
+	if (mrc == 0 && key->mv_size == from->len &&
+	    memcmp(key->mv_data, from->key, from->len) == 0)
+		mrc = mdb_cursor_get(c, key, val, MDB_NEXT);
+	return mrc;
+}
+
+/* The walk is past key now. */
+static inline void
+store_cursor_set(struct store_cursor *to, const MDB_val *key)
+{
+	/* LMDB keys are never longer than STORE_KEY_MAX. */
+	to->len = key->mv_size < sizeof(to->key) ? key->mv_size :
+	    sizeof(to->key);
+	memcpy(to->key, key->mv_data, to->len);
+	to->started = true;
+}
+
 /* Work done inside a write transaction: 0 commit, 1 nothing to commit,
  * -1 error (ctx->mdb_rc says which). It may run more than once. */
 typedef int (*store_write_cb)(struct wctx *ctx, void *arg);
@@ -259,6 +292,47 @@ int store_route_decode(const uint8_t *v, size_t len, struct store_route *r);
  * pre (may be NULL) is the signature checked ahead, if any. */
 enum accept_result store_accept_in_txn(struct wctx *ctx, const uint8_t *env,
     size_t len, const struct vjob *pre);
+
+/* ---- the consistency tree (store_tree.c) ----------------------------- */
+
+#define TREE_KEY_MAX (2 + RECORD_USER_MAX)
+#define TREE_LEAF_VALUE (STORE_TREE_HASH_LEN + 4)	/* hash, entries */
+
+/* The tree's one sub-database holds, per leaf, the leaf's summary under
+ * the leaf's number (2 bytes, big-endian) and its entries under the
+ * number and the user, just after it: a change rewrites the page of its
+ * entry and, mostly, nothing else. A summary is the leaf's hash and its
+ * count of entries (4 bytes, big-endian). */
+
+/* The key of user's tree entry: leaf (2 bytes, big-endian), user. Its
+ * length. */
+static inline size_t
+tree_key(unsigned leaf, const char *user, size_t ulen,
+    uint8_t out[TREE_KEY_MAX])
+{
+	out[0] = (uint8_t)(leaf >> 8);
+	out[1] = (uint8_t)leaf;
+	memcpy(out + 2, user, ulen);
+	return 2 + ulen;
+}
+
+/* BLAKE2b(user NUL BLAKE2b(env)): what the tree holds for one record. */
+void store_tree_entry_hash(const char *user, size_t ulen, const uint8_t *env,
+    size_t len, uint8_t out[STORE_TREE_HASH_LEN]);
+
+/* Makes env user's current record: the users database, the user's tree
+ * entry and its leaf, in ctx's transaction. 0, or -1 (ctx). */
+int store_current_put(struct wctx *ctx, const char *user,
+    const uint8_t *env, size_t len);
+/* Drops user's tree entry and updates its leaf (the caller drops the
+ * record). 0, or -1 (ctx). */
+int store_tree_del(struct wctx *ctx, const char *user, size_t ulen);
+
+/* Builds the tree of a store of schema version 2, which had none, in
+ * bounded write transactions (what an interrupted run left is dropped
+ * first); the caller then sets the schema version. 0, or -1 with
+ * *errstr_r. */
+int store_tree_migrate(struct store *st, char **errstr_r);
 
 /* ---- per-origin logs (store_log.c) ----------------------------------- */
 

@@ -88,19 +88,32 @@ vcert_find(struct vstate *vs, const uint8_t id[DKEY_ID_LEN])
 	    vcert_cmp);
 }
 
-/* Walks dbi, calling fn for each entry; -1 on an LMDB error. */
+/* Walks dbi from the entry after from (from NULL: all of it), calling fn
+ * for each entry, at most max of them (0: no limit); from moves past
+ * each. 1 stopped at max, 0 at the end, -1 on an LMDB error. */
 static int
 vwalk(struct vstate *vs, int dbi,
-    void (*fn)(struct vstate *, const MDB_val *, const MDB_val *))
+    void (*fn)(struct vstate *, const MDB_val *, const MDB_val *),
+    struct store_cursor *from, size_t max)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val key, val;
+	size_t n = 0;
 	int mrc;
 
 	if ((mrc = mdb_cursor_open(vs->txn, vs->st->dbi[dbi], &cur)) != 0)
 		goto fail;
-	while ((mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0)
+	for (mrc = store_cursor_first(cur, from, &key, &val); mrc == 0;
+	    mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (max > 0 && n == max) {
+			mdb_cursor_close(cur);
+			return 1;
+		}
+		if (from != NULL)
+			store_cursor_set(from, &key);
 		fn(vs, &key, &val);
+		n++;
+	}
 	mdb_cursor_close(cur);
 	if (mrc == MDB_NOTFOUND)
 		return 0;
@@ -333,58 +346,117 @@ v_user(struct vstate *vs, const MDB_val *key, const MDB_val *val)
 	v_queue(vs, &r, val, c->pk, name);
 }
 
+/* Starts a verify: a read transaction, the trust state from the
+ * certificates and revocations (checked and counted in rep when report,
+ * else read quietly). 0, or -1 (v_close all the same). */
+static int
+v_open(struct vstate *vs, struct store *st, struct store_verify_report *rep,
+    store_bad_cb cb, void *arg, bool report)
+{
+	struct store_verify_report quiet;
+	MDB_stat ms;
+	int g, i, rc = -1;
+
+	memset(vs, 0, sizeof(*vs));
+	memset(&quiet, 0, sizeof(quiet));
+	vs->st = st;
+	vs->cb = report ? cb : NULL;
+	vs->arg = arg;
+	vs->rep = report ? rep : &quiet;
+	if (store_walk_begin(st, &vs->txn) < 0) {
+		vs->txn = NULL;
+		goto done;
+	}
+	if ((g = get_root(vs->txn, st, vs->root)) < 0)
+		goto done;
+	vs->have_root = g == 1;
+	if (mdb_stat(vs->txn, st->dbi[DBI_CERTS], &ms) != 0)
+		goto done;
+	vs->certs = xcalloc(ms.ms_entries + 1, sizeof(*vs->certs));
+	for (i = 0; i < 2; i++) {
+		vs->rounds[i].jobs = xcalloc(VERIFY_CHUNK,
+		    sizeof(*vs->rounds[i].jobs));
+		vs->rounds[i].names = xcalloc(VERIFY_CHUNK,
+		    sizeof(*vs->rounds[i].names));
+	}
+	vs->fill = &vs->rounds[0];
+	if (vwalk(vs, DBI_CERTS, v_cert, NULL, 0) < 0 ||
+	    vwalk(vs, DBI_REVOKED, v_revoke, NULL, 0) < 0)
+		goto done;
+	rc = 0;
+done:
+	vs->cb = cb;
+	vs->rep = rep;
+	return rc;
+}
+
+/* The user records walked are checked (their rounds finished); with
+ * last, the evidence is counted. 0, or -1. */
+static int
+v_finish(struct vstate *vs, bool last)
+{
+	MDB_stat ms;
+
+	v_flush(vs);		/* starts the last round */
+	v_flush(vs);		/* and finishes it */
+	if (!last)
+		return 0;
+	if (mdb_stat(vs->txn, vs->st->dbi[DBI_EVIDENCE], &ms) != 0)
+		return -1;
+	vs->rep->equivocations = ms.ms_entries;
+	return 0;
+}
+
+static void
+v_close(struct vstate *vs)
+{
+	int i;
+
+	/* Threads still checking a round point into the transaction. */
+	if (vs->busy != NULL)
+		vround_finish(vs, vs->busy);
+	free(vs->certs);
+	for (i = 0; i < 2; i++) {
+		free(vs->rounds[i].jobs);
+		free(vs->rounds[i].names);
+	}
+	if (vs->txn != NULL)
+		store_walk_end(vs->st, vs->txn);
+}
+
 int
 store_verify(struct store *st, uint64_t now,
     struct store_verify_report *rep_r, store_bad_cb cb, void *arg)
 {
 	struct vstate vs;
-	MDB_stat ms;
-	int rc = -1, mrc, g;
-	size_t i;
+	int rc = -1;
 
 	memset(rep_r, 0, sizeof(*rep_r));
-	memset(&vs, 0, sizeof(vs));
-	vs.st = st;
-	vs.cb = cb;
-	vs.arg = arg;
-	vs.rep = rep_r;
-	if (store_walk_begin(st, &vs.txn) < 0)
-		return -1;
-	g = get_root(vs.txn, st, vs.root);
-	if (g < 0)
-		goto done;
-	vs.have_root = g == 1;
-	if ((mrc = mdb_stat(vs.txn, st->dbi[DBI_CERTS], &ms)) != 0)
-		goto done;
-	vs.certs = xcalloc(ms.ms_entries + 1, sizeof(*vs.certs));
-	for (i = 0; i < 2; i++) {
-		vs.rounds[i].jobs = xcalloc(VERIFY_CHUNK,
-		    sizeof(*vs.rounds[i].jobs));
-		vs.rounds[i].names = xcalloc(VERIFY_CHUNK,
-		    sizeof(*vs.rounds[i].names));
-	}
-	vs.fill = &vs.rounds[0];
-	if (vwalk(&vs, DBI_CERTS, v_cert) < 0 ||
-	    vwalk(&vs, DBI_REVOKED, v_revoke) < 0)
-		goto done;
-	if (vwalk(&vs, DBI_USERS, v_user) < 0)
-		goto done;
-	v_flush(&vs);		/* starts the last round */
-	v_flush(&vs);		/* and finishes it */
-	if ((mrc = mdb_stat(vs.txn, st->dbi[DBI_EVIDENCE], &ms)) != 0)
-		goto done;
-	rep_r->equivocations = ms.ms_entries;
-	rc = 0;
-done:
-	/* Threads still checking a round point into the transaction. */
-	if (vs.busy != NULL)
-		vround_finish(&vs, vs.busy);
-	free(vs.certs);
-	for (i = 0; i < 2; i++) {
-		free(vs.rounds[i].jobs);
-		free(vs.rounds[i].names);
-	}
-	store_walk_end(st, vs.txn);
+	if (v_open(&vs, st, rep_r, cb, arg, true) == 0 &&
+	    vwalk(&vs, DBI_USERS, v_user, NULL, 0) == 0 &&
+	    v_finish(&vs, true) == 0)
+		rc = 0;
+	v_close(&vs);
+	(void)now;
+	return rc;
+}
+
+int
+store_verify_slice(struct store *st, uint64_t now, struct store_cursor *cur,
+    size_t max, struct store_verify_report *rep_r, store_bad_cb cb,
+    void *arg)
+{
+	struct vstate vs;
+	bool first = !cur->started;
+	int rc = -1, w;
+
+	if (first)
+		memset(rep_r, 0, sizeof(*rep_r));
+	if (v_open(&vs, st, rep_r, cb, arg, first) == 0 &&
+	    (w = vwalk(&vs, DBI_USERS, v_user, cur, max == 0 ? 1 : max)) >= 0 &&
+	    v_finish(&vs, w == 0) == 0)
+		rc = w;
+	v_close(&vs);
 	(void)now;
 	return rc;
 }

@@ -2,8 +2,9 @@
  * control socket mmctl talks to (bind, accept, the peer's credentials,
  * request frames in and answers out), signals, and the timers that purge
  * tombstones and publish metrics. The requests themselves run in
- * directory/ops.c, gossip with the other nodes in directory/peers.c, and
- * `check` across nodes in directory/check_run.c. */
+ * directory/ops.c, off the loop on the store threads (jobs.h), gossip
+ * with the other nodes in directory/peers.c, and `check` across nodes in
+ * directory/check_run.c. */
 #include "agent.h"
 
 #include <errno.h>
@@ -43,6 +44,9 @@
 #define AGENT_IDLE_S 120	/* an mmctl that sends nothing is dropped */
 #define AGENT_PURGE_S 3600	/* tombstone purge period */
 #define AGENT_ROWS_PER_FRAME (256 * 1024)	/* bytes of rows per frame */
+/* A listing's next slice is read once less than this waits to be sent to
+ * its client: a slow reader costs about this and a slice or two. */
+#define AGENT_STREAM_LOWAT (512 * 1024)
 #define AGENT_SOCKET_DIR_MODE 0755
 #define AGENT_SOCKET_MODE 0660
 #define PEER_BACKLOG 64
@@ -213,12 +217,29 @@ fail:
 	return -1;
 }
 
+struct creq;
+
 struct client {
 	struct bufferevent *bev;
 	struct client *next;
 	uid_t uid;		/* the peer when it connected */
 	pid_t pid;
 	bool admin;		/* root or in admin-group: may write */
+	struct creq *req;	/* the request on a store thread, or NULL */
+	bool drain_wait;	/* its next slice waits for the output */
+};
+
+/* A client's request on a store thread, a slice per job: ops_req_run and
+ * the frames made there, the frames sent from the loop. The client reads
+ * no other request meanwhile. */
+struct creq {
+	struct client *c;	/* NULL once the client is gone */
+	char op[CTL_OP_MAX + 1];
+	struct ops_req *req;
+	struct jobs *on;	/* the writer for a request that writes */
+	bool writes;
+	struct evbuffer *out;	/* the slice's frames */
+	bool last;
 };
 
 static struct {
@@ -234,7 +255,10 @@ static struct {
 	struct event *purge_ev;
 	struct mm_metrics *metrics;	/* shared with the workers; or NULL */
 	struct event *metrics_ev;
+	bool stopping;			/* the loop is over */
 } ag;
+
+static void creq_free(struct creq *q);
 
 static void
 client_free(struct client *c)
@@ -242,6 +266,14 @@ client_free(struct client *c)
 	struct client **pp;
 
 	check_run_cancel(ag.cr, c);
+	if (c->req != NULL) {
+		if (!ag.stopping)
+			log_info("- ctl client-gone request=%s", c->req->op);
+		if (c->drain_wait)
+			creq_free(c->req);	/* no slice of it runs */
+		else
+			c->req->c = NULL;	/* dropped after its slice */
+	}
 	for (pp = &ag.clients; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == c) {
 			*pp = c->next;
@@ -253,41 +285,61 @@ client_free(struct client *c)
 	free(c);
 }
 
+/* One frame of rows [from, to) of rows; to out. */
 static void
-send_frame(struct client *c, uint8_t *f, size_t len)
+frame_add(struct evbuffer *out, enum ctl_type type, enum ctl_status status,
+    const char *msg, const struct ctl_rows *rows, size_t from, size_t to)
 {
+	struct ctl_rows part;
+	const char *why;
+	uint8_t *f;
+	size_t len;
+
+	/* The rows themselves, not a copy. */
+	memset(&part, 0, sizeof(part));
+	part.n = to - from;
+	part.row = part.n > 0 ? &rows->row[from] : NULL;
+	f = ctl_encode_response(type, status, msg, &part, &len, &why);
+	if (f == NULL && type == CTL_END) {
+		/* Still an end, so that the client is not left waiting. */
+		log_warnx("- ctl encode-failed reason=\"%s\"", why);
+		f = ctl_encode_response(CTL_END, status == CTL_OK ?
+		    CTL_FAILED : status, why, NULL, &len, &why);
+	}
 	if (f != NULL)
-		evbuffer_add(bufferevent_get_output(c->bev), f, len);
+		evbuffer_add(out, f, len);
 	free(f);
 }
 
-/* Answers with RESPONSE frames of at most AGENT_ROWS_PER_FRAME bytes of
- * rows, then END with the status. */
+/* Adds an answer's frames to out: RESPONSE frames of at most
+ * AGENT_ROWS_PER_FRAME bytes of rows, then, when last, END with the
+ * status (else nothing more). */
+static void
+frames_add(struct evbuffer *out, bool last, enum ctl_status status,
+    const char *msg, const struct ctl_rows *rows)
+{
+	size_t i, from = 0, bytes = 0;
+
+	for (i = 0; i < rows->n; i++) {
+		bytes += ctl_row_bytes(&rows->row[i]);
+		if (bytes >= AGENT_ROWS_PER_FRAME ||
+		    i + 1 - from == CTL_ROWS_MAX ||
+		    (!last && i + 1 == rows->n)) {
+			frame_add(out, CTL_RESPONSE, CTL_OK, "", rows, from,
+			    i + 1);
+			from = i + 1;
+			bytes = 0;
+		}
+	}
+	if (last)
+		frame_add(out, CTL_END, status, msg, rows, from, rows->n);
+}
+
 static void
 client_reply(struct client *c, enum ctl_status status, const char *msg,
     struct ctl_rows *rows)
 {
-	struct ctl_rows part;
-	const char *why;
-	size_t i, len;
-	uint8_t *f;
-
-	ctl_rows_init(&part);
-	for (i = 0; i < rows->n; i++) {
-		const struct ctl_row *row = &rows->row[i];
-
-		(void)ctl_rows_add(&part, row->n,
-		    (const char *const *)row->col);
-		if (part.bytes >= AGENT_ROWS_PER_FRAME) {
-			f = ctl_encode_response(CTL_RESPONSE, CTL_OK, "",
-			    &part, &len, &why);
-			send_frame(c, f, len);
-			ctl_rows_clear(&part);
-		}
-	}
-	f = ctl_encode_response(CTL_END, status, msg, &part, &len, &why);
-	send_frame(c, f, len);
-	ctl_rows_clear(&part);
+	frames_add(bufferevent_get_output(c->bev), true, status, msg, rows);
 }
 
 /* Whether gid is the peer's primary group or one of its supplementary
@@ -387,6 +439,130 @@ client_check_done(void *arg, enum ctl_status status, const char *msg,
 	bufferevent_enable(c->bev, EV_READ);
 }
 
+/* ---- requests on the store threads ---------------------------------- */
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+
+static void
+creq_free(struct creq *q)
+{
+	ops_req_free(q->req);
+	if (q->out != NULL)
+		evbuffer_free(q->out);
+	free(q);
+}
+
+/* On the thread: the next slice, and its frames. */
+static void
+creq_run(struct store *st, void *arg)
+{
+	struct creq *q = arg;
+	struct ctl_rows rows;
+	enum ctl_status status = CTL_OK;
+	char *msg = NULL;
+
+	ctl_rows_init(&rows);
+	q->last = ops_req_run(q->req, st, &rows, &status, &msg) == 0;
+	if (q->out == NULL && (q->out = evbuffer_new()) == NULL)
+		fatalx("out of memory");
+	frames_add(q->out, q->last, status, msg, &rows);
+	ctl_rows_clear(&rows);
+	free(msg);
+}
+
+static void creq_done(void *arg);
+
+/* Whether c hung up. It sends nothing while its answer comes (reading is
+ * off meanwhile), so a peek that reads 0 bytes says so. */
+static bool
+client_hung_up(const struct client *c)
+{
+	ssize_t n;
+	char b;
+
+	n = recv(bufferevent_getfd(c->bev), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR);
+}
+
+/* Queues c's next slice, unless its client has more than
+ * AGENT_STREAM_LOWAT still to read: then client_write_cb does once it has
+ * read enough. */
+static void
+client_next_slice(struct client *c)
+{
+	struct creq *q = c->req;
+
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >
+	    AGENT_STREAM_LOWAT) {
+		c->drain_wait = true;
+		return;
+	}
+	c->drain_wait = false;
+	jobs_add(q->on, creq_run, creq_done, q);
+}
+
+/* On the loop: what the slice stored goes out by gossip, its frames to
+ * the client; then the next slice, or the client's next request. */
+static void
+creq_done(void *arg)
+{
+	struct creq *q = arg;
+	struct client *c = q->c;
+	struct evbuffer *in;
+
+	if (q->writes)
+		ops_req_publish(ag.ops, q->req);
+	if (c != NULL && !ag.stopping && !q->last && client_hung_up(c)) {
+		client_free(c);
+		c = NULL;
+	}
+	if (c == NULL || ag.stopping) {
+		/* Gone, or stopping: the walk ends here. */
+		if (c != NULL)
+			c->req = NULL;
+		creq_free(q);
+		return;
+	}
+	evbuffer_add_buffer(bufferevent_get_output(c->bev), q->out);
+	if (!q->last) {
+		client_next_slice(c);
+		return;
+	}
+	c->req = NULL;
+	creq_free(q);
+	bufferevent_enable(c->bev, EV_READ);
+	in = bufferevent_get_input(c->bev);
+	if (evbuffer_get_length(in) > 0)
+		client_read_cb(c->bev, c);
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->req != NULL && c->drain_wait)
+		client_next_slice(c);
+}
+
+/* Runs m on a store thread: the writer for a request that writes (in
+ * order with every other store write), else the reader. */
+static void
+client_start(struct client *c, const struct ctl_msg *m)
+{
+	struct creq *q = xcalloc(1, sizeof(*q));
+
+	q->c = c;
+	mm_strlcpy(q->op, m->op, sizeof(q->op));
+	q->writes = ops_writes(m->op);
+	q->on = q->writes ? ag.writer : ag.reader;
+	q->req = ops_req_new(ag.ops, m->op, m->argc, m->argv);
+	c->req = q;
+	bufferevent_disable(c->bev, EV_READ);
+	jobs_add(q->on, creq_run, creq_done, q);
+}
+
 static void
 client_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -443,6 +619,11 @@ client_read_cb(struct bufferevent *bev, void *arg)
 			ctl_msg_free(m);
 			return;
 		}
+		if (!ops_on_loop(m->op)) {
+			client_start(c, m);
+			ctl_msg_free(m);
+			return;
+		}
 		st = ops_exec(ag.ops, m->op, m->argc, m->argv, &msg, &rows);
 		client_reply(c, st, msg, &rows);
 		ctl_rows_clear(&rows);
@@ -485,23 +666,34 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	c->next = ag.clients;
 	ag.clients = c;
 	ag.n_clients++;
-	bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
+	    client_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, AGENT_STREAM_LOWAT, 0);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* On the writer: a write of the loop's own would wait for the writer's
+ * transactions. */
+static void
+purge_run(struct store *st, void *arg)
+{
+	long n;
+
+	n = store_purge_tombstones(st, (uint64_t)time(NULL),
+	    ag.conf->tombstone_ttl_s);
+	if (n < 0)
+		log_warnx("- dir purge-failed");
+	else if (n > 0)
+		log_info("- dir purged tombstones=%ld", n);
 }
 
 static void
 purge_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timeval tv = { AGENT_PURGE_S, 0 };
-	long n;
 
-	n = store_purge_tombstones(ops_store(ag.ops), (uint64_t)time(NULL),
-	    ag.conf->tombstone_ttl_s);
-	if (n < 0)
-		log_warnx("- dir purge-failed");
-	else if (n > 0)
-		log_info("- dir purged tombstones=%ld", n);
+	jobs_add(ag.writer, purge_run, NULL, NULL);
 	evtimer_add(ag.purge_ev, &tv);
 }
 
@@ -601,7 +793,8 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	if (peer_fd >= 0) {
 		ag.peers = peers_new(ag.base, conf, ag.ops, key, peer_fd,
 		    ag.writer);
-		ag.cr = check_run_new(ag.base, conf, ag.ops, ag.peers);
+		ag.cr = check_run_new(ag.base, conf, ag.ops, ag.peers,
+		    ag.reader);
 	} else {
 		peers_unpublish(ops_store(ag.ops));
 	}
@@ -614,6 +807,7 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 		metrics_cb(-1, 0, NULL);
 	}
 	event_base_dispatch(ag.base);
+	ag.stopping = true;
 	if (ag.metrics_ev != NULL)
 		event_free(ag.metrics_ev);
 	/* The store threads' last jobs finish while what they report to

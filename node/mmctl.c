@@ -193,49 +193,87 @@ json_error(const char *msg, int status)
 	printf(",\"status\":%d}\n", status);
 }
 
-/* rows[0] is the header. */
-static void
-print_table(const struct ctl_rows *rows)
-{
-	size_t *w, i, j, n;
+/* A list printed as its slices come: a table whose columns widen when a
+ * later slice has longer values (each slice aligned in itself), or a JSON
+ * array of objects, opened at the start and closed at the end. The first
+ * row of the first slice is the header. */
+struct lister {
+	struct ctl_rows hdr;
+	size_t *w;		/* column widths so far */
+	size_t n;		/* rows printed */
+	bool opened;		/* the JSON array */
+};
 
-	if (rows->n == 0)
-		return;
-	n = rows->row[0].n;
-	w = xcalloc(n, sizeof(*w));
-	for (i = 0; i < rows->n; i++)
-		for (j = 0; j < n && j < rows->row[i].n; j++)
-			if (strlen(rows->row[i].col[j]) > w[j])
-				w[j] = strlen(rows->row[i].col[j]);
-	for (i = 0; i < rows->n; i++) {
-		for (j = 0; j < n && j < rows->row[i].n; j++) {
-			if (j + 1 < n)
-				printf("%-*s  ", (int)w[j],
-				    rows->row[i].col[j]);
-			else
-				printf("%s", rows->row[i].col[j]);
-		}
-		putchar('\n');
-	}
-	free(w);
+static void
+lister_init(struct lister *l)
+{
+	memset(l, 0, sizeof(*l));
+	ctl_rows_init(&l->hdr);
 }
 
 static void
-print_list(const struct ctl_rows *rows)
+table_row(const struct lister *l, const struct ctl_row *r)
 {
-	size_t i;
+	size_t j, n = l->hdr.row[0].n;
 
-	if (!ctl.json) {
-		print_table(rows);
+	for (j = 0; j < n && j < r->n; j++) {
+		if (j + 1 < n)
+			printf("%-*s  ", (int)l->w[j], r->col[j]);
+		else
+			printf("%s", r->col[j]);
+	}
+	putchar('\n');
+}
+
+static void
+lister_rows(void *arg, const struct ctl_rows *rows)
+{
+	struct lister *l = arg;
+	size_t i = 0, j, n;
+
+	if (l->hdr.n == 0) {
+		if (rows->n == 0)
+			return;
+		(void)ctl_rows_add(&l->hdr, rows->row[0].n,
+		    (const char *const *)rows->row[0].col);
+		l->w = xcalloc(rows->row[0].n + 1, sizeof(*l->w));
+		i = 1;
+	}
+	n = l->hdr.row[0].n;
+	if (ctl.json) {
+		if (!l->opened)
+			putchar('[');
+		l->opened = true;
+		for (; i < rows->n; i++) {
+			if (l->n++ > 0)
+				putchar(',');
+			json_object(&l->hdr.row[0], &rows->row[i]);
+		}
 		return;
 	}
-	putchar('[');
-	for (i = 1; i < rows->n; i++) {
-		if (i > 1)
-			putchar(',');
-		json_object(&rows->row[0], &rows->row[i]);
+	for (j = 0; j < n; j++)
+		if (strlen(l->hdr.row[0].col[j]) > l->w[j])
+			l->w[j] = strlen(l->hdr.row[0].col[j]);
+	for (j = i; j < rows->n; j++) {
+		size_t k;
+
+		for (k = 0; k < n && k < rows->row[j].n; k++)
+			if (strlen(rows->row[j].col[k]) > l->w[k])
+				l->w[k] = strlen(rows->row[j].col[k]);
 	}
-	printf("]\n");
+	if (i == 1)
+		table_row(l, &l->hdr.row[0]);
+	for (; i < rows->n; i++, l->n++)
+		table_row(l, &rows->row[i]);
+}
+
+static void
+lister_end(struct lister *l)
+{
+	if (ctl.json)
+		printf("%s]\n", l->opened ? "" : "[");
+	ctl_rows_clear(&l->hdr);
+	free(l->w);
 }
 
 static void
@@ -404,22 +442,37 @@ read_all(int fd, uint8_t *p, size_t len)
 	return 0;
 }
 
-/* One request; rows of every RESPONSE and the END are appended to rows. */
+/* One request; the rows of every RESPONSE and of the END go to cb as
+ * they come (once per frame from the node, once per slice with
+ * --direct), as many as there are. The status of the END, its message
+ * in *msg_r (malloc'd). */
 static enum ctl_status
-call(const char *op, size_t argc, const char *const *argv, char **msg_r,
-    struct ctl_rows *rows)
+call_rows(const char *op, size_t argc, const char *const *argv,
+    ops_rows_cb cb, void *arg, char **msg_r)
 {
 	uint8_t hdr[CTL_HEADER_LEN], *f, *body;
+	struct ctl_rows rows;
 	struct ctl_msg *m;
+	struct ops_req *r;
 	enum ctl_type type;
-	enum ctl_status st;
+	enum ctl_status st = CTL_FAILED;
 	const char *why = NULL;
 	uint32_t blen;
-	size_t len, i;
+	size_t len;
+	int more;
 
-	if (ctl.ops != NULL)
-		return ops_exec(ctl.ops, op, argc, (char *const *)argv, msg_r,
-		    rows);
+	if (ctl.ops != NULL) {
+		/* A slice at a time, as the agent does. */
+		r = ops_req_new(ctl.ops, op, argc, (char *const *)argv);
+		do {
+			ctl_rows_init(&rows);
+			more = ops_req_run(r, NULL, &rows, &st, msg_r);
+			cb(arg, &rows);
+			ctl_rows_clear(&rows);
+		} while (more);
+		ops_req_free(r);
+		return st;
+	}
 	if ((f = ctl_encode_request(op, argc, argv, &len, &why)) == NULL) {
 		*msg_r = xasprintf("request too large: %s", why);
 		return CTL_FAILED;
@@ -453,9 +506,8 @@ call(const char *op, size_t argc, const char *const *argv, char **msg_r,
 			*msg_r = xasprintf("bad frame from the node: %s", why);
 			return CTL_FAILED;
 		}
-		for (i = 0; i < m->rows.n; i++)
-			(void)ctl_rows_add(rows, m->rows.row[i].n,
-			    (const char *const *)m->rows.row[i].col);
+		if (type != CTL_PROGRESS)
+			cb(arg, &m->rows);
 		if (type == CTL_END) {
 			*msg_r = m->message;
 			m->message = NULL;
@@ -467,24 +519,50 @@ call(const char *op, size_t argc, const char *const *argv, char **msg_r,
 	}
 }
 
+static void
+rows_append(void *arg, const struct ctl_rows *rows)
+{
+	struct ctl_rows *all = arg;
+	size_t i;
+
+	for (i = 0; i < rows->n; i++)
+		(void)ctl_rows_add(all, rows->row[i].n,
+		    (const char *const *)rows->row[i].col);
+}
+
+/* One request whose whole answer is wanted at once (a record, a
+ * check's report, an import's failures): its rows are appended to rows. */
+static enum ctl_status
+call(const char *op, size_t argc, const char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	return call_rows(op, argc, argv, rows_append, rows, msg_r);
+}
+
 /* A request whose answer is printed as a record or a list. */
 static int
 simple(const char *op, size_t argc, const char *const *argv, bool list,
     bool signing)
 {
 	struct ctl_rows rows;
+	struct lister l;
 	enum ctl_status st;
 	char *msg = NULL;
 
 	open_directory(signing);
 	ctl_rows_init(&rows);
-	st = call(op, argc, argv, &msg, &rows);
-	if (list)
-		print_list(&rows);
-	else if (rows.n >= 2)
-		print_record(&rows);
-	else if (ctl.json && st == CTL_OK)
-		printf("{}\n");
+	if (list) {
+		/* Printed as it comes: a listing may be any length. */
+		lister_init(&l);
+		st = call_rows(op, argc, argv, lister_rows, &l, &msg);
+		lister_end(&l);
+	} else {
+		st = call(op, argc, argv, &msg, &rows);
+		if (rows.n >= 2)
+			print_record(&rows);
+		else if (ctl.json && st == CTL_OK)
+			printf("{}\n");
+	}
 	if (st != CTL_OK) {
 		fprintf(stderr, "mmctl: %s\n", msg);
 		if (ctl.json && rows.n < 2 && !list)
@@ -840,85 +918,137 @@ cmd_import(int argc, char **argv)
 	return (int)worst;
 }
 
-static int
-cmd_export(int argc, char **argv)
-{
-	struct ctl_rows rows;
-	enum ctl_status st;
-	char *msg = NULL;
+struct export_out {
 	bool csv;
-	size_t i;
+	bool started;		/* the header row came (and went) */
+};
 
-	if (argc != 1 || (strcmp(argv[0], "popmap") != 0 &&
-	    strcmp(argv[0], "csv") != 0))
-		usage();
-	csv = strcmp(argv[0], "csv") == 0;
-	open_directory(false);
-	ctl_rows_init(&rows);
-	st = call("export", 0, NULL, &msg, &rows);
-	if (st != CTL_OK)
-		fail((int)st, msg);
-	if (csv)
-		printf("user,backend,state,target_site\n");
-	for (i = 1; i < rows.n; i++) {
-		const struct ctl_row *r = &rows.row[i];
+/* A slice of an export, printed as it comes. */
+static void
+export_rows(void *arg, const struct ctl_rows *rows)
+{
+	struct export_out *eo = arg;
+	size_t i = 0;
+
+	if (!eo->started && rows->n > 0) {
+		eo->started = true;
+		i = 1;
+		if (eo->csv)
+			printf("user,backend,state,target_site\n");
+	}
+	for (; i < rows->n; i++) {
+		const struct ctl_row *r = &rows->row[i];
 
 		if (r->n != 3 && r->n != 4)
 			continue;
 		/* The target only where there is one: the state column
 		 * stays last for users that are not moving. */
-		if (csv && r->n == 4 && r->col[3][0] != '\0')
+		if (eo->csv && r->n == 4 && r->col[3][0] != '\0')
 			printf("%s,%s,%s,%s\n", r->col[0], r->col[1],
 			    r->col[2], r->col[3]);
-		else if (csv)
+		else if (eo->csv)
 			printf("%s,%s,%s\n", r->col[0], r->col[1], r->col[2]);
 		else
 			printf("%s: %s\n", r->col[0], r->col[1]);
 	}
+}
+
+static int
+cmd_export(int argc, char **argv)
+{
+	struct export_out eo = { false, false };
+	enum ctl_status st;
+	char *msg = NULL;
+
+	if (argc != 1 || (strcmp(argv[0], "popmap") != 0 &&
+	    strcmp(argv[0], "csv") != 0))
+		usage();
+	eo.csv = strcmp(argv[0], "csv") == 0;
+	open_directory(false);
+	st = call_rows("export", 0, NULL, export_rows, &eo, &msg);
+	/* What came before a failure is out already: a partial export
+	 * exits non-zero. */
+	if (st != CTL_OK)
+		fail((int)st, msg);
 	free(msg);
-	ctl_rows_clear(&rows);
 	close_directory();
 	return EXIT_OK;
+}
+
+/* verify's faults, printed as they come (JSON: the faults array first,
+ * the counts after it, known only at the end). */
+struct verify_out {
+	bool started;		/* the header row came */
+	size_t n;		/* faults printed */
+	struct ctl_rows hdr;
+};
+
+static void
+verify_rows(void *arg, const struct ctl_rows *rows)
+{
+	struct verify_out *vo = arg;
+	size_t i = 0;
+
+	if (!vo->started && rows->n > 0) {
+		vo->started = true;
+		(void)ctl_rows_add(&vo->hdr, rows->row[0].n,
+		    (const char *const *)rows->row[0].col);
+		i = 1;
+		if (ctl.json)
+			printf("{\"faults\":[");
+	}
+	for (; i < rows->n; i++) {
+		if (ctl.json) {
+			if (vo->n > 0)
+				putchar(',');
+			json_object(&vo->hdr.row[0], &rows->row[i]);
+		} else if (rows->row[i].n == 2) {
+			printf("%s: %s\n", rows->row[i].col[0],
+			    rows->row[i].col[1]);
+		}
+		vo->n++;
+	}
 }
 
 static int
 cmd_verify(int argc, char **argv)
 {
-	struct ctl_rows rows;
+	struct verify_out vo;
 	enum ctl_status st;
 	unsigned long long checked = 0, bad = 0, eq = 0;
 	char *msg = NULL;
-	size_t i;
 
 	if (argc != 0)
 		usage();
+	memset(&vo, 0, sizeof(vo));
+	ctl_rows_init(&vo.hdr);
 	open_directory(false);
-	ctl_rows_init(&rows);
-	st = call("verify", 0, NULL, &msg, &rows);
+	st = call_rows("verify", 0, NULL, verify_rows, &vo, &msg);
 	if (sscanf(msg, "checked=%llu bad=%llu equivocations=%llu", &checked,
 	    &bad, &eq) != 3) {
-		fail(st == CTL_OK ? EXIT_FAIL : (int)st, msg);
+		if (st == CTL_OK)
+			st = CTL_FAILED;
+		if (ctl.json && vo.started) {
+			printf("],\"error\":");
+			json_str(stdout, msg);
+			printf(",\"status\":%d}\n", (int)st);
+			fprintf(stderr, "mmctl: %s\n", msg);
+			exit((int)st);
+		}
+		fail((int)st, msg);
 	}
 	if (ctl.json) {
-		printf("{\"checked\":%llu,\"bad\":%llu,\"equivocations\":%llu,"
-		    "\"faults\":[", checked, bad, eq);
-		for (i = 1; i < rows.n; i++) {
-			if (i > 1)
-				putchar(',');
-			json_object(&rows.row[0], &rows.row[i]);
-		}
-		printf("]}\n");
+		if (!vo.started)
+			printf("{\"faults\":[");
+		printf("],\"checked\":%llu,\"bad\":%llu,\"equivocations\":"
+		    "%llu}\n", checked, bad, eq);
 	} else {
-		for (i = 1; i < rows.n; i++)
-			if (rows.row[i].n == 2)
-				printf("%s: %s\n", rows.row[i].col[0],
-				    rows.row[i].col[1]);
 		printf("verify: %llu records checked, %llu bad, %llu "
 		    "equivocations: %s\n", checked, bad, eq,
 		    st == CTL_OK ? "OK" : "FAULTS");
 	}
 	free(msg);
-	ctl_rows_clear(&rows);
+	ctl_rows_clear(&vo.hdr);
 	close_directory();
 	return (int)st;
 }
@@ -1284,7 +1414,7 @@ cmd_keys_revoke(int argc, char **argv)
 static int
 cmd_keys(int argc, char **argv)
 {
-	struct ctl_rows rows;
+	struct lister l;
 	char *err = NULL, *a, *b;
 	int rc;
 
@@ -1328,15 +1458,16 @@ cmd_keys(int argc, char **argv)
 				return simple("keys-list", 0, NULL, true,
 				    false);
 		}
-		ctl_rows_init(&rows);
 		/* Read-only, from this process: allowed beside a running
 		 * agent, which is another process. */
-		if (ops_keys_rows(ctl.conf->directory, (uint64_t)time(NULL),
-		    &rows, &err) != 0)
+		lister_init(&l);
+		rc = ops_keys_rows(ctl.conf->directory, (uint64_t)time(NULL),
+		    lister_rows, &l, &err);
+		if (rc == 0 || l.hdr.n > 0)
+			lister_end(&l);
+		if (rc != 0)
 			fail(access(ctl.conf->directory, R_OK) != 0 &&
 			    errno == EACCES ? EXIT_PERM : EXIT_FAIL, err);
-		print_list(&rows);
-		ctl_rows_clear(&rows);
 		return EXIT_OK;
 	}
 	usage();

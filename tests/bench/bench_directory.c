@@ -1,8 +1,9 @@
 /* Directory benchmark: imports N users (1,000,000 unless -n N) into a
  * temporary store the way `mmctl import` does (store_put_users, batches of
  * BENCH_PUT_BATCH, one write transaction each), then prints the import,
- * lookup and verify rates beside their targets, and the rate of the
- * gossip path (store_accept_batch) on a sample. Not a pass/fail test.
+ * lookup, verify and scrub rates beside their targets, the time to read
+ * the consistency tree, and the rate of the gossip path
+ * (store_accept_batch) on a sample. Not a pass/fail test.
  *
  *   bench_directory [-n N] [-k]     -k keeps the store directory */
 #include <errno.h>
@@ -38,6 +39,7 @@
 #define TARGET_LOOKUPS 1000000.0
 #define TARGET_P99_US 5.0
 #define TARGET_VERIFY 25000.0
+#define TARGET_SCRUB 200000.0	/* a million in 5 s: `mmctl check` <= 15 s */
 
 static struct dkey root, site;
 static uint8_t *envs;		/* n slots of BENCH_ENV_SLOT */
@@ -183,13 +185,15 @@ main(int argc, char **argv)
 	const char *tmp = getenv("TMPDIR");
 	struct store *st;
 	struct store_verify_report rep;
+	struct store_scrub_report sr;
+	struct store_tree *tree = NULL;
 	struct store_stats ss;
 	struct lookup_result lr;
 	enum accept_result *res;
 	const uint8_t **ptrs;
 	pthread_t tid[BENCH_THREADS];
 	struct sign_job jobs[BENCH_THREADS];
-	double t0, sign1, sign2, accept_t, verify_t, put_t;
+	double t0, sign1, sign2, accept_t, verify_t, put_t, tree_t, scrub_t;
 	struct store_signer sg = { &site, "fra", "fra-import" };
 	struct store_user_item *items;
 	char *names;
@@ -341,6 +345,15 @@ main(int argc, char **argv)
 	if (store_verify(st, BENCH_NOW, &rep, NULL, NULL) < 0)
 		die("verify", "store error");
 	verify_t = now_s() - t0;
+	t0 = now_s();
+	if (store_tree_build(st, &tree) < 0)
+		die("tree", "store error");
+	tree_t = now_s() - t0;
+	store_tree_free(tree);
+	t0 = now_s();
+	if (store_scrub(st, NULL, NULL, NULL, &sr) < 0)
+		die("scrub", "store error");
+	scrub_t = now_s() - t0;
 	if (store_stats(st, &ss) < 0)
 		die("stats", "store error");
 	snprintf(data, sizeof(data), "%s/data.mdb", path);
@@ -372,15 +385,19 @@ main(int argc, char **argv)
 	row("verify per core", rep.checked / verify_t / (double)ncpu,
 	    "records/s", ">= 25000/s per core", rep.checked / verify_t /
 	    (double)ncpu >= TARGET_VERIFY);
+	row("consistency tree read (kept)", tree_t * 1000.0, "ms", "", -1);
+	row("scrub, 1 thread", sr.records / scrub_t, "records/s",
+	    ">= 200000/s", sr.records / scrub_t >= TARGET_SCRUB);
 	row("store size on disk", (double)sb.st_blocks * 512 / 1048576.0,
 	    "MiB", "", -1);
 	row("store used pages", (double)ss.used_bytes / 1048576.0, "MiB", "",
 	    -1);
 	row("bytes per user (used)", (double)ss.used_bytes / (double)n,
 	    "bytes", "", -1);
-	if (lr.misses != 0 || rep.bad != 0)
+	if (lr.misses != 0 || rep.bad != 0 || sr.damaged != 0)
 		printf("\nWARNING: %" PRIu64 " lookup misses, %" PRIu64
-		    " bad records\n", lr.misses, rep.bad);
+		    " bad records, %" PRIu64 " damaged\n", lr.misses, rep.bad,
+		    sr.damaged);
 
 	if (!keep) {
 		unlink(data);

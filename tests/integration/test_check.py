@@ -1,8 +1,9 @@
 """`mmctl check`: three gossiping nodes of sites a, b and c agree, and the
 check says so (exit 0); a node that is down is named (exit 3); a byte
 flipped in one node's copy of a record (its back end "be1" becomes "be9")
-is found by descending the hash trees: the user, the sites that disagree,
-the bad signature and the back end site a does not define (exit 1)."""
+is found by b's scrub of its store against its hash tree: the user, the
+sites that disagree, the damaged record and the back end site a does not
+define (exit 1)."""
 
 import os
 import re
@@ -143,7 +144,7 @@ class CheckTest(unittest.TestCase):
         self.assertEqual({f["backend"] for f in dis if f["site"] != "b"},
                          {"be1"}, r.out)
         self.assertTrue(any(f["kind"] == "invalid" and f["site"] == "b"
-                            for f in found), r.out)
+                            and f["user"] == VICTIM for f in found), r.out)
         self.assertTrue(any(f["kind"] == "unknown-backend" and
                             f["user"] == VICTIM and "be9" in f["detail"]
                             for f in found), r.out)

@@ -69,10 +69,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			inside(data, size, msg.list[i].hash, CHECK_HASH_LEN);
 	}
 	for (i = 0; i < msg.n_faults; i++) {
+		inside(data, size, msg.faults[i].user.p,
+		    msg.faults[i].user.len);
 		inside(data, size, msg.faults[i].what.p,
 		    msg.faults[i].what.len);
-		inside(data, size, msg.faults[i].reason.p,
-		    msg.faults[i].reason.len);
+		if (msg.faults[i].user.len > CHECK_USER_MAX ||
+		    msg.faults[i].what.len > CHECK_TEXT_MAX)
+			abort();
 	}
 	n = check_msg_encode(&msg, out, sizeof(out));
 	if (n < 0 || (size_t)n != size || memcmp(out, data, size) != 0)

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,6 +302,75 @@ test_two_frames_in_buffer(void **state)
 	assert_string_equal(ctl_type_name(CTL_END), "end");
 }
 
+/* An answer as a stream: many RESPONSE frames, more rows than one frame
+ * may carry in all, then END, read in pieces of odd sizes as they would
+ * come off a socket and added up in one table. */
+static void
+test_stream_of_frames(void **state)
+{
+	enum { FRAMES = 70, PER = 1000 };
+	struct ctl_rows part, all;
+	struct ctl_msg *m = NULL;
+	const char *why = NULL, *cols[2];
+	char a[32], b[32];
+	uint8_t *stream = NULL, *f;
+	size_t len, total = 0, have = 0, off = 0, step = 1, used, i, j;
+	int r, ended = 0;
+
+	for (i = 0; i <= FRAMES; i++) {
+		ctl_rows_init(&part);
+		for (j = 0; j < (i < FRAMES ? PER : 5); j++) {
+			snprintf(a, sizeof(a), "u%07zu@a.test", i * PER + j);
+			snprintf(b, sizeof(b), "be%zu", j % 3);
+			cols[0] = a;
+			cols[1] = b;
+			assert_int_equal(ctl_rows_add(&part, 2, cols), 0);
+		}
+		f = ctl_encode_response(i < FRAMES ? CTL_RESPONSE : CTL_END,
+		    i < FRAMES ? CTL_OK : CTL_TEMP, i < FRAMES ? "" : "done",
+		    &part, &len, &why);
+		assert_non_null(f);
+		stream = xrealloc(stream, total + len);
+		memcpy(stream + total, f, len);
+		total += len;
+		free(f);
+		ctl_rows_clear(&part);
+	}
+	ctl_rows_init(&all);
+	while (!ended) {
+		/* More bytes arrive: 1, 2, 4, ... up to 64 KiB at a time. */
+		have = have + step < total ? have + step : total;
+		step = step < 65536 ? step * 2 + 1 : 1;
+		while ((r = ctl_frame_decode(stream + off, have - off, &m,
+		    &used, &why)) == 1) {
+			off += used;
+			for (i = 0; i < m->rows.n; i++)
+				assert_int_equal(ctl_rows_add(&all,
+				    m->rows.row[i].n, (const char *const *)
+				    m->rows.row[i].col), 0);
+			if (m->type == CTL_END) {
+				assert_int_equal(m->status, CTL_TEMP);
+				assert_string_equal(m->message, "done");
+				ended = 1;
+			} else {
+				assert_int_equal(m->type, CTL_RESPONSE);
+			}
+			ctl_msg_free(m);
+		}
+		assert_int_equal(r, ended ? r : 0);
+		assert_true(have < total || ended);
+	}
+	assert_int_equal(off, total);
+	assert_int_equal(all.n, FRAMES * PER + 5);
+	assert_true(all.n > CTL_ROWS_MAX);
+	for (i = 0; i < all.n; i++) {
+		snprintf(a, sizeof(a), "u%07zu@a.test", i);
+		assert_string_equal(all.row[i].col[0], a);
+	}
+	ctl_rows_clear(&all);
+	free(stream);
+}
+
 int
 main(void)
 {
@@ -313,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_bad_bodies),
 		cmocka_unit_test(test_non_canonical_accepted),
 		cmocka_unit_test(test_two_frames_in_buffer),
+		cmocka_unit_test(test_stream_of_frames),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,7 +58,7 @@ struct client {
 	struct check_msg *last;		/* the last check message */
 	uint8_t *last_buf;		/* its bytes (last points into them) */
 	uint64_t req_id;		/* of the last request in */
-	int roots_req, verifies_req;	/* requests in */
+	int roots_req, scrubs_req;	/* requests in */
 	uint8_t root[CHECK_HASH_LEN];	/* the peers' root, once answered */
 	uint64_t users;
 };
@@ -81,6 +81,7 @@ struct fx {
 	struct event_base *base;
 	struct peers *peers;
 	struct jobs *writer;
+	struct jobs *reader;
 	struct check_run *cr;
 	struct client cl;
 	uint8_t *buf;			/* type byte || message */
@@ -125,8 +126,8 @@ on_frame(struct chan_ev *ce, const uint8_t *p, size_t len, void *arg)
 	if (cl->last->type == CHECK_ROOT_REQ) {
 		cl->roots_req++;
 		cl->req_id = cl->last->id;
-	} else if (cl->last->type == CHECK_VERIFY_REQ) {
-		cl->verifies_req++;
+	} else if (cl->last->type == CHECK_SCRUB_REQ) {
+		cl->scrubs_req++;
 		cl->req_id = cl->last->id;
 	} else if (cl->last->type == CHECK_ROOT) {
 		memcpy(cl->root, cl->last->root, CHECK_HASH_LEN);
@@ -239,7 +240,9 @@ setup(void **state)
 	f->peers = peers_new(f->base, f->conf, f->ops, &f->node_b.key, fd,
 	    f->writer);
 	assert_non_null(peers_gossip(f->peers));
-	f->cr = check_run_new(f->base, f->conf, f->ops, f->peers);
+	f->reader = jobs_new(f->base, ops_store(f->ops), "reader");
+	assert_non_null(f->reader);
+	f->cr = check_run_new(f->base, f->conf, f->ops, f->peers, f->reader);
 
 	f->cl.last = calloc(1, sizeof(*f->cl.last));
 	f->msg = calloc(1, sizeof(*f->msg));
@@ -265,6 +268,7 @@ teardown(void **state)
 
 	chan_ev_free(f->cl.ce);
 	check_run_free(f->cr);
+	jobs_free(f->reader);
 	jobs_free(f->writer);
 	peers_free(f->peers);
 	event_base_free(f->base);
@@ -314,13 +318,16 @@ test_typed_frames(void **state)
 	f->buf[1] = 0x90;
 	assert_int_equal(chan_ev_send(f->cl.ce, f->buf, 2), 0);
 
-	msg_reset(f->msg, CHECK_VERIFY_REQ, 9);
+	/* A scrub is answered when it ends, off the loop. */
+	msg_reset(f->msg, CHECK_SCRUB_REQ, 9);
 	send_msg(f, PEER_FRAME_CHECK);
 	run_until(f, &f->cl.checks, 2);
 	run_for(f, 100);
 	assert_int_equal(f->cl.checks, 2);
-	assert_int_equal(f->cl.last->type, CHECK_VERIFY);
+	assert_int_equal(f->cl.last->type, CHECK_SCRUB);
 	assert_int_equal(f->cl.last->id, 9);
+	assert_true(f->cl.last->complete);
+	assert_int_equal(f->cl.last->damaged, 0);
 	assert_int_equal(f->cl.others, 0);
 	assert_int_equal(f->cl.closed, 0);
 }
@@ -350,7 +357,8 @@ answer_same(struct fx *f)
 	f->msg->root = f->cl.root;
 	f->msg->users = f->cl.users;
 	send_msg(f, PEER_FRAME_CHECK);
-	msg_reset(f->msg, CHECK_VERIFY, f->cl.req_id);
+	msg_reset(f->msg, CHECK_SCRUB, f->cl.req_id);
+	f->msg->complete = true;
 	send_msg(f, PEER_FRAME_CHECK);
 }
 
@@ -379,7 +387,7 @@ test_check_run(void **state)
 	assert_int_equal(gossip_add_seed(peers_gossip(f->peers), "a-node", "a",
 	    "127.0.0.1:1"), 0);
 	check_run_start(f->cr, on_done, &d1);
-	run_until(f, &f->cl.verifies_req, 1);
+	run_until(f, &f->cl.scrubs_req, 1);
 	run_until(f, &f->cl.roots_req, 1);
 	assert_int_equal(d1.calls, 0);
 
@@ -395,7 +403,7 @@ test_check_run(void **state)
 	check_run_cancel(NULL, &d1);
 
 	check_run_start(f->cr, on_done, &d3);
-	run_until(f, &f->cl.verifies_req, 2);
+	run_until(f, &f->cl.scrubs_req, 2);
 	run_until(f, &f->cl.roots_req, 2);
 	answer_same(f);
 	run_until(f, &d3.calls, 1);

@@ -1,6 +1,7 @@
 /* Crash safety: a child imports records in batches (one write transaction
  * each) until the parent kills it with SIGKILL at a random instant. After
- * every kill the store must verify clean and hold whole batches only. */
+ * every kill the store must verify and scrub clean (its consistency tree
+ * written with the records) and hold whole batches only. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -64,10 +65,18 @@ bad_cb(const char *what, const char *reason, void *arg)
 }
 
 static void
+damaged_cb(const char *user, const char *what, void *arg)
+{
+	fprintf(stderr, "damaged: %s: %s\n", user, what);
+}
+
+static void
 test_kill_during_import(void **state)
 {
 	char dir[] = "/tmp/test_store_crash.XXXXXX", path[64], *err = NULL;
 	struct store_verify_report rep;
+	struct store_scrub_report sr;
+	struct store_tree *tree = NULL;
 	struct store_stats s;
 	struct store *st;
 	uint64_t last = 0;
@@ -111,6 +120,13 @@ test_kill_during_import(void **state)
 		assert_int_equal(rep.checked, s.users + 1);
 		assert_int_equal(s.users % CRASH_BATCH, 0);
 		assert_true(s.users >= last);
+		assert_int_equal(store_scrub(st, damaged_cb, NULL, NULL, &sr),
+		    0);
+		assert_int_equal(sr.damaged, 0);
+		assert_int_equal(sr.records, s.users);
+		assert_int_equal(store_tree_build(st, &tree), 0);
+		assert_int_equal(store_tree_users(tree), s.users);
+		store_tree_free(tree);
 		print_message("round %d: killed after %ld ms, %" PRIu64
 		    " users\n", round, ms, s.users);
 		last = s.users;
