@@ -10,6 +10,7 @@
  * type. */
 #include "peers.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include "ops.h"
 #include "record.h"
 #include "store.h"
+#include "trust.h"
 
 #define PEER_CONNS_MAX 256	/* inter-node connections at once */
 #define PEER_OUT_MAX (4 * 1024 * 1024)	/* queued for a slow peer: then drop */
@@ -50,6 +52,7 @@
 #define GOSSIP_TICK_MS 50
 #define PEER_HOUSEKEEP_MS 250
 #define PEER_FRAME_HDR_LEN 1	/* the type byte */
+#define ACCEPT_GROUP_MAX 4	/* gossip batches in one write transaction */
 #define PEER_TRUST_CHECK_MS 1000	/* revocations looked for this often */
 #define PEER_REVOKED_FLUSH_MS 2000	/* a revoked peer's last frames */
 #define PEER_REVOKED_NAMES_MAX 64	/* revoked members never dialled */
@@ -132,6 +135,9 @@ struct peers {
 		bool written;
 		uint64_t last_ms;
 	} ms;
+	/* gossip batches waiting for the writer, oldest first */
+	pthread_mutex_t acc_lock;
+	struct accept_job *acc, **acc_tail;
 	/* what the proxy is told of the catch-up (store_put_behind) */
 	struct {
 		bool said, behind;
@@ -311,47 +317,83 @@ pconn_flush_hold(struct pconn *c)
 	}
 }
 
-/* The peer's certificate: root-signed (accepted into the store when new),
- * not revoked, not expired, a node's or a site's. */
+/* ---- the peer's certificate ----------------------------------------- */
+
+/* The decoder bounds a certificate's name by RECORD_NAME_MAX: every name
+ * a trusted certificate gives is a member name gossip can carry. */
+_Static_assert(RECORD_NAME_MAX <= GOSSIP_NAME_MAX, "certified names fit");
+
+enum trust_verdict
+peers_cert_check(struct store *st, const uint8_t *env, size_t len,
+    uint64_t now, struct chan_peer *peer, bool *learn_r)
+{
+	struct trust_ctx t;
+	struct record_cert c;
+	struct record r;
+	enum trust_verdict v;
+	bool held = false;
+
+	*learn_r = false;
+	if (len > RECORD_MAX || record_decode(env, len, &r, NULL) != 0 ||
+	    r.kind != RECORD_CERT)
+		return TRUST_UNKNOWN_KEY;
+	store_trust_init(st, &t);
+	v = trust_check_shown(&t, &r, TRUST_USE_NODE, NULL, NULL, now, &c,
+	    &held);
+	trust_clear(&t);
+	if (v != TRUST_OK)
+		return v;
+	peer->role = c.role;
+	mm_strlcpy(peer->site, c.site, sizeof(peer->site));
+	mm_strlcpy(peer->name, c.name, sizeof(peer->name));
+	*learn_r = !held;
+	return TRUST_OK;
+}
+
+/* A peer's certificate the store lacks, on its way to the writer. */
+struct learn_job {
+	uint8_t env[RECORD_MAX];
+	size_t len;
+};
+
+static void
+learn_run(struct store *st, void *arg)
+{
+	struct learn_job *lj = arg;
+	struct record r;
+
+	if (store_accept(st, lj->env, lj->len, (uint64_t)time(NULL)) ==
+	    ACCEPT_STORED && record_decode(lj->env, lj->len, &r, NULL) == 0)
+		log_info("- gossip cert-learnt site=%s name=%s",
+		    r.u.cert.site, r.u.cert.name);
+	free(lj);
+}
+
+/* Decided on the loop, read-only; a certificate the store lacks is
+ * stored by the writer, ahead of any gossip the channel brings (the
+ * writer runs its jobs in order). */
 static int
 peer_trust_cb(const uint8_t *env, size_t len, const struct record *cert,
     struct chan_peer *peer, const char **why_r, void *arg)
 {
 	struct peers *p = arg;
-	struct record_cert c;
-	uint64_t now = (uint64_t)time(NULL);
-	enum accept_result res;
+	struct learn_job *lj;
+	enum trust_verdict v;
+	bool learn;
 
-	res = store_accept(p->st, env, len, now);
-	if (res != ACCEPT_STORED && res != ACCEPT_DUPLICATE &&
-	    res != REJECT_STALE) {
-		*why_r = store_accept_name(res);
+	v = peers_cert_check(p->st, env, len, (uint64_t)time(NULL), peer,
+	    &learn);
+	if (v != TRUST_OK) {
+		*why_r = v == TRUST_WRONG_ROLE ? "not a node or site key" :
+		    trust_verdict_name(v);
 		return -1;
 	}
-	/* A newer certificate of the same key may be held: that one says. */
-	if (store_get_cert(p->st, peer->key_id, &c) != 1 ||
-	    memcmp(c.pk, peer->pk, DKEY_PK_LEN) != 0) {
-		*why_r = "unknown-key";
-		return -1;
+	if (learn) {
+		lj = xcalloc(1, sizeof(*lj));
+		memcpy(lj->env, env, len);
+		lj->len = len;
+		jobs_add(p->writer, learn_run, NULL, lj);
 	}
-	if (c.expires != 0 && c.expires <= now) {
-		*why_r = "expired";
-		return -1;
-	}
-	if (c.role != ROLE_NODE && c.role != ROLE_SITE) {
-		*why_r = "not a node or site key";
-		return -1;
-	}
-	if (!record_name_valid(c.name) || strlen(c.name) > GOSSIP_NAME_MAX) {
-		*why_r = "certificate names no node";
-		return -1;
-	}
-	mm_strlcpy(peer->site, c.site, sizeof(peer->site));
-	mm_strlcpy(peer->name, c.name, sizeof(peer->name));
-	peer->role = c.role;
-	if (res == ACCEPT_STORED)
-		log_info("- gossip cert-learnt site=%s name=%s", c.site,
-		    c.name);
 	return 0;
 }
 
@@ -695,6 +737,8 @@ gio_fetch(void *arg, const char *origin, uint64_t from_seq,
 /* One gossip message's records on their way through the writer thread. */
 struct accept_job {
 	struct peers *p;
+	struct accept_job *next;	/* in p->acc (not yet taken) */
+	bool taken;			/* a writer run has it (under lock) */
 	uint64_t token;
 	char from[GOSSIP_NAME_MAX + 1];
 	const uint8_t *const *envs;	/* the gossip core's, until done */
@@ -704,13 +748,64 @@ struct accept_job {
 	enum gossip_accept *results;
 };
 
+/* Group commit: the first of the batches queued for the writer takes the
+ * others from the same sender that are waiting behind it and accepts
+ * them all in one write transaction (one sync, each page written once);
+ * the runs of the batches it took find nothing left to do. Their done
+ * callbacks still come one by one, in order. */
 static void
 accept_run(struct store *st, void *arg)
 {
-	struct accept_job *j = arg;
+	struct accept_job *j = arg, *q, *group = NULL, **tail = &group;
+	struct peers *p = j->p;
+	const uint8_t **envs;
+	size_t *lens, n = 0, k;
+	enum gossip_accept *res;
 
-	ops_gossip_accept_batch(st, j->from, j->envs, j->lens, j->n, j->now_s,
-	    j->results);
+	pthread_mutex_lock(&p->acc_lock);
+	if (j->taken) {
+		pthread_mutex_unlock(&p->acc_lock);
+		return;
+	}
+	/* j is at the head of the waiting ones: FIFO on one thread. */
+	while ((q = p->acc) != NULL && strcmp(q->from, j->from) == 0 &&
+	    n + q->n <= GOSSIP_RECORDS_MAX * ACCEPT_GROUP_MAX) {
+		p->acc = q->next;
+		q->taken = true;
+		q->next = NULL;
+		*tail = q;
+		tail = &q->next;
+		n += q->n;
+	}
+	if (p->acc == NULL)
+		p->acc_tail = &p->acc;
+	pthread_mutex_unlock(&p->acc_lock);
+	if (group == NULL)
+		return;		/* taken by an earlier run meanwhile */
+	if (group->next == NULL) {
+		ops_gossip_accept_batch(st, j->from, j->envs, j->lens, j->n,
+		    j->now_s, j->results);
+		return;
+	}
+	envs = xcalloc(n + 1, sizeof(*envs));
+	lens = xcalloc(n + 1, sizeof(*lens));
+	res = xcalloc(n + 1, sizeof(*res));
+	n = 0;
+	for (q = group; q != NULL; q = q->next) {
+		memcpy(envs + n, q->envs, q->n * sizeof(*envs));
+		memcpy(lens + n, q->lens, q->n * sizeof(*lens));
+		n += q->n;
+	}
+	ops_gossip_accept_batch(st, j->from, envs, lens, n, j->now_s, res);
+	n = 0;
+	for (q = group; q != NULL; q = q->next) {
+		for (k = 0; k < q->n; k++)
+			q->results[k] = res[n + k];
+		n += q->n;
+	}
+	free(envs);
+	free(lens);
+	free(res);
 }
 
 static void
@@ -738,6 +833,10 @@ gio_accept_batch(void *arg, const char *from, const uint8_t *const *envs,
 	j->n = n;
 	j->now_s = (uint64_t)time(NULL);
 	j->results = xcalloc(n + 1, sizeof(*j->results));
+	pthread_mutex_lock(&p->acc_lock);
+	*p->acc_tail = j;
+	p->acc_tail = &j->next;
+	pthread_mutex_unlock(&p->acc_lock);
 	jobs_add(p->writer, accept_run, accept_done, j);
 }
 
@@ -834,7 +933,7 @@ revoked_cb(const struct record *r, const uint8_t *env, size_t len,
 }
 
 static void
-trust_check(struct peers *p, uint64_t now)
+revocations_check(struct peers *p, uint64_t now)
 {
 	struct revoked_ctx rc = { p, now };
 	struct store_stats s;
@@ -854,7 +953,7 @@ housekeep(struct peers *p, uint64_t now)
 	struct pconn *c, *next;
 	size_t i;
 
-	trust_check(p, now);
+	revocations_check(p, now);
 	if (p->self_revoked)
 		return;
 	for (c = p->conns; c != NULL; c = next) {
@@ -1140,6 +1239,8 @@ peers_new(struct event_base *base, const struct mm_config *conf,
 	p->ops = o;
 	p->st = ops_store(o);
 	p->writer = writer;
+	pthread_mutex_init(&p->acc_lock, NULL);
+	p->acc_tail = &p->acc;
 	p->key = key;
 	memset(&oc, 0, sizeof(oc));
 	oc.id = key->id;
@@ -1200,6 +1301,7 @@ peers_free(struct peers *p)
 	ops_set_gossip(p->ops, NULL);
 	members_stop(p);
 	gossip_free(p->g);
+	pthread_mutex_destroy(&p->acc_lock);
 	free(p->cert);
 	free(p->seeds);
 	free(p->out);
