@@ -16,6 +16,7 @@
 #include "popmap.h"
 #include "record.h"
 #include "store.h"
+#include "trust.h"
 
 #define DIR_BUILTIN_NAME	"popmap"
 #define DIR_LOG_VALUE_MAX	(4 * POPMAP_VALUE_MAX + 1)
@@ -408,73 +409,33 @@ dir_result_name(enum dir_result r)
 
 /* ---- trust for the inter-node channel ------------------------------- */
 
-struct revoked_find {
-	const uint8_t *id;
-	bool found;
-};
-
-static int
-revoked_find_cb(const struct record *r, const uint8_t *env, size_t len,
-    void *arg)
-{
-	struct revoked_find *f = arg;
-
-	if (memcmp(r->u.revoke.key_id, f->id, DKEY_ID_LEN) != 0)
-		return 0;
-	f->found = true;
-	return 1;
-}
-
-int
+enum trust_verdict
 dir_cert_check(struct dir *dir, const uint8_t *env, size_t len,
-    uint64_t now, enum cert_role *role_r, char *site_r, const char **why_r)
+    enum trust_use use, const char *site, uint64_t now,
+    struct record_cert *cert_r, const char **why_r)
 {
 	struct store *st = dir->conf->directory != NULL ? dir_store(dir) :
 	    NULL;
-	struct revoked_find f;
+	struct trust_ctx t;
 	struct record r;
-	uint8_t root[DKEY_PK_LEN], id[DKEY_ID_LEN];
-	int g;
+	enum trust_verdict v;
 
 	if (st == NULL) {
 		*why_r = "store unavailable";
-		return -1;
-	}
-	if ((g = store_get_root(st, root)) <= 0) {
-		*why_r = g < 0 ? "store unreadable" : "no root key";
-		return -1;
+		return TRUST_STORE_ERROR;
 	}
 	if (record_decode(env, len, &r, why_r) != 0)
-		return 0;
+		return TRUST_UNKNOWN_KEY;
 	if (r.kind != RECORD_CERT) {
 		*why_r = "not a certificate";
-		return 0;
+		return TRUST_UNKNOWN_KEY;
 	}
-	dkey_id(root, id);
-	if (memcmp(r.key_id, id, DKEY_ID_LEN) != 0 ||
-	    record_verify(&r, root) != 0) {
-		*why_r = "not signed by the root";
-		return 0;
-	}
-	if (r.u.cert.expires != 0 && r.u.cert.expires <= now) {
-		*why_r = "certificate expired";
-		return 0;
-	}
-	/* Revocations are few; a scan is cheaper than an index here. */
-	dkey_id(r.u.cert.pk, id);
-	f.id = id;
-	f.found = false;
-	if (store_foreach_revoked(st, revoked_find_cb, &f) != 0) {
-		*why_r = "store unreadable";
-		return -1;
-	}
-	if (f.found) {
-		*why_r = "key revoked";
-		return 0;
-	}
-	*role_r = r.u.cert.role;
-	mm_strlcpy(site_r, r.u.cert.site, DIR_SITE_MAX + 1);
-	return 1;
+	store_trust_init(st, &t);
+	v = trust_check_shown(&t, &r, use, site, NULL, now, cert_r, NULL);
+	trust_clear(&t);
+	if (v != TRUST_OK)
+		*why_r = trust_verdict_text(v);
+	return v;
 }
 
 struct cert_find {
@@ -499,37 +460,37 @@ cert_find_cb(const struct record *r, const uint8_t *env, size_t len,
 	return 1;
 }
 
-int
-dir_cert_find(struct dir *dir, const uint8_t *id, uint64_t now,
-    uint8_t **env_r, size_t *len_r, const char **why_r)
+enum trust_verdict
+dir_cert_find(struct dir *dir, const uint8_t *id, enum trust_use use,
+    const char *site, uint64_t now, uint8_t **env_r, size_t *len_r,
+    const char **why_r)
 {
 	struct store *st = dir->conf->directory != NULL ? dir_store(dir) :
 	    NULL;
 	struct cert_find f = { id, NULL, 0 };
-	enum cert_role role;
-	char site[DIR_SITE_MAX + 1];
-	int r;
+	struct record_cert c;
+	enum trust_verdict v;
 
 	if (st == NULL) {
 		*why_r = "store unavailable";
-		return -1;
+		return TRUST_STORE_ERROR;
 	}
 	if (store_foreach_cert(st, cert_find_cb, &f) != 0) {
 		*why_r = "store unreadable";
-		return -1;
+		return TRUST_STORE_ERROR;
 	}
 	if (f.env == NULL) {
 		*why_r = "no certificate for the key";
-		return 0;
+		return TRUST_UNKNOWN_KEY;
 	}
-	r = dir_cert_check(dir, f.env, f.len, now, &role, site, why_r);
-	if (r != 1) {
+	v = dir_cert_check(dir, f.env, f.len, use, site, now, &c, why_r);
+	if (v != TRUST_OK) {
 		free(f.env);
-		return r;
+		return v;
 	}
 	*env_r = f.env;
 	*len_r = f.len;
-	return 1;
+	return TRUST_OK;
 }
 
 /* ---- the membership snapshot ---------------------------------------- */

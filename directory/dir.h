@@ -10,6 +10,7 @@
 
 #include "mm_config.h"
 #include "record.h"
+#include "trust.h"
 
 #define DIR_USER_MAX 256	/* longest user name accepted for a lookup */
 #define DIR_HOST_MAX 256
@@ -69,21 +70,27 @@ const char *dir_result_name(enum dir_result r);
 int dir_parse_hostport(const char *value, char *host, size_t hostlen,
     uint16_t *port_r);
 
-/* Trust checks for the inter-node channel, from the same read-only store.
+/* Trust checks for the inter-node channel, from the same read-only store,
+ * by the one trust rule (trust.h).
  *
- * dir_cert_check: env/len is a CERT envelope shown by a peer. 1 when it is
- * signed by the cluster root, its key is not revoked and it has not expired
- * at now (unix seconds); then *role_r and site_r (DIR_SITE_MAX + 1 bytes)
- * are set. 0 when not, with *why_r (static); -1 when the store cannot be
- * read (*why_r too). */
-int dir_cert_check(struct dir *dir, const uint8_t *env, size_t len,
-    uint64_t now, enum cert_role *role_r, char *site_r, const char **why_r);
+ * dir_cert_check: env/len is a CERT envelope shown by a peer. The rule
+ * for use and site (NULL: any) at now (unix seconds) decides, with the
+ * store's root key and revocations; a certificate the store holds for the
+ * same key, issued no earlier, decides instead of the one shown. TRUST_OK
+ * with *cert_r, the certificate that decided; else the verdict and *why_r
+ * (static): TRUST_UNKNOWN_KEY when env is no certificate,
+ * TRUST_STORE_ERROR when the store cannot be read (or is not configured),
+ * TRUST_NO_ROOT when it has no root key. */
+enum trust_verdict dir_cert_check(struct dir *dir, const uint8_t *env,
+    size_t len, enum trust_use use, const char *site, uint64_t now,
+    struct record_cert *cert_r, const char **why_r);
 
-/* The CERT envelope the store holds for key id, checked as above: 1 with
- * a malloc'd copy in *env_r (the caller frees it) and its length, 0 when
- * there is none or it is not valid (*why_r), -1 on a store error. */
-int dir_cert_find(struct dir *dir, const uint8_t *id, uint64_t now,
-    uint8_t **env_r, size_t *len_r, const char **why_r);
+/* The CERT envelope the store holds for key id, checked as above: TRUST_OK
+ * with a malloc'd copy in *env_r (the caller frees it) and its length,
+ * else the verdict and *why_r (TRUST_UNKNOWN_KEY when there is none). */
+enum trust_verdict dir_cert_find(struct dir *dir, const uint8_t *id,
+    enum trust_use use, const char *site, uint64_t now, uint8_t **env_r,
+    size_t *len_r, const char **why_r);
 
 /* ---- the membership snapshot -----------------------------------------
  *

@@ -22,6 +22,7 @@
 #include "mm_util.h"
 #include "record.h"
 #include "store.h"
+#include "trust.h"
 
 #define TIME_TEXT_LEN 32
 /* Records a slice of a listing or export examines at most (a filtered
@@ -160,97 +161,22 @@ user_lookup_row(struct ops *o, const char *user, struct ctl_rows *rows,
 
 /* ---- trust state ---------------------------------------------------- */
 
-struct trust {
-	size_t n_certs, n_revoked;
-	struct cert_info {
-		struct record_cert c;
-		uint8_t id[DKEY_ID_LEN];
-		bool sig_ok;
-	} *certs;
-	struct revoke_info {
-		uint8_t id[DKEY_ID_LEN];
-		struct record_revoke v;
-	} *revoked;
-	uint8_t root[DKEY_PK_LEN];
-	bool have_root;
-};
-
-static int
-trust_cert_cb(const struct record *r, const uint8_t *env, size_t len,
-    void *arg)
-{
-	struct trust *t = arg;
-	struct cert_info *ci;
-
-	t->certs = xrealloc(t->certs, (t->n_certs + 1) * sizeof(*t->certs));
-	ci = &t->certs[t->n_certs++];
-	ci->c = r->u.cert;
-	dkey_id(r->u.cert.pk, ci->id);
-	ci->sig_ok = t->have_root && record_verify(r, t->root) == 0;
-	return 0;
-}
-
-static int
-trust_revoke_cb(const struct record *r, const uint8_t *env, size_t len,
-    void *arg)
-{
-	struct trust *t = arg;
-	struct revoke_info *ri;
-
-	t->revoked = xrealloc(t->revoked,
-	    (t->n_revoked + 1) * sizeof(*t->revoked));
-	ri = &t->revoked[t->n_revoked++];
-	memcpy(ri->id, r->u.revoke.key_id, DKEY_ID_LEN);
-	ri->v = r->u.revoke;
-	return 0;
-}
-
-static void
-trust_clear(struct trust *t)
-{
-	free(t->certs);
-	free(t->revoked);
-	memset(t, 0, sizeof(*t));
-}
-
-/* Certificates (each checked against the root) and revocations of st. */
-static int
-trust_load(struct store *st, const char *path, struct trust *t,
-    char **errstr_r)
-{
-	memset(t, 0, sizeof(*t));
-	t->have_root = store_get_root(st, t->root) == 1;
-	if (store_foreach_cert(st, trust_cert_cb, t) != 0 ||
-	    store_foreach_revoked(st, trust_revoke_cb, t) != 0) {
-		trust_clear(t);
-		*errstr_r = xasprintf("directory %s: cannot read the "
-		    "certificates", path);
-		return -1;
-	}
-	return 0;
-}
-
-static const struct revoke_info *
-trust_revoked(const struct trust *t, const uint8_t id[DKEY_ID_LEN])
-{
-	size_t i;
-
-	for (i = 0; i < t->n_revoked; i++)
-		if (memcmp(t->revoked[i].id, id, DKEY_ID_LEN) == 0)
-			return &t->revoked[i];
-	return NULL;
-}
-
+/* A certificate's state as the keys listing and preflight name it, by the
+ * trust rule: one without a valid root signature, or without a root to
+ * check it, is "bad-signature". */
 static const char *
-cert_state(const struct trust *t, const struct cert_info *ci, uint64_t now)
+key_state(enum trust_verdict v)
 {
-	if (!ci->sig_ok)
-		return "bad-signature";
-	if (trust_revoked(t, ci->id) != NULL)
+	switch (v) {
+	case TRUST_OK:
+		return "valid";
+	case TRUST_REVOKED:
 		return "revoked";
-	if (ci->c.expires != 0 && ci->c.expires <= now)
+	case TRUST_EXPIRED:
 		return "expired";
-	return "valid";
+	default:
+		return "bad-signature";
+	}
 }
 
 int
@@ -437,75 +363,75 @@ ops_preflight(const struct mm_config *conf, const struct dkey *key,
 {
 	struct ops *o = NULL;
 	enum ctl_status st;
-	struct trust t;
+	struct trust_ctx t;
+	struct record_cert c;
+	enum trust_verdict v;
 	char kid[DKEY_ID_HEX_LEN + 1];
-	const char *why = NULL;
 	uint64_t now = (uint64_t)time(NULL);
-	size_t i;
 	int rc = -1;
 
-	memset(&t, 0, sizeof(t));
 	dkey_id_hex(key->id, kid);
 	/* Root set, store writable; closed before return (nothing of the
 	 * store may cross the fork that follows). */
 	if ((o = ops_new(conf, key, &st, errstr_r)) == NULL)
 		goto done;
-	if (trust_load(o->st, conf->directory, &t, errstr_r) != 0)
+	/* The key may run a node of this site under node-name: records
+	 * carry node-name as their origin, and the accept rule wants it to
+	 * be the name in the signer's certificate. */
+	memset(&c, 0, sizeof(c));
+	store_trust_init(o->st, &t);
+	v = trust_check(&t, key->id, key->pk, TRUST_USE_NODE, conf->site,
+	    conf->node_name, now, &c);
+	trust_clear(&t);
+	switch (v) {
+	case TRUST_OK:
+		break;
+	case TRUST_STORE_ERROR:
+		*errstr_r = xasprintf("directory %s: cannot read the "
+		    "certificates", conf->directory);
 		goto done;
-	for (i = 0; i < t.n_certs; i++) {
-		const struct cert_info *ci = &t.certs[i];
-
-		if (memcmp(ci->id, key->id, DKEY_ID_LEN) != 0 ||
-		    strcmp(ci->c.site, conf->site) != 0 ||
-		    (ci->c.role != ROLE_NODE && ci->c.role != ROLE_SITE))
-			continue;
-		why = cert_state(&t, ci, now);
-		if (strcmp(why, "valid") != 0)
-			continue;
-		/* Records carry node-name as their origin, and the accept
-		 * rule wants it to be the name in the signer's certificate. */
-		if (strcmp(ci->c.name, conf->node_name) != 0) {
-			*errstr_r = xasprintf("node-key %s (key id %s) is "
-			    "certified as %s but node-name is %s (set node-name "
-			    "%s, or certify the key with --name %s)",
-			    conf->node_key, kid, ci->c.name, conf->node_name,
-			    ci->c.name, conf->node_name);
-			goto done;
-		}
-		/* Until gossip has compared with a peer, this node may lack
-		 * users: the proxy workers, which start before the agent's
-		 * first word, answer unknown users with a temporary error
-		 * meanwhile (peers.c renews or clears this). */
-		if (conf->peer_listen_host != NULL && conf->n_peers > 0 &&
-		    store_put_behind(o->st, true, now + OPS_STARTUP_BEHIND_S)
-		    != 0) {
-			*errstr_r = xasprintf("%s: cannot write the store",
-			    conf->directory);
-			goto done;
-		}
-		rc = 0;
+	case TRUST_WRONG_NAME:
+		*errstr_r = xasprintf("node-key %s (key id %s) is certified "
+		    "as %s but node-name is %s (set node-name %s, or certify "
+		    "the key with --name %s)", conf->node_key, kid, c.name,
+		    conf->node_name, c.name, conf->node_name);
 		goto done;
-	}
-	if (why != NULL && strcmp(why, "revoked") == 0)
+	case TRUST_REVOKED:
 		*errstr_r = xasprintf("node-key %s (key id %s): its "
 		    "certificate for site %s is revoked (make a new key with: "
 		    "mmctl keys new FILE, and certify that)", conf->node_key,
-		    kid, conf->site);
-	else if (why != NULL)
+		    kid, c.site);
+		goto done;
+	case TRUST_EXPIRED:
+	case TRUST_BAD_ROOT_SIGNATURE:
+	case TRUST_NO_ROOT:
 		*errstr_r = xasprintf("node-key %s (key id %s): its "
 		    "certificate for site %s is %s (certify it again with: "
 		    "mmctl -c %s keys certify --root ROOT.key --pub %s.pub "
 		    "--role node --site %s --name %s)", conf->node_key, kid,
-		    conf->site, why, conf->path, conf->node_key, conf->site,
-		    conf->node_name);
-	else
+		    c.site, key_state(v), conf->path, conf->node_key,
+		    conf->site, conf->node_name);
+		goto done;
+	default:
 		*errstr_r = xasprintf("node-key %s (key id %s) is not "
 		    "certified for site %s (certify it with: mmctl -c %s keys "
 		    "certify --root ROOT.key --pub %s.pub --role node --site "
 		    "%s --name %s)", conf->node_key, kid, conf->site,
 		    conf->path, conf->node_key, conf->site, conf->node_name);
+		goto done;
+	}
+	/* Until gossip has compared with a peer, this node may lack users:
+	 * the proxy workers, which start before the agent's first word,
+	 * answer unknown users with a temporary error meanwhile (peers.c
+	 * renews or clears this). */
+	if (conf->peer_listen_host != NULL && conf->n_peers > 0 &&
+	    store_put_behind(o->st, true, now + OPS_STARTUP_BEHIND_S) != 0) {
+		*errstr_r = xasprintf("%s: cannot write the store",
+		    conf->directory);
+		goto done;
+	}
+	rc = 0;
 done:
-	trust_clear(&t);
 	ops_free(o);
 	return rc;
 }
@@ -1129,7 +1055,8 @@ keys_cert_cb(const struct record *r, const uint8_t *env, size_t len,
 	char kid[DKEY_ID_HEX_LEN + 1], ib[TIME_TEXT_LEN], eb[TIME_TEXT_LEN];
 	char seq[24];
 	uint8_t id[DKEY_ID_LEN];
-	const char *state = "valid";
+	struct trust_facts f;
+	const char *state;
 	int rv;
 
 	kc->records++;
@@ -1138,12 +1065,14 @@ keys_cert_cb(const struct record *r, const uint8_t *env, size_t len,
 		kc->failed = true;
 		return 1;
 	}
-	if (!kc->have_root || record_verify(r, kc->root) != 0)
-		state = "bad-signature";
-	else if (rv == 1)
-		state = "revoked";
-	else if (c->expires != 0 && c->expires <= kc->r->now)
-		state = "expired";
+	/* Each certificate listed as it stands on its own. */
+	memset(&f, 0, sizeof(f));
+	f.root_pk = kc->have_root ? kc->root : NULL;
+	f.cert = c;
+	f.root_signed = kc->have_root && record_verify(r, kc->root) == 0;
+	f.revoked = rv == 1;
+	state = key_state(trust_decide(&f, id, NULL, TRUST_USE_CERT, NULL,
+	    NULL, kc->r->now));
 	dkey_id_hex(id, kid);
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)c->origin_seq);
 	rows_addv(kc->rows, 9, kid, record_role_name(c->role), c->site,
@@ -1612,16 +1541,29 @@ publish_own(struct ops *o)
 	o->published = pc.last;
 }
 
-/* The accept rule, plus: a USER record is numbered under its signer's own
- * name (else a certified node could fill another origin's log). What the
- * rule refuses as superseded is kept in the log (no hidden gaps) and not
- * held against the sender; so is a record whose signer's certificate has
- * not reached us yet (it comes again once it has). */
+/* The accept rule (which also wants a USER record numbered under its
+ * signer's own name: else a certified node could fill another origin's
+ * log). What the rule refuses as superseded is kept in the log (no hidden
+ * gaps) and not held against the sender; so is a record whose signer's
+ * certificate has not reached us yet (it comes again once it has). */
 static void
-reject_log(const char *from, enum accept_result res, const char *kid)
+reject_log(const char *from, enum accept_result res, const uint8_t *env,
+    size_t len)
 {
-	log_warnx("- gossip record-rejected from=%s result=%s key_id=%s", from,
-	    store_accept_name(res), kid);
+	char kid[DKEY_ID_HEX_LEN + 1];
+	const char *why = NULL;
+	struct record r;
+
+	if (record_decode(env, len, &r, &why) != 0)
+		return;
+	dkey_id_hex(r.key_id, kid);
+	if (res == REJECT_WRONG_ORIGIN)
+		log_warnx("- gossip record-rejected from=%s result=origin-"
+		    "mismatch origin=%s key_id=%s", from, r.u.user.origin,
+		    kid);
+	else
+		log_warnx("- gossip record-rejected from=%s result=%s "
+		    "key_id=%s", from, store_accept_name(res), kid);
 }
 
 void
@@ -1634,9 +1576,7 @@ ops_gossip_accept_batch(struct store *st, const char *from,
 	size_t *idx = xcalloc(n + 1, sizeof(*idx));
 	enum accept_result *res = xcalloc(n + 1, sizeof(*res));
 	struct record r;
-	struct record_cert c;
 	const char *why = NULL;
-	char kid[DKEY_ID_HEX_LEN + 1];
 	size_t i, k = 0;
 
 	for (i = 0; i < n; i++) {
@@ -1645,15 +1585,6 @@ ops_gossip_accept_batch(struct store *st, const char *from,
 		    record_decode(envs[i], lens[i], &r, &why) != 0) {
 			log_warnx("- gossip record-rejected from=%s result=%s",
 			    from, store_accept_name(REJECT_MALFORMED));
-			continue;
-		}
-		if (r.kind == RECORD_USER &&
-		    store_get_cert(st, r.key_id, &c) == 1 &&
-		    strcmp(c.name, r.u.user.origin) != 0) {
-			dkey_id_hex(r.key_id, kid);
-			log_warnx("- gossip record-rejected from=%s result=origin-"
-			    "mismatch origin=%s key_id=%s", from,
-			    r.u.user.origin, kid);
 			continue;
 		}
 		take[k] = envs[i];
@@ -1686,20 +1617,14 @@ ops_gossip_accept_batch(struct store *st, const char *from,
 			 * origin's later records are not held up behind it,
 			 * and the relay is not blamed. */
 			results[at] = GOSSIP_ACCEPT_DUP;
-			if (store_log_fill(st, take[i], take_len[i], now_s) < 0 &&
-			    record_decode(take[i], take_len[i], &r, &why) == 0) {
-				dkey_id_hex(r.key_id, kid);
-				reject_log(from, res[i], kid);
-			}
+			if (store_log_fill(st, take[i], take_len[i], now_s) < 0)
+				reject_log(from, res[i], take[i], take_len[i]);
 			break;
 		case REJECT_UNKNOWN_KEY:
 			results[at] = GOSSIP_ACCEPT_DUP;
 			/* FALLTHROUGH */
 		default:
-			if (record_decode(take[i], take_len[i], &r, &why) == 0) {
-				dkey_id_hex(r.key_id, kid);
-				reject_log(from, res[i], kid);
-			}
+			reject_log(from, res[i], take[i], take_len[i]);
 			break;
 		}
 	}

@@ -72,8 +72,10 @@ int ops_load_root_public(const struct mm_config *conf, struct dkey *key_r,
 
 /* What the node checks before it forks anything (as the run user): the
  * store opens for writing and holds the root of root-key (set when
- * unset), and key has a certificate for the site that is neither revoked
- * nor expired. Opens and closes the store: nothing of it crosses a fork.
+ * unset), and key may run a node of the site under node-name by the trust
+ * rule (trust.h, TRUST_USE_NODE: a node or site certificate, neither
+ * revoked nor expired). Opens and closes the store: nothing of it crosses
+ * a fork.
  * 0, or -1 with a malloc'd *errstr_r that says how to fix it. */
 int ops_preflight(const struct mm_config *conf, const struct dkey *key,
     char **errstr_r);

@@ -16,12 +16,14 @@
 #ifndef PEERS_H
 #define PEERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "dkey.h"
 #include "gossip.h"
 #include "mm_config.h"
+#include "trust.h"
 
 enum peer_frame {
 	PEER_FRAME_GOSSIP = 1,	/* a gossip message: to the gossip core */
@@ -80,5 +82,16 @@ const char *peers_conn_name(const struct pconn *c);
 /* For a node without gossip: removes the membership snapshot an earlier
  * run left in st, which must not route sessions. */
 void peers_unpublish(struct store *st);
+
+/* The trust callback of every gossip channel, read-only: the one trust
+ * rule (trust.h, TRUST_USE_NODE) for the CERT envelope a peer shows
+ * (env, len), with st's root key and revocations at now (unix seconds); a
+ * certificate st holds for the same key, issued no earlier, decides
+ * instead. On TRUST_OK, peer's role, site and name are the deciding
+ * certificate's, and *learn_r says whether st lacks it (the channel's
+ * callback has the writer store it). */
+struct chan_peer;
+enum trust_verdict peers_cert_check(struct store *st, const uint8_t *env,
+    size_t len, uint64_t now, struct chan_peer *peer, bool *learn_r);
 
 #endif

@@ -17,6 +17,7 @@
 #include "mm_log.h"
 #include "mm_util.h"
 #include "store_int.h"
+#include "trust.h"
 
 #define STORE_MAXDBS 16
 #define ROUTE_VALUE_MAX (3 + RECORD_SITE_MAX + RECORD_NAME_MAX)
@@ -823,6 +824,54 @@ store_is_revoked(struct store *st, const uint8_t id[DKEY_ID_LEN])
 		    r.kind == RECORD_REVOKE;
 	store_read_end(st);
 	return rc;
+}
+
+/* The read view's answers to trust.h's questions. */
+static int
+trust_src_root(void *arg, uint8_t pk_r[DKEY_PK_LEN])
+{
+	return store_get_root(arg, pk_r);
+}
+
+static int
+trust_src_cert(void *arg, const uint8_t id[DKEY_ID_LEN], uint8_t *buf,
+    size_t *len_r)
+{
+	struct store *st = arg;
+	MDB_txn *txn;
+	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
+	int rc = -1, mrc;
+
+	if (store_read_begin(st, &txn) < 0)
+		return -1;
+	mrc = mdb_get(txn, st->dbi[DBI_CERTS], &key, &val);
+	if (mrc == MDB_NOTFOUND || (mrc == 0 && val.mv_size > RECORD_MAX)) {
+		rc = 0;		/* an oversized entry certifies nothing */
+	} else if (mrc != 0) {
+		log_warnx("- dir store get-cert path=%s error=\"%s\"",
+		    st->path, mdb_strerror(mrc));
+	} else {
+		memcpy(buf, val.mv_data, val.mv_size);
+		*len_r = val.mv_size;
+		rc = 1;
+	}
+	store_read_end(st);
+	return rc;
+}
+
+static int
+trust_src_revoked(void *arg, const uint8_t id[DKEY_ID_LEN])
+{
+	return store_is_revoked(arg, id);
+}
+
+void
+store_trust_init(struct store *st, struct trust_ctx *t)
+{
+	struct trust_src src = { trust_src_root, trust_src_cert,
+		trust_src_revoked, st };
+
+	trust_init(t, &src);
 }
 
 /* ---- stats ----------------------------------------------------------- */

@@ -132,6 +132,13 @@ int store_foreach_revoked_from(struct store *st, struct store_cursor *cur,
  * damaged entry), -1 on a store error. */
 int store_is_revoked(struct store *st, const uint8_t id[DKEY_ID_LEN]);
 
+/* Makes t (trust.h) ask st for the root key, certificates and
+ * revocations, each question in a short read transaction of its own; t
+ * keeps the answers until trust_forget. st must outlive t; the caller
+ * clears t (trust_clear). */
+struct trust_ctx;
+void store_trust_init(struct store *st, struct trust_ctx *t);
+
 /* The origin_seq the next record signed by origin takes: one above the
  * highest this store holds from origin (1 when none). 0, or -1 on a store
  * error. */
@@ -185,22 +192,27 @@ void store_accept_counts(struct store *st,
 /* The one accept function for local writes, imports and gossip: decodes,
  * checks signature, certificate, revocation, site, ordering and transfer,
  * and stores the record with its hwm, log and origin entries in one write
- * transaction. CERT records must be signed by the root key, REVOKE records
- * too. now is unix seconds (for expiry). The caller keeps env.
+ * transaction. Who may sign what is the trust rule's (trust.h). CERT
+ * records must be signed by the root key, REVOKE records too. now is unix
+ * seconds (for expiry). The caller keeps env.
  *
- * USER records, in this order: the signer's certificate must exist
- * (UNKNOWN_KEY), not be revoked (REVOKED) nor expired at now (EXPIRED), and
- * the signature hold (BAD_SIGNATURE). Against the user's high-water mark:
- * below it STALE; equal with the same body DUPLICATE; equal with another
- * body from the same signing site EQUIVOCATION (both envelopes go to
- * evidence keyed by BLAKE2b-256 of the envelope, the one with the lower
- * hash is current, an alarm is logged). Above it, the owner is the stored
- * record's site (for a new user, the record's own site): a TRANSFER must be
- * signed by the owner and raise the epoch; any other record must be signed
- * for its own site (WRONG_SITE), keep the owner's site within an epoch, and
+ * USER records, in this order: the signer's certificate must exist and
+ * bear the root's signature (UNKNOWN_KEY), not be revoked (REVOKED) nor
+ * expired at now (EXPIRED), be of a role that signs records (site, node,
+ * operator; a transport key is WRONG_SITE), and the signature hold
+ * (BAD_SIGNATURE); then the signer must be certified for the record's
+ * own site (WRONG_SITE; a TRANSFER's owner is checked below) under the
+ * record's origin as its name (WRONG_ORIGIN). Against the user's
+ * high-water mark: below it STALE; equal with the same body DUPLICATE;
+ * equal with another body from the same signing site EQUIVOCATION (both
+ * envelopes go to evidence keyed by BLAKE2b-256 of the envelope, the one
+ * with the lower hash is current, an alarm is logged). Above it, the
+ * owner is the stored record's site (for a new user, the record's own
+ * site): a TRANSFER must be signed by the owner (WRONG_SITE) and raise the
+ * epoch; any other record must keep the owner's site within an epoch, and
  * when it raises the epoch carry the owner's TRANSFER for the same user,
- * epoch and new site with a lower seq (NO_TRANSFER). The carried TRANSFER's
- * signer may since have expired, not been revoked.
+ * epoch and new site with a lower seq (NO_TRANSFER). The carried
+ * TRANSFER's signer may since have expired, not been revoked.
  * CERT: a certificate for a revoked key is REVOKED, an expired one EXPIRED;
  * a stored certificate is replaced only by one issued later (else STALE).
  * REVOKE: the first revocation of a key stands. */
@@ -296,10 +308,11 @@ int store_log_range(struct store *st, const char *origin, uint64_t from_seq,
 /* Keeps a record that the accept rule refused as superseded (stale, or
  * from a key revoked or expired since) in its origin's log, so that the
  * log has no gap where a valid record was: it never becomes current.
- * USER records must be signed by a certified key (any state) whose
- * certificate name is the record's origin; CERT and REVOKE records by
- * the root. The caller keeps env. 1 stored, 0 the slot is taken already,
- * -1 not verifiable or a store error. */
+ * USER records must be signed by a key the root certified to sign records
+ * (revoked or expired since or not) whose certificate name is the
+ * record's origin; CERT and REVOKE records by the root. The caller keeps
+ * env. 1 stored, 0 the slot is taken already, -1 not verifiable or a
+ * store error. */
 int store_log_fill(struct store *st, const uint8_t *env, size_t len,
     uint64_t now);
 
@@ -314,9 +327,11 @@ struct store_verify_report {
 /* Re-verifies every stored record against the trust state; cb (may be
  * NULL) is told about each bad record with a reason. Returns 0, or -1 on a
  * store error. Certificates must be signed by the root; user records
- * decode, are signed by a certified, unrevoked key of their site (expiry is
- * not checked: they were accepted while it held) and match their
- * high-water mark. equivocations counts the evidence entries. */
+ * decode, are signed by a certified, unrevoked key of a role that signs
+ * records, for their site and under their origin as its name (expiry is
+ * not checked: they were accepted while it held; trust.h, TRUST_USE_KEPT)
+ * and match their high-water mark. equivocations counts the evidence
+ * entries. */
 typedef void (*store_bad_cb)(const char *what, const char *reason,
     void *arg);
 int store_verify(struct store *st, uint64_t now,

@@ -1,5 +1,5 @@
 /* The accept rule: every record, from gossip, an import or a local
- * write, is checked here against the trust state and the user's
+ * write, is checked here against the trust rule (trust.h) and the user's
  * high-water mark before it is stored (store.h says the rule). */
 #include "store.h"
 
@@ -14,17 +14,11 @@
 #include "mm_parallel.h"
 #include "mm_util.h"
 #include "store_int.h"
+#include "trust.h"
 
 #define EVIDENCE_HASH_LEN 32
 /* Batches at least this long verify their signatures on all cores. */
 #define PARALLEL_VERIFY_MIN 64
-
-/* A certified signer as the rule sees it. */
-struct signer {
-	uint8_t pk[DKEY_PK_LEN];
-	char site[RECORD_SITE_MAX + 1];
-	char name[RECORD_NAME_MAX + 1];
-};
 
 static const char *const accept_names[STORE_ACCEPT_RESULTS] = {
 	[ACCEPT_STORED] = "stored",
@@ -61,6 +55,79 @@ cmp_order(uint64_t e1, uint64_t s1, uint64_t e2, uint64_t s2)
 	return 0;
 }
 
+/* ---- the trust rule over the write transaction ------------------------ */
+
+static int
+txn_root(void *arg, uint8_t pk_r[DKEY_PK_LEN])
+{
+	struct wctx *ctx = arg;
+	int g = get_root(ctx->txn, ctx->st, pk_r);
+
+	if (g < 0)
+		ctx->mdb_rc = MDB_CORRUPTED;
+	return g;
+}
+
+static int
+txn_cert(void *arg, const uint8_t id[DKEY_ID_LEN], uint8_t *buf,
+    size_t *len_r)
+{
+	struct wctx *ctx = arg;
+	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
+	int g = tx_get(ctx, DBI_CERTS, &key, &val);
+
+	if (g < 0)
+		return -1;
+	if (g > 0 || val.mv_size > RECORD_MAX)
+		return 0;	/* an oversized entry certifies nothing */
+	memcpy(buf, val.mv_data, val.mv_size);
+	*len_r = val.mv_size;
+	return 1;
+}
+
+static int
+txn_revoked(void *arg, const uint8_t id[DKEY_ID_LEN])
+{
+	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
+	int g = tx_get(arg, DBI_REVOKED, &key, &val);
+
+	return g < 0 ? -1 : g == 0;
+}
+
+void
+store_trust_txn(struct wctx *ctx, struct trust_ctx *t)
+{
+	struct trust_src src = { txn_root, txn_cert, txn_revoked, ctx };
+
+	trust_init(t, &src);
+}
+
+enum accept_result
+store_trust_result(enum trust_verdict v)
+{
+	switch (v) {
+	case TRUST_OK:
+		return ACCEPT_STORED;
+	case TRUST_NO_ROOT:
+		return REJECT_NO_ROOT;
+	case TRUST_UNKNOWN_KEY:
+	case TRUST_BAD_ROOT_SIGNATURE:
+		return REJECT_UNKNOWN_KEY;
+	case TRUST_REVOKED:
+		return REJECT_REVOKED;
+	case TRUST_EXPIRED:
+		return REJECT_EXPIRED;
+	case TRUST_WRONG_ROLE:
+	case TRUST_WRONG_SITE:
+		return REJECT_WRONG_SITE;
+	case TRUST_WRONG_NAME:
+		return REJECT_WRONG_ORIGIN;
+	case TRUST_STORE_ERROR:
+		break;
+	}
+	return REJECT_STORE;
+}
+
 /* ---- the accept rule ------------------------------------------------- */
 
 static int
@@ -73,37 +140,26 @@ check_sig(const struct record *r, const uint8_t pk[DKEY_PK_LEN],
 	return record_verify(r, pk);
 }
 
-/* Certificate, revocation, expiry, then signature. */
+/* The signer of user record r by the trust rule: whether its key may sign
+ * at all, then r's signature (a forgery is refused as one, whatever it
+ * claims), then for what: the same rule with site and name, answered from
+ * what t holds already. *s_r is the signer's certificate. */
 static enum accept_result
-resolve_signer(struct wctx *ctx, const struct record *r, int check_expiry,
-    const struct vjob *pre, struct signer *s_r)
+check_signer(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
+    enum trust_use use, const char *site, const char *name,
+    const struct vjob *pre, struct record_cert *s_r)
 {
-	struct record c;
-	MDB_val key = val_bin(r->key_id, DKEY_ID_LEN), val;
-	int g;
+	enum trust_verdict v;
 
-	g = get_cert(ctx, r->key_id, &c);
-	if (g < 0)
-		return REJECT_STORE;
-	if (g > 0)
-		return REJECT_UNKNOWN_KEY;
-	g = tx_get(ctx, DBI_REVOKED, &key, &val);
-	if (g < 0)
-		return REJECT_STORE;
-	if (g == 0)
-		return REJECT_REVOKED;
-	if (check_expiry && c.u.cert.expires != 0 &&
-	    c.u.cert.expires <= ctx->now)
-		return REJECT_EXPIRED;
-	/* A transport key only identifies a proxy worker on the channel. */
-	if (c.u.cert.role == ROLE_TRANSPORT)
-		return REJECT_WRONG_SITE;
-	if (check_sig(r, c.u.cert.pk, pre) < 0)
+	v = trust_check(t, r->key_id, NULL, use, NULL, NULL, ctx->now, s_r);
+	if (v != TRUST_OK)
+		return store_trust_result(v);
+	if (check_sig(r, s_r->pk, pre) < 0)
 		return REJECT_BAD_SIGNATURE;
-	memcpy(s_r->pk, c.u.cert.pk, DKEY_PK_LEN);
-	memcpy(s_r->site, c.u.cert.site, sizeof(s_r->site));
-	memcpy(s_r->name, c.u.cert.name, sizeof(s_r->name));
-	return ACCEPT_STORED;
+	if (site != NULL || name != NULL)
+		v = trust_check(t, r->key_id, NULL, use, site, name, ctx->now,
+		    NULL);
+	return store_trust_result(v);
 }
 
 /* Makes r the current record of its user (with its tree entry). */
@@ -131,11 +187,12 @@ put_current(struct wctx *ctx, const struct record *r, const uint8_t *env,
 
 /* The old owner's hand-over carried by r, which raises the epoch. */
 static enum accept_result
-check_transfer(struct wctx *ctx, const struct record *r, const char *owner)
+check_transfer(struct wctx *ctx, struct trust_ctx *tc, const struct record *r,
+    const char *owner)
 {
 	const struct record_user *u = &r->u.user, *tu;
 	struct record t;
-	struct signer s;
+	struct record_cert s;
 	enum accept_result res;
 
 	if (u->transfer_len == 0 ||
@@ -146,12 +203,12 @@ check_transfer(struct wctx *ctx, const struct record *r, const char *owner)
 	    strcmp(tu->user, u->user) != 0 || tu->epoch != u->epoch ||
 	    tu->seq >= u->seq || strcmp(tu->site, u->site) != 0)
 		return REJECT_NO_TRANSFER;
-	/* Signed in the past, perhaps long ago: expiry does not apply, a
-	 * revocation does. */
-	res = resolve_signer(ctx, &t, 0, NULL, &s);
+	/* Signed in the past, perhaps long ago, by the owner: expiry does not
+	 * count, a revocation does (TRUST_USE_KEPT). */
+	res = check_signer(ctx, tc, &t, TRUST_USE_KEPT, owner, NULL, NULL, &s);
 	if (res == REJECT_STORE)
 		return res;
-	if (res != ACCEPT_STORED || strcmp(s.site, owner) != 0)
+	if (res != ACCEPT_STORED)
 		return REJECT_NO_TRANSFER;
 	return ACCEPT_STORED;
 }
@@ -159,14 +216,15 @@ check_transfer(struct wctx *ctx, const struct record *r, const char *owner)
 /* Same (epoch, seq) as the current record, other body. Both are kept; the
  * record whose envelope hash is lower is current on every node. */
 static enum accept_result
-equivocation(struct wctx *ctx, const struct record *r, const uint8_t *env,
-    size_t len, const struct signer *s, const MDB_val *cur)
+equivocation(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
+    const uint8_t *env, size_t len, const struct record_cert *s,
+    const MDB_val *cur)
 {
 	uint8_t hr[EVIDENCE_HASH_LEN], hc[EVIDENCE_HASH_LEN];
 	uint8_t old[RECORD_MAX];
 	size_t old_len = cur->mv_size;
 	struct record c;
-	struct record sc;
+	struct record_cert sc;
 	MDB_val key, val;
 	int g, wins;
 
@@ -177,10 +235,10 @@ equivocation(struct wctx *ctx, const struct record *r, const uint8_t *env,
 	if (record_decode(old, old_len, &c, NULL) < 0)
 		return REJECT_STALE;
 	/* Only whoever signed the current one can equivocate against it. */
-	g = get_cert(ctx, c.key_id, &sc);
+	g = trust_cert(t, c.key_id, &sc);
 	if (g < 0)
 		return REJECT_STORE;
-	if (g > 0 || strcmp(sc.u.cert.site, s->site) != 0)
+	if (g == 0 || strcmp(sc.site, s->site) != 0)
 		return REJECT_WRONG_SITE;
 
 	crypto_generichash(hr, sizeof(hr), env, len, NULL, 0);
@@ -203,17 +261,22 @@ equivocation(struct wctx *ctx, const struct record *r, const uint8_t *env,
 }
 
 static enum accept_result
-accept_user(struct wctx *ctx, const struct record *r, const uint8_t *env,
-    size_t len, const struct vjob *pre)
+accept_user(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
+    const uint8_t *env, size_t len, const struct vjob *pre)
 {
 	const struct record_user *u = &r->u.user;
-	struct signer s;
+	struct record_cert s;
 	struct hwm h;
 	enum accept_result res;
 	MDB_val key = val_str(u->user), val, cur;
 	int g, have_hwm = 0, c;
 
-	res = resolve_signer(ctx, r, 1, pre, &s);
+	/* Signed for the record's own site (a hand-over: by the owner it
+	 * hands over from, checked below once the high-water mark names
+	 * it), numbered under the signer's own name: otherwise any certified
+	 * node could fill another origin's log. */
+	res = check_signer(ctx, t, r, TRUST_USE_RECORD,
+	    u->state == USTATE_TRANSFER ? NULL : u->site, u->origin, pre, &s);
 	if (res != ACCEPT_STORED)
 		return res;
 	g = tx_get(ctx, DBI_HWM, &key, &val);
@@ -244,33 +307,33 @@ accept_user(struct wctx *ctx, const struct record *r, const uint8_t *env,
 			/* A purged tombstone leaves nothing to compare. */
 			if (g > 0)
 				return REJECT_STALE;
-			return equivocation(ctx, r, env, len, &s, &cur);
+			return equivocation(ctx, t, r, env, len, &s, &cur);
 		}
 	}
 
 	if (u->state == USTATE_TRANSFER) {
-		/* Signed by the owner it hands over from, and epochs grow
-		 * with every change of owner. A user never seen here has no
-		 * known owner: like a first record, it is taken as it is. */
-		if (have_hwm && strcmp(s.site, h.site) != 0)
-			return REJECT_WRONG_SITE;
+		/* Signed by the owner it hands over from (the rule again,
+		 * from what t holds), and epochs grow with every change of
+		 * owner. A user never seen here has no known owner: like a
+		 * first record, it is taken as it is. */
+		if (have_hwm) {
+			res = store_trust_result(trust_check(t, r->key_id,
+			    NULL, TRUST_USE_RECORD, h.site, u->origin, ctx->now,
+			    NULL));
+			if (res != ACCEPT_STORED)
+				return res;
+		}
 		if (have_hwm && u->epoch <= h.epoch)
 			return REJECT_NO_TRANSFER;
 	} else {
-		if (strcmp(s.site, u->site) != 0)
-			return REJECT_WRONG_SITE;
 		if (have_hwm && u->epoch > h.epoch) {
-			res = check_transfer(ctx, r, h.site);
+			res = check_transfer(ctx, t, r, h.site);
 			if (res != ACCEPT_STORED)
 				return res;
 		} else if (have_hwm && strcmp(u->site, h.site) != 0) {
 			return REJECT_WRONG_SITE;
 		}
 	}
-	/* A node numbers only its own records: otherwise any certified
-	 * node could fill another origin's log. */
-	if (strcmp(u->origin, s.name) != 0)
-		return REJECT_WRONG_ORIGIN;
 	if (put_current(ctx, r, env, len) != ACCEPT_STORED)
 		return REJECT_STORE;
 	return store_log_add(ctx, u->origin, u->origin_seq, env, len, 1);
@@ -278,40 +341,44 @@ accept_user(struct wctx *ctx, const struct record *r, const uint8_t *env,
 
 /* CERT and REVOKE: signed by the root key. */
 static enum accept_result
-accept_trust(struct wctx *ctx, const struct record *r, const uint8_t *env,
-    size_t len, const struct vjob *pre)
+accept_trust(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
+    const uint8_t *env, size_t len, const struct vjob *pre)
 {
-	uint8_t root[DKEY_PK_LEN], root_id[DKEY_ID_LEN], id[DKEY_ID_LEN];
+	uint8_t root[DKEY_PK_LEN], id[DKEY_ID_LEN];
+	struct trust_facts f;
+	enum trust_verdict v;
 	const char *origin;
 	uint64_t origin_seq;
 	MDB_val key, val;
 	int g, dbi;
 
-	g = get_root(ctx->txn, ctx->st, root);
-	if (g < 0) {
-		ctx->mdb_rc = MDB_CORRUPTED;
+	v = trust_check(t, r->key_id, NULL, TRUST_USE_ROOT, NULL, NULL,
+	    ctx->now, NULL);
+	if (v != TRUST_OK)
+		return store_trust_result(v);
+	if (trust_root(t, root) != 1)
 		return REJECT_STORE;
-	}
-	if (g == 0)
-		return REJECT_NO_ROOT;
-	dkey_id(root, root_id);
-	if (memcmp(r->key_id, root_id, DKEY_ID_LEN) != 0)
-		return REJECT_UNKNOWN_KEY;
 	if (check_sig(r, root, pre) < 0)
 		return REJECT_BAD_SIGNATURE;
 
 	if (r->kind == RECORD_CERT) {
 		const struct record_cert *c = &r->u.cert;
 
+		/* The certificate on its own, its root signature checked
+		 * just now: its key not revoked, itself not expired. */
 		dkey_id(c->pk, id);
-		key = val_bin(id, DKEY_ID_LEN);
-		g = tx_get(ctx, DBI_REVOKED, &key, &val);
-		if (g < 0)
+		if ((g = trust_revoked(t, id)) < 0)
 			return REJECT_STORE;
-		if (g == 0)
-			return REJECT_REVOKED;
-		if (c->expires != 0 && c->expires <= ctx->now)
-			return REJECT_EXPIRED;
+		memset(&f, 0, sizeof(f));
+		f.root_pk = root;
+		f.cert = c;
+		f.root_signed = true;
+		f.revoked = g == 1;
+		v = trust_decide(&f, id, NULL, TRUST_USE_CERT, NULL, NULL,
+		    ctx->now);
+		if (v != TRUST_OK)
+			return store_trust_result(v);
+		key = val_bin(id, DKEY_ID_LEN);
 		dbi = DBI_CERTS;
 		origin = c->origin;
 		origin_seq = c->origin_seq;
@@ -342,21 +409,23 @@ accept_trust(struct wctx *ctx, const struct record *r, const uint8_t *env,
 	val = val_bin(env, len);
 	if (tx_put(ctx, dbi, &key, &val, 0) < 0)
 		return REJECT_STORE;
+	/* What t learnt of this key is out of date now. */
+	trust_forget(t);
 	return store_log_add(ctx, origin, origin_seq, env, len, 1);
 }
 
 /* The one accept path: gossip, imports and local writes all come here. */
 enum accept_result
-store_accept_in_txn(struct wctx *ctx, const uint8_t *env, size_t len,
-    const struct vjob *pre)
+store_accept_in_txn(struct wctx *ctx, struct trust_ctx *t, const uint8_t *env,
+    size_t len, const struct vjob *pre)
 {
 	struct record r;
 
 	if (len > RECORD_MAX || record_decode(env, len, &r, NULL) < 0)
 		return REJECT_MALFORMED;
 	if (r.kind == RECORD_USER)
-		return accept_user(ctx, &r, env, len, pre);
-	return accept_trust(ctx, &r, env, len, pre);
+		return accept_user(ctx, t, &r, env, len, pre);
+	return accept_trust(ctx, t, &r, env, len, pre);
 }
 
 /* ---- parallel signature checks --------------------------------------- */
@@ -387,12 +456,13 @@ verify_parallel(struct vjob *jobs, size_t n)
 /* The key each envelope will most likely be checked against, from the
  * state at the start of the batch. */
 static void
-prepare_jobs(struct wctx *ctx, const uint8_t *const *envs,
+prepare_jobs(struct trust_ctx *t, const uint8_t *const *envs,
     const size_t *lens, size_t n, struct vjob *jobs)
 {
 	uint8_t root[DKEY_PK_LEN];
-	int have_root = get_root(ctx->txn, ctx->st, root) == 1;
-	struct record r, c;
+	int have_root = trust_root(t, root) == 1;
+	struct record_cert c;
+	struct record r;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
@@ -410,8 +480,8 @@ prepare_jobs(struct wctx *ctx, const uint8_t *const *envs,
 				memcpy(j->pk, root, DKEY_PK_LEN);
 				j->have_pk = 1;
 			}
-		} else if (get_cert(ctx, r.key_id, &c) == 0) {
-			memcpy(j->pk, c.u.cert.pk, DKEY_PK_LEN);
+		} else if (trust_cert(t, r.key_id, &c) == 1) {
+			memcpy(j->pk, c.pk, DKEY_PK_LEN);
 			j->have_pk = 1;
 		}
 	}
@@ -431,19 +501,27 @@ static int
 batch_fn(struct wctx *ctx, void *arg)
 {
 	struct batch *b = arg;
+	struct trust_ctx t;
 	size_t i;
+	int rc = -1;
 
+	/* One trust context for the batch: each signer is looked up and
+	 * its certificate checked against the root once. */
+	store_trust_txn(ctx, &t);
 	if (b->jobs != NULL) {
-		prepare_jobs(ctx, b->envs, b->lens, b->n, b->jobs);
+		prepare_jobs(&t, b->envs, b->lens, b->n, b->jobs);
 		verify_parallel(b->jobs, b->n);
 	}
 	for (i = 0; i < b->n; i++) {
-		b->results[i] = store_accept_in_txn(ctx, b->envs[i], b->lens[i],
-		    b->jobs != NULL ? &b->jobs[i] : NULL);
+		b->results[i] = store_accept_in_txn(ctx, &t, b->envs[i],
+		    b->lens[i], b->jobs != NULL ? &b->jobs[i] : NULL);
 		if (b->results[i] == REJECT_STORE)
-			return -1;
+			goto done;
 	}
-	return ctx->changed ? 0 : 1;
+	rc = ctx->changed ? 0 : 1;
+done:
+	trust_clear(&t);
+	return rc;
 }
 
 static void

@@ -14,40 +14,25 @@
 #include "mm_parallel.h"
 #include "mm_util.h"
 #include "store_int.h"
+#include "trust.h"
 
 /* Batches of local writes at least this long sign on all cores. */
 #define PARALLEL_SIGN_MIN 32
 
 /* The signer's own certificate, checked once per batch in place of a
- * check of every signature the batch makes with that key. */
+ * check of every signature the batch makes with that key: the same rule
+ * as for records from elsewhere (trust.h, TRUST_USE_RECORD). */
 static enum accept_result
 check_own_signer(struct wctx *ctx, const struct store_signer *sg)
 {
-	struct record c;
-	MDB_val key = val_bin(sg->key->id, DKEY_ID_LEN), val;
-	int g;
+	struct trust_ctx t;
+	enum trust_verdict v;
 
-	g = get_cert(ctx, sg->key->id, &c);
-	if (g < 0)
-		return REJECT_STORE;
-	if (g > 0 || memcmp(c.u.cert.pk, sg->key->pk, DKEY_PK_LEN) != 0)
-		return REJECT_UNKNOWN_KEY;
-	g = tx_get(ctx, DBI_REVOKED, &key, &val);
-	if (g < 0)
-		return REJECT_STORE;
-	if (g == 0)
-		return REJECT_REVOKED;
-	if (c.u.cert.expires != 0 && c.u.cert.expires <= ctx->now)
-		return REJECT_EXPIRED;
-	if (strcmp(c.u.cert.site, sg->site) != 0)
-		return REJECT_WRONG_SITE;
-	/* The same rule as for records from elsewhere: a transport key signs
-	 * nothing, and a node numbers only its own origin. */
-	if (c.u.cert.role == ROLE_TRANSPORT)
-		return REJECT_WRONG_SITE;
-	if (strcmp(c.u.cert.name, sg->origin) != 0)
-		return REJECT_WRONG_ORIGIN;
-	return ACCEPT_STORED;
+	store_trust_txn(ctx, &t);
+	v = trust_check(&t, sg->key->id, sg->key->pk, TRUST_USE_RECORD,
+	    sg->site, sg->origin, ctx->now, NULL);
+	trust_clear(&t);
+	return store_trust_result(v);
 }
 
 /* One record of a batch: numbered and encoded in order, signed in
@@ -392,6 +377,7 @@ static int
 transfer_fn(struct wctx *ctx, void *arg)
 {
 	struct transfer_arg *a = arg;
+	struct trust_ctx t;
 	struct record_user u;
 	struct hwm h;
 	uint8_t env[RECORD_MAX];
@@ -437,7 +423,9 @@ transfer_fn(struct wctx *ctx, void *arg)
 		a->res = REJECT_MALFORMED;
 		return 1;
 	}
-	a->res = store_accept_in_txn(ctx, env, (size_t)n, NULL);
+	store_trust_txn(ctx, &t);
+	a->res = store_accept_in_txn(ctx, &t, env, (size_t)n, NULL);
+	trust_clear(&t);
 	if (a->res == REJECT_STORE)
 		return -1;
 	if (a->res != ACCEPT_STORED)

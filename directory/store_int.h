@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "store.h"
+#include "trust.h"
 
 #define META_ROOT "root_pk"
 #define HWM_HASH_LEN 16		/* BLAKE2b of the body: duplicate check */
@@ -263,21 +264,6 @@ get_root(MDB_txn *txn, struct store *st, uint8_t pk_r[DKEY_PK_LEN])
 	return 1;
 }
 
-/* The certificate of key id, decoded; buffer lives in the map. */
-static inline int
-get_cert(struct wctx *ctx, const uint8_t id[DKEY_ID_LEN], struct record *c_r)
-{
-	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
-	int r = tx_get(ctx, DBI_CERTS, &key, &val);
-
-	if (r != 0)
-		return r;
-	if (record_decode(val.mv_data, val.mv_size, c_r, NULL) < 0 ||
-	    c_r->kind != RECORD_CERT)
-		return 1;	/* a damaged entry certifies nothing */
-	return 0;
-}
-
 /* ---- the routing index (store.c) ------------------------------------- */
 
 /* Writes user's routing entry beside its record. 0, or -1 (ctx). */
@@ -289,9 +275,21 @@ int store_route_decode(const uint8_t *v, size_t len, struct store_route *r);
 /* ---- the accept rule (store_accept.c) -------------------------------- */
 
 /* The one accept path: gossip, imports and local writes all come here.
- * pre (may be NULL) is the signature checked ahead, if any. */
-enum accept_result store_accept_in_txn(struct wctx *ctx, const uint8_t *env,
-    size_t len, const struct vjob *pre);
+ * t asks ctx's transaction (store_trust_txn) and may be kept over a
+ * batch: the accept path tells it when trust changes. pre (may be NULL)
+ * is the signature checked ahead, if any. */
+enum accept_result store_accept_in_txn(struct wctx *ctx,
+    struct trust_ctx *t, const uint8_t *env, size_t len,
+    const struct vjob *pre);
+
+/* Makes t (trust.h) ask ctx's write transaction; the caller clears t
+ * (trust_clear) before the transaction ends. */
+void store_trust_txn(struct wctx *ctx, struct trust_ctx *t);
+/* What the accept rule answers for a verdict of the trust rule: a role
+ * that signs nothing is WRONG_SITE, as a key of another site; a
+ * certificate the root did not sign certifies nothing (UNKNOWN_KEY); a
+ * name that is not the record's origin is WRONG_ORIGIN. */
+enum accept_result store_trust_result(enum trust_verdict v);
 
 /* ---- the consistency tree (store_tree.c) ----------------------------- */
 

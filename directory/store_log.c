@@ -10,6 +10,7 @@
 
 #include "mm_log.h"
 #include "store_int.h"
+#include "trust.h"
 
 /* meta key prefix + origin -> the highest origin_seq held with no gap
  * below it (8 bytes, big-endian); absent means 0. */
@@ -259,12 +260,44 @@ struct fill_arg {
 	int res;		/* 1 filled, 0 held already, -1 refused */
 };
 
+/* Whether r may take its place in its origin's log: a user record signed
+ * by a key the root certified to sign records, revoked or expired since
+ * or not, and numbered under that key's own name (TRUST_USE_LOG); a
+ * certificate or revocation signed by the root. 1 yes, 0 no, -1 error. */
+static int
+fill_trusted(struct wctx *ctx, const struct record *r)
+{
+	struct trust_ctx t;
+	struct record_cert c;
+	uint8_t root[DKEY_PK_LEN];
+	enum trust_verdict v;
+	int rc = 0;
+
+	store_trust_txn(ctx, &t);
+	if (r->kind == RECORD_USER) {
+		v = trust_check(&t, r->key_id, NULL, TRUST_USE_LOG, NULL,
+		    r->u.user.origin, ctx->now, &c);
+		if (v == TRUST_OK && record_verify(r, c.pk) == 0)
+			rc = 1;
+	} else {
+		v = trust_check(&t, r->key_id, NULL, TRUST_USE_ROOT, NULL,
+		    NULL, ctx->now, NULL);
+		if (v == TRUST_OK && trust_root(&t, root) == 1 &&
+		    record_verify(r, root) == 0)
+			rc = 1;
+	}
+	if (v == TRUST_STORE_ERROR)
+		rc = -1;
+	trust_clear(&t);
+	return rc;
+}
+
 static int
 fill_fn(struct wctx *ctx, void *arg)
 {
 	struct fill_arg *a = arg;
-	uint8_t root[DKEY_PK_LEN], root_id[DKEY_ID_LEN], lk[LOG_KEY_MAX];
-	struct record r, c;
+	uint8_t lk[LOG_KEY_MAX];
+	struct record r;
 	const char *origin;
 	uint64_t origin_seq;
 	size_t olen;
@@ -275,27 +308,12 @@ fill_fn(struct wctx *ctx, void *arg)
 	if (a->len > RECORD_MAX || record_decode(a->env, a->len, &r,
 	    NULL) < 0)
 		return 1;
+	if ((g = fill_trusted(ctx, &r)) <= 0)
+		return g < 0 ? -1 : 1;
 	if (r.kind == RECORD_USER) {
-		/* Signed by a key the root certified, revoked or expired
-		 * since or not, and numbered under that key's own name. */
-		g = get_cert(ctx, r.key_id, &c);
-		if (g < 0)
-			return -1;
-		if (g > 0 || strcmp(c.u.cert.name, r.u.user.origin) != 0 ||
-		    record_verify(&r, c.u.cert.pk) < 0)
-			return 1;
 		origin = r.u.user.origin;
 		origin_seq = r.u.user.origin_seq;
 	} else {
-		g = get_root(ctx->txn, ctx->st, root);
-		if (g < 0) {
-			ctx->mdb_rc = MDB_CORRUPTED;
-			return -1;
-		}
-		dkey_id(root, root_id);
-		if (g == 0 || memcmp(r.key_id, root_id, DKEY_ID_LEN) != 0 ||
-		    record_verify(&r, root) < 0)
-			return 1;
 		origin = r.kind == RECORD_CERT ? r.u.cert.origin :
 		    r.u.revoke.origin;
 		origin_seq = r.kind == RECORD_CERT ? r.u.cert.origin_seq :

@@ -1,5 +1,5 @@
 /* store_verify: every stored record checked again against the trust
- * state, signatures on all cores while the walk goes on. */
+ * rule (trust.h), signatures on all cores while the walk goes on. */
 #include "store.h"
 
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include "mm_parallel.h"
 #include "mm_util.h"
 #include "store_int.h"
+#include "trust.h"
 
 #define VERIFY_CHUNK 4096	/* store_verify: records per parallel round */
 
@@ -23,16 +24,19 @@ struct vround {
 	struct mm_parallel *run;	/* checking, until vround_finish */
 };
 
-/* A certificate as store_verify trusts it; sorted by id as LMDB is. */
+/* What store_verify knows of one key, for the trust rule; sorted by id
+ * as LMDB is. */
 struct vcert {
 	uint8_t id[DKEY_ID_LEN];
-	uint8_t pk[DKEY_PK_LEN];
-	char site[RECORD_SITE_MAX + 1];
-	int valid, revoked;
+	struct record_cert cert;
+	bool held;		/* a certificate of this key decodes */
+	bool root_signed;
+	bool revoked;
 };
 
 struct vstate {
 	struct store *st;
+	uint64_t now;
 	MDB_txn *txn;
 	store_bad_cb cb;
 	void *arg;
@@ -152,13 +156,11 @@ v_cert(struct vstate *vs, const MDB_val *key, const MDB_val *val)
 			return;
 		}
 	}
-	if (!vs->have_root || record_verify(&r, vs->root) < 0) {
+	c->cert = r.u.cert;
+	c->held = true;
+	c->root_signed = vs->have_root && record_verify(&r, vs->root) == 0;
+	if (!c->root_signed)
 		bad_key(vs, "cert", c->id, "not signed by the root key");
-		return;
-	}
-	memcpy(c->pk, r.u.cert.pk, DKEY_PK_LEN);
-	memcpy(c->site, r.u.cert.site, sizeof(c->site));
-	c->valid = 1;
 }
 
 static void
@@ -186,22 +188,42 @@ v_revoke(struct vstate *vs, const MDB_val *key, const MDB_val *val)
 		return;
 	}
 	if ((c = vcert_find(vs, key->mv_data)) != NULL)
-		c->revoked = 1;
+		c->revoked = true;
 }
 
-/* Certificate chain of a signer: 0 ok, else a reason. */
+/* The signer of a record kept in the store, by the trust rule
+ * (TRUST_USE_KEPT: it was accepted while its key held, so expiry does not
+ * count): NULL and *c_r, else a reason. */
 static const char *
-v_chain(struct vstate *vs, const uint8_t id[DKEY_ID_LEN],
-    const struct vcert **c_r)
+v_chain(struct vstate *vs, const uint8_t id[DKEY_ID_LEN], const char *site,
+    const char *name, const struct vcert **c_r)
 {
 	const struct vcert *c = vcert_find(vs, id);
+	struct trust_facts f;
 
-	if (c == NULL || !c->valid)
-		return "signed by an uncertified key";
-	if (c->revoked)
+	memset(&f, 0, sizeof(f));
+	f.root_pk = vs->have_root ? vs->root : NULL;
+	if (c != NULL && c->held) {
+		f.cert = &c->cert;
+		f.root_signed = c->root_signed;
+		f.revoked = c->revoked;
+	}
+	switch (trust_decide(&f, id, NULL, TRUST_USE_KEPT, site, name,
+	    vs->now)) {
+	case TRUST_OK:
+		*c_r = c;
+		return NULL;
+	case TRUST_REVOKED:
 		return "signed by a revoked key";
-	*c_r = c;
-	return NULL;
+	case TRUST_WRONG_ROLE:
+		return "signed by a key whose role signs no records";
+	case TRUST_WRONG_SITE:
+		return "signer not certified for the site";
+	case TRUST_WRONG_NAME:
+		return "origin is not the signer's certified name";
+	default:
+		return "signed by an uncertified key";
+	}
 }
 
 static void
@@ -307,18 +329,16 @@ v_user(struct vstate *vs, const MDB_val *key, const MDB_val *val)
 		bad_user(vs, name, "stored under another name");
 		return;
 	}
-	if ((why = v_chain(vs, r.key_id, &c)) != NULL) {
+	/* A hand-over names the new owner, not its signer's site. */
+	if ((why = v_chain(vs, r.key_id, u->state == USTATE_TRANSFER ? NULL :
+	    u->site, u->origin, &c)) != NULL) {
 		bad_user(vs, name, why);
-		return;
-	}
-	if (u->state != USTATE_TRANSFER && strcmp(c->site, u->site) != 0) {
-		bad_user(vs, name, "signer not certified for the site");
 		return;
 	}
 	if (u->state != USTATE_TRANSFER && u->transfer_len > 0) {
 		if (record_decode(u->transfer, u->transfer_len, &t, NULL) < 0 ||
-		    v_chain(vs, t.key_id, &tc) != NULL ||
-		    record_verify(&t, tc->pk) < 0) {
+		    v_chain(vs, t.key_id, NULL, NULL, &tc) != NULL ||
+		    record_verify(&t, tc->cert.pk) < 0) {
 			bad_user(vs, name, "invalid transfer");
 			return;
 		}
@@ -343,15 +363,15 @@ v_user(struct vstate *vs, const MDB_val *key, const MDB_val *val)
 		bad_user(vs, name, "routing index does not match the record");
 		return;
 	}
-	v_queue(vs, &r, val, c->pk, name);
+	v_queue(vs, &r, val, c->cert.pk, name);
 }
 
 /* Starts a verify: a read transaction, the trust state from the
  * certificates and revocations (checked and counted in rep when report,
  * else read quietly). 0, or -1 (v_close all the same). */
 static int
-v_open(struct vstate *vs, struct store *st, struct store_verify_report *rep,
-    store_bad_cb cb, void *arg, bool report)
+v_open(struct vstate *vs, struct store *st, uint64_t now,
+    struct store_verify_report *rep, store_bad_cb cb, void *arg, bool report)
 {
 	struct store_verify_report quiet;
 	MDB_stat ms;
@@ -360,6 +380,7 @@ v_open(struct vstate *vs, struct store *st, struct store_verify_report *rep,
 	memset(vs, 0, sizeof(*vs));
 	memset(&quiet, 0, sizeof(quiet));
 	vs->st = st;
+	vs->now = now;
 	vs->cb = report ? cb : NULL;
 	vs->arg = arg;
 	vs->rep = report ? rep : &quiet;
@@ -432,12 +453,11 @@ store_verify(struct store *st, uint64_t now,
 	int rc = -1;
 
 	memset(rep_r, 0, sizeof(*rep_r));
-	if (v_open(&vs, st, rep_r, cb, arg, true) == 0 &&
+	if (v_open(&vs, st, now, rep_r, cb, arg, true) == 0 &&
 	    vwalk(&vs, DBI_USERS, v_user, NULL, 0) == 0 &&
 	    v_finish(&vs, true) == 0)
 		rc = 0;
 	v_close(&vs);
-	(void)now;
 	return rc;
 }
 
@@ -452,11 +472,10 @@ store_verify_slice(struct store *st, uint64_t now, struct store_cursor *cur,
 
 	if (first)
 		memset(rep_r, 0, sizeof(*rep_r));
-	if (v_open(&vs, st, rep_r, cb, arg, first) == 0 &&
+	if (v_open(&vs, st, now, rep_r, cb, arg, first) == 0 &&
 	    (w = vwalk(&vs, DBI_USERS, v_user, cur, max == 0 ? 1 : max)) >= 0 &&
 	    v_finish(&vs, w == 0) == 0)
 		rc = w;
 	v_close(&vs);
-	(void)now;
 	return rc;
 }

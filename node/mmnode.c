@@ -35,6 +35,7 @@
 #include "ops.h"
 #include "proxy.h"
 #include "proxy_tls.h"
+#include "trust.h"
 
 #define DEFAULT_CONFIG "/etc/mailmesh/mmnode.conf"
 #define LISTEN_BACKLOG 1024
@@ -317,32 +318,29 @@ static int
 transport_check(char **errstr_r)
 {
 	struct dir *d;
-	enum cert_role role = ROLE_SITE;
-	char site[DIR_SITE_MAX + 1] = "", kid[DKEY_ID_HEX_LEN + 1];
+	char kid[DKEY_ID_HEX_LEN + 1];
 	const char *why = NULL;
 	uint8_t *env = NULL;
 	size_t len = 0;
 	uint64_t now = (uint64_t)time(NULL);
-	int r;
+	enum trust_verdict v;
 
 	if (node.conf->transport_key == NULL)
 		return 0;
 	if ((d = dir_open(node.conf, errstr_r)) == NULL)
 		return -1;
-	r = dir_cert_find(d, node.tkey.id, now, &env, &len, &why);
-	if (r == 1)
-		r = dir_cert_check(d, env, len, now, &role, site, &why);
+	v = dir_cert_find(d, node.tkey.id, TRUST_USE_TRANSPORT,
+	    node.conf->site, now, &env, &len, &why);
 	free(env);
 	dir_free(d);
-	if (r == 1 && role == ROLE_TRANSPORT &&
-	    strcmp(site, node.conf->site) == 0)
+	if (v == TRUST_OK)
 		return 0;
 	dkey_id_hex(node.tkey.id, kid);
 	*errstr_r = xasprintf("transport-key %s (key id %s): %s (certify it "
 	    "with: mmctl keys certify --role transport --site %s ...)",
-	    node.conf->transport_key, kid, r == 1 ?
-	    "not certified as transport for this site" : why,
-	    node.conf->site);
+	    node.conf->transport_key, kid, v == TRUST_WRONG_ROLE ||
+	    v == TRUST_WRONG_SITE ? "not certified as transport for this site" :
+	    why, node.conf->site);
 	return -1;
 }
 

@@ -175,14 +175,12 @@ xsite_free(struct xsite *xs)
 }
 
 /* Our CERT envelope: the transport key's certificate for this site. */
-static int
-identity(struct xsite *xs, const char **why_r)
+int
+xsite_identity(struct xsite *xs, uint64_t now, const char **why_r)
 {
-	enum cert_role role;
-	char site[DIR_SITE_MAX + 1];
+	enum trust_verdict v;
 	uint8_t *env = NULL;
 	size_t len = 0;
-	uint64_t now = (uint64_t)time(NULL);
 
 	if (xs->key == NULL || !xs->key->has_secret) {
 		*why_r = "no transport key";
@@ -190,21 +188,37 @@ identity(struct xsite *xs, const char **why_r)
 	}
 	if (xs->cert != NULL)
 		return 0;
-	if (dir_cert_find(xs->dir, xs->key->id, now, &env, &len, why_r) != 1)
-		return -1;
-	if (dir_cert_check(xs->dir, env, len, now, &role, site, why_r) != 1) {
-		free(env);
-		return -1;
-	}
-	if (role != ROLE_TRANSPORT || strcmp(site, xs->conf->site) != 0) {
-		free(env);
+	v = dir_cert_find(xs->dir, xs->key->id, TRUST_USE_TRANSPORT,
+	    xs->conf->site, now, &env, &len, why_r);
+	if (v == TRUST_WRONG_ROLE || v == TRUST_WRONG_SITE)
 		*why_r = "transport key not certified as transport for "
 		    "this site";
+	if (v != TRUST_OK)
 		return -1;
-	}
 	xs->cert = env;
 	xs->cert_len = len;
 	return 0;
+}
+
+int
+xsite_peer_check(struct xsite *xs, const uint8_t *env, size_t len,
+    const char *site, uint64_t now, struct record_cert *cert_r,
+    const char **why_r)
+{
+	switch (dir_cert_check(xs->dir, env, len, TRUST_USE_SESSION, site,
+	    now, cert_r, why_r)) {
+	case TRUST_OK:
+		return 0;
+	case TRUST_WRONG_ROLE:
+		*why_r = "certificate role may not carry sessions";
+		break;
+	case TRUST_WRONG_SITE:
+		*why_r = "peer is not of the site asked for";
+		break;
+	default:
+		break;
+	}
+	return -1;
 }
 
 static int
@@ -212,20 +226,14 @@ trust_cb(const uint8_t *env, size_t len, const struct record *cert,
     struct chan_peer *peer, const char **why_r, void *arg)
 {
 	struct xlink *xl = arg;
-	enum cert_role role;
-	char site[DIR_SITE_MAX + 1];
+	struct record_cert c;
 
-	if (dir_cert_check(xl->xs->dir, env, len, (uint64_t)time(NULL),
-	    &role, site, why_r) != 1)
+	if (xsite_peer_check(xl->xs, env, len, xl->initiator ? xl->site : NULL,
+	    (uint64_t)time(NULL), &c, why_r) != 0)
 		return -1;
-	if (role != ROLE_TRANSPORT && role != ROLE_NODE && role != ROLE_SITE) {
-		*why_r = "certificate role may not carry sessions";
-		return -1;
-	}
-	if (xl->initiator && strcmp(site, xl->site) != 0) {
-		*why_r = "peer is not of the site asked for";
-		return -1;
-	}
+	peer->role = c.role;
+	mm_strlcpy(peer->site, c.site, sizeof(peer->site));
+	mm_strlcpy(peer->name, c.name, sizeof(peer->name));
 	return 0;
 }
 
@@ -750,7 +758,7 @@ xsite_connect(struct xsite *xs, const char *site, const struct xsite_req *req,
 		*why_r = "no-site-route";
 		return NULL;
 	}
-	if (identity(xs, why_r) != 0) {
+	if (xsite_identity(xs, (uint64_t)time(NULL), why_r) != 0) {
 		log_warnx("- xsite no-identity reason=\"%s\"", *why_r);
 		*why_r = "no-transport-identity";
 		return NULL;
@@ -811,7 +819,7 @@ xsite_accept(struct xsite *xs, evutil_socket_t fd,
 		really_free(xl);
 		return;
 	}
-	if (identity(xs, &why) != 0) {
+	if (xsite_identity(xs, (uint64_t)time(NULL), &why) != 0) {
 		log_warnx("- xsite no-identity reason=\"%s\"", why);
 		link_fail(xl, "no transport identity");
 		return;

@@ -87,6 +87,20 @@ struct xsite *xsite_new(struct event_base *base, const struct mm_config *conf,
 /* Frees every link still open (their owners must be gone). NULL is fine. */
 void xsite_free(struct xsite *xs);
 
+/* The trust rule (trust.h) for cross-site links, with the directory's
+ * store, at now (unix seconds). xsite_identity: this worker's transport
+ * key is certified as transport for its site (TRUST_USE_TRANSPORT); the
+ * certificate is kept once found. xsite_peer_check: a peer's certificate
+ * (env, len: the CERT envelope its handshake shows) may carry sessions
+ * (TRUST_USE_SESSION), for site when this side dialled one (NULL: a link
+ * accepted from any site); *cert_r is the certificate that decided (a
+ * newer one the store holds for the key decides instead of the one
+ * shown). Both 0, or -1 with *why_r (static). */
+int xsite_identity(struct xsite *xs, uint64_t now, const char **why_r);
+int xsite_peer_check(struct xsite *xs, const uint8_t *env, size_t len,
+    const char *site, uint64_t now, struct record_cert *cert_r,
+    const char **why_r);
+
 /* Opens a link to a node of site for req (copied), trying the site's
  * nodes nearest first: the alive ones of the membership snapshot that
  * gossip keeps (dir_site_endpoints) by round-trip time, then suspect

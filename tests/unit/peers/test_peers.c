@@ -84,6 +84,7 @@ struct fx {
 	struct jobs *reader;
 	struct check_run *cr;
 	struct client cl;
+	struct sockaddr_in addr;	/* the peers' listener */
 	uint8_t *buf;			/* type byte || message */
 	struct check_msg *msg;
 };
@@ -232,6 +233,7 @@ setup(void **state)
 	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	assert_int_equal(listen(fd, 8), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+	f->addr = sin;
 
 	f->base = event_base_new();
 	assert_non_null(f->base);
@@ -412,6 +414,80 @@ test_check_run(void **state)
 	assert_int_equal(f->cl.others, 0);
 }
 
+/* Another node dials the peers and shows n's certificate. */
+static void
+dial(struct fx *f, struct client *cl, const struct fx_node *n)
+{
+	struct bufferevent *bev;
+
+	memset(cl, 0, sizeof(*cl));
+	bev = bufferevent_socket_new(f->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	assert_non_null(bev);
+	assert_int_equal(bufferevent_socket_connect(bev,
+	    (struct sockaddr *)&f->addr, sizeof(f->addr)), 0);
+	cl->ce = chan_ev_new(bev, fx_chan(CHAN_INITIATOR, n, &f->trust), &cbs,
+	    cl, NULL);
+}
+
+/* The channel's trust callback (peers_cert_check) on real channels: a
+ * node whose certificate the store lacks is taken, and the writer stores
+ * that certificate; one whose key is revoked, or whose role runs no
+ * node, is refused in the handshake (its side sees the connection end). */
+static void
+test_peer_trust(void **state)
+{
+	struct fx *f = *state;
+	struct fx_node fresh, revoked, oper;
+	struct client c1, c2, c3;
+	struct record_revoke v;
+	struct record_cert c;
+	uint8_t env[RECORD_MAX];
+	const char *why = NULL;
+	uint64_t deadline;
+	int n;
+
+	fx_make_node(&fresh, &f->root, ROLE_NODE, "a", "a-fresh", 0);
+	fx_make_node(&revoked, &f->root, ROLE_NODE, "a", "a-revoked", 0);
+	fx_make_node(&oper, &f->root, ROLE_OPERATOR, "a", "a-oper", 0);
+	assert_int_equal(store_accept(ops_store(f->ops), revoked.cert,
+	    revoked.cert_len, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_accept(ops_store(f->ops), oper.cert,
+	    oper.cert_len, FX_NOW), ACCEPT_STORED);
+	memset(&v, 0, sizeof(v));
+	memcpy(v.key_id, revoked.key.id, DKEY_ID_LEN);
+	v.timestamp = FX_NOW;
+	strcpy(v.reason, "test");
+	strcpy(v.origin, "root");
+	v.origin_seq = 2;
+	n = record_encode_revoke(&v, &f->root, env, sizeof(env), &why);
+	assert_true(n > 0);
+	assert_int_equal(store_accept(ops_store(f->ops), env, (size_t)n,
+	    FX_NOW), ACCEPT_STORED);
+
+	dial(f, &c1, &fresh);
+	dial(f, &c2, &revoked);
+	dial(f, &c3, &oper);
+	run_until(f, &c2.closed, 1);
+	run_until(f, &c3.closed, 1);
+	/* The fresh node's certificate reaches the store off the loop. */
+	deadline = mm_now_ms() + LOOP_LIMIT_SEC * 1000;
+	while (store_get_cert(ops_store(f->ops), fresh.key.id, &c) != 1) {
+		if (mm_now_ms() > deadline)
+			fail_msg("certificate not learnt");
+		run_for(f, 10);
+	}
+	assert_string_equal(c.name, "a-fresh");
+	run_for(f, 100);
+	assert_int_equal(c1.ready, 1);
+	assert_int_equal(c1.closed, 0);
+	chan_ev_free(c1.ce);
+	chan_ev_free(c2.ce);
+	chan_ev_free(c3.ce);
+	dkey_clear(&fresh.key);
+	dkey_clear(&revoked.key);
+	dkey_clear(&oper.key);
+}
+
 int
 main(void)
 {
@@ -419,6 +495,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_typed_frames, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_check_run, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_peer_trust, setup,
 		    teardown),
 	};
 
