@@ -192,7 +192,7 @@ decode_body(struct mm_mp_reader *r, uint32_t fields, struct check_msg *m)
 		m->n_users = n;
 		return 0;
 	case CHECK_SCRUB:
-		if (fields != 5 || mm_mp_get_uint(r, &m->records) < 0 ||
+		if (fields != 7 || mm_mp_get_uint(r, &m->records) < 0 ||
 		    mm_mp_get_uint(r, &m->damaged) < 0 ||
 		    mm_mp_get_uint(r, &m->equivocations) < 0 ||
 		    mm_mp_get_bool(r, &m->complete) < 0 ||
@@ -206,6 +206,16 @@ decode_body(struct mm_mp_reader *r, uint32_t fields, struct check_msg *m)
 			    &m->faults[i].what) < 0)
 				return -1;
 		m->n_faults = n;
+		if (mm_mp_get_uint(r, &m->conflicts) < 0 ||
+		    mm_mp_get_array(r, CHECK_CONFLICTS_MAX, &n) < 0)
+			return -1;
+		for (i = 0; i < n; i++)
+			if (mm_mp_get_array_n(r, 2) < 0 ||
+			    get_user(r, &m->conflict[i].user) < 0 ||
+			    get_text(r, CHECK_TEXT_MAX,
+			    &m->conflict[i].what) < 0)
+				return -1;
+		m->n_conflicts = n;
 		return 0;
 	}
 	return -1;
@@ -224,18 +234,19 @@ check_msg_decode(const uint8_t *buf, size_t len, struct check_msg *m,
 	m->type = 0;
 	m->id = 0;
 	m->n_origins = m->n_backends = m->n_paths = m->n_leaves = 0;
-	m->n_users = m->n_faults = 0;
+	m->n_users = m->n_faults = m->n_conflicts = 0;
 	m->root = NULL;
 	memset(&m->site, 0, sizeof(m->site));
 	memset(&m->node, 0, sizeof(m->node));
 	m->users = m->records = m->damaged = m->equivocations = 0;
+	m->conflicts = 0;
 	m->complete = false;
 	if (len > CHECK_MSG_MAX) {
 		*why_r = "message too long";
 		return -1;
 	}
 	mm_mp_reader_init(&r, buf, len);
-	if (mm_mp_get_array(&r, CHECK_HDR_FIELDS + 6, &n) < 0 ||
+	if (mm_mp_get_array(&r, CHECK_HDR_FIELDS + 7, &n) < 0 ||
 	    n < CHECK_HDR_FIELDS ||
 	    mm_mp_get_str(&r, magic, sizeof(magic) - 1) < 0 ||
 	    strcmp(magic, CHECK_MAGIC) != 0 ||
@@ -286,7 +297,7 @@ check_msg_encode(const struct check_msg *m, uint8_t *out, size_t size)
 		mm_mp_put_array(&w, CHECK_HDR_FIELDS + 2);
 		break;
 	case CHECK_SCRUB:
-		mm_mp_put_array(&w, CHECK_HDR_FIELDS + 5);
+		mm_mp_put_array(&w, CHECK_HDR_FIELDS + 7);
 		break;
 	default:
 		mm_mp_put_array(&w, CHECK_HDR_FIELDS + 1);
@@ -371,8 +382,10 @@ check_msg_encode(const struct check_msg *m, uint8_t *out, size_t size)
 		for (i = 0; i < m->n_users; i++) {
 			const struct check_user *u = &m->list[i];
 
+			/* A request names users only: no envelope is read. */
 			if (!slice_ok(&u->user, CHECK_USER_MAX, true) ||
-			    !slice_ok(&u->env, CHECK_ENV_MAX, false))
+			    (m->type == CHECK_RECORD &&
+			    !slice_ok(&u->env, CHECK_ENV_MAX, false)))
 				return -1;
 			if (m->type == CHECK_RECORD_REQ) {
 				mm_mp_put_strn(&w, (const char *)u->user.p,
@@ -405,6 +418,22 @@ check_msg_encode(const struct check_msg *m, uint8_t *out, size_t size)
 			const struct check_fault *f = &m->faults[i];
 
 			if (!slice_ok(&f->user, CHECK_USER_MAX, false) ||
+			    !slice_ok(&f->what, CHECK_TEXT_MAX, false))
+				return -1;
+			mm_mp_put_array(&w, 2);
+			mm_mp_put_strn(&w, (const char *)f->user.p,
+			    f->user.len);
+			mm_mp_put_strn(&w, (const char *)f->what.p,
+			    f->what.len);
+		}
+		if (m->n_conflicts > CHECK_CONFLICTS_MAX)
+			return -1;
+		mm_mp_put_uint(&w, m->conflicts);
+		mm_mp_put_array(&w, (uint32_t)m->n_conflicts);
+		for (i = 0; i < m->n_conflicts; i++) {
+			const struct check_fault *f = &m->conflict[i];
+
+			if (!slice_ok(&f->user, CHECK_USER_MAX, true) ||
 			    !slice_ok(&f->what, CHECK_TEXT_MAX, false))
 				return -1;
 			mm_mp_put_array(&w, 2);
@@ -450,9 +479,9 @@ struct check_node {
 	size_t n_orgs;
 	char **backends;
 	size_t n_backends;
-	uint64_t records, damaged, equivocations;
-	struct check_damage *damage;
-	size_t n_damage;
+	uint64_t records, damaged, equivocations, conflicts;
+	struct check_damage *damage, *conflict;
+	size_t n_damage, n_conflict;
 	struct check_rec *recs;		/* sorted by user at the end */
 	size_t n_recs;
 	bool recs_sorted;
@@ -504,7 +533,12 @@ node_free(struct check_node *n)
 		free(n->damage[i].user);
 		free(n->damage[i].what);
 	}
+	for (i = 0; i < n->n_conflict; i++) {
+		free(n->conflict[i].user);
+		free(n->conflict[i].what);
+	}
 	free(n->damage);
+	free(n->conflict);
 	for (i = 0; i < n->n_recs; i++) {
 		free(n->recs[i].user);
 		free(n->recs[i].env);
@@ -624,6 +658,26 @@ check_node_damage(struct check_node *n, const char *user, const char *what)
 	d = &n->damage[n->n_damage++];
 	d->user = xstrdup(user);
 	d->what = xstrdup(what);
+}
+
+void
+check_node_conflict(struct check_node *n, const char *user, const char *what)
+{
+	struct check_damage *d;
+
+	if (n->n_conflict >= CHECK_CONFLICTS_MAX)
+		return;
+	n->conflict = xrealloc(n->conflict, (n->n_conflict + 1) *
+	    sizeof(*n->conflict));
+	d = &n->conflict[n->n_conflict++];
+	d->user = xstrdup(user);
+	d->what = xstrdup(what);
+}
+
+void
+check_node_conflicts(struct check_node *n, uint64_t count)
+{
+	n->conflicts = count;
 }
 
 /* Kept unsorted while they come in (a check may fetch thousands), sorted
@@ -1016,6 +1070,18 @@ report_scrub(struct check_report *r, struct ctl_rows *rows)
 			d = xasprintf("%llu equivocating records kept as "
 			    "evidence", (unsigned long long)n->equivocations);
 			finding(r, rows, "equivocation", NULL, n, NULL, d);
+			free(d);
+		}
+		/* Each node tells what its own evidence holds: any node
+		 * that has both records names both. */
+		for (j = 0; j < n->n_conflict; j++)
+			finding(r, rows, "conflict", n->conflict[j].user, n,
+			    NULL, n->conflict[j].what);
+		if (n->conflicts > n->n_conflict) {
+			d = xasprintf("%llu more conflicts not listed",
+			    (unsigned long long)(n->conflicts -
+			    n->n_conflict));
+			finding(r, rows, "conflict", NULL, n, NULL, d);
 			free(d);
 		}
 	}

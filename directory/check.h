@@ -20,13 +20,17 @@
  *   RECORD       [.., 8, id, [[user, envelope (bin) or nil]...]]
  *   SCRUB_REQ    [.., 9, id]
  *   SCRUB        [.., 10, id, records, damaged, equivocations,
- *                 complete (bool), [[user, what]...]]
+ *                 complete (bool), [[user, what]...], conflicts,
+ *                 [[user, what]...]]
  *                the node's scrub of its own store (store_scrub): user ""
  *                for a finding about a leaf; at most CHECK_FAULTS_MAX of
- *                the damaged findings are listed
+ *                the damaged findings are listed; then the open claims
+ *                and releases its evidence holds (store_evidence_text),
+ *                the first CHECK_CONFLICTS_MAX listed
  * Every count and length is bounded by a CHECK_*_MAX below, on encode and
  * decode; values are in their shortest msgpack form. Version 2: the scrub
- * took the place of a signature check of every record (`mmctl verify`). */
+ * took the place of a signature check of every record (`mmctl verify`);
+ * 3: the scrub tells the conflicts too. */
 #ifndef CHECK_H
 #define CHECK_H
 
@@ -37,7 +41,7 @@
 #include "ctl.h"
 #include "store.h"
 
-#define CHECK_VERSION 2
+#define CHECK_VERSION 3
 #define CHECK_MAGIC "chk"
 #define CHECK_MSG_MAX (512 * 1024)	/* one encoded message */
 #define CHECK_NAME_MAX 64	/* node, origin, back end names */
@@ -51,7 +55,8 @@
 #define CHECK_USERS_MAX 1024	/* (user, hash) pairs in one answer */
 #define CHECK_RECORDS_MAX 64	/* envelopes asked for in one request */
 #define CHECK_FAULTS_MAX 256	/* scrub findings carried */
-#define CHECK_TEXT_MAX 256	/* what a finding says */
+#define CHECK_CONFLICTS_MAX 128	/* conflicts carried */
+#define CHECK_TEXT_MAX 512	/* what a finding says */
 #define CHECK_HASH_LEN STORE_TREE_HASH_LEN
 #define CHECK_FANOUT STORE_TREE_FANOUT
 
@@ -115,9 +120,10 @@ struct check_msg {
 	size_t n_users;
 	struct check_user list[CHECK_USERS_MAX];
 	/* SCRUB */
-	uint64_t records, damaged, equivocations;
-	size_t n_faults;
+	uint64_t records, damaged, equivocations, conflicts;
+	size_t n_faults, n_conflicts;
 	struct check_fault faults[CHECK_FAULTS_MAX];
+	struct check_fault conflict[CHECK_CONFLICTS_MAX];
 };
 
 /* Decodes one message into *m (pure; slices point into buf). 0, or -1
@@ -164,6 +170,11 @@ void check_node_scrub(struct check_node *n, uint64_t records,
  * is never taken to hold the local node's records, whatever its root. */
 void check_node_damage(struct check_node *n, const char *user,
     const char *what);
+/* A conflict n's evidence holds (store_evidence_text says it), and how
+ * many in all (check_node_conflicts; more than are told). */
+void check_node_conflict(struct check_node *n, const char *user,
+    const char *what);
+void check_node_conflicts(struct check_node *n, uint64_t count);
 /* The descent was cut short (an answer was truncated or timed out). */
 void check_node_incomplete(struct check_node *n, const char *why);
 /* Node n holds env (NULL: nothing) for user, one of the users on which

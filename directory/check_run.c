@@ -86,6 +86,8 @@ struct ckscrub {
 	int r;				/* the last slice's */
 	struct ckfault *faults;		/* the first max_faults findings */
 	size_t n_faults, max_faults;
+	struct ckfault *conflicts;	/* the first CHECK_CONFLICTS_MAX */
+	size_t n_conflicts;
 	struct check_report *recs;	/* local: the per-record checks */
 	struct ckwaiter *waiters;
 	size_t n_waiters;
@@ -130,18 +132,19 @@ static void
 check_scratch(struct check_run *cr)
 {
 	if (cr->in == NULL) {
-		cr->in = xmalloc(sizeof(*cr->in));
-		cr->out = xmalloc(sizeof(*cr->out));
+		cr->in = xcalloc(1, sizeof(*cr->in));
+		cr->out = xcalloc(1, sizeof(*cr->out));
 		cr->buf = xmalloc(CHECK_MSG_MAX);
 	}
 	cr->out->type = 0;
 	cr->out->id = 0;
 	cr->out->n_origins = cr->out->n_backends = cr->out->n_paths = 0;
 	cr->out->n_leaves = cr->out->n_users = cr->out->n_faults = 0;
+	cr->out->n_conflicts = 0;
 	cr->out->complete = false;
 	cr->out->root = NULL;
 	cr->out->users = cr->out->records = cr->out->damaged = 0;
-	cr->out->equivocations = 0;
+	cr->out->equivocations = cr->out->conflicts = 0;
 }
 
 static struct check_slice
@@ -228,6 +231,19 @@ scrub_damaged_cb(const char *user, const char *what, void *arg)
 }
 
 static void
+scrub_conflict_cb(const char *user, const char *what, void *arg)
+{
+	struct ckscrub *sc = arg;
+	struct ckfault *f;
+
+	if (sc->n_conflicts >= CHECK_CONFLICTS_MAX)
+		return;
+	f = &sc->conflicts[sc->n_conflicts++];
+	mm_strlcpy(f->user, user, sizeof(f->user));
+	mm_strlcpy(f->what, what, sizeof(f->what));
+}
+
+static void
 scrub_record_cb(const uint8_t *env, size_t len, void *arg)
 {
 	struct ckscrub *sc = arg;
@@ -248,7 +264,9 @@ scrub_new(struct check_run *cr, bool local, uint64_t id, size_t max_faults)
 	sc->faults = xcalloc(max_faults, sizeof(*sc->faults));
 	if (local)
 		sc->recs = check_report_new();
+	sc->conflicts = xcalloc(CHECK_CONFLICTS_MAX, sizeof(*sc->conflicts));
 	sc->s = store_scrub_new(scrub_damaged_cb, scrub_record_cb, sc);
+	store_scrub_watch_conflicts(sc->s, scrub_conflict_cb);
 	return sc;
 }
 
@@ -258,6 +276,7 @@ scrub_free(struct ckscrub *sc)
 	store_scrub_free(sc->s);
 	check_report_free(sc->recs);
 	free(sc->faults);
+	free(sc->conflicts);
 	free(sc->waiters);
 	free(sc);
 }
@@ -289,6 +308,10 @@ scrub_local_done(struct check_run *cr, struct ckscrub *sc)
 		if (sc->faults[i].user[0] != '\0')
 			check_diff_add(cr, sc->faults[i].user);
 	}
+	for (i = 0; i < sc->n_conflicts; i++)
+		check_node_conflict(local, sc->conflicts[i].user,
+		    sc->conflicts[i].what);
+	check_node_conflicts(local, sr.conflicts);
 	check_report_merge_records(cr->rep, sc->recs);
 	cr->scrubbed = true;
 	log_info("- check scrub-done records=%llu damaged=%llu",
@@ -314,6 +337,12 @@ scrub_answer(struct check_run *cr, struct ckscrub *sc)
 		cr->out->faults[i].what = check_str(sc->faults[i].what);
 	}
 	cr->out->n_faults = sc->n_faults;
+	for (i = 0; i < sc->n_conflicts; i++) {
+		cr->out->conflict[i].user = check_str(sc->conflicts[i].user);
+		cr->out->conflict[i].what = check_str(sc->conflicts[i].what);
+	}
+	cr->out->n_conflicts = sc->n_conflicts;
+	cr->out->conflicts = sr.conflicts;
 	for (i = 0; i < sc->n_waiters; i++) {
 		cr->out->id = sc->waiters[i].id;
 		check_send(cr, sc->waiters[i].name, NULL);
@@ -1124,6 +1153,12 @@ check_answer(struct check_run *cr, struct ckpeer *p,
 			if (s[0] != '\0')
 				check_diff_add(cr, s);
 		}
+		for (i = 0; i < m->n_conflicts; i++) {
+			slice_str(m->conflict[i].user, s);
+			check_node_conflict(p->node, s,
+			    slice_str(m->conflict[i].what, s2));
+		}
+		check_node_conflicts(p->node, m->conflicts);
 		break;
 	case CHECK_BUCKETS:
 		if (p->pending == 0 || p->descended || cr->mine == NULL)

@@ -30,6 +30,7 @@
 #define OPS_SLICE_RECORDS 50000
 #define OPS_VERIFY_SLICE 1024	/* records whose signatures a slice checks */
 #define OPS_STATS_SLICE 200000	/* records a slice of stats counts */
+#define OPS_SCRUB_SLICE 100000	/* records a slice of a local scrub checks */
 
 struct ops {
 	const struct mm_config *conf;
@@ -647,6 +648,59 @@ op_user_del(struct ops *o, size_t argc, char *const *argv, char **msg_r,
 	}
 	return put_user(o, "user-del", user, u.backend, USTATE_DELETED, "",
 	    msg_r, rows);
+}
+
+/* The way out of a user two sites own (store_resolve): at the site that
+ * gives it up, then at the site that keeps it. */
+static enum ctl_status
+op_user_resolve(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+    struct ctl_rows *rows)
+{
+	char user[RECORD_USER_MAX + 1], ub[4 * RECORD_USER_MAX + 1];
+	struct store_resolution out;
+	struct record_user u;
+	const char *winner = argv[1];
+
+	(void)argc;
+	if (normalise(o, argv[0], user) != 0) {
+		*msg_r = xasprintf("'%s' is not a valid user name", argv[0]);
+		return CTL_FAILED;
+	}
+	if (!record_site_valid(winner)) {
+		*msg_r = xasprintf("'%s' is not a valid site name", winner);
+		return CTL_FAILED;
+	}
+	(void)store_resolve(o->st, &o->sg, user, winner,
+	    (uint64_t)time(NULL), &out);
+	log_info("- dir user-resolve user=%s winner=%s epoch=%llu "
+	    "result=%s", mm_log_escape(user, ub, sizeof(ub)), winner,
+	    (unsigned long long)out.epoch, store_accept_name(out.res));
+	if (out.res != ACCEPT_STORED) {
+		*msg_r = xasprintf("%s: %s", user, out.res == REJECT_STORE ?
+		    accept_why(o, out.res) : out.why);
+		return accept_status(out.res) == CTL_TEMP ? CTL_TEMP :
+		    CTL_FAILED;
+	}
+	publish_own(o);
+	if (user_lookup_row(o, user, rows, &u) != 1) {
+		*msg_r = xasprintf("%s: stored but cannot be read back", user);
+		return CTL_TEMP;
+	}
+	if (out.released)
+		*msg_r = xasprintf("%s: released to site %s at epoch %llu; "
+		    "this site routes it there from now on. Complete with "
+		    "`mmctl user resolve %s %s` at a node of %s. Mail that "
+		    "back end %s took for %s while the sites disagreed is "
+		    "still there: copy it to %s.", user, winner,
+		    (unsigned long long)out.epoch, user, winner, winner,
+		    out.backend, user, winner);
+	else
+		*msg_r = xasprintf("%s: kept by site %s at epoch %llu, "
+		    "carrying %s's release; every node takes it. Mail the "
+		    "other site's back end took for %s while the sites "
+		    "disagreed is still there: copy it here.", user, winner,
+		    (unsigned long long)out.epoch, out.other, user);
+	return CTL_OK;
 }
 
 static enum ctl_status
@@ -1273,6 +1327,12 @@ check_damaged_cb(const char *user, const char *what, void *arg)
 }
 
 static void
+check_conflict_cb(const char *user, const char *what, void *arg)
+{
+	check_node_conflict(check_report_local(arg), user, what);
+}
+
+static void
 check_local_record_cb(const uint8_t *env, size_t len, void *arg)
 {
 	check_report_local_record(arg, env, len);
@@ -1285,7 +1345,9 @@ ops_check_local(struct ops *o, struct check_report *rep,
 	struct check_node *n;
 	struct store_tree *t = NULL;
 	struct store_scrub_report sr;
+	struct store_scrub *s;
 	size_t i;
+	int r;
 
 	n = check_report_node(rep, o->conf->site, o->conf->node_name);
 	if (store_tree_build(o->st, &t) != 0) {
@@ -1298,12 +1360,19 @@ ops_check_local(struct ops *o, struct check_report *rep,
 		check_node_backend(n, o->conf->backends[i].name);
 	/* The scrub sees every record once: the per-record checks ride on
 	 * it. Signatures are `verify`'s. */
-	if (store_scrub(o->st, check_damaged_cb, check_local_record_cb, rep,
-	    &sr) == 0)
+	s = store_scrub_new(check_damaged_cb, check_local_record_cb, rep);
+	store_scrub_watch_conflicts(s, check_conflict_cb);
+	while ((r = store_scrub_step(o->st, s, OPS_SCRUB_SLICE)) == 0)
+		;
+	store_scrub_result(s, &sr);
+	store_scrub_free(s);
+	if (r == 1) {
 		check_node_scrub(n, sr.records, sr.damaged, sr.equivocations,
 		    true);
-	else
+		check_node_conflicts(n, sr.conflicts);
+	} else {
 		check_node_incomplete(n, "scrub failed: store error");
+	}
 	if (tree_r != NULL)
 		*tree_r = t;
 	else
@@ -1335,6 +1404,7 @@ static const struct op op_table[] = {
 	{ "user-set", OP_WRITE, 4, 4, op_user_set, NULL, false },
 	{ "user-del", OP_WRITE, 1, 1, op_user_del, NULL, false },
 	{ "user-show", OP_READ, 1, 1, op_user_show, NULL, false },
+	{ "user-resolve", OP_WRITE, 2, 2, op_user_resolve, NULL, false },
 	{ "user-list", OP_READ, 1, 1, NULL, slice_user_list, false },
 	{ "import-rows", OP_WRITE, 0, CTL_ARGS_MAX, op_import_rows, NULL,
 	    false },

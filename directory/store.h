@@ -211,8 +211,15 @@ void store_accept_counts(struct store *st,
  * site): a TRANSFER must be signed by the owner (WRONG_SITE) and raise the
  * epoch; any other record must keep the owner's site within an epoch, and
  * when it raises the epoch carry the owner's TRANSFER for the same user,
- * epoch and new site with a lower seq (NO_TRANSFER). The carried
- * TRANSFER's signer may since have expired, not been revoked.
+ * epoch and new site with a lower seq (NO_TRANSFER). The owner itself
+ * raises its own epoch only with a TRANSFER to it from another site
+ * carried the same way (a release: store_resolve). The carried
+ * TRANSFER's signer may since have expired, not been revoked. A record
+ * of another site than the owner's within the owner's epoch (a user
+ * created at two sites while apart: WRONG_SITE, whatever its order), a
+ * change of owner without the hand-over (NO_TRANSFER) and a hand-over
+ * above the epoch by a site that does not own the user (WRONG_SITE) are
+ * claims: kept as evidence (the conflicts section below).
  * CERT: a certificate for a revoked key is REVOKED, an expired one EXPIRED;
  * a stored certificate is replaced only by one issued later (else STALE).
  * REVOKE: the first revocation of a key stands. */
@@ -282,6 +289,73 @@ enum accept_result store_put_transfer(struct store *st,
     const struct store_signer *sg, const char *user, const char *new_site,
     const char *backend, uint64_t now);
 
+/* ---- conflicts ------------------------------------------------------ */
+
+/* Evidence holds, besides equivocations (both bodies), every record the
+ * accept rule refused as another site's claim to a user: a record of a
+ * site other than the owner's within the owner's epoch (a user created at
+ * two sites while they were apart), a change of owner without the
+ * owner's hand-over, a hand-over signed by a site that does not own the
+ * user here. Each is kept once (keyed by a tag and its hash) and read
+ * against the user's current record: */
+enum store_evidence_kind {
+	EVIDENCE_EQUIVOCATION,	/* one site signed two bodies of one place */
+	EVIDENCE_CLAIM,		/* another site claims the user, at an epoch
+				 * not below the current one: open */
+	EVIDENCE_RELEASE,	/* another site gave the user up to the owner
+				 * here, above the current epoch: the owner
+				 * has yet to take it (store_resolve) */
+	EVIDENCE_SETTLED,	/* superseded since */
+};
+
+#define STORE_EVIDENCE_KINDS (EVIDENCE_SETTLED + 1)
+
+struct store_evidence {
+	enum store_evidence_kind kind;
+	const char *user;
+	struct record_user rec;		/* the evidence (its transfer field
+					 * points into env) */
+	bool cur_known;
+	struct record_user cur;		/* the current record, if known */
+	const uint8_t *env;
+	size_t len;
+};
+
+/* Calls cb for every evidence entry that decodes as a user record, in
+ * one read transaction; pointers are valid during the call. cb returns
+ * 0 to go on. counts_r (STORE_EVIDENCE_KINDS entries) gets the count of
+ * each kind seen. 0, or -1 on a store error. */
+typedef int (*store_evidence_cb)(const struct store_evidence *e,
+    void *arg);
+int store_foreach_evidence(struct store *st, store_evidence_cb cb,
+    void *arg, uint64_t counts_r[STORE_EVIDENCE_KINDS]);
+/* One line naming both records and, for a release, the command that
+ * completes it. */
+void store_evidence_text(const struct store_evidence *e, char *buf,
+    size_t size);
+
+/* The way out of a user two sites own, run at a node of each (the user
+ * must be the signer's site's here):
+ *   at the site that gives it up (winner is another site, whose claim is
+ *   held as evidence here): a TRANSFER to the winner at an epoch above
+ *   both claims, naming the winner's back end; from then on this site
+ *   routes the user to the winner;
+ *   at the winner (winner is the signer's site): once that release has
+ *   arrived (it is kept as evidence here), the winner's record of the
+ *   release's epoch, carrying it, which every node takes.
+ * Anything else is refused with a reason in out->why. */
+struct store_resolution {
+	enum accept_result res;
+	char why[512];			/* when res is not ACCEPT_STORED */
+	bool released;			/* this site gave the user up */
+	uint64_t epoch;			/* of the record signed */
+	char other[RECORD_NAME_MAX + 1];	/* the other claim's origin */
+	char backend[RECORD_NAME_MAX + 1];	/* the losing site's back end */
+};
+enum accept_result store_resolve(struct store *st,
+    const struct store_signer *sg, const char *user, const char *winner,
+    uint64_t now, struct store_resolution *out);
+
 /* ---- per-origin logs, for gossip ------------------------------------ */
 
 /* Every origin the store holds records of: origin, the highest
@@ -330,8 +404,8 @@ struct store_verify_report {
  * decode, are signed by a certified, unrevoked key of a role that signs
  * records, for their site and under their origin as its name (expiry is
  * not checked: they were accepted while it held; trust.h, TRUST_USE_KEPT)
- * and match their high-water mark. equivocations counts the evidence
- * entries. */
+ * and match their high-water mark. equivocations counts the equivocating
+ * records kept as evidence. */
 typedef void (*store_bad_cb)(const char *what, const char *reason,
     void *arg);
 int store_verify(struct store *st, uint64_t now,
@@ -425,7 +499,8 @@ struct store_scrub_report {
 	uint64_t records;	/* current records examined */
 	uint64_t entries;	/* tree entries examined */
 	uint64_t damaged;	/* findings */
-	uint64_t equivocations;	/* evidence entries */
+	uint64_t equivocations;	/* equivocating records kept as evidence */
+	uint64_t conflicts;	/* open claims and releases (conflicts) */
 };
 
 /* A finding: user (printable, escaped; "" when it is about a leaf) and
@@ -442,6 +517,11 @@ typedef void (*store_scrub_record_cb)(const uint8_t *env, size_t len,
 struct store_scrub *store_scrub_new(store_scrub_cb damaged,
     store_scrub_record_cb record, void *arg);
 void store_scrub_free(struct store_scrub *s);
+/* At its end, the scrub tells conflict (user, and one line naming both
+ * records: store_evidence_text) of every open claim and release its
+ * store keeps as evidence. */
+void store_scrub_watch_conflicts(struct store_scrub *s,
+    store_scrub_cb conflict);
 /* The next slice: about budget records or entries, in one read
  * transaction. 1 when the scrub is over, 0 when there is more, -1 on a
  * store error (logged; the scrub is over). */

@@ -260,6 +260,15 @@ equivocation(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
 	return ACCEPT_EQUIVOCATION;
 }
 
+/* r, signed by a site entitled to sign it, claims a user another site
+ * owns here: refused with res, kept as evidence (store_evidence.c). */
+static enum accept_result
+claim(struct wctx *ctx, const uint8_t *env, size_t len,
+    enum accept_result res)
+{
+	return store_keep_claim(ctx, env, len) < 0 ? REJECT_STORE : res;
+}
+
 static enum accept_result
 accept_user(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
     const uint8_t *env, size_t len, const struct vjob *pre)
@@ -291,6 +300,12 @@ accept_user(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
 		}
 		have_hwm = 1;
 	}
+	/* Within an epoch one site owns the user: a record of another site
+	 * there is its claim to the user (created at both while apart), kept
+	 * for mmctl check to report, whatever its place in the order. */
+	if (have_hwm && u->state != USTATE_TRANSFER && u->epoch == h.epoch &&
+	    strcmp(u->site, h.site) != 0)
+		return claim(ctx, env, len, REJECT_WRONG_SITE);
 	if (have_hwm) {
 		c = cmp_order(u->epoch, u->seq, h.epoch, h.seq);
 		if (c < 0)
@@ -320,6 +335,11 @@ accept_user(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
 			res = store_trust_result(trust_check(t, r->key_id,
 			    NULL, TRUST_USE_RECORD, h.site, u->origin, ctx->now,
 			    NULL));
+			/* A hand-over above the epoch by a site that does not
+			 * own the user here: a claim, or a release to the
+			 * owner here. */
+			if (res == REJECT_WRONG_SITE && u->epoch > h.epoch)
+				return claim(ctx, env, len, res);
 			if (res != ACCEPT_STORED)
 				return res;
 		}
@@ -327,7 +347,15 @@ accept_user(struct wctx *ctx, struct trust_ctx *t, const struct record *r,
 			return REJECT_NO_TRANSFER;
 	} else {
 		if (have_hwm && u->epoch > h.epoch) {
-			res = check_transfer(ctx, t, r, h.site);
+			/* Another owner needs the owner's hand-over. The owner
+			 * itself raises its epoch only to take the user back
+			 * from a site that released it (store_resolve): the
+			 * record carries that release. */
+			res = check_transfer(ctx, t, r,
+			    strcmp(u->site, h.site) == 0 ? NULL : h.site);
+			if (res == REJECT_NO_TRANSFER &&
+			    strcmp(u->site, h.site) != 0)
+				return claim(ctx, env, len, res);
 			if (res != ACCEPT_STORED)
 				return res;
 		} else if (have_hwm && strcmp(u->site, h.site) != 0) {

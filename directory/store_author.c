@@ -367,6 +367,35 @@ store_put_user(struct store *st, const struct store_signer *sg,
 }
 
 /* A hand-over is rare and goes through the full accept rule. */
+enum accept_result
+store_sign_accept(struct wctx *ctx, const struct store_signer *sg,
+    struct record_user *u)
+{
+	struct trust_ctx t;
+	enum accept_result res;
+	uint8_t env[RECORD_MAX];
+	MDB_val key = val_str(sg->origin), val;
+	const char *why;
+	char esc[LOG_USER_MAX];
+	int g, n;
+
+	g = tx_get(ctx, DBI_ORIGINS, &key, &val);
+	if (g < 0)
+		return REJECT_STORE;
+	u->origin_seq = (g == 0 && val.mv_size == 8 ?
+	    be64_get(val.mv_data) : 0) + 1;
+	n = record_encode_user(u, sg->key, env, sizeof(env), &why);
+	if (n < 0) {
+		log_warnx("- dir store put user=%s error=\"%s\"",
+		    mm_log_escape(u->user, esc, sizeof(esc)), why);
+		return REJECT_MALFORMED;
+	}
+	store_trust_txn(ctx, &t);
+	res = store_accept_in_txn(ctx, &t, env, (size_t)n, NULL);
+	trust_clear(&t);
+	return res;
+}
+
 struct transfer_arg {
 	const struct store_signer *sg;
 	const char *user, *backend, *new_site;
@@ -377,13 +406,10 @@ static int
 transfer_fn(struct wctx *ctx, void *arg)
 {
 	struct transfer_arg *a = arg;
-	struct trust_ctx t;
 	struct record_user u;
 	struct hwm h;
-	uint8_t env[RECORD_MAX];
 	MDB_val key = val_str(a->user), val;
-	const char *why;
-	int g, n;
+	int g;
 
 	memset(&u, 0, sizeof(u));
 	g = tx_get(ctx, DBI_HWM, &key, &val);
@@ -409,23 +435,7 @@ transfer_fn(struct wctx *ctx, void *arg)
 	mm_strlcpy(u.origin, a->sg->origin, sizeof(u.origin));
 	u.state = USTATE_TRANSFER;
 	u.timestamp = ctx->now;
-	key = val_str(a->sg->origin);
-	g = tx_get(ctx, DBI_ORIGINS, &key, &val);
-	if (g < 0)
-		goto store_error;
-	u.origin_seq = (g == 0 && val.mv_size == 8 ?
-	    be64_get(val.mv_data) : 0) + 1;
-
-	n = record_encode_user(&u, a->sg->key, env, sizeof(env), &why);
-	if (n < 0) {
-		log_warnx("- dir store put user=%s error=\"%s\"", a->user,
-		    why);
-		a->res = REJECT_MALFORMED;
-		return 1;
-	}
-	store_trust_txn(ctx, &t);
-	a->res = store_accept_in_txn(ctx, &t, env, (size_t)n, NULL);
-	trust_clear(&t);
+	a->res = store_sign_accept(ctx, a->sg, &u);
 	if (a->res == REJECT_STORE)
 		return -1;
 	if (a->res != ACCEPT_STORED)

@@ -291,6 +291,22 @@ void store_trust_txn(struct wctx *ctx, struct trust_ctx *t);
  * name that is not the record's origin is WRONG_ORIGIN. */
 enum accept_result store_trust_result(enum trust_verdict v);
 
+/* ---- evidence (store_evidence.c) ---------------------------------------- */
+
+#define STORE_EVIDENCE_HASH_LEN 32	/* BLAKE2b of the envelope */
+#define STORE_CLAIM_TAG 'c'		/* key prefix of a claim's entry */
+
+/* Keeps env as another site's claim to its user. 0, or -1 (ctx). */
+int store_keep_claim(struct wctx *ctx, const uint8_t *env, size_t len);
+/* Every evidence entry in txn, classified (store_foreach_evidence). */
+int store_evidence_walk(struct store *st, MDB_txn *txn, store_evidence_cb cb,
+    void *arg, uint64_t counts_r[STORE_EVIDENCE_KINDS]);
+
+/* Numbers u in the signer's origin log (origin_seq), signs it with the
+ * signer's key and puts it through the accept rule, in ctx. */
+enum accept_result store_sign_accept(struct wctx *ctx,
+    const struct store_signer *sg, struct record_user *u);
+
 /* ---- the consistency tree (store_tree.c) ----------------------------- */
 
 #define TREE_KEY_MAX (2 + RECORD_USER_MAX)

@@ -40,6 +40,7 @@ struct scrub_odd {
 
 struct store_scrub {
 	store_scrub_cb damaged;
+	store_scrub_cb conflict;	/* NULL: not told */
 	store_scrub_record_cb record;
 	void *arg;
 	enum scrub_phase phase;
@@ -89,6 +90,28 @@ found_leaf(struct store_scrub *s, unsigned leaf, const char *what)
 
 	snprintf(d, sizeof(d), "leaf %u: %s", leaf, what);
 	found(s, "", d);
+}
+
+/* An open claim or release kept as evidence: told as a conflict. */
+static int
+evidence_cb(const struct store_evidence *e, void *arg)
+{
+	struct store_scrub *s = arg;
+	char what[768], name[SCRUB_NAME_MAX];
+
+	if (s->conflict == NULL || (e->kind != EVIDENCE_CLAIM &&
+	    e->kind != EVIDENCE_RELEASE))
+		return 0;
+	store_evidence_text(e, what, sizeof(what));
+	s->conflict(scrub_name((const uint8_t *)e->user, strlen(e->user),
+	    name), what, s->arg);
+	return 0;
+}
+
+void
+store_scrub_watch_conflicts(struct store_scrub *s, store_scrub_cb conflict)
+{
+	s->conflict = conflict;
 }
 
 struct store_scrub *
@@ -319,7 +342,7 @@ scrub_tree(struct store_scrub *s, struct store *st, MDB_txn *txn,
 	crypto_generichash_state hs;
 	MDB_cursor *cur = NULL;
 	MDB_val key, val;
-	MDB_stat ms;
+	uint64_t kinds[STORE_EVIDENCE_KINDS];
 	uint8_t k[2], h[STORE_TREE_HASH_LEN], sum[TREE_LEAF_VALUE];
 	const uint8_t *p;
 	size_t done = 0;
@@ -380,9 +403,13 @@ scrub_tree(struct store_scrub *s, struct store *st, MDB_txn *txn,
 		}
 	}
 	if (s->next_leaf == STORE_TREE_LEAVES) {
-		if ((mrc = mdb_stat(txn, st->dbi[DBI_EVIDENCE], &ms)) != 0)
+		if (store_evidence_walk(st, txn, evidence_cb, s, kinds) < 0) {
+			mrc = MDB_CORRUPTED;
 			goto fail;
-		s->rep.equivocations = ms.ms_entries;
+		}
+		s->rep.equivocations = kinds[EVIDENCE_EQUIVOCATION];
+		s->rep.conflicts = kinds[EVIDENCE_CLAIM] +
+		    kinds[EVIDENCE_RELEASE];
 		s->phase = SCRUB_DONE;
 	}
 	mdb_cursor_close(cur);

@@ -416,15 +416,15 @@ done:
 static int
 v_finish(struct vstate *vs, bool last)
 {
-	MDB_stat ms;
+	uint64_t kinds[STORE_EVIDENCE_KINDS];
 
 	v_flush(vs);		/* starts the last round */
 	v_flush(vs);		/* and finishes it */
 	if (!last)
 		return 0;
-	if (mdb_stat(vs->txn, vs->st->dbi[DBI_EVIDENCE], &ms) != 0)
+	if (store_evidence_walk(vs->st, vs->txn, NULL, NULL, kinds) < 0)
 		return -1;
-	vs->rep->equivocations = ms.ms_entries;
+	vs->rep->equivocations = kinds[EVIDENCE_EQUIVOCATION];
 	return 0;
 }
 

@@ -81,6 +81,8 @@ usage(void)
 	    "[--target SITE]\n"
 	    "  user del USER\n"
 	    "  user show USER\n"
+	    "  user resolve USER SITE   (a user two sites own: SITE keeps "
+	    "it)\n"
 	    "  user list [--site SITE]\n"
 	    "  import popmap FILE | import csv FILE   (CSV: user,backend"
 	    "[,state[,target_site]])\n"
@@ -589,6 +591,33 @@ cmd_sites(int argc, char **argv)
 
 /* ---- user ----------------------------------------------------------- */
 
+/* user resolve: the record signed, then what it did and what is left to
+ * do, which the operator needs (simple prints only the record). */
+static int
+resolve(const char *const *args)
+{
+	struct ctl_rows rows;
+	enum ctl_status st;
+	char *msg = NULL;
+
+	open_directory(true);
+	ctl_rows_init(&rows);
+	st = call("user-resolve", 2, args, &msg, &rows);
+	if (st == CTL_OK && rows.n >= 2)
+		print_record(&rows);
+	if (st != CTL_OK) {
+		fprintf(stderr, "mmctl: %s\n", msg);
+		if (ctl.json)
+			json_error(msg, (int)st);
+	} else if (!ctl.json) {
+		printf("%s\n", msg);
+	}
+	free(msg);
+	ctl_rows_clear(&rows);
+	close_directory();
+	return (int)st;
+}
+
 static int
 cmd_user(int argc, char **argv)
 {
@@ -622,6 +651,11 @@ cmd_user(int argc, char **argv)
 	if (strcmp(argv[0], "show") == 0 && argc == 2) {
 		args[0] = argv[1];
 		return simple("user-show", 1, args, false, false);
+	}
+	if (strcmp(argv[0], "resolve") == 0 && argc == 3) {
+		args[0] = argv[1];
+		args[1] = argv[2];
+		return resolve(args);
 	}
 	if (strcmp(argv[0], "list") == 0) {
 		if (argc == 3 && strcmp(argv[1], "--site") == 0)
@@ -1065,6 +1099,8 @@ static const struct {
 	{ "owned-twice", "Users owned by more than one site" },
 	{ "invalid", "Invalid records" },
 	{ "equivocation", "Equivocating records" },
+	{ "conflict", "Users two sites claim (the site to keep one: mmctl "
+	    "user resolve USER SITE)" },
 	{ "stuck", "Users stuck mid-move" },
 	{ "unknown-backend", "Back ends the owning site does not define" },
 };
@@ -1075,8 +1111,10 @@ check_print_row(const struct ctl_row *r)
 	const char *kind = r->col[0], *user = r->col[1], *site = r->col[2],
 	    *node = r->col[3], *detail = r->col[10];
 
-	if (strcmp(kind, "disagree") == 0 || strcmp(kind, "owned-twice") == 0 ||
-	    strcmp(kind, "stuck") == 0) {
+	if (strcmp(kind, "conflict") == 0 && user[0] != '\0') {
+		printf("  %s  at %s/%s: %s\n", user, site, node, detail);
+	} else if (strcmp(kind, "disagree") == 0 ||
+	    strcmp(kind, "owned-twice") == 0 || strcmp(kind, "stuck") == 0) {
 		printf("  %s  at %s/%s: ", user, site, node);
 		if (r->col[4][0] != '\0')
 			printf("site=%s backend=%s state=%s epoch=%s seq=%s "

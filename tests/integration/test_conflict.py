@@ -1,9 +1,13 @@
-"""Records one node refuses do not hold up the rest of their origin's log.
+"""A user two sites own: no hole in the logs, reported, resolved.
 
 Sites a and b, apart at first, both create one user; when they meet, each
 refuses the other's record of that user (another site owns it here). The
 3,000 users b creates after it must still reach a at once, not crawl behind
-re-pulls of the refused record and throttles of the peer that relays it."""
+re-pulls of the refused record and throttles of the peer that relays it.
+`mmctl check` at either site names the user with both records, and
+`mmctl user resolve` (at the site that gives the user up, then at the one
+that keeps it) ends the conflict: every node holds the same record and the
+check is clean again."""
 
 import os
 import sys
@@ -96,6 +100,64 @@ class HoleTest(unittest.TestCase):
         time.sleep(5)
         self.assertLess(metric(a, "mailmesh_gossip_records_duplicate_total")
                         - dup0, 100)
+        self.report_and_resolve(a, b)
+
+    def report_and_resolve(self, a, b):
+        # Each node's check names the twin, and both records: its own
+        # and the other site's it refused and kept.
+        for n in (a, b):
+            r = n.ctl("check")
+            self.assertNotEqual(r.rc, 0, r)
+            self.assertIn("Users two sites claim", r.out, r)
+            for mine, other in (("a", "b"), ("b", "a")):
+                line = [ln for ln in r.out.splitlines()
+                        if TWIN in ln and "refused here" in ln and
+                        "at %s/%s1:" % (mine, mine) in ln]
+                self.assertEqual(len(line), 1, r.out)
+                self.assertIn("%s holds it here" % mine, line[0])
+                self.assertIn("site %s's record" % other, line[0])
+                self.assertIn("back end %s" % (
+                    "be1" if other == "a" else "be2"), line[0])
+        # Wrong ways are refused with a reason, and change nothing.
+        r = b.ctl("user", "resolve", TWIN, "c")
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("no claim to %s by site c" % TWIN, r.err)
+        r = a.ctl("user", "resolve", TWIN, "a")
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("no release of %s" % TWIN, r.err)
+        r = b.ctl("user", "resolve", "later00001@b.test", "a")
+        self.assertNotEqual(r.rc, 0, r)
+        # b gives the twin up to a: b routes it to a at once ...
+        r = b.ctl("user", "resolve", TWIN, "a")
+        r.check("release at b")
+        self.assertIn("released to site a", r.out)
+        self.assertIn("be2", r.out)
+        self.assertEqual(b.ctl("user", "show", TWIN, json=True).json()[
+            "site"], "a")
+        # ... and a, once the release has reached it, takes it back.
+        res = []
+
+        def taken():
+            res.append(a.ctl("user", "resolve", TWIN, "a"))
+            return res[-1].rc == 0
+        self.assertTrue(mf.wait_for(taken, 20), res[-1])
+        self.assertIn("kept by site a", res[-1].out)
+
+        def same():
+            ra = a.ctl("user", "show", TWIN, json=True)
+            rb = b.ctl("user", "show", TWIN, json=True)
+            return (ra.rc == 0 and rb.rc == 0 and ra.json() == rb.json())
+        self.assertTrue(mf.wait_for(same, 20))
+        rec = a.ctl("user", "show", TWIN, json=True).json()
+        self.assertEqual((rec["site"], rec["backend"], rec["state"]),
+                         ("a", "be1", "active"), rec)
+        for n in (a, b):
+            r = n.ctl("check")
+            self.assertEqual(r.rc, 0, r)
+            self.assertNotIn(TWIN, r.out)
+        # A second resolve has nothing left to do.
+        r = b.ctl("user", "resolve", TWIN, "a")
+        self.assertNotEqual(r.rc, 0, r)
 
 if __name__ == "__main__":
     mf.main()

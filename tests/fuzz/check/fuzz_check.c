@@ -38,8 +38,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (msg.n_origins > CHECK_ORIGINS_MAX ||
 	    msg.n_backends > CHECK_BACKENDS_MAX ||
 	    msg.n_paths > CHECK_PATHS_MAX || msg.n_leaves > CHECK_LEAVES_MAX ||
-	    msg.n_users > CHECK_USERS_MAX || msg.n_faults > CHECK_FAULTS_MAX)
+	    msg.n_users > CHECK_USERS_MAX || msg.n_faults > CHECK_FAULTS_MAX ||
+	    msg.n_conflicts > CHECK_CONFLICTS_MAX)
 		abort();
+	for (i = 0; i < msg.n_conflicts; i++) {
+		if (msg.conflict[i].user.len == 0 ||
+		    msg.conflict[i].what.len > CHECK_TEXT_MAX)
+			abort();
+		inside(data, size, msg.conflict[i].user.p,
+		    msg.conflict[i].user.len);
+		inside(data, size, msg.conflict[i].what.p,
+		    msg.conflict[i].what.len);
+	}
 	inside(data, size, msg.site.p, msg.site.len);
 	inside(data, size, msg.node.p, msg.node.len);
 	if (msg.root != NULL)

@@ -535,6 +535,168 @@ test_put_transfer_flow(void **state)
 	assert_int_equal(rep.bad, 0);
 }
 
+/* Counts the open kinds of evidence, and keeps the last text. */
+struct ev_seen {
+	uint64_t kinds[STORE_EVIDENCE_KINDS];
+	char text[768];
+};
+
+static int
+ev_cb(const struct store_evidence *e, void *arg)
+{
+	struct ev_seen *s = arg;
+
+	/* A release's text, else a claim's. */
+	if (e->kind == EVIDENCE_RELEASE ||
+	    (e->kind == EVIDENCE_CLAIM && s->text[0] == '\0'))
+		store_evidence_text(e, s->text, sizeof(s->text));
+	return 0;
+}
+
+static void
+evidence_is(struct store *st, uint64_t claims, uint64_t releases,
+    struct ev_seen *s)
+{
+	memset(s, 0, sizeof(*s));
+	assert_int_equal(store_foreach_evidence(st, ev_cb, s, s->kinds), 0);
+	assert_int_equal(s->kinds[EVIDENCE_CLAIM], claims);
+	assert_int_equal(s->kinds[EVIDENCE_RELEASE], releases);
+	assert_int_equal(s->kinds[EVIDENCE_EQUIVOCATION], 0);
+}
+
+/* A user created at two sites while apart: each refuses the other's
+ * record and keeps it; one site gives the user up, the other takes it
+ * back at a higher epoch, and both stores end with the same record. */
+static void
+test_conflict_claims_and_resolve(void **state)
+{
+	struct fx *f = *state;
+	struct store_signer sf = { &fra, "fra", "fra-node" };
+	struct store_signer sa = { &ams, "ams", "ams-node" };
+	struct store_resolution out;
+	struct store_verify_report rep;
+	struct store_scrub_report sr;
+	struct record_user u;
+	struct ev_seen seen;
+	struct store *other;
+	uint8_t fenv[FX_ENV_MAX], aenv[FX_ENV_MAX], *rel = NULL, *fin = NULL;
+	size_t fn, an, rel_len, fin_len, n;
+	char path[128];
+
+	/* The fra node: fra's twin first, then ams's, which is refused
+	 * whatever its seq, and kept once. */
+	fn = fx_user(&fra, "t@x", "fra", USTATE_ACTIVE, 1, 1, "ms1", NULL, 0,
+	    fenv);
+	assert_int_equal(acc(f, fenv, fn), ACCEPT_STORED);
+	an = fx_user(&ams, "t@x", "ams", USTATE_ACTIVE, 1, 1, "ms9", NULL, 0,
+	    aenv);
+	assert_int_equal(acc(f, aenv, an), REJECT_WRONG_SITE);
+	assert_int_equal(acc(f, aenv, an), REJECT_WRONG_SITE);
+	evidence_is(f->st, 1, 0, &seen);
+	assert_non_null(strstr(seen.text, "fra holds it here"));
+	assert_non_null(strstr(seen.text, "site ams's record (epoch 1 seq 1, "
+	    "back end ms9"));
+	assert_int_equal(store_scrub(f->st, NULL, NULL, NULL, &sr), 0);
+	assert_int_equal(sr.conflicts, 1);
+	assert_int_equal(sr.equivocations, 0);
+	/* After a later change of fra's, ams's lower one is still a claim. */
+	assert_int_equal(store_put_user(f->st, &sf, "t@x", "ms1",
+	    USTATE_ACTIVE, NULL, FX_NOW), ACCEPT_STORED);
+	evidence_is(f->st, 1, 0, &seen);
+
+	/* The ams node, the other way round. */
+	snprintf(path, sizeof(path), "%s/other", f->dir);
+	other = open_store(path, STORE_WRITE);
+	assert_int_equal(store_set_root(other, root.pk, &(char *){ NULL }), 0);
+	n = fx_cert(&root, &fra, "fra", FX_NOW - 100, 0, env);
+	assert_int_equal(store_accept(other, env, n, FX_NOW), ACCEPT_STORED);
+	n = fx_cert(&root, &ams, "ams", FX_NOW - 100, 0, env);
+	assert_int_equal(store_accept(other, env, n, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_accept(other, aenv, an, FX_NOW), ACCEPT_STORED);
+	assert_int_equal(store_accept(other, fenv, fn, FX_NOW),
+	    REJECT_WRONG_SITE);
+	evidence_is(other, 1, 0, &seen);
+
+	/* Wrong ways: no claim of that site, not this site's user, the
+	 * winner with no release yet, the owner raising its own epoch
+	 * without one. */
+	assert_int_equal(store_resolve(f->st, &sf, "t@x", "lon", FX_NOW,
+	    &out), REJECT_STALE);
+	assert_non_null(strstr(out.why, "no claim to t@x by site lon"));
+	assert_int_equal(store_resolve(f->st, &sa, "t@x", "ams", FX_NOW,
+	    &out), REJECT_WRONG_SITE);
+	assert_int_equal(store_resolve(other, &sa, "t@x", "ams", FX_NOW,
+	    &out), REJECT_NO_TRANSFER);
+	assert_int_equal(store_resolve(f->st, &sf, "nobody@x", "ams", FX_NOW,
+	    &out), REJECT_STALE);
+	n = fx_user(&ams, "t@x", "ams", USTATE_ACTIVE, 2, 1, "ms9", NULL, 0,
+	    env);
+	assert_int_equal(store_accept(other, env, n, FX_NOW),
+	    REJECT_NO_TRANSFER);
+
+	/* fra gives it up: a hand-over to ams above both epochs. */
+	assert_int_equal(store_resolve(f->st, &sf, "t@x", "ams", FX_NOW,
+	    &out), ACCEPT_STORED);
+	assert_true(out.released);
+	assert_int_equal(out.epoch, 2);
+	assert_string_equal(out.backend, "ms1");
+	assert_int_equal(store_get_user(f->st, "t@x", &u, &rel, &rel_len), 1);
+	assert_int_equal(u.state, USTATE_TRANSFER);
+	assert_string_equal(u.site, "ams");
+	assert_string_equal(u.backend, "ms9");
+	evidence_is(f->st, 0, 0, &seen);
+	assert_int_equal(store_resolve(f->st, &sf, "t@x", "ams", FX_NOW,
+	    &out), REJECT_WRONG_SITE);
+
+	/* The release reaches ams, which does not own it by fra's say: kept
+	 * as a release; then ams takes the user back, carrying it. */
+	assert_int_equal(store_accept(other, rel, rel_len, FX_NOW),
+	    REJECT_WRONG_SITE);
+	evidence_is(other, 1, 1, &seen);
+	assert_non_null(strstr(seen.text, "mmctl user resolve t@x ams"));
+	assert_int_equal(store_resolve(other, &sa, "t@x", "ams", FX_NOW,
+	    &out), ACCEPT_STORED);
+	assert_false(out.released);
+	assert_int_equal(out.epoch, 2);
+	assert_int_equal(store_get_user(other, "t@x", &u, &fin, &fin_len), 1);
+	assert_int_equal(u.epoch, 2);
+	assert_int_equal(u.seq, 1);
+	assert_string_equal(u.site, "ams");
+	assert_string_equal(u.backend, "ms9");
+	assert_int_equal(u.state, USTATE_ACTIVE);
+	assert_int_equal(u.transfer_len, rel_len);
+	evidence_is(other, 0, 0, &seen);
+
+	/* fra's node takes ams's record: both hold the same now. */
+	assert_int_equal(acc(f, fin, fin_len), ACCEPT_STORED);
+	current_is(f->st, "t@x", fin, fin_len);
+	evidence_is(f->st, 0, 0, &seen);
+	assert_int_equal(store_verify(f->st, FX_NOW, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.bad, 0);
+	assert_int_equal(store_verify(other, FX_NOW, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.bad, 0);
+	assert_int_equal(rep.equivocations, 0);
+
+	/* A raise by the owner carrying a release of another epoch, or to
+	 * another site, is no release. */
+	n = fx_user(&fra, "t@x", "fra", USTATE_TRANSFER, 4, 0, "", NULL, 0,
+	    tenv);
+	n = fx_user(&ams, "t@x", "ams", USTATE_ACTIVE, 3, 1, "ms9", tenv, n,
+	    env);
+	assert_int_equal(store_accept(other, env, n, FX_NOW),
+	    REJECT_NO_TRANSFER);
+	n = fx_user(&fra, "t@x", "lon", USTATE_TRANSFER, 3, 0, "", NULL, 0,
+	    tenv);
+	n = fx_user(&ams, "t@x", "ams", USTATE_ACTIVE, 3, 1, "ms9", tenv, n,
+	    env);
+	assert_int_equal(store_accept(other, env, n, FX_NOW),
+	    REJECT_NO_TRANSFER);
+	free(rel);
+	free(fin);
+	store_close(other);
+	fx_rmdir(path);
+}
+
 /* Accepts a then b into a fresh store, returns the winner. */
 static void
 equivocate_into(const char *path, const uint8_t *a, size_t an,
@@ -1330,6 +1492,7 @@ main(void)
 		T(test_epoch_jump_without_transfer),
 		T(test_epoch_jump_with_transfer),
 		T(test_put_transfer_flow),
+		T(test_conflict_claims_and_resolve),
 		T(test_equivocation),
 		T(test_put_user_origin_seq),
 		T(test_purge_tombstones),
