@@ -76,6 +76,26 @@ get_hash(struct mm_mp_reader *r, size_t want, const uint8_t **p_r)
 	return 0;
 }
 
+/* A list of (user, what) findings: the scrub's damage (user "" for a
+ * leaf) and its conflicts (need_user). */
+static int
+get_findings(struct mm_mp_reader *r, uint32_t max, bool need_user,
+    struct check_fault *list, size_t *n_r)
+{
+	uint32_t n, i;
+
+	if (mm_mp_get_array(r, max, &n) < 0)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (mm_mp_get_array_n(r, 2) < 0 ||
+		    (need_user ? get_user(r, &list[i].user) :
+		    get_text(r, CHECK_USER_MAX, &list[i].user)) < 0 ||
+		    get_text(r, CHECK_TEXT_MAX, &list[i].what) < 0)
+			return -1;
+	*n_r = n;
+	return 0;
+}
+
 static int
 decode_body(struct mm_mp_reader *r, uint32_t fields, struct check_msg *m)
 {
@@ -196,26 +216,12 @@ decode_body(struct mm_mp_reader *r, uint32_t fields, struct check_msg *m)
 		    mm_mp_get_uint(r, &m->damaged) < 0 ||
 		    mm_mp_get_uint(r, &m->equivocations) < 0 ||
 		    mm_mp_get_bool(r, &m->complete) < 0 ||
-		    mm_mp_get_array(r, CHECK_FAULTS_MAX, &n) < 0)
+		    get_findings(r, CHECK_FAULTS_MAX, false, m->faults,
+		    &m->n_faults) < 0 ||
+		    mm_mp_get_uint(r, &m->conflicts) < 0 ||
+		    get_findings(r, CHECK_CONFLICTS_MAX, true, m->conflict,
+		    &m->n_conflicts) < 0)
 			return -1;
-		for (i = 0; i < n; i++)
-			if (mm_mp_get_array_n(r, 2) < 0 ||
-			    get_text(r, CHECK_USER_MAX,
-			    &m->faults[i].user) < 0 ||
-			    get_text(r, CHECK_TEXT_MAX,
-			    &m->faults[i].what) < 0)
-				return -1;
-		m->n_faults = n;
-		if (mm_mp_get_uint(r, &m->conflicts) < 0 ||
-		    mm_mp_get_array(r, CHECK_CONFLICTS_MAX, &n) < 0)
-			return -1;
-		for (i = 0; i < n; i++)
-			if (mm_mp_get_array_n(r, 2) < 0 ||
-			    get_user(r, &m->conflict[i].user) < 0 ||
-			    get_text(r, CHECK_TEXT_MAX,
-			    &m->conflict[i].what) < 0)
-				return -1;
-		m->n_conflicts = n;
 		return 0;
 	}
 	return -1;
@@ -275,6 +281,26 @@ slice_ok(const struct check_slice *s, size_t max, bool nonempty)
 {
 	return s->len <= max && (!nonempty || s->len > 0) &&
 	    (s->len == 0 || s->p != NULL);
+}
+
+static int
+put_findings(struct mm_mp_writer *w, const struct check_fault *list,
+    size_t n, bool need_user)
+{
+	size_t i;
+
+	mm_mp_put_array(w, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		const struct check_fault *f = &list[i];
+
+		if (!slice_ok(&f->user, CHECK_USER_MAX, need_user) ||
+		    !slice_ok(&f->what, CHECK_TEXT_MAX, false))
+			return -1;
+		mm_mp_put_array(w, 2);
+		mm_mp_put_strn(w, (const char *)f->user.p, f->user.len);
+		mm_mp_put_strn(w, (const char *)f->what.p, f->what.len);
+	}
+	return 0;
 }
 
 int
@@ -407,41 +433,18 @@ check_msg_encode(const struct check_msg *m, uint8_t *out, size_t size)
 		}
 		break;
 	case CHECK_SCRUB:
-		if (m->n_faults > CHECK_FAULTS_MAX)
+		if (m->n_faults > CHECK_FAULTS_MAX ||
+		    m->n_conflicts > CHECK_CONFLICTS_MAX)
 			return -1;
 		mm_mp_put_uint(&w, m->records);
 		mm_mp_put_uint(&w, m->damaged);
 		mm_mp_put_uint(&w, m->equivocations);
 		mm_mp_put_bool(&w, m->complete);
-		mm_mp_put_array(&w, (uint32_t)m->n_faults);
-		for (i = 0; i < m->n_faults; i++) {
-			const struct check_fault *f = &m->faults[i];
-
-			if (!slice_ok(&f->user, CHECK_USER_MAX, false) ||
-			    !slice_ok(&f->what, CHECK_TEXT_MAX, false))
-				return -1;
-			mm_mp_put_array(&w, 2);
-			mm_mp_put_strn(&w, (const char *)f->user.p,
-			    f->user.len);
-			mm_mp_put_strn(&w, (const char *)f->what.p,
-			    f->what.len);
-		}
-		if (m->n_conflicts > CHECK_CONFLICTS_MAX)
+		if (put_findings(&w, m->faults, m->n_faults, false) < 0)
 			return -1;
 		mm_mp_put_uint(&w, m->conflicts);
-		mm_mp_put_array(&w, (uint32_t)m->n_conflicts);
-		for (i = 0; i < m->n_conflicts; i++) {
-			const struct check_fault *f = &m->conflict[i];
-
-			if (!slice_ok(&f->user, CHECK_USER_MAX, true) ||
-			    !slice_ok(&f->what, CHECK_TEXT_MAX, false))
-				return -1;
-			mm_mp_put_array(&w, 2);
-			mm_mp_put_strn(&w, (const char *)f->user.p,
-			    f->user.len);
-			mm_mp_put_strn(&w, (const char *)f->what.p,
-			    f->what.len);
-		}
+		if (put_findings(&w, m->conflict, m->n_conflicts, true) < 0)
+			return -1;
 		break;
 	default:
 		return -1;

@@ -1641,10 +1641,20 @@ ops_gossip_accept_batch(struct store *st, const char *from,
     const uint8_t *const *envs, const size_t *lens, size_t n, uint64_t now_s,
     enum gossip_accept *results)
 {
+	ops_gossip_accept_batch_pre(st, from, envs, lens, n, now_s, NULL,
+	    results);
+}
+
+void
+ops_gossip_accept_batch_pre(struct store *st, const char *from,
+    const uint8_t *const *envs, const size_t *lens, size_t n, uint64_t now_s,
+    const struct store_presig *pre, enum gossip_accept *results)
+{
 	const uint8_t **take = xcalloc(n + 1, sizeof(*take));
 	size_t *take_len = xcalloc(n + 1, sizeof(*take_len));
 	size_t *idx = xcalloc(n + 1, sizeof(*idx));
 	enum accept_result *res = xcalloc(n + 1, sizeof(*res));
+	struct store_presig *take_pre = NULL;
 	struct record r;
 	const char *why = NULL;
 	size_t i, k = 0;
@@ -1661,8 +1671,14 @@ ops_gossip_accept_batch(struct store *st, const char *from,
 		take_len[k] = lens[i];
 		idx[k++] = i;
 	}
+	if (pre != NULL && k > 0) {
+		take_pre = xcalloc(k, sizeof(*take_pre));
+		for (i = 0; i < k; i++)
+			take_pre[i] = pre[idx[i]];
+	}
 	if (k > 0)
-		store_accept_batch(st, take, take_len, k, now_s, res);
+		store_accept_batch_pre(st, take, take_len, k, now_s, take_pre,
+		    res);
 	for (i = 0; i < k; i++) {
 		size_t at = idx[i];
 
@@ -1702,6 +1718,7 @@ ops_gossip_accept_batch(struct store *st, const char *from,
 	free(take_len);
 	free(idx);
 	free(res);
+	free(take_pre);
 }
 
 enum gossip_accept

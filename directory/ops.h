@@ -63,6 +63,7 @@
 struct ops;
 struct check_report;
 struct store;
+struct store_presig;
 struct store_tree;
 
 /* Loads the cluster root's public key from conf->root_key. 0, or -1 with
@@ -168,6 +169,12 @@ void ops_set_gossip(struct ops *o, struct gossip *g);
 void ops_gossip_accept_batch(struct store *st, const char *from,
     const uint8_t *const *envs, const size_t *lens, size_t n,
     uint64_t now, enum gossip_accept *results);
+/* The same with the signatures checked ahead (store_presig_check; pre: n
+ * entries, NULL: checked here). */
+void ops_gossip_accept_batch_pre(struct store *st, const char *from,
+    const uint8_t *const *envs, const size_t *lens, size_t n,
+    uint64_t now, const struct store_presig *pre,
+    enum gossip_accept *results);
 /* The same for one envelope, on o's store. */
 enum gossip_accept ops_gossip_accept(struct ops *o, const char *from,
     const uint8_t *env, size_t len, uint64_t now);

@@ -53,6 +53,7 @@
 #define PEER_HOUSEKEEP_MS 250
 #define PEER_FRAME_HDR_LEN 1	/* the type byte */
 #define ACCEPT_GROUP_MAX 4	/* gossip batches in one write transaction */
+#define ACCEPT_CHECK_THREADS 8	/* signature checks of a batch: all cores */
 #define PEER_TRUST_CHECK_MS 1000	/* revocations looked for this often */
 #define PEER_REVOKED_FLUSH_MS 2000	/* a revoked peer's last frames */
 #define PEER_REVOKED_NAMES_MAX 64	/* revoked members never dialled */
@@ -105,6 +106,8 @@ struct peers {
 	struct ops *ops;
 	struct store *st;		/* the ops': the loop's reads */
 	struct jobs *writer;		/* every store write, off the loop */
+	struct jobs *verifier;		/* signatures of batches queued for
+					 * the writer, checked ahead */
 	const struct dkey *key;
 	struct gossip *g;
 	struct evconnlistener *lst;
@@ -137,6 +140,7 @@ struct peers {
 	} ms;
 	/* gossip batches waiting for the writer, oldest first */
 	pthread_mutex_t acc_lock;
+	pthread_cond_t acc_checked;	/* a batch's check is over */
 	struct accept_job *acc, **acc_tail;
 	/* what the proxy is told of the catch-up (store_put_behind) */
 	struct {
@@ -734,11 +738,24 @@ gio_fetch(void *arg, const char *origin, uint64_t from_seq,
 	(void)store_log_range(p->st, origin, from_seq, fetch_cb, &fc);
 }
 
-/* One gossip message's records on their way through the writer thread. */
+/* Where a batch's signatures are checked (under acc_lock). */
+enum precheck {
+	PRE_QUEUED,			/* waiting for the verifier */
+	PRE_RUNNING,			/* the verifier is at it */
+	PRE_DONE,			/* pre holds the answers */
+	PRE_WRITER,			/* the writer got there first */
+};
+
+/* One gossip message's records on their way through the writer thread,
+ * its signatures checked ahead by the verifier thread: while the writer
+ * writes (and syncs) one batch, the next one's signatures are checked. */
 struct accept_job {
 	struct peers *p;
 	struct accept_job *next;	/* in p->acc (not yet taken) */
 	bool taken;			/* a writer run has it (under lock) */
+	enum precheck check;
+	struct store_presig *pre;	/* PRE_DONE: n answers */
+	unsigned refs;			/* writer's and verifier's done */
 	uint64_t token;
 	char from[GOSSIP_NAME_MAX + 1];
 	const uint8_t *const *envs;	/* the gossip core's, until done */
@@ -761,6 +778,7 @@ accept_run(struct store *st, void *arg)
 	const uint8_t **envs;
 	size_t *lens, n = 0, k;
 	enum gossip_accept *res;
+	struct store_presig *pre;
 
 	pthread_mutex_lock(&p->acc_lock);
 	if (j->taken) {
@@ -779,24 +797,42 @@ accept_run(struct store *st, void *arg)
 	}
 	if (p->acc == NULL)
 		p->acc_tail = &p->acc;
+	/* The verifier's checks: those it has not started are the
+	 * writer's; those it is at are waited for. */
+	for (q = group; q != NULL; q = q->next)
+		if (q->check == PRE_QUEUED)
+			q->check = PRE_WRITER;
+	for (q = group; q != NULL; q = q->next)
+		while (q->check == PRE_RUNNING)
+			pthread_cond_wait(&p->acc_checked, &p->acc_lock);
 	pthread_mutex_unlock(&p->acc_lock);
 	if (group == NULL)
 		return;		/* taken by an earlier run meanwhile */
+	for (q = group; q != NULL; q = q->next) {
+		if (q->check != PRE_WRITER)
+			continue;
+		q->pre = xcalloc(q->n + 1, sizeof(*q->pre));
+		store_presig_check(st, q->envs, q->lens, q->n,
+		    ACCEPT_CHECK_THREADS, q->pre);
+	}
 	if (group->next == NULL) {
-		ops_gossip_accept_batch(st, j->from, j->envs, j->lens, j->n,
-		    j->now_s, j->results);
+		ops_gossip_accept_batch_pre(st, j->from, j->envs, j->lens,
+		    j->n, j->now_s, j->pre, j->results);
 		return;
 	}
 	envs = xcalloc(n + 1, sizeof(*envs));
 	lens = xcalloc(n + 1, sizeof(*lens));
 	res = xcalloc(n + 1, sizeof(*res));
+	pre = xcalloc(n + 1, sizeof(*pre));
 	n = 0;
 	for (q = group; q != NULL; q = q->next) {
 		memcpy(envs + n, q->envs, q->n * sizeof(*envs));
 		memcpy(lens + n, q->lens, q->n * sizeof(*lens));
+		memcpy(pre + n, q->pre, q->n * sizeof(*pre));
 		n += q->n;
 	}
-	ops_gossip_accept_batch(st, j->from, envs, lens, n, j->now_s, res);
+	ops_gossip_accept_batch_pre(st, j->from, envs, lens, n, j->now_s, pre,
+	    res);
 	n = 0;
 	for (q = group; q != NULL; q = q->next) {
 		for (k = 0; k < q->n; k++)
@@ -806,6 +842,50 @@ accept_run(struct store *st, void *arg)
 	free(envs);
 	free(lens);
 	free(res);
+	free(pre);
+}
+
+/* On the verifier: the batch's signatures, unless the writer has taken
+ * it meanwhile (then its envelopes may be gone: not touched). */
+static void
+check_run_job(struct store *st, void *arg)
+{
+	struct accept_job *j = arg;
+	struct peers *p = j->p;
+	struct store_presig *pre;
+
+	pthread_mutex_lock(&p->acc_lock);
+	if (j->check != PRE_QUEUED) {
+		pthread_mutex_unlock(&p->acc_lock);
+		return;
+	}
+	j->check = PRE_RUNNING;
+	pthread_mutex_unlock(&p->acc_lock);
+	pre = xcalloc(j->n + 1, sizeof(*pre));
+	store_presig_check(st, j->envs, j->lens, j->n, ACCEPT_CHECK_THREADS,
+	    pre);
+	pthread_mutex_lock(&p->acc_lock);
+	j->pre = pre;
+	j->check = PRE_DONE;
+	pthread_cond_broadcast(&p->acc_checked);
+	pthread_mutex_unlock(&p->acc_lock);
+}
+
+/* Both threads are done with j: on the loop. */
+static void
+accept_job_release(struct accept_job *j)
+{
+	if (--j->refs > 0)
+		return;
+	free(j->pre);
+	free(j->results);
+	free(j);
+}
+
+static void
+check_done(void *arg)
+{
+	accept_job_release(arg);
 }
 
 static void
@@ -814,8 +894,7 @@ accept_done(void *arg)
 	struct accept_job *j = arg;
 
 	gossip_accept_done(j->p->g, j->token, j->results, mm_now_ms());
-	free(j->results);
-	free(j);
+	accept_job_release(j);
 }
 
 static void
@@ -833,10 +912,14 @@ gio_accept_batch(void *arg, const char *from, const uint8_t *const *envs,
 	j->n = n;
 	j->now_s = (uint64_t)time(NULL);
 	j->results = xcalloc(n + 1, sizeof(*j->results));
+	j->check = p->verifier != NULL ? PRE_QUEUED : PRE_WRITER;
+	j->refs = p->verifier != NULL ? 2 : 1;
 	pthread_mutex_lock(&p->acc_lock);
 	*p->acc_tail = j;
 	p->acc_tail = &j->next;
 	pthread_mutex_unlock(&p->acc_lock);
+	if (p->verifier != NULL)
+		jobs_add(p->verifier, check_run_job, check_done, j);
 	jobs_add(p->writer, accept_run, accept_done, j);
 }
 
@@ -893,12 +976,24 @@ name_revoked(const struct peers *p, const char *name)
 	return false;
 }
 
+static void
+revoke_name(struct peers *p, const char *name)
+{
+	if (name_revoked(p, name))
+		return;
+	if (p->n_revoked == PEER_REVOKED_NAMES_MAX)
+		memmove(p->revoked[0], p->revoked[1],
+		    --p->n_revoked * sizeof(p->revoked[0]));
+	mm_strlcpy(p->revoked[p->n_revoked++], name, sizeof(p->revoked[0]));
+}
+
 static int
 revoked_cb(const struct record *r, const uint8_t *env, size_t len,
     void *arg)
 {
 	struct revoked_ctx *rc = arg;
 	struct peers *p = rc->p;
+	struct record_cert cert;
 	struct pconn *c, *next;
 	char kid[DKEY_ID_HEX_LEN + 1];
 
@@ -921,13 +1016,18 @@ revoked_cb(const struct record *r, const uint8_t *env, size_t len,
 		    c->name, c->addr, kid);
 		gossip_push_to(p->g, c->name, env, len);
 		c->revoked_ms = rc->now;
-		if (!name_revoked(p, c->name)) {
-			if (p->n_revoked == PEER_REVOKED_NAMES_MAX)
-				memmove(p->revoked[0], p->revoked[1],
-				    --p->n_revoked * sizeof(p->revoked[0]));
-			mm_strlcpy(p->revoked[p->n_revoked++], c->name,
-			    sizeof(p->revoked[0]));
-		}
+		revoke_name(p, c->name);
+	}
+	/* No channel open to it (it may have learnt of the revocation
+	 * first and closed its own): the name its certificate gives is
+	 * never dialled again all the same. */
+	if (store_get_cert(p->st, r->u.revoke.key_id, &cert) == 1 &&
+	    (cert.role == ROLE_NODE || cert.role == ROLE_SITE) &&
+	    strcmp(cert.name, p->conf->node_name) != 0 &&
+	    !name_revoked(p, cert.name)) {
+		log_warnx("- gossip peer-revoked name=%s addr=- key_id=%s",
+		    cert.name, kid);
+		revoke_name(p, cert.name);
 	}
 	return 0;
 }
@@ -1240,7 +1340,10 @@ peers_new(struct event_base *base, const struct mm_config *conf,
 	p->st = ops_store(o);
 	p->writer = writer;
 	pthread_mutex_init(&p->acc_lock, NULL);
+	pthread_cond_init(&p->acc_checked, NULL);
 	p->acc_tail = &p->acc;
+	/* Without it (the thread cannot start) the writer checks. */
+	p->verifier = jobs_new(base, p->st, "verifier");
 	p->key = key;
 	memset(&oc, 0, sizeof(oc));
 	oc.id = key->id;
@@ -1301,7 +1404,9 @@ peers_free(struct peers *p)
 	ops_set_gossip(p->ops, NULL);
 	members_stop(p);
 	gossip_free(p->g);
+	jobs_free(p->verifier);
 	pthread_mutex_destroy(&p->acc_lock);
+	pthread_cond_destroy(&p->acc_checked);
 	free(p->cert);
 	free(p->seeds);
 	free(p->out);

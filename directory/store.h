@@ -234,6 +234,26 @@ void store_accept_batch(struct store *st, const uint8_t *const *envs,
     const size_t *lens, size_t n, uint64_t now,
     enum accept_result *results);
 
+/* Signatures checked ahead of the write transaction, so that checking one
+ * batch can overlap writing the one before it: each is valid for the key
+ * it names only, and counts only when the rule finds that key to be the
+ * signer's certified one (else the signature is checked again there). */
+struct store_presig {
+	uint8_t pk[DKEY_PK_LEN];
+	bool have_pk;		/* false: no key known yet, checked later */
+	bool ok;
+};
+/* Checks the signature of each envelope against the key st's read view
+ * holds for it (the root for certificates and revocations, the signer's
+ * certificate for user records), on up to threads threads. out: n. */
+void store_presig_check(struct store *st, const uint8_t *const *envs,
+    const size_t *lens, size_t n, size_t threads, struct store_presig *out);
+/* store_accept_batch with the signatures checked ahead (pre: n entries,
+ * the caller's). */
+void store_accept_batch_pre(struct store *st, const uint8_t *const *envs,
+    const size_t *lens, size_t n, uint64_t now,
+    const struct store_presig *pre, enum accept_result *results);
+
 /* ---- authoring (the writer signs its own changes) ------------------- */
 
 /* Who signs: a key certified for site, and the origin name that numbers the

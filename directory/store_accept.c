@@ -523,6 +523,7 @@ struct batch {
 	size_t n;
 	enum accept_result *results;
 	struct vjob *jobs;	/* NULL: check each signature in turn */
+	const struct store_presig *pre;	/* checked ahead; NULL: here */
 };
 
 static int
@@ -536,7 +537,14 @@ batch_fn(struct wctx *ctx, void *arg)
 	/* One trust context for the batch: each signer is looked up and
 	 * its certificate checked against the root once. */
 	store_trust_txn(ctx, &t);
-	if (b->jobs != NULL) {
+	if (b->pre != NULL) {
+		for (i = 0; i < b->n; i++) {
+			memset(&b->jobs[i], 0, sizeof(b->jobs[i]));
+			b->jobs[i].have_pk = b->pre[i].have_pk;
+			b->jobs[i].ok = b->pre[i].ok;
+			memcpy(b->jobs[i].pk, b->pre[i].pk, DKEY_PK_LEN);
+		}
+	} else if (b->jobs != NULL) {
 		prepare_jobs(&t, b->envs, b->lens, b->n, b->jobs);
 		verify_parallel(b->jobs, b->n);
 	}
@@ -582,17 +590,48 @@ count_results(struct store *st, const uint8_t *const *envs,
 }
 
 void
-store_accept_batch(struct store *st, const uint8_t *const *envs,
-    const size_t *lens, size_t n, uint64_t now,
-    enum accept_result *results)
+store_presig_check(struct store *st, const uint8_t *const *envs,
+    const size_t *lens, size_t n, size_t threads, struct store_presig *out)
 {
-	struct batch b = { envs, lens, n, results, NULL };
+	struct trust_ctx t;
+	struct vjob *jobs;
 	size_t i;
 
 	if (n == 0)
 		return;
-	if (n >= PARALLEL_VERIFY_MIN &&
-	    mm_parallel_threads(VERIFY_THREADS_MAX) > 1)
+	jobs = xcalloc(n, sizeof(*jobs));
+	store_trust_init(st, &t);
+	prepare_jobs(&t, envs, lens, n, jobs);
+	trust_clear(&t);
+	mm_parallel_for(n, threads, vrun, jobs);
+	for (i = 0; i < n; i++) {
+		memcpy(out[i].pk, jobs[i].pk, DKEY_PK_LEN);
+		out[i].have_pk = jobs[i].have_pk != 0;
+		out[i].ok = jobs[i].ok != 0;
+	}
+	free(jobs);
+}
+
+void
+store_accept_batch(struct store *st, const uint8_t *const *envs,
+    const size_t *lens, size_t n, uint64_t now,
+    enum accept_result *results)
+{
+	store_accept_batch_pre(st, envs, lens, n, now, NULL, results);
+}
+
+void
+store_accept_batch_pre(struct store *st, const uint8_t *const *envs,
+    const size_t *lens, size_t n, uint64_t now,
+    const struct store_presig *pre, enum accept_result *results)
+{
+	struct batch b = { envs, lens, n, results, NULL, pre };
+	size_t i;
+
+	if (n == 0)
+		return;
+	if (pre != NULL || (n >= PARALLEL_VERIFY_MIN &&
+	    mm_parallel_threads(VERIFY_THREADS_MAX) > 1))
 		b.jobs = xcalloc(n, sizeof(*b.jobs));
 	if (store_write(st, now, batch_fn, &b) < 0) {
 		for (i = 0; i < n; i++)
