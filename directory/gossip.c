@@ -144,6 +144,7 @@ struct gossip {
 	size_t n_known;
 	bool compared;			/* with a peer, at least once */
 	uint64_t first_tick;
+	uint64_t last_tick;		/* when gossip_tick last ran */
 
 	struct gossip_stats st;
 };
@@ -1703,6 +1704,31 @@ reconnect_round(struct gossip *g)
 		send_ping(g, pick, ++g->next_seq);
 }
 
+/* This node itself did not run for gap ms (its process starved of CPU,
+ * stopped, its loop held up): an answer that came meanwhile has not been
+ * read yet, and no peer is to blame for the time. The running probe, the
+ * indirect probes run for others and the suspicion timers are moved on
+ * by the gap, and the node's own health counts it (Lifeguard's local
+ * health: later probes wait longer). */
+static void
+stalled(struct gossip *g, uint64_t gap)
+{
+	uint32_t i;
+
+	g->st.stalls++;
+	if (g->probe.active) {
+		g->probe.deadline_direct += gap;
+		g->probe.deadline_end += gap;
+	}
+	for (i = 0; i < GOSSIP_PENDING_MAX; i++)
+		if (g->pend[i].used)
+			g->pend[i].deadline += gap;
+	for (i = 0; i < g->sus_len; i++)
+		g->m[g->sus[i]].susp_deadline += gap;
+	if (g->lhm < GOSSIP_LHM_MAX)
+		g->lhm++;
+}
+
 void
 gossip_tick(struct gossip *g, uint64_t now)
 {
@@ -1716,7 +1742,11 @@ gossip_tick(struct gossip *g, uint64_t now)
 		g->next_sync = now + rng_below(g, g->conf.sync_interval_ms);
 		g->next_reconnect = now + g->conf.reconnect_interval_ms +
 		    rng_below(g, g->conf.reconnect_interval_ms);
+		g->last_tick = now;
 	}
+	if (now - g->last_tick > GOSSIP_STALL_MS)
+		stalled(g, now - g->last_tick);
+	g->last_tick = now;
 	gossip_flush(g);
 	if (g->probe.active)
 		probe_step(g, now);

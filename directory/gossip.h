@@ -85,6 +85,7 @@
 #define GOSSIP_CONFIRM_MAX 8	/* suspicion confirmations counted */
 #define GOSSIP_LHM_MAX 8
 #define GOSSIP_BATCHES_MAX 4	/* messages' records with the owner at once */
+#define GOSSIP_STALL_MS 250	/* a tick this late: the node itself stalled */
 
 enum gossip_state {
 	GOSSIP_ALIVE = 0,
@@ -181,6 +182,7 @@ struct gossip_stats {
 					 * anti-entropy */
 	uint64_t probes, probe_failures, indirect_probes;
 	uint64_t suspicions, deaths, refutations, throttles;
+	uint64_t stalls;		/* ticks that came GOSSIP_STALL_MS late */
 	uint32_t lhm;
 	uint32_t members, alive;	/* alive counts suspects and us too */
 };

@@ -735,6 +735,7 @@ metrics_cb(evutil_socket_t fd, short what, void *arg)
 		d.deaths = gs.deaths;
 		d.refutations = gs.refutations;
 		d.throttles = gs.throttles;
+		d.stalls = gs.stalls;
 	}
 	mm_metrics_set_directory(ag.metrics, &d);
 }

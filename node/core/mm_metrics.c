@@ -33,7 +33,7 @@ struct mm_metrics_slot {
 };
 
 /* The directory agent's figures, in the order of dir_rows below. */
-#define DIR_VALUES 22
+#define DIR_VALUES 23
 
 struct mm_metrics {
 	unsigned workers;
@@ -92,6 +92,9 @@ static const struct {
 	    "Suspicions of this node it refuted.", true },
 	{ "mailmesh_gossip_throttles_total", "counter",
 	    "Times a peer was throttled for sending invalid records.", true },
+	{ "mailmesh_gossip_stalls_total", "counter",
+	    "Times this node's own gossip timer came late (its process did "
+	    "not run): probes and suspicions waited that much longer.", true },
 };
 
 static const char *const family_name[MM_METRICS_FAMILY_COUNT] = {
@@ -262,6 +265,7 @@ mm_metrics_set_directory(struct mm_metrics *m, const struct mm_metrics_directory
 		d->msgs_recv, d->bytes_recv, d->records_new, d->records_dup,
 		d->records_rejected, d->probes, d->probe_failures,
 		d->suspicions, d->deaths, d->refutations, d->throttles,
+		d->stalls,
 	};
 	size_t i;
 

@@ -75,7 +75,7 @@ struct mm_metrics_directory {
 	uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv;
 	uint64_t records_new, records_dup, records_rejected;
 	uint64_t probes, probe_failures, suspicions, deaths, refutations;
-	uint64_t throttles;
+	uint64_t throttles, stalls;
 };
 
 /* The agent (the only writer) publishes d; rendered from then on. */

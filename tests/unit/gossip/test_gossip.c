@@ -399,6 +399,48 @@ test_refutes_suspicion(void **state)
 	gossip_free(g);
 }
 
+/* The node itself did not run for 1.5 s (its tick came that late) while
+ * its probe's answer was on the way: the answer, read after the late
+ * tick, still counts, nobody is suspected, and the stall is counted. */
+static void
+test_own_stall_blames_nobody(void **state)
+{
+	static struct fake f;
+	struct gossip *g = one(&f, "peer");
+	struct gossip_member_info mi;
+	struct gossip_stats st;
+	const struct gossip_msg *m = NULL;
+	struct mm_mp_writer w;
+	uint8_t ack[64];
+	uint64_t t, seq;
+
+	(void)state;
+	for (t = 0; m == NULL && t < 5000; t += 50) {
+		gossip_tick(g, t);
+		m = find(&f, GMSG_PING);
+	}
+	assert_non_null(m);
+	seq = m->seq;
+	t += 1500;
+	gossip_tick(g, t);
+	mm_mp_writer_init(&w, ack, sizeof(ack));
+	mm_mp_put_array(&w, 4);
+	mm_mp_put_uint(&w, GOSSIP_VERSION);
+	mm_mp_put_uint(&w, GMSG_ACK);
+	mm_mp_put_uint(&w, seq);
+	mm_mp_put_array(&w, 0);
+	assert_int_equal(gossip_recv(g, "peer", ack, mm_mp_writer_len(&w), t),
+	    0);
+	gossip_tick(g, t + 50);
+	assert_int_equal(gossip_member_get(g, "peer", &mi), 1);
+	assert_int_equal(mi.state, GOSSIP_ALIVE);
+	gossip_stats(g, &st);
+	assert_int_equal(st.suspicions, 0);
+	assert_int_equal(st.probe_failures, 0);
+	assert_int_equal(st.stalls, 1);
+	gossip_free(g);
+}
+
 static void
 test_silent_peer_dies(void **state)
 {
@@ -749,6 +791,7 @@ main(void)
 		cmocka_unit_test(test_ping_answered),
 		cmocka_unit_test(test_refutes_suspicion),
 		cmocka_unit_test(test_silent_peer_dies),
+		cmocka_unit_test(test_own_stall_blames_nobody),
 		cmocka_unit_test(test_push_forwarded_and_throttled),
 		cmocka_unit_test(test_anti_entropy),
 		cmocka_unit_test(test_pipelined_pull),
