@@ -1047,6 +1047,16 @@ revocations_check(struct peers *p, uint64_t now)
 	(void)store_foreach_revoked(p->st, revoked_cb, &rc);
 }
 
+/* Milliseconds from then to now; 0 when then is later. A connection's
+ * times are taken when its bytes move, which may be after the tick took
+ * its own now (a send during the tick): without this, the difference
+ * wrapped around and a busy connection was closed as idle. */
+static uint64_t
+since(uint64_t now, uint64_t then)
+{
+	return then < now ? now - then : 0;
+}
+
 static void
 housekeep(struct peers *p, uint64_t now)
 {
@@ -1064,11 +1074,12 @@ housekeep(struct peers *p, uint64_t now)
 				pconn_close(c);
 			continue;
 		}
-		if (now - c->last_ms > PEER_IDLE_MS) {
-			log_debug("- gossip peer-idle name=%s", c->name);
+		if (since(now, c->last_ms) > PEER_IDLE_MS) {
+			log_info("- gossip peer-idle name=%s addr=%s", c->name,
+			    c->addr);
 			pconn_close(c);
 		} else if (c->ready && c->unanswered_ms != 0 &&
-		    now - c->unanswered_ms > PEER_SILENT_MS) {
+		    since(now, c->unanswered_ms) > PEER_SILENT_MS) {
 			log_info("- gossip peer-silent name=%s addr=%s", c->name,
 			    c->addr);
 			pconn_close(c);

@@ -445,6 +445,13 @@ class ListingTest(unittest.TestCase):
                            if "gossip member-" in ln or "gossip peer-" in ln)
             self.fail("suspicions %s (were %s):\n%s" % (
                 got, self.susp0, "\n".join(lines)))
+        # Nor was their channel dropped: a channel in use was once closed
+        # as idle (its last use taken after the tick's clock) and the
+        # probe on it lost.
+        for n in (self.a, self.b):
+            downs = [ln for ln in n.log_text().splitlines()
+                     if "gossip peer-down" in ln or "gossip peer-idle" in ln]
+            self.assertEqual(downs, [], n.name)
         self.assertEqual(self.state(self.a, "lb"), "alive")
         self.assertEqual(self.state(self.b, "la"), "alive")
         self.assertTrue(self.a.alive() and self.b.alive())
