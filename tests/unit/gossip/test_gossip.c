@@ -275,6 +275,23 @@ test_conf_checked(void **state)
 	assert_null(gossip_new(&c, &fake_io, &f));
 }
 
+/* from answers our probe seq at now. */
+static void
+ack_from(struct gossip *g, const char *from, uint64_t seq, uint64_t now)
+{
+	struct mm_mp_writer w;
+	uint8_t ack[64];
+
+	mm_mp_writer_init(&w, ack, sizeof(ack));
+	mm_mp_put_array(&w, 4);
+	mm_mp_put_uint(&w, GOSSIP_VERSION);
+	mm_mp_put_uint(&w, GMSG_ACK);
+	mm_mp_put_uint(&w, seq);
+	mm_mp_put_array(&w, 0);
+	assert_int_equal(gossip_recv(g, from, ack, mm_mp_writer_len(&w), now),
+	    0);
+}
+
 static void
 test_probe_and_ack(void **state)
 {
@@ -282,10 +299,7 @@ test_probe_and_ack(void **state)
 	struct gossip *g = one(&f, "peer");
 	const struct gossip_msg *m;
 	struct gossip_member_info mi;
-	uint8_t ack[64];
 	uint64_t seq;
-	size_t len;
-	struct mm_mp_writer w;
 
 	(void)state;
 	gossip_tick(g, 1000);
@@ -297,14 +311,7 @@ test_probe_and_ack(void **state)
 	assert_true(m->n_updates >= 1);
 	assert_int_equal(m->updates[0].kind, GUPD_ALIVE);
 	seq = m->seq;
-	mm_mp_writer_init(&w, ack, sizeof(ack));
-	mm_mp_put_array(&w, 4);
-	mm_mp_put_uint(&w, GOSSIP_VERSION);
-	mm_mp_put_uint(&w, GMSG_ACK);
-	mm_mp_put_uint(&w, seq);
-	mm_mp_put_array(&w, 0);
-	len = mm_mp_writer_len(&w);
-	assert_int_equal(gossip_recv(g, "peer", ack, len, 2030), 0);
+	ack_from(g, "peer", seq, 2030);
 	assert_int_equal(gossip_member_get(g, "peer", &mi), 1);
 	assert_int_equal(mi.rtt_ms, 2030 - 2000 + 0 * (int64_t)seq);
 	assert_int_equal(mi.state, GOSSIP_ALIVE);
@@ -410,8 +417,6 @@ test_own_stall_blames_nobody(void **state)
 	struct gossip_member_info mi;
 	struct gossip_stats st;
 	const struct gossip_msg *m = NULL;
-	struct mm_mp_writer w;
-	uint8_t ack[64];
 	uint64_t t, seq;
 
 	(void)state;
@@ -423,14 +428,7 @@ test_own_stall_blames_nobody(void **state)
 	seq = m->seq;
 	t += 1500;
 	gossip_tick(g, t);
-	mm_mp_writer_init(&w, ack, sizeof(ack));
-	mm_mp_put_array(&w, 4);
-	mm_mp_put_uint(&w, GOSSIP_VERSION);
-	mm_mp_put_uint(&w, GMSG_ACK);
-	mm_mp_put_uint(&w, seq);
-	mm_mp_put_array(&w, 0);
-	assert_int_equal(gossip_recv(g, "peer", ack, mm_mp_writer_len(&w), t),
-	    0);
+	ack_from(g, "peer", seq, t);
 	gossip_tick(g, t + 50);
 	assert_int_equal(gossip_member_get(g, "peer", &mi), 1);
 	assert_int_equal(mi.state, GOSSIP_ALIVE);

@@ -456,6 +456,24 @@ test_epoch_jump_with_transfer(void **state)
 	assert_int_equal(acc(f, env, n), ACCEPT_STORED);
 }
 
+/* A second node's store in f's directory (name), knowing the root and
+ * the certificates of fra and ams, as setup's. */
+static struct store *
+second_store(struct fx *f, const char *name, char *path, size_t size)
+{
+	struct store *st;
+	size_t n;
+
+	snprintf(path, size, "%s/%s", f->dir, name);
+	st = open_store(path, STORE_WRITE);
+	assert_int_equal(store_set_root(st, root.pk, &(char *){ NULL }), 0);
+	n = fx_cert(&root, &fra, "fra", FX_NOW - 100, 0, env);
+	assert_int_equal(store_accept(st, env, n, FX_NOW), ACCEPT_STORED);
+	n = fx_cert(&root, &ams, "ams", FX_NOW - 100, 0, env);
+	assert_int_equal(store_accept(st, env, n, FX_NOW), ACCEPT_STORED);
+	return st;
+}
+
 static void
 test_put_transfer_flow(void **state)
 {
@@ -498,19 +516,11 @@ test_put_transfer_flow(void **state)
 	assert_memory_equal(u.transfer, tbuf, tlen);
 
 	/* ... so a node that never saw the TRANSFER takes it. */
-	snprintf(path, sizeof(path), "%s/other", f->dir);
-	other = open_store(path, STORE_WRITE);
-	assert_int_equal(store_set_root(other, root.pk, &(char *){ NULL }), 0);
+	other = second_store(f, "other", path, sizeof(path));
 	{
-		size_t n = fx_cert(&root, &fra, "fra", FX_NOW - 100, 0, env);
+		size_t n = fx_user(&fra, "c@x", "fra", USTATE_ACTIVE, 1, 1,
+		    "ms1", NULL, 0, env);
 
-		assert_int_equal(store_accept(other, env, n, FX_NOW),
-		    ACCEPT_STORED);
-		n = fx_cert(&root, &ams, "ams", FX_NOW - 100, 0, env);
-		assert_int_equal(store_accept(other, env, n, FX_NOW),
-		    ACCEPT_STORED);
-		n = fx_user(&fra, "c@x", "fra", USTATE_ACTIVE, 1, 1, "ms1",
-		    NULL, 0, env);
 		assert_int_equal(store_accept(other, env, n, FX_NOW),
 		    ACCEPT_STORED);
 	}
@@ -605,13 +615,7 @@ test_conflict_claims_and_resolve(void **state)
 	evidence_is(f->st, 1, 0, &seen);
 
 	/* The ams node, the other way round. */
-	snprintf(path, sizeof(path), "%s/other", f->dir);
-	other = open_store(path, STORE_WRITE);
-	assert_int_equal(store_set_root(other, root.pk, &(char *){ NULL }), 0);
-	n = fx_cert(&root, &fra, "fra", FX_NOW - 100, 0, env);
-	assert_int_equal(store_accept(other, env, n, FX_NOW), ACCEPT_STORED);
-	n = fx_cert(&root, &ams, "ams", FX_NOW - 100, 0, env);
-	assert_int_equal(store_accept(other, env, n, FX_NOW), ACCEPT_STORED);
+	other = second_store(f, "other", path, sizeof(path));
 	assert_int_equal(store_accept(other, aenv, an, FX_NOW), ACCEPT_STORED);
 	assert_int_equal(store_accept(other, fenv, fn, FX_NOW),
 	    REJECT_WRONG_SITE);
