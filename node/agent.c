@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,9 @@
 #include "check_run.h"
 #include "ctl.h"
 #include "gossip.h"
+#include "ichan.h"
 #include "jobs.h"
+#include "mm_imsg.h"
 #include "mm_metrics.h"
 #include "mm_log.h"
 #include "mm_util.h"
@@ -256,9 +259,13 @@ static struct {
 	struct mm_metrics *metrics;	/* shared with the workers; or NULL */
 	struct event *metrics_ev;
 	bool stopping;			/* the loop is over */
+	struct ichan *ic;		/* to the parent, and the workers */
+	struct sessions_req *sreqs;	/* `sessions` waiting for workers */
+	uint32_t next_id;
 } ag;
 
 static void creq_free(struct creq *q);
+static void sessions_cancel(struct client *c);
 
 static void
 client_free(struct client *c)
@@ -266,6 +273,7 @@ client_free(struct client *c)
 	struct client **pp;
 
 	check_run_cancel(ag.cr, c);
+	sessions_cancel(c);
 	if (c->req != NULL) {
 		if (!ag.stopping)
 			log_info("- ctl client-gone request=%s", c->req->op);
@@ -563,6 +571,226 @@ client_start(struct client *c, const struct ctl_msg *m)
 	jobs_add(q->on, creq_run, creq_done, q);
 }
 
+/* ---- `sessions`: the workers' open sessions ----------------------------
+ *
+ * The request goes to every worker through the parent, which says how
+ * many it reached (FANOUT); each worker answers with its sessions in one
+ * or more frames, the last one marked. The client is answered when every
+ * worker reached has, or after AGENT_SESSIONS_MS with what came and the
+ * number that did not answer. */
+
+#define AGENT_SESSIONS_MS 3000
+
+static const char *const sessions_header[] = {
+	"worker", "id", "user", "client", "proto", "state", "backend", "since",
+	"bytes_in", "bytes_out",
+};
+
+struct sessions_req {
+	struct sessions_req *next;
+	struct client *c;
+	uint32_t id;
+	int64_t workers;		/* -1 until the parent says */
+	uint64_t done;			/* workers that answered in full */
+	struct ctl_rows rows;
+	struct event *timer;
+};
+
+static void
+sessions_free(struct sessions_req *q)
+{
+	struct sessions_req **pp;
+
+	for (pp = &ag.sreqs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == q) {
+			*pp = q->next;
+			break;
+		}
+	event_free(q->timer);
+	ctl_rows_clear(&q->rows);
+	free(q);
+}
+
+static void
+sessions_answer(struct sessions_req *q)
+{
+	struct client *c = q->c;
+	char *msg;
+	size_t n = q->rows.n > 0 ? q->rows.n - 1 : 0;
+
+	if (q->workers < 0)
+		msg = xasprintf("%zu sessions; the workers could not be "
+		    "asked", n);
+	else if ((uint64_t)q->workers > q->done)
+		msg = xasprintf("%zu sessions; %llu of %lld workers did not "
+		    "answer in time", n,
+		    (unsigned long long)((uint64_t)q->workers - q->done),
+		    (long long)q->workers);
+	else
+		msg = xasprintf("%zu sessions on %llu workers", n,
+		    (unsigned long long)q->done);
+	client_reply(c, q->workers >= 0 && (uint64_t)q->workers == q->done ?
+	    CTL_OK : CTL_TEMP, msg, &q->rows);
+	free(msg);
+	sessions_free(q);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+static void
+sessions_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sessions_answer(arg);
+}
+
+static void
+sessions_cancel(struct client *c)
+{
+	struct sessions_req *q, *next;
+
+	for (q = ag.sreqs; q != NULL; q = next) {
+		next = q->next;
+		if (q->c == c)
+			sessions_free(q);
+	}
+}
+
+/* Starts `sessions [USER]` for c: true when the answer will come later
+ * (c reads no more requests until then), false when it was given now. */
+static bool
+sessions_start(struct client *c, const struct ctl_msg *m)
+{
+	struct timeval tv = { AGENT_SESSIONS_MS / 1000,
+		(AGENT_SESSIONS_MS % 1000) * 1000 };
+	struct mm_imsg_body *b;
+	struct sessions_req *q;
+	struct ctl_rows none;
+	uint8_t out[MM_IMSG_USER_MAX + 16];
+	int len;
+
+	ctl_rows_init(&none);
+	if (!c->admin) {
+		client_reply(c, CTL_PERM, "permission denied: the sessions "
+		    "name users and their addresses; run mmctl as root or as "
+		    "a member of admin-group", &none);
+		return false;
+	}
+	if (m->argc > 1 || (m->argc == 1 && strlen(m->argv[0]) >
+	    MM_IMSG_USER_MAX)) {
+		client_reply(c, CTL_FAILED, "usage: sessions [USER]", &none);
+		return false;
+	}
+	b = xcalloc(1, sizeof(*b));
+	b->user = mm_imsg_str(m->argc == 1 ? m->argv[0] : "");
+	len = mm_imsg_body_encode(MM_IMSG_SESSIONS_REQ, b, out, sizeof(out));
+	free(b);
+	if (len < 0) {
+		client_reply(c, CTL_FAILED, "not a user name", &none);
+		return false;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->c = c;
+	q->id = ++ag.next_id;
+	q->workers = -1;
+	ctl_rows_init(&q->rows);
+	(void)ctl_rows_add(&q->rows, MM_ARRAY_SIZE(sessions_header),
+	    sessions_header);
+	q->timer = evtimer_new(ag.base, sessions_timeout_cb, q);
+	q->next = ag.sreqs;
+	ag.sreqs = q;
+	bufferevent_disable(c->bev, EV_READ);
+	if (ag.ic == NULL || ichan_send(ag.ic, MM_IMSG_SESSIONS_REQ,
+	    MM_IMSG_AGENT, MM_IMSG_WORKERS, q->id, out, (size_t)len) != 0) {
+		sessions_answer(q);
+		return true;
+	}
+	evtimer_add(q->timer, &tv);
+	return true;
+}
+
+static struct sessions_req *
+sessions_find(uint32_t id)
+{
+	struct sessions_req *q;
+
+	for (q = ag.sreqs; q != NULL; q = q->next)
+		if (q->id == id)
+			return q;
+	return NULL;
+}
+
+static void
+sessions_rows(struct sessions_req *q, uint16_t src,
+    const struct mm_imsg_body *b)
+{
+	char f[10][MM_IMSG_USER_MAX + 1];
+	const char *col[10];
+	size_t i, k;
+
+	for (i = 0; i < b->n_sessions; i++) {
+		const struct mm_imsg_session *s = &b->sessions[i];
+		const struct mm_imsg_str *str[5] = { &s->user, &s->client,
+			&s->proto, &s->state, &s->backend };
+
+		snprintf(f[0], sizeof(f[0]), "%u",
+		    (unsigned)(src - MM_IMSG_WORKER));
+		snprintf(f[1], sizeof(f[1]), "%llu",
+		    (unsigned long long)s->id);
+		for (k = 0; k < 5; k++) {
+			memcpy(f[2 + k], str[k]->len > 0 ? str[k]->p : "",
+			    str[k]->len);
+			f[2 + k][str[k]->len] = '\0';
+		}
+		snprintf(f[7], sizeof(f[7]), "%llu",
+		    (unsigned long long)s->since);
+		snprintf(f[8], sizeof(f[8]), "%llu",
+		    (unsigned long long)s->bytes_in);
+		snprintf(f[9], sizeof(f[9]), "%llu",
+		    (unsigned long long)s->bytes_out);
+		for (k = 0; k < 10; k++)
+			col[k] = f[k];
+		(void)ctl_rows_add(&q->rows, 10, col);
+	}
+}
+
+static void
+agent_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
+    const uint8_t *body, void *arg)
+{
+	struct sessions_req *q = sessions_find(h->id);
+	struct mm_imsg_body *b;
+	const char *why = NULL;
+
+	if (q == NULL || h->dst != MM_IMSG_AGENT ||
+	    (h->type != MM_IMSG_FANOUT && h->type != MM_IMSG_SESSIONS))
+		return;		/* late, or not for a request of ours */
+	b = xcalloc(1, sizeof(*b));
+	if (mm_imsg_body_decode(h->type, body, h->len, b, &why) < 0) {
+		log_warnx("- dir imsg-dropped type=%u src=%u reason=\"%s\"",
+		    (unsigned)h->type, (unsigned)h->src, why);
+		free(b);
+		return;
+	}
+	if (h->type == MM_IMSG_FANOUT) {
+		q->workers = b->workers > INT64_MAX ? INT64_MAX :
+		    (int64_t)b->workers;
+	} else if (h->src >= MM_IMSG_WORKER) {
+		sessions_rows(q, h->src, b);
+		if (b->last)
+			q->done++;
+	}
+	free(b);
+	if (q->workers >= 0 && q->done >= (uint64_t)q->workers)
+		sessions_answer(q);
+}
+
+static void
+agent_ichan_closed_cb(struct ichan *ic, const char *why, void *arg)
+{
+	log_warnx("- dir parent-channel-closed reason=\"%s\"", why);
+	ichan_free(ag.ic);
+	ag.ic = NULL;
+}
+
 static void
 client_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -608,6 +836,14 @@ client_read_cb(struct bufferevent *bev, void *arg)
 			client_reply(c, CTL_PERM, msg, &rows);
 			free(msg);
 			msg = NULL;
+			ctl_msg_free(m);
+			continue;
+		}
+		if (strcmp(m->op, "sessions") == 0) {
+			if (sessions_start(c, m)) {
+				ctl_msg_free(m);
+				return;
+			}
 			ctl_msg_free(m);
 			continue;
 		}
@@ -752,7 +988,7 @@ agent_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 void
 agent_main(const struct mm_config *conf, const struct dkey *key,
-    int listen_fd, int peer_fd, struct mm_metrics *m)
+    int listen_fd, int peer_fd, int imsg_fd, struct mm_metrics *m)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	struct event *sev[MM_ARRAY_SIZE(sigs)];
@@ -799,6 +1035,9 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	} else {
 		peers_unpublish(ops_store(ag.ops));
 	}
+	if (imsg_fd >= 0 && (ag.ic = ichan_new(ag.base, imsg_fd,
+	    agent_frame_cb, agent_ichan_closed_cb, NULL)) == NULL)
+		close(imsg_fd);
 	if (ag.metrics != NULL) {
 		struct timeval sec = { 1, 0 };
 
@@ -823,6 +1062,8 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	ag.peers = NULL;
 	while (ag.clients != NULL)
 		client_free(ag.clients);
+	ichan_free(ag.ic);
+	ag.ic = NULL;
 	evconnlistener_free(lst);
 	for (i = 0; i < MM_ARRAY_SIZE(sigs); i++)
 		event_free(sev[i]);

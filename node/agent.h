@@ -27,12 +27,13 @@ int agent_load_key(const struct mm_config *conf, struct dkey *key_r,
 
 /* The agent process: serves listen_fd (a bound, listening unix socket)
  * until SIGTERM, and gossips with the other nodes on peer_fd (a bound,
- * listening TCP socket; -1: no gossip). Publishes its store's and
- * gossip's figures into m (shared with the workers; NULL: none) every
- * second. conf and key are the caller's and stay until the process
- * ends. Does not return. */
+ * listening TCP socket; -1: no gossip). imsg_fd is its end of the
+ * socketpair to the parent, which passes frames to and from the workers
+ * (mm_imsg.h; -1: none). Publishes its store's and gossip's figures into
+ * m (shared with the workers; NULL: none) every second. conf and key are
+ * the caller's and stay until the process ends. Does not return. */
 void agent_main(const struct mm_config *conf, const struct dkey *key,
-    int listen_fd, int peer_fd, struct mm_metrics *m)
+    int listen_fd, int peer_fd, int imsg_fd, struct mm_metrics *m)
     __attribute__((noreturn));
 
 /* Binds and listens on conf->peer_listen_host:port (as root, before

@@ -98,7 +98,8 @@ usage(void)
 	    "[--reason TEXT]\n"
 	    "  keys list\n"
 	    "  stats\n"
-	    "  sites\n");
+	    "  sites\n"
+	    "  sessions [--user USER]   (this node's open sessions)\n");
 	exit(EXIT_USAGE);
 }
 
@@ -587,6 +588,20 @@ cmd_sites(int argc, char **argv)
 	if (ctl.direct)
 		fail(EXIT_FAIL, "sites needs the running node (not --direct)");
 	return simple("sites", 0, NULL, true, false);
+}
+
+static int
+cmd_sessions(int argc, char **argv)
+{
+	const char *user = NULL, *args[1];
+	const struct opt opts[] = { { "--user", &user }, { NULL, NULL } };
+
+	parse_opts(argc, argv, opts);
+	if (ctl.direct)
+		fail(EXIT_FAIL, "sessions needs the running node (not "
+		    "--direct)");
+	args[0] = user;
+	return simple("sessions", user != NULL ? 1 : 0, args, true, false);
 }
 
 /* ---- user ----------------------------------------------------------- */
@@ -1660,6 +1675,8 @@ main(int argc, char **argv)
 		rc = cmd_stats(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "sites") == 0)
 		rc = cmd_sites(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "sessions") == 0)
+		rc = cmd_sessions(argc - 1, argv + 1);
 	else
 		usage();
 	mm_config_free(ctl.conf);

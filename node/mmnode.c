@@ -26,6 +26,7 @@
 
 #include "agent.h"
 #include "dir.h"
+#include "ichan.h"
 #include "dkey.h"
 #include "iptable.h"
 #include "mm_metrics.h"
@@ -46,6 +47,7 @@ struct worker {
 	pid_t pid;
 	uint64_t started_ms;
 	struct event *restart_ev;
+	struct ichan *ic;	/* the parent's end of its socketpair */
 };
 
 static struct {
@@ -73,6 +75,122 @@ static struct {
 
 static void start_worker(unsigned i);
 static void start_agent(void);
+
+/* ---- the children's messages ------------------------------------------
+ *
+ * Each child gets a socketpair when it is forked; the parent passes frames
+ * between the agent and the workers by their headers (mm_imsg.h). A frame
+ * for every worker goes to each one alive, and its sender is told how
+ * many. */
+
+static struct worker *
+worker_of(uint16_t who)
+{
+	if (who < MM_IMSG_WORKER ||
+	    (unsigned)(who - MM_IMSG_WORKER) >= node.n_workers)
+		return NULL;
+	return &node.workers[who - MM_IMSG_WORKER];
+}
+
+static void
+relay_from_agent(const struct mm_imsg_hdr *h, const uint8_t *body)
+{
+	struct mm_imsg_body *fan;
+	uint8_t out[64];
+	uint64_t n = 0;
+	unsigned i;
+	int len;
+
+	if (h->dst != MM_IMSG_WORKERS) {
+		struct worker *w = worker_of(h->dst);
+
+		if (w != NULL && w->ic != NULL)
+			(void)ichan_forward(w->ic, h, h->dst, body);
+		return;
+	}
+	for (i = 0; i < node.n_workers; i++)
+		if (node.workers[i].ic != NULL &&
+		    ichan_forward(node.workers[i].ic, h,
+		    (uint16_t)(MM_IMSG_WORKER + i), body) == 0)
+			n++;
+	fan = xcalloc(1, sizeof(*fan));
+	fan->workers = n;
+	len = mm_imsg_body_encode(MM_IMSG_FANOUT, fan, out, sizeof(out));
+	free(fan);
+	if (len > 0 && node.agent.ic != NULL)
+		(void)ichan_send(node.agent.ic, MM_IMSG_FANOUT, MM_IMSG_PARENT,
+		    h->src, h->id, out, (size_t)len);
+}
+
+static void
+relay_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
+    const uint8_t *body, void *arg)
+{
+	struct worker *from = arg;
+
+	if (from == &node.agent) {
+		if (h->src == MM_IMSG_AGENT)
+			relay_from_agent(h, body);
+		return;
+	}
+	/* A worker speaks for itself, to the agent only. */
+	if (h->src == MM_IMSG_WORKER + (from - node.workers) &&
+	    h->dst == MM_IMSG_AGENT && node.agent.ic != NULL)
+		(void)ichan_forward(node.agent.ic, h, h->dst, body);
+}
+
+static void
+relay_closed_cb(struct ichan *ic, const char *why, void *arg)
+{
+	struct worker *w = arg;
+
+	/* The child is going (reaped on its own); the channel goes now. */
+	ichan_free(w->ic);
+	w->ic = NULL;
+}
+
+/* Before a fork: the socketpair of the child w. -1 (logged) when none can
+ * be made; the child then runs without one. */
+static int
+channel_open(int sv[2])
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		log_warn("- node socketpair-failed");
+		sv[0] = sv[1] = -1;
+		return -1;
+	}
+	return 0;
+}
+
+/* After the fork, in the parent: its end of w's channel. */
+static void
+channel_parent(struct worker *w, int sv[2])
+{
+	if (sv[0] < 0)
+		return;
+	close(sv[1]);
+	ichan_free(w->ic);
+	w->ic = ichan_new(node.base, sv[0], relay_frame_cb, relay_closed_cb,
+	    w);
+	if (w->ic == NULL)
+		close(sv[0]);
+}
+
+/* In a new child: the parent's ends of every channel are not its own. */
+static void
+channel_child(int sv[2])
+{
+	unsigned i;
+
+	if (sv[0] >= 0)
+		close(sv[0]);
+	for (i = 0; i < node.n_workers; i++) {
+		ichan_free(node.workers[i].ic);
+		node.workers[i].ic = NULL;
+	}
+	ichan_free(node.agent.ic);
+	node.agent.ic = NULL;
+}
 
 static void
 usage(void)
@@ -345,16 +463,17 @@ transport_check(char **errstr_r)
 }
 
 static void __attribute__((noreturn))
-agent_child(void)
+agent_child(int sv[2])
 {
 	signal(SIGCHLD, SIG_DFL);
 	close_listeners();
 	dkey_clear(&node.tkey);
 	if (event_reinit(node.base) != 0)
 		fatalx("event_reinit failed");
+	channel_child(sv);
 	event_base_free(node.base);
 	node.base = NULL;
-	agent_main(node.conf, &node.key, node.ctl_fd, node.peer_fd,
+	agent_main(node.conf, &node.key, node.ctl_fd, node.peer_fd, sv[1],
 	    node.metrics);
 }
 
@@ -368,9 +487,11 @@ static void
 start_agent(void)
 {
 	pid_t pid;
+	int sv[2];
 
 	if (node.stopping || node.conf->directory == NULL)
 		return;
+	(void)channel_open(sv);
 	mm_signals_block();
 	pid = fork();
 	if (pid != 0)
@@ -379,11 +500,16 @@ start_agent(void)
 		struct timeval tv = { 1, 0 };
 
 		log_warn("- node fork-failed agent");
+		if (sv[0] >= 0) {
+			close(sv[0]);
+			close(sv[1]);
+		}
 		event_add(node.agent.restart_ev, &tv);
 		return;
 	}
 	if (pid == 0)
-		agent_child();
+		agent_child(sv);
+	channel_parent(&node.agent, sv);
 	node.agent.pid = pid;
 	node.agent.started_ms = mm_now_ms();
 	log_debug("- node agent-started pid=%d", (int)pid);
@@ -425,8 +551,109 @@ worker_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* ---- the worker's answers to the agent ---- */
+
+static struct ichan *worker_ic;
+static unsigned worker_index;
+
+/* One frame of sessions being filled: copies of the strings, which the
+ * proxy lends only during its callback. */
+struct sess_chunk {
+	struct mm_imsg_body body;
+	struct {
+		char user[MM_IMSG_USER_MAX + 1];
+		char client[MM_IMSG_TEXT_MAX + 1];
+		char proto[MM_IMSG_TEXT_MAX + 1];
+		char state[MM_IMSG_TEXT_MAX + 1];
+		char backend[MM_IMSG_TEXT_MAX + 1];
+	} copy[MM_IMSG_SESSIONS_MAX];
+	uint8_t out[MM_IMSG_BODY_MAX];
+	const struct mm_imsg_hdr *req;
+	bool failed;
+};
+
+static void
+sess_send(struct sess_chunk *c, bool last)
+{
+	int len;
+
+	c->body.last = last;
+	len = mm_imsg_body_encode(MM_IMSG_SESSIONS, &c->body, c->out,
+	    sizeof(c->out));
+	if (len < 0 || ichan_send(worker_ic, MM_IMSG_SESSIONS,
+	    (uint16_t)(MM_IMSG_WORKER + worker_index), c->req->src,
+	    c->req->id, c->out, (size_t)len) != 0)
+		c->failed = true;
+	c->body.n_sessions = 0;
+}
+
+static void
+sess_cb(const struct proxy_session_view *v, void *arg)
+{
+	struct sess_chunk *c = arg;
+	struct mm_imsg_session *e = &c->body.sessions[c->body.n_sessions];
+	size_t k = c->body.n_sessions;
+
+	mm_strlcpy(c->copy[k].user, v->user, sizeof(c->copy[k].user));
+	mm_strlcpy(c->copy[k].client, v->client, sizeof(c->copy[k].client));
+	mm_strlcpy(c->copy[k].proto, v->proto, sizeof(c->copy[k].proto));
+	mm_strlcpy(c->copy[k].state, v->state, sizeof(c->copy[k].state));
+	mm_strlcpy(c->copy[k].backend, v->backend,
+	    sizeof(c->copy[k].backend));
+	e->id = v->id;
+	e->user = mm_imsg_str(c->copy[k].user);
+	e->client = mm_imsg_str(c->copy[k].client);
+	e->proto = mm_imsg_str(c->copy[k].proto);
+	e->state = mm_imsg_str(c->copy[k].state);
+	e->backend = mm_imsg_str(c->copy[k].backend);
+	e->since = v->since;
+	e->bytes_in = v->bytes_in;
+	e->bytes_out = v->bytes_out;
+	if (++c->body.n_sessions == MM_IMSG_SESSIONS_MAX)
+		sess_send(c, false);
+}
+
+static void
+worker_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
+    const uint8_t *body, void *arg)
+{
+	struct mm_imsg_body *req;
+	struct sess_chunk *c;
+	const char *why = NULL;
+	char user[MM_IMSG_USER_MAX + 1];
+
+	if (h->type != MM_IMSG_SESSIONS_REQ)
+		return;
+	req = xcalloc(1, sizeof(*req));
+	if (mm_imsg_body_decode(h->type, body, h->len, req, &why) < 0) {
+		log_warnx("- node imsg-dropped type=%u reason=\"%s\"",
+		    (unsigned)h->type, why);
+		free(req);
+		return;
+	}
+	memcpy(user, req->user.p != NULL ? req->user.p : "", req->user.len);
+	user[req->user.len] = '\0';
+	free(req);
+	c = xcalloc(1, sizeof(*c));
+	c->req = h;
+	proxy_foreach_session(worker_px, user[0] != '\0' ? user : NULL,
+	    sess_cb, c);
+	sess_send(c, true);
+	if (c->failed)
+		log_warnx("- node sessions-answer-failed");
+	free(c);
+}
+
+static void
+worker_closed_cb(struct ichan *ic, const char *why, void *arg)
+{
+	/* The parent is gone or confused: the worker serves on without. */
+	ichan_free(worker_ic);
+	worker_ic = NULL;
+}
+
 static void __attribute__((noreturn))
-worker_main(unsigned i)
+worker_main(unsigned i, int sv[2])
 {
 	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT };
 	struct event *sev[MM_ARRAY_SIZE(sigs)];
@@ -457,6 +684,7 @@ worker_main(unsigned i)
 	 * before the free, or the free would remove the parent's events. */
 	if (event_reinit(node.base) != 0)
 		fatalx("event_reinit failed");
+	channel_child(sv);
 	event_base_free(node.base);
 	node.base = NULL;
 	worker_base = event_base_new();
@@ -466,6 +694,10 @@ worker_main(unsigned i)
 	    node.ipt, i, node.tkey.has_secret ? &node.tkey : NULL);
 	mm_metrics_worker_start(node.metrics, i);
 	proxy_set_metrics(worker_px, node.metrics);
+	worker_index = i;
+	if (sv[1] >= 0 && (worker_ic = ichan_new(worker_base, sv[1],
+	    worker_frame_cb, worker_closed_cb, NULL)) == NULL)
+		close(sv[1]);
 	if (node.sfds != NULL &&
 	    proxy_listen_sessions(worker_px, node.sfds[i]) != 0)
 		fatalx("session listener failed");
@@ -480,6 +712,7 @@ worker_main(unsigned i)
 	}
 	mm_signals_unblock();	/* blocked since the fork */
 	event_base_dispatch(worker_base);
+	ichan_free(worker_ic);
 	proxy_free(worker_px);
 	for (l = 0; l < MM_ARRAY_SIZE(sigs); l++)
 		event_free(sev[l]);
@@ -500,10 +733,12 @@ static void
 start_worker(unsigned i)
 {
 	pid_t pid;
+	int sv[2];
 
 	if (node.stopping)
 		return;
 	iptable_reset_worker(node.ipt, i);
+	(void)channel_open(sv);
 	mm_signals_block();
 	pid = fork();
 	if (pid != 0)
@@ -512,11 +747,16 @@ start_worker(unsigned i)
 		struct timeval tv = { 1, 0 };
 
 		log_warn("- node fork-failed worker=%u", i);
+		if (sv[0] >= 0) {
+			close(sv[0]);
+			close(sv[1]);
+		}
 		event_add(node.workers[i].restart_ev, &tv);
 		return;
 	}
 	if (pid == 0)
-		worker_main(i);
+		worker_main(i, sv);
+	channel_parent(&node.workers[i], sv);
 	node.workers[i].pid = pid;
 	node.workers[i].started_ms = mm_now_ms();
 	log_debug("- node worker-started worker=%u pid=%d", i, (int)pid);

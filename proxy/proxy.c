@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/bufferevent_ssl.h>
@@ -244,6 +246,59 @@ size_t
 proxy_session_count(const struct proxy *px)
 {
 	return px->n_sessions;
+}
+
+static const char *
+state_name(enum session_state st)
+{
+	switch (st) {
+	case S_HEADER:
+	case S_PRELOGIN:
+		return "prelogin";
+	case S_LOGIN:
+	case S_DELAY:
+		return "login";
+	case S_RELAY:
+		return "relay";
+	case S_CLOSING:
+		break;
+	}
+	return "closing";
+}
+
+void
+proxy_foreach_session(const struct proxy *px, const char *user,
+    proxy_session_cb cb, void *arg)
+{
+	char ub[4 * DIR_USER_MAX + 1], client[SESSION_ADDR_MAX + 10], be[128];
+	const struct session *s;
+	struct proxy_session_view v;
+	uint64_t now = mm_now_ms(), wall = (uint64_t)time(NULL);
+
+	for (s = px->sessions; s != NULL; s = s->next) {
+		if (user != NULL && strcasecmp(s->user, user) != 0)
+			continue;
+		memset(&v, 0, sizeof(v));
+		v.id = s->id;
+		v.user = s->user[0] != '\0' ? mm_log_escape(s->user, ub,
+		    sizeof(ub)) : "";
+		snprintf(client, sizeof(client), "%s:%s", s->caddr_str,
+		    s->cport_str);
+		v.client = client;
+		v.proto = mm_proto_name(s->lc->proto);
+		v.state = state_name(s->state);
+		if (s->xl_backend != NULL)
+			snprintf(be, sizeof(be), "site:%s", s->route.site);
+		else if (s->route.backend != NULL)
+			snprintf(be, sizeof(be), "%s", s->route.backend->name);
+		else
+			be[0] = '\0';
+		v.backend = be;
+		v.since = wall - (now - s->start_ms) / 1000;
+		v.bytes_in = s->bytes_c2b;
+		v.bytes_out = s->bytes_b2c;
+		cb(&v, arg);
+	}
 }
 
 const struct mm_config *

@@ -49,4 +49,23 @@ void proxy_drain(struct proxy *px, uint64_t deadline_ms,
 
 size_t proxy_session_count(const struct proxy *px);
 
+/* One open session as `mmctl sessions` shows it; strings valid during the
+ * call. */
+struct proxy_session_view {
+	uint64_t id;
+	const char *user;	/* escaped; "" before a login was tried */
+	const char *client;	/* address:port */
+	const char *proto;	/* imap, pop3, smtp */
+	const char *state;	/* prelogin, login, relay, closing */
+	const char *backend;	/* its name, site:S across sites, or "" */
+	uint64_t since;		/* unix seconds */
+	uint64_t bytes_in, bytes_out;	/* from and to the client */
+};
+/* Calls cb for every open session (of user, when not NULL: its name as
+ * the session holds it, case-insensitive). */
+typedef void (*proxy_session_cb)(const struct proxy_session_view *v,
+    void *arg);
+void proxy_foreach_session(const struct proxy *px, const char *user,
+    proxy_session_cb cb, void *arg);
+
 #endif
