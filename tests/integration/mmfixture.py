@@ -860,6 +860,36 @@ class Mmnode(LogFile):
                 out.append(int(p))
         return out
 
+    def agent_pid(self):
+        """The child holding the control socket: the directory agent."""
+        inode = None
+        with open("/proc/net/unix") as f:
+            for ln in f:
+                parts = ln.split()
+                if len(parts) >= 8 and parts[7] == self.control_socket:
+                    inode = parts[6]
+        assert inode is not None, "no control socket in /proc/net/unix"
+        want = "socket:[%s]" % inode
+        for pid in self.children():
+            try:
+                fds = os.listdir("/proc/%d/fd" % pid)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == want:
+                        return pid
+                except OSError:
+                    pass
+        raise AssertionError("no child of %s holds the control socket"
+                             % self.name)
+
+    def worker_pids(self):
+        """The children but the directory agent: the proxy workers."""
+        agent = (self.agent_pid() if os.path.exists(self.control_socket)
+                 else None)
+        return [pid for pid in self.children() if pid != agent]
+
     def reload(self):
         self.proc.send_signal(signal.SIGHUP)
 

@@ -69,27 +69,7 @@ def user(i):
 def agent_pid(node):
     """The child of NODE holding its control socket: the directory
     agent."""
-    inode = None
-    with open("/proc/net/unix") as f:
-        for ln in f:
-            parts = ln.split()
-            if len(parts) >= 8 and parts[7] == node.control_socket:
-                inode = parts[6]
-    assert inode is not None, "no control socket in /proc/net/unix"
-    want = "socket:[%s]" % inode
-    for pid in node.children():
-        try:
-            fds = os.listdir("/proc/%d/fd" % pid)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == want:
-                    return pid
-            except OSError:
-                pass
-    raise AssertionError("no child of %s holds the control socket"
-                         % node.name)
+    return node.agent_pid()
 
 
 def status_kib(pid, field):

@@ -42,27 +42,6 @@ def quietly(f):
         pass
 
 
-def worker_pids():
-    """NODE's children but the agent (the one holding the control
-    socket)."""
-    inode = None
-    with open("/proc/net/unix") as f:
-        for ln in f:
-            parts = ln.split()
-            if len(parts) >= 8 and parts[7] == NODE.control_socket:
-                inode = parts[6]
-    pids = []
-    for pid in NODE.children():
-        try:
-            fds = os.listdir("/proc/%d/fd" % pid)
-            links = {os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in fds}
-        except OSError:
-            continue
-        if "socket:[%s]" % inode not in links:
-            pids.append(pid)
-    return pids
-
-
 def sessions(*args):
     r = NODE.ctl("sessions", *args, json=True)
     assert r.rc == 0, r
@@ -124,12 +103,12 @@ class SessionsTest(unittest.TestCase):
             r for r in sessions() if r["state"] != "prelogin"] == [], 10))
 
     def test_2_worker_killed_comes_back(self):
-        pids = worker_pids()
+        pids = NODE.worker_pids()
         self.assertEqual(len(pids), 2, pids)
         os.kill(pids[0], signal.SIGKILL)
         self.assertTrue(mf.wait_for(
-            lambda: len(worker_pids()) == 2 and
-            pids[0] not in worker_pids(), 15))
+            lambda: len(NODE.worker_pids()) == 2 and
+            pids[0] not in NODE.worker_pids(), 15))
         m, p, raw = self.open_sessions()
         rows = sessions()
         self.assertEqual(len(rows), 3, rows)
