@@ -669,6 +669,8 @@ sessions_start(struct client *c, const struct ctl_msg *m)
 
 	ctl_rows_init(&none);
 	if (!c->admin) {
+		log_warnx("- ctl refused request=sessions uid=%lu pid=%ld "
+		    "reason=not-admin", (unsigned long)c->uid, (long)c->pid);
 		client_reply(c, CTL_PERM, "permission denied: the sessions "
 		    "name users and their addresses; run mmctl as root or as "
 		    "a member of admin-group", &none);

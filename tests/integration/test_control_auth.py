@@ -225,6 +225,13 @@ class ControlAuthTest(unittest.TestCase):
         # A read sent the raw way is answered.
         self.assertEqual(raw_request(node.control_socket, self.nobody,
                                      self.nogroup, "stats", []), 0)
+        # The open sessions name users and their addresses: not for
+        # nobody either, though it only reads (root may list them).
+        r = self.as_nobody(node, "sessions")
+        self.assertEqual(r.rc, EXIT_PERM, r)
+        self.assertIn("permission denied", r.err, r)
+        self.assertIn("admin-group", r.err, r)
+        self.assertEqual(node.ctl("sessions").rc, 0)
         # Nothing changed.
         self.assertEqual(self.backend_of(node, ALICE), "be2")
         self.assertEqual(self.backend_of(node, BOB), "be2")
@@ -236,9 +243,9 @@ class ControlAuthTest(unittest.TestCase):
         mf.wait_for(lambda: "request=import-rows" in node.log_since(pos), 3)
         log = node.log_since(pos)
         refused = [ln for ln in log.splitlines() if "ctl refused" in ln]
-        self.assertEqual(len(refused), 6, log)
+        self.assertEqual(len(refused), 7, log)
         for req in ("user-set", "user-del", "user-add", "import-users",
-                    "keys-accept", "import-rows"):
+                    "keys-accept", "import-rows", "sessions"):
             self.assertTrue(any("request=%s" % req in ln and
                                 "uid=%d" % self.nobody in ln and
                                 "pid=" in ln for ln in refused),
