@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 HOST = "127.0.0.1"
 IO_TIMEOUT = 10.0
@@ -572,6 +573,16 @@ def mmctl(args, conf=None, json=False, direct=False, timeout=120):
     return CtlResult(cmd, r.returncode, r.stdout.decode(errors="replace"),
                      r.stderr.decode(errors="replace"),
                      time.monotonic() - t0)
+
+
+def metric(node, name):
+    """The sum of NODE's samples of counter or gauge NAME (every label),
+    read from its metrics listener."""
+    with urllib.request.urlopen("http://%s:%d/metrics" % (
+            node.host, node.port["metrics"]), timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+               if ln.startswith(name + " ") or ln.startswith(name + "{"))
 
 
 class RootKey:

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mmfixture as mf  # noqa: E402
@@ -29,14 +28,6 @@ def setUpModule():
 
 def tearDownModule():
     mf.shutdown()
-
-
-def metric(node, name):
-    with urllib.request.urlopen("http://%s:%d/metrics" % (
-            node.host, node.port["metrics"]), timeout=5) as r:
-        text = r.read().decode()
-    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
-               if ln.startswith(name + " ") or ln.startswith(name + "{"))
 
 
 def make_node(site, peer_port, seeds):
@@ -128,7 +119,7 @@ class CatchUpTest(unittest.TestCase):
         th.start()
         held = 0
         while time.monotonic() - t0 < 240:
-            held = metric(b, "mailmesh_directory_records")
+            held = mf.metric(b, "mailmesh_directory_records")
             if held >= USERS and seen["login"] and \
                     seen["login"][-1] == "ok":
                 break
@@ -149,12 +140,12 @@ class CatchUpTest(unittest.TestCase):
         self.assertIn(451, rcpts, rcpts[:20])
         self.assertEqual(rcpts[-1], 250, rcpts[-20:])
         # Each record about once on the wire.
-        new = metric(b, "mailmesh_gossip_records_new_total")
-        dup = metric(b, "mailmesh_gossip_records_duplicate_total")
+        new = mf.metric(b, "mailmesh_gossip_records_new_total")
+        dup = mf.metric(b, "mailmesh_gossip_records_duplicate_total")
         self.assertGreaterEqual(new, USERS)
         self.assertLess(dup, USERS * 0.1, "%d duplicates" % dup)
         for n in (a, b):
-            self.assertEqual(metric(n, "mailmesh_gossip_suspicions_total"),
+            self.assertEqual(mf.metric(n, "mailmesh_gossip_suspicions_total"),
                              0, n.name)
 
     def test_2_update_storm(self):
@@ -163,11 +154,11 @@ class CatchUpTest(unittest.TestCase):
         with open(path, "w") as f:
             for i in range(STORM):
                 f.write("u%06d@bench.test,be1b\n" % (i * 7))
-        new0 = metric(b, "mailmesh_gossip_records_new_total")
+        new0 = mf.metric(b, "mailmesh_gossip_records_new_total")
         t0 = time.monotonic()
         mf.mmctl(["import", "csv", path], conf=a.conf,
                  timeout=300).check("storm")
-        self.assertTrue(mf.wait_for(lambda: metric(
+        self.assertTrue(mf.wait_for(lambda: mf.metric(
             b, "mailmesh_gossip_records_new_total") - new0 >= STORM, 60))
         sys.stderr.write("storm of %d agreed in %.1f s\n" % (
             STORM, time.monotonic() - t0))
@@ -176,9 +167,9 @@ class CatchUpTest(unittest.TestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertIn("be1b", r.out)
         for n in (a, b):
-            self.assertEqual(metric(n, "mailmesh_gossip_suspicions_total"),
+            self.assertEqual(mf.metric(n, "mailmesh_gossip_suspicions_total"),
                              0, n.name)
-            self.assertEqual(metric(n, "mailmesh_gossip_deaths_total"), 0,
+            self.assertEqual(mf.metric(n, "mailmesh_gossip_deaths_total"), 0,
                              n.name)
 
     def test_3_revoked_node_is_cut_off(self):

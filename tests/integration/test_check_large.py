@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mmfixture as mf  # noqa: E402
@@ -40,17 +39,6 @@ def setUpModule():
 
 def tearDownModule():
     mf.shutdown()
-
-
-def metric(node, name):
-    with urllib.request.urlopen("http://%s:%d/metrics" % (
-            node.host, node.port["metrics"]), timeout=5) as r:
-        text = r.read().decode()
-    total = 0.0
-    for ln in text.splitlines():
-        if ln.startswith(name + " ") or ln.startswith(name + "{"):
-            total += float(ln.rsplit(" ", 1)[1])
-    return total
 
 
 def sites(n):
@@ -189,7 +177,7 @@ class LargeCheckTest(unittest.TestCase):
 
     def test_2_logins_during_check(self):
         a1, b1 = self.n["a1"], self.n["b1"]
-        susp0 = [metric(n, "mailmesh_gossip_suspicions_total")
+        susp0 = [mf.metric(n, "mailmesh_gossip_suspicions_total")
                  for n in (a1, b1)]
         threads = [Logins(a1, [ALICE, CAROL]), Logins(b1, [CAROL, ALICE])]
         for t in threads:
@@ -218,7 +206,7 @@ class LargeCheckTest(unittest.TestCase):
                              "slowest %.2f s\n" % (len(t.results),
                                                    t.node.name, checks,
                                                    slow))
-        self.assertEqual([metric(n, "mailmesh_gossip_suspicions_total")
+        self.assertEqual([mf.metric(n, "mailmesh_gossip_suspicions_total")
                           for n in (a1, b1)], susp0)
         self.assertTrue(both_alive([a1, b1]))
 

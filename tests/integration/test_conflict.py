@@ -13,7 +13,6 @@ import os
 import sys
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mmfixture as mf  # noqa: E402
@@ -31,14 +30,6 @@ def setUpModule():
 
 def tearDownModule():
     mf.shutdown()
-
-
-def metric(node, name):
-    with urllib.request.urlopen("http://%s:%d/metrics" % (
-            node.host, node.port["metrics"]), timeout=5) as r:
-        text = r.read().decode()
-    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
-               if ln.startswith(name + " ") or ln.startswith(name + "{"))
 
 
 def node(site, peer_port, seeds):
@@ -84,12 +75,12 @@ class HoleTest(unittest.TestCase):
             self.assertEqual(r.rc, 0, r)
             self.assertEqual(r.json()["site"], site, r.out)
         for n in (a, b):
-            self.assertEqual(metric(n, "mailmesh_gossip_throttles_total"), 0,
+            self.assertEqual(mf.metric(n, "mailmesh_gossip_throttles_total"), 0,
                              n.name)
         # a holds b's log without a hole: it is not behind b for ever, so
         # a user nobody has is unknown there, not a temporary error; and
         # nothing is pulled again and again meanwhile.
-        dup0 = metric(a, "mailmesh_gossip_records_duplicate_total")
+        dup0 = mf.metric(a, "mailmesh_gossip_records_duplicate_total")
 
         def unknown_at_a():
             with mf.Conv(a.port["imap"], host=a.host) as c:
@@ -98,7 +89,7 @@ class HoleTest(unittest.TestCase):
         self.assertTrue(mf.wait_for(unknown_at_a, 10),
                         a.log_text()[-2000:])
         time.sleep(5)
-        self.assertLess(metric(a, "mailmesh_gossip_records_duplicate_total")
+        self.assertLess(mf.metric(a, "mailmesh_gossip_records_duplicate_total")
                         - dup0, 100)
         self.report_and_resolve(a, b)
 

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mmfixture as mf  # noqa: E402
@@ -102,19 +101,8 @@ class AnonPeak(threading.Thread):
         return self.peak - self.base
 
 
-def metric(node, name):
-    with urllib.request.urlopen("http://%s:%d/metrics" % (
-            mf.HOST, node.port["metrics"]), timeout=5) as r:
-        text = r.read().decode()
-    total = 0.0
-    for ln in text.splitlines():
-        if ln.startswith(name + " ") or ln.startswith(name + "{"):
-            total += float(ln.rsplit(" ", 1)[1])
-    return total
-
-
 def suspicions(nodes):
-    return [metric(n, "mailmesh_gossip_suspicions_total") for n in nodes]
+    return [mf.metric(n, "mailmesh_gossip_suspicions_total") for n in nodes]
 
 
 # --- a raw control client that reads when it wants -------------------------
