@@ -747,11 +747,14 @@ store_foreach_user_from(struct store *st, struct store_cursor *cur,
 
 /* ---- trust state ----------------------------------------------------- */
 
-int
-store_get_cert(struct store *st, const uint8_t id[DKEY_ID_LEN],
-    struct record_cert *c_r)
+/* The certificate envelope held under key id, copied into buf (at least
+ * RECORD_MAX bytes): 1, 0 none (an oversized entry certifies nothing), or
+ * -1 on a store error. Also trust.h's question of the read view. */
+static int
+trust_src_cert(void *arg, const uint8_t id[DKEY_ID_LEN], uint8_t *buf,
+    size_t *len_r)
 {
-	struct record r;
+	struct store *st = arg;
 	MDB_txn *txn;
 	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
 	int rc = -1, mrc;
@@ -759,20 +762,35 @@ store_get_cert(struct store *st, const uint8_t id[DKEY_ID_LEN],
 	if (store_read_begin(st, &txn) < 0)
 		return -1;
 	mrc = mdb_get(txn, st->dbi[DBI_CERTS], &key, &val);
-	if (mrc == MDB_NOTFOUND) {
+	if (mrc == MDB_NOTFOUND || (mrc == 0 && val.mv_size > RECORD_MAX)) {
 		rc = 0;
 	} else if (mrc != 0) {
 		log_warnx("- dir store get-cert path=%s error=\"%s\"",
 		    st->path, mdb_strerror(mrc));
-	} else if (record_decode(val.mv_data, val.mv_size, &r, NULL) < 0 ||
-	    r.kind != RECORD_CERT) {
-		rc = 0;		/* a damaged entry certifies nothing */
 	} else {
-		*c_r = r.u.cert;
+		memcpy(buf, val.mv_data, val.mv_size);
+		*len_r = val.mv_size;
 		rc = 1;
 	}
 	store_read_end(st);
 	return rc;
+}
+
+int
+store_get_cert(struct store *st, const uint8_t id[DKEY_ID_LEN],
+    struct record_cert *c_r)
+{
+	uint8_t buf[RECORD_MAX];
+	struct record r;
+	size_t len = 0;
+	int g = trust_src_cert(st, id, buf, &len);
+
+	if (g != 1)
+		return g;
+	if (record_decode(buf, len, &r, NULL) < 0 || r.kind != RECORD_CERT)
+		return 0;	/* a damaged entry certifies nothing */
+	*c_r = r.u.cert;
+	return 1;
 }
 
 int
@@ -831,32 +849,6 @@ static int
 trust_src_root(void *arg, uint8_t pk_r[DKEY_PK_LEN])
 {
 	return store_get_root(arg, pk_r);
-}
-
-static int
-trust_src_cert(void *arg, const uint8_t id[DKEY_ID_LEN], uint8_t *buf,
-    size_t *len_r)
-{
-	struct store *st = arg;
-	MDB_txn *txn;
-	MDB_val key = val_bin(id, DKEY_ID_LEN), val;
-	int rc = -1, mrc;
-
-	if (store_read_begin(st, &txn) < 0)
-		return -1;
-	mrc = mdb_get(txn, st->dbi[DBI_CERTS], &key, &val);
-	if (mrc == MDB_NOTFOUND || (mrc == 0 && val.mv_size > RECORD_MAX)) {
-		rc = 0;		/* an oversized entry certifies nothing */
-	} else if (mrc != 0) {
-		log_warnx("- dir store get-cert path=%s error=\"%s\"",
-		    st->path, mdb_strerror(mrc));
-	} else {
-		memcpy(buf, val.mv_data, val.mv_size);
-		*len_r = val.mv_size;
-		rc = 1;
-	}
-	store_read_end(st);
-	return rc;
 }
 
 static int
