@@ -153,6 +153,12 @@ def wait_for(pred, timeout, step=0.05):
         time.sleep(step)
 
 
+def wait_or_fail(pred, timeout, what, step=0.2):
+    """wait_for, failing the test with WHAT when TIMEOUT passes."""
+    if not wait_for(pred, timeout, step=step):
+        raise AssertionError("not within %.0fs: %s" % (timeout, what))
+
+
 # Set by long-running users (the demo) whose daemons must outlive Python.
 DETACH = False
 
@@ -870,6 +876,13 @@ class Mmnode(LogFile):
             if int(fields[1]) == self.proc.pid and fields[0] != "Z":
                 out.append(int(p))
         return out
+
+    def members(self):
+        """What `mmctl sites` says, as {name: member}; {} when it fails."""
+        r = self.ctl("sites", json=True)
+        if r.rc != 0:
+            return {}
+        return {m["name"]: m for m in r.json()}
 
     def agent_pid(self):
         """The child holding the control socket: the directory agent."""

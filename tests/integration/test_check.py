@@ -34,22 +34,10 @@ def tearDownModule():
         ENV = None
 
 
-def sites(n):
-    r = n.ctl("sites", json=True)
-    if r.rc != 0:
-        return {}
-    return {m["name"]: m for m in r.json()}
-
-
 def all_alive(nodes):
-    return all(len([m for m in sites(n).values()
+    return all(len([m for m in n.members().values()
                     if m["state"] == "alive"]) == len(nodes)
                for n in nodes)
-
-
-def wait(pred, timeout, what):
-    if not mf.wait_for(pred, timeout, step=0.2):
-        raise AssertionError("not within %.0fs: %s" % (timeout, what))
 
 
 def restart(n):
@@ -70,14 +58,14 @@ class CheckTest(unittest.TestCase):
             cls.n[s] = ENV.gossip_node("k" + s, s, cls.addr[s],
                                        peers=seeds, backends=BACKENDS,
                                        listeners=LISTENERS)
-        wait(lambda: all_alive(list(cls.n.values())), 15,
+        mf.wait_or_fail(lambda: all_alive(list(cls.n.values())), 15,
              "three nodes alive everywhere")
 
     def converged(self, count):
         def same():
             outs = [self.n[s].ctl("user", "list", json=True) for s in SITES]
             return all(o.rc == 0 and len(o.json()) == count for o in outs)
-        wait(same, 15, "%d users at every node" % count)
+        mf.wait_or_fail(same, 15, "%d users at every node" % count)
 
     def test_1_clean_cluster_agrees(self):
         a, b, c = (self.n[s] for s in SITES)
@@ -113,7 +101,7 @@ class CheckTest(unittest.TestCase):
         self.assertTrue(any(f["kind"] == "unreachable" and f["node"] == "kc"
                             for f in obj["findings"]), r.out)
         restart(c)
-        wait(lambda: all_alive(list(self.n.values())), 20,
+        mf.wait_or_fail(lambda: all_alive(list(self.n.values())), 20,
              "kc alive again")
 
     def test_3_planted_divergence_is_found(self):
@@ -131,7 +119,7 @@ class CheckTest(unittest.TestCase):
         with open(path, "r+b") as f:
             f.write(data)
         restart(b)
-        wait(lambda: all_alive(list(self.n.values())), 20, "kb alive again")
+        mf.wait_or_fail(lambda: all_alive(list(self.n.values())), 20, "kb alive again")
         r = a.ctl("check", json=True)
         self.assertEqual(r.rc, 1, r)
         obj = r.json()

@@ -41,22 +41,10 @@ def tearDownModule():
     mf.shutdown()
 
 
-def sites(n):
-    r = n.ctl("sites", json=True)
-    if r.rc != 0:
-        return {}
-    return {m["name"]: m for m in r.json()}
-
-
 def both_alive(nodes):
-    return all(len([m for m in sites(n).values()
+    return all(len([m for m in n.members().values()
                     if m["state"] == "alive"]) == len(nodes)
                for n in nodes)
-
-
-def wait(pred, timeout, what):
-    if not mf.wait_for(pred, timeout, step=0.2):
-        raise AssertionError("not within %.0fs: %s" % (timeout, what))
 
 
 def login(node, user):
@@ -145,13 +133,13 @@ class LargeCheckTest(unittest.TestCase):
         a1.start()
         b1.start()
         cls.n = {"a1": a1, "b1": b1}
-        wait(lambda: both_alive([a1, b1]), 20, "a1 and b1 alive at both")
+        mf.wait_or_fail(lambda: both_alive([a1, b1]), 20, "a1 and b1 alive at both")
         b1.ctl("user", "add", CAROL, "be2").check()
-        wait(lambda: a1.ctl("user", "show", CAROL).rc == 0, 15,
+        mf.wait_or_fail(lambda: a1.ctl("user", "show", CAROL).rc == 0, 15,
              "carol's record at a")
         # The workers learn the other site's session endpoint from the
         # membership the agent publishes about once a second.
-        wait(lambda: login(a1, CAROL) == "ok" and login(b1, ALICE) == "ok",
+        mf.wait_or_fail(lambda: login(a1, CAROL) == "ok" and login(b1, ALICE) == "ok",
              15, "logins across the sites")
         cls.total = USERS + 2
 
@@ -228,7 +216,7 @@ class LargeCheckTest(unittest.TestCase):
         b1.logf.close()
         b1.proc = None
         b1.start()
-        wait(lambda: both_alive([a1, b1]), 20, "b1 alive again")
+        mf.wait_or_fail(lambda: both_alive([a1, b1]), 20, "b1 alive again")
         for node in (a1, b1):
             r, secs = self.check(node)
             sys.stderr.write("  check at %s with b damaged: %.2f s\n" % (

@@ -241,10 +241,7 @@ class ListingTest(unittest.TestCase):
 
     @staticmethod
     def state(node, name):
-        r = node.ctl("sites", json=True)
-        if r.rc != 0:
-            return None
-        return {m["name"]: m["state"] for m in r.json()}.get(name)
+        return node.members().get(name, {}).get("state")
 
     def check_table(self, out):
         lines = out.splitlines()

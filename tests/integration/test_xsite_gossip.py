@@ -7,6 +7,7 @@ Site a has two nodes (a1 on 127.0.0.2, a2 on 127.0.0.6) in front of back
 end be1; site b has one (b1 on 127.0.0.3) in front of be2. Users are added
 at their own site and gossip carries the records to the other."""
 
+import functools
 import os
 import sys
 import unittest
@@ -20,6 +21,10 @@ CAROL = "carol@b.test"     # owned by site b, on be2
 HOST = {"a1": "127.0.0.2", "a2": "127.0.0.6", "b1": "127.0.0.3"}
 SITE = {"a1": "a", "a2": "a", "b1": "b"}
 BACKEND = {"a": "be1", "b": "be2"}
+
+
+# Polled twice as often as the fixture does by default.
+wait = functools.partial(mf.wait_or_fail, step=0.1)
 
 
 def setUpModule():
@@ -68,18 +73,6 @@ def pop_subject(node, user):
         return "error: %s" % e
 
 
-def sites(n):
-    r = n.ctl("sites", json=True)
-    if r.rc != 0:
-        return {}
-    return {m["name"]: m for m in r.json()}
-
-
-def wait(pred, timeout, what):
-    if not mf.wait_for(pred, timeout, step=0.1):
-        raise AssertionError("not within %.0fs: %s" % (timeout, what))
-
-
 def make_node(name, peer_port, session_port, seeds):
     host = HOST[name]
     key = os.path.join(ENV.dir, name, "transport.key")
@@ -115,7 +108,7 @@ class GossipRoutedTest(unittest.TestCase):
 
         def ready():
             for n in cls.n.values():
-                ms = sites(n)
+                ms = n.members()
                 if len(ms) != 3 or any(m["state"] != "alive" or
                                        not m["session_address"]
                                        for m in ms.values()):
@@ -128,7 +121,7 @@ class GossipRoutedTest(unittest.TestCase):
         return self.n[name]
 
     def test_1_sites_shows_session_endpoints(self):
-        ms = sites(self.node("b1"))
+        ms = self.node("b1").members()
         for name in HOST:
             self.assertEqual(ms[name]["session_address"],
                              "%s:%d" % (HOST[name], self.sess[name]))
@@ -160,7 +153,7 @@ class GossipRoutedTest(unittest.TestCase):
     def test_3_dead_node_is_skipped(self):
         a1, a2, b1 = self.node("a1"), self.node("a2"), self.node("b1")
         a1.stop()
-        wait(lambda: sites(b1).get("a1", {}).get("state") == "dead", 30,
+        wait(lambda: b1.members().get("a1", {}).get("state") == "dead", 30,
              "a1 dead at b1")
         # The workers see the agent's view within a second or two.
         for _ in range(3):
@@ -183,7 +176,7 @@ class GossipRoutedTest(unittest.TestCase):
         if self.node("a1").alive():
             self.node("a1").stop()
         a2.stop()
-        wait(lambda: sites(b1).get("a2", {}).get("state") == "dead", 30,
+        wait(lambda: b1.members().get("a2", {}).get("state") == "dead", 30,
              "a2 dead at b1")
         with mf.Conv(b1.port["imap"], host=b1.host,
                      source=mf.source_addr()) as c:
