@@ -88,7 +88,7 @@ store_evidence_walk(struct store *st, MDB_txn *txn, store_evidence_cb cb,
 
 	memset(counts_r, 0, STORE_EVIDENCE_KINDS * sizeof(*counts_r));
 	if ((mrc = mdb_cursor_open(txn, st->dbi[DBI_EVIDENCE], &cur)) != 0)
-		return -1;
+		return mrc;
 	for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
 	    mrc == 0 && !stop;
 	    mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
@@ -99,7 +99,7 @@ store_evidence_walk(struct store *st, MDB_txn *txn, store_evidence_cb cb,
 			stop = cb(&e, arg);
 	}
 	mdb_cursor_close(cur);
-	return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : -1;
+	return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : mrc;
 }
 
 int
@@ -113,10 +113,12 @@ store_foreach_evidence(struct store *st, store_evidence_cb cb, void *arg,
 		return -1;
 	r = store_evidence_walk(st, txn, cb, arg, counts_r);
 	store_walk_end(st, txn);
-	if (r < 0)
-		log_warnx("- dir store evidence-walk path=%s error=failed",
-		    st->path);
-	return r;
+	if (r != 0) {
+		log_warnx("- dir store evidence-walk path=%s error=\"%s\"",
+		    st->path, mdb_strerror(r));
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -173,46 +175,54 @@ struct resolve_arg {
 };
 
 /* The newest claim of user held as evidence that site selects: a
- * non-TRANSFER record of site (want_release false), or a TRANSFER to
- * site (true). Copied into buf; 1 found, 0 none, -1 error. */
+ * non-TRANSFER record of site (release false), or a TRANSFER to site
+ * (true). */
+struct claim_find {
+	const char *user, *site;
+	bool release;
+	uint8_t *buf;
+	size_t len;
+	uint64_t best;
+	int found;
+};
+
+static int
+claim_cb(const struct store_evidence *e, void *arg)
+{
+	struct claim_find *f = arg;
+
+	if (e->kind == EVIDENCE_EQUIVOCATION || e->len > RECORD_MAX ||
+	    strcmp(e->rec.user, f->user) != 0 ||
+	    strcmp(e->rec.site, f->site) != 0 ||
+	    (e->rec.state == USTATE_TRANSFER) != f->release ||
+	    (f->found && e->rec.epoch <= f->best))
+		return 0;
+	memcpy(f->buf, e->env, e->len);
+	f->len = e->len;
+	f->best = e->rec.epoch;
+	f->found = 1;
+	return 0;
+}
+
+/* Copied into buf (RECORD_MAX bytes) and decoded into *u_r: 1 found, 0
+ * none, -1 error (ctx). */
 static int
 find_claim(struct wctx *ctx, const char *user, const char *site,
-    bool want_release, uint8_t *buf, size_t *len_r, struct record_user *u_r)
+    bool release, uint8_t *buf, size_t *len_r, struct record_user *u_r)
 {
-	MDB_cursor *cur;
-	MDB_val key, val;
-	struct record_user u;
-	uint64_t best = 0;
-	int mrc, found = 0;
+	struct claim_find f = { user, site, release, buf, 0, 0, 0 };
+	uint64_t kinds[STORE_EVIDENCE_KINDS];
+	int mrc;
 
-	if ((mrc = mdb_cursor_open(ctx->txn, ctx->st->dbi[DBI_EVIDENCE],
-	    &cur)) != 0) {
+	if ((mrc = store_evidence_walk(ctx->st, ctx->txn, claim_cb, &f,
+	    kinds)) != 0) {
 		ctx->mdb_rc = mrc;
 		return -1;
 	}
-	for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0;
-	    mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		if (key.mv_size != CLAIM_KEY_LEN || val.mv_size > RECORD_MAX ||
-		    record_decode_user(val.mv_data, val.mv_size, &u,
-		    NULL) < 0 || strcmp(u.user, user) != 0 ||
-		    strcmp(u.site, site) != 0 ||
-		    (u.state == USTATE_TRANSFER) != want_release ||
-		    (found && u.epoch <= best))
-			continue;
-		memcpy(buf, val.mv_data, val.mv_size);
-		*len_r = val.mv_size;
-		found = 1;
-		best = u.epoch;
-	}
-	mdb_cursor_close(cur);
-	if (mrc != MDB_NOTFOUND) {
-		ctx->mdb_rc = mrc;
-		return -1;
-	}
-	if (found &&
-	    record_decode_user(buf, *len_r, u_r, NULL) < 0)
+	if (!f.found || record_decode_user(buf, f.len, u_r, NULL) < 0)
 		return 0;
-	return found;
+	*len_r = f.len;
+	return 1;
 }
 
 static void

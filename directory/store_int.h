@@ -298,7 +298,8 @@ enum accept_result store_trust_result(enum trust_verdict v);
 
 /* Keeps env as another site's claim to its user. 0, or -1 (ctx). */
 int store_keep_claim(struct wctx *ctx, const uint8_t *env, size_t len);
-/* Every evidence entry in txn, classified (store_foreach_evidence). */
+/* Every evidence entry in txn, classified (store_foreach_evidence): 0,
+ * or the LMDB error. */
 int store_evidence_walk(struct store *st, MDB_txn *txn, store_evidence_cb cb,
     void *arg, uint64_t counts_r[STORE_EVIDENCE_KINDS]);
 

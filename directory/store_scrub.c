@@ -403,10 +403,9 @@ scrub_tree(struct store_scrub *s, struct store *st, MDB_txn *txn,
 		}
 	}
 	if (s->next_leaf == STORE_TREE_LEAVES) {
-		if (store_evidence_walk(st, txn, evidence_cb, s, kinds) < 0) {
-			mrc = MDB_CORRUPTED;
+		if ((mrc = store_evidence_walk(st, txn, evidence_cb, s,
+		    kinds)) != 0)
 			goto fail;
-		}
 		s->rep.equivocations = kinds[EVIDENCE_EQUIVOCATION];
 		s->rep.conflicts = kinds[EVIDENCE_CLAIM] +
 		    kinds[EVIDENCE_RELEASE];

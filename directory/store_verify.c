@@ -422,7 +422,7 @@ v_finish(struct vstate *vs, bool last)
 	v_flush(vs);		/* and finishes it */
 	if (!last)
 		return 0;
-	if (store_evidence_walk(vs->st, vs->txn, NULL, NULL, kinds) < 0)
+	if (store_evidence_walk(vs->st, vs->txn, NULL, NULL, kinds) != 0)
 		return -1;
 	vs->rep->equivocations = kinds[EVIDENCE_EQUIVOCATION];
 	return 0;
