@@ -1651,15 +1651,6 @@ reject_log(const char *from, enum accept_result res, const uint8_t *env,
 void
 ops_gossip_accept_batch(struct store *st, const char *from,
     const uint8_t *const *envs, const size_t *lens, size_t n, uint64_t now_s,
-    enum gossip_accept *results)
-{
-	ops_gossip_accept_batch_pre(st, from, envs, lens, n, now_s, NULL,
-	    results);
-}
-
-void
-ops_gossip_accept_batch_pre(struct store *st, const char *from,
-    const uint8_t *const *envs, const size_t *lens, size_t n, uint64_t now_s,
     const struct store_presig *pre, enum gossip_accept *results)
 {
 	const uint8_t **take = xcalloc(n + 1, sizeof(*take));
@@ -1739,6 +1730,6 @@ ops_gossip_accept(struct ops *o, const char *from, const uint8_t *env,
 {
 	enum gossip_accept res;
 
-	ops_gossip_accept_batch(o->st, from, &env, &len, 1, now_s, &res);
+	ops_gossip_accept_batch(o->st, from, &env, &len, 1, now_s, NULL, &res);
 	return res;
 }

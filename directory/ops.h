@@ -165,13 +165,9 @@ void ops_set_gossip(struct ops *o, struct gossip *g);
  * are kept in the log and count as duplicates, and so does a record whose
  * signer's certificate is not known yet; invalid ones are rejected (and
  * logged with the rule's result). The envelopes stay the caller's. now is
- * unix seconds. */
+ * unix seconds. pre (n entries) are the signatures checked ahead
+ * (store_presig_check); NULL: checked here. */
 void ops_gossip_accept_batch(struct store *st, const char *from,
-    const uint8_t *const *envs, const size_t *lens, size_t n,
-    uint64_t now, enum gossip_accept *results);
-/* The same with the signatures checked ahead (store_presig_check; pre: n
- * entries, NULL: checked here). */
-void ops_gossip_accept_batch_pre(struct store *st, const char *from,
     const uint8_t *const *envs, const size_t *lens, size_t n,
     uint64_t now, const struct store_presig *pre,
     enum gossip_accept *results);

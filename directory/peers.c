@@ -816,7 +816,7 @@ accept_run(struct store *st, void *arg)
 		    ACCEPT_CHECK_THREADS, q->pre);
 	}
 	if (group->next == NULL) {
-		ops_gossip_accept_batch_pre(st, j->from, j->envs, j->lens,
+		ops_gossip_accept_batch(st, j->from, j->envs, j->lens,
 		    j->n, j->now_s, j->pre, j->results);
 		return;
 	}
@@ -831,7 +831,7 @@ accept_run(struct store *st, void *arg)
 		memcpy(pre + n, q->pre, q->n * sizeof(*pre));
 		n += q->n;
 	}
-	ops_gossip_accept_batch_pre(st, j->from, envs, lens, n, j->now_s, pre,
+	ops_gossip_accept_batch(st, j->from, envs, lens, n, j->now_s, pre,
 	    res);
 	n = 0;
 	for (q = group; q != NULL; q = q->next) {
