@@ -121,22 +121,6 @@ put_be16(uint8_t *p, uint16_t v)
 }
 
 static void
-put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t
-get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static void
 make_nonce(uint64_t n, uint8_t nonce[CHAN_NONCE_LEN])
 {
 	int i;
@@ -382,7 +366,7 @@ handshake_header(struct chan *c)
 static enum chan_result
 frame_header(struct chan *c)
 {
-	uint32_t len = get_be32(c->hdr);
+	uint32_t len = mm_be32_get(c->hdr);
 	size_t cap;
 	uint8_t *nf;
 
@@ -535,7 +519,7 @@ chan_seal(struct chan *c, const uint8_t *payload, size_t len, uint8_t *out,
 		fail(c, "send counter exhausted");
 		return -1;
 	}
-	put_be32(out, (uint32_t)(len + CHAN_TAG_LEN));
+	mm_be32_put(out, (uint32_t)(len + CHAN_TAG_LEN));
 	make_nonce(c->tx_n++, nonce);
 	crypto_aead_chacha20poly1305_ietf_encrypt(out + CHAN_FRAME_HDR_LEN,
 	    &clen, payload, len, out, CHAN_FRAME_HDR_LEN, NULL, nonce, c->tx);

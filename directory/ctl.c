@@ -45,10 +45,7 @@ w_finish(struct mm_mp_writer *w, enum ctl_type type, size_t *len_r,
 	p[5] = CTL_VERSION;
 	p[6] = 0;
 	p[7] = (uint8_t)type;
-	p[8] = (uint8_t)(body >> 24);
-	p[9] = (uint8_t)(body >> 16);
-	p[10] = (uint8_t)(body >> 8);
-	p[11] = (uint8_t)body;
+	mm_be32_put(p + 8, body);
 	*len_r = len;
 	return p;
 }
@@ -363,8 +360,7 @@ ctl_header_decode(const uint8_t *buf, size_t len, enum ctl_type *type_r,
 	}
 	version = (unsigned)buf[4] << 8 | buf[5];
 	type = (unsigned)buf[6] << 8 | buf[7];
-	n = (uint32_t)buf[8] << 24 | (uint32_t)buf[9] << 16 |
-	    (uint32_t)buf[10] << 8 | buf[11];
+	n = mm_be32_get(buf + 8);
 	if (version != CTL_VERSION) {
 		*why_r = "unsupported version";
 		return -1;

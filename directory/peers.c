@@ -262,10 +262,7 @@ pconn_put(struct pconn *c, const uint8_t *buf, size_t len)
 			p->dropped++;
 			return;
 		}
-		n[0] = (uint8_t)(len >> 24);
-		n[1] = (uint8_t)(len >> 16);
-		n[2] = (uint8_t)(len >> 8);
-		n[3] = (uint8_t)len;
+		mm_be32_put(n, (uint32_t)len);
 		evbuffer_add(c->hold, n, 4);
 		evbuffer_add(c->hold, buf, len);
 		return;
@@ -311,8 +308,7 @@ pconn_flush_hold(struct pconn *c)
 
 	while (c->ce != NULL && evbuffer_get_length(c->hold) >= 4) {
 		evbuffer_remove(c->hold, n, 4);
-		len = (size_t)n[0] << 24 | (size_t)n[1] << 16 |
-		    (size_t)n[2] << 8 | n[3];
+		len = mm_be32_get(n);
 		f = evbuffer_pullup(c->hold, (ev_ssize_t)len);
 		if (f == NULL)
 			break;

@@ -46,10 +46,7 @@ mdb_fail(char **errstr_r, const char *path, const char *what, int rc)
 static void
 schema_encode(uint32_t v, uint8_t out[4])
 {
-	out[0] = (uint8_t)(v >> 24);
-	out[1] = (uint8_t)(v >> 16);
-	out[2] = (uint8_t)(v >> 8);
-	out[3] = (uint8_t)v;
+	mm_be32_put(out, v);
 }
 
 /* Opens the sub-databases and checks (or, new, writes) the schema. The
@@ -111,8 +108,7 @@ open_dbis(struct store *st, bool *migrate_r, char **errstr_r)
 		} else {
 			const uint8_t *p = val.mv_data;
 
-			v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-			    (uint32_t)p[2] << 8 | p[3];
+			v = mm_be32_get(p);
 		}
 		/* A writer builds what version 2 lacked (store_tree.c). */
 		if (v == 2 && st->mode == STORE_WRITE) {

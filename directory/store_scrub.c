@@ -223,8 +223,7 @@ scrub_leaf(struct store_scrub *s, struct store *st, MDB_txn *txn,
 	tree_ok = recs_ok = false;
 	if (sum_ok) {
 		p = sum + STORE_TREE_HASH_LEN;
-		count = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-		    (uint32_t)p[2] << 8 | p[3];
+		count = mm_be32_get(p);
 		tree_ok = count == n_kept && memcmp(sum, kh, sizeof(kh)) == 0;
 		recs_ok = count == n_recs && memcmp(sum, rh, sizeof(rh)) == 0;
 	}
@@ -389,8 +388,7 @@ scrub_tree(struct store_scrub *s, struct store *st, MDB_txn *txn,
 		crypto_generichash_final(&hs, h, sizeof(h));
 		if (have_sum) {
 			p = sum + STORE_TREE_HASH_LEN;
-			count = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-			    (uint32_t)p[2] << 8 | p[3];
+			count = mm_be32_get(p);
 			close |= count != n || memcmp(sum, h, sizeof(h)) != 0;
 		} else {
 			close |= n > 0;

@@ -166,10 +166,7 @@ leaf_update(struct wctx *ctx, unsigned leaf)
 		}
 		return 0;
 	}
-	v[STORE_TREE_HASH_LEN] = (uint8_t)(n >> 24);
-	v[STORE_TREE_HASH_LEN + 1] = (uint8_t)(n >> 16);
-	v[STORE_TREE_HASH_LEN + 2] = (uint8_t)(n >> 8);
-	v[STORE_TREE_HASH_LEN + 3] = (uint8_t)n;
+	mm_be32_put(v + STORE_TREE_HASH_LEN, n);
 	val = val_bin(v, sizeof(v));
 	return tx_put(ctx, DBI_TREE, &key, &val, 0);
 }
@@ -377,8 +374,7 @@ store_tree_build(struct store *st, struct store_tree **tree_r)
 		v = val.mv_data;
 		memcpy(t->leaf[leaf], v, STORE_TREE_HASH_LEN);
 		v += STORE_TREE_HASH_LEN;
-		t->users += (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 |
-		    (uint32_t)v[2] << 8 | v[3];
+		t->users += mm_be32_get(v);
 	}
 	tree_derive(t);
 	*tree_r = t;

@@ -4,33 +4,18 @@
 #include <string.h>
 
 #include "mm_msgpack.h"
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
+#include "mm_util.h"
 
 int
 mm_imsg_hdr_decode(const uint8_t *buf, struct mm_imsg_hdr *h,
     const char **why_r)
 {
-	h->len = get32(buf);
+	h->len = mm_be32_get(buf);
 	h->version = buf[4];
 	h->type = buf[5];
 	h->src = (uint16_t)(buf[6] << 8 | buf[7]);
 	h->dst = (uint16_t)(buf[8] << 8 | buf[9]);
-	h->id = get32(buf + 10);
+	h->id = mm_be32_get(buf + 10);
 	if (h->version != MM_IMSG_VERSION) {
 		*why_r = "another version";
 		return -1;
@@ -45,14 +30,14 @@ mm_imsg_hdr_decode(const uint8_t *buf, struct mm_imsg_hdr *h,
 void
 mm_imsg_hdr_encode(const struct mm_imsg_hdr *h, uint8_t *buf)
 {
-	put32(buf, h->len);
+	mm_be32_put(buf, h->len);
 	buf[4] = h->version;
 	buf[5] = h->type;
 	buf[6] = (uint8_t)(h->src >> 8);
 	buf[7] = (uint8_t)h->src;
 	buf[8] = (uint8_t)(h->dst >> 8);
 	buf[9] = (uint8_t)h->dst;
-	put32(buf + 10, h->id);
+	mm_be32_put(buf + 10, h->id);
 }
 
 struct mm_imsg_str

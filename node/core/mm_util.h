@@ -40,4 +40,21 @@ void mm_signals_unblock(void);
 /* Overwrites memory that held a secret; not optimised away. */
 void mm_wipe(void *p, size_t len);
 
+/* Big-endian 32-bit integers in wire formats and stored keys. */
+static inline void
+mm_be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline uint32_t
+mm_be32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
 #endif
