@@ -116,7 +116,38 @@ class SessionsTest(unittest.TestCase):
         r = NODE.ctl("sessions")
         self.assertEqual(r.rc, 0, r)
 
-    def test_3_direct_needs_the_node(self):
+    def test_3_tls_sessions(self):
+        # Implicit TLS, STARTTLS and STLS sessions are listed the same way.
+        ctx = ENV.tls.client_ctx()
+        i = mf.imaplib.IMAP4_SSL(mf.HOST, NODE.port["imaps"],
+                                 ssl_context=ctx, timeout=mf.IO_TIMEOUT)
+        self.addCleanup(lambda: quietly(i.logout))
+        i.login(ALICE, mf.USERS[ALICE])
+        s = mf.IMAP4From(mf.HOST, NODE.port["imap"])
+        self.addCleanup(lambda: quietly(s.logout))
+        s.starttls(ssl_context=ctx)
+        s.login(ERIN, mf.USERS[ERIN])
+        p = mf.poplib.POP3(mf.HOST, NODE.port["pop3"], timeout=mf.IO_TIMEOUT)
+        self.addCleanup(p.close)
+        p.stls(context=ctx)
+        p.user(ALICE)
+        p.pass_(mf.USERS[ALICE])
+        want = sorted([(ALICE, "imap", "relay", "be1"),
+                       (ERIN, "imap", "relay", "be2"),
+                       (ALICE, "pop3", "relay", "be1")])
+        rows = []
+
+        def listed():
+            # The earlier tests' sessions may still be closing.
+            rows[:] = sessions()
+            return sorted((r["user"], r["proto"], r["state"], r["backend"])
+                          for r in rows) == want
+        self.assertTrue(mf.wait_for(listed, 10), rows)
+        ports = {int(r["client"].rsplit(":", 1)[1]) for r in rows}
+        self.assertIn(i.sock.getsockname()[1], ports)
+        self.assertIn(s.sock.getsockname()[1], ports)
+
+    def test_4_direct_needs_the_node(self):
         r = NODE.ctl("sessions", direct=True)
         self.assertNotEqual(r.rc, 0, r)
         self.assertIn("running node", r.err)
