@@ -1399,11 +1399,11 @@ op_check(struct ops *o, size_t argc, char *const *argv, char **msg_r,
 /* `sessions` is the running node's (its agent asks the workers); without
  * one there are none to list. */
 static enum ctl_status
-op_sessions(struct ops *o, size_t argc, char *const *argv, char **msg_r,
+op_needs_node(struct ops *o, size_t argc, char *const *argv, char **msg_r,
     struct ctl_rows *rows)
 {
-	*msg_r = xasprintf("sessions needs the running node: none answers on "
-	    "%s", o->conf->control_socket);
+	*msg_r = xasprintf("this command asks the node's workers, so it needs "
+	    "the running node: none answers on %s", o->conf->control_socket);
 	return CTL_TEMP;
 }
 
@@ -1427,7 +1427,8 @@ static const struct op op_table[] = {
 	{ "keys-list", OP_READ, 0, 0, NULL, slice_keys_list, false },
 	{ "stats", OP_READ, 0, 0, NULL, slice_stats, false },
 	{ "sites", OP_READ, 0, 0, op_sites, NULL, true },
-	{ "sessions", OP_READ, 0, 1, op_sessions, NULL, true },
+	{ "sessions", OP_READ, 0, 1, op_needs_node, NULL, true },
+	{ "kick", OP_READ, 1, 1, op_needs_node, NULL, true },
 	{ "check", OP_READ, 0, 0, op_check, NULL, false },
 };
 

@@ -31,6 +31,7 @@
 #include <event2/util.h>
 
 #include "check_run.h"
+#include "dir.h"
 #include "ctl.h"
 #include "gossip.h"
 #include "ichan.h"
@@ -260,12 +261,13 @@ static struct {
 	struct event *metrics_ev;
 	bool stopping;			/* the loop is over */
 	struct ichan *ic;		/* to the parent, and the workers */
-	struct sessions_req *sreqs;	/* `sessions` waiting for workers */
+	struct wreq *wreqs;		/* `sessions`, `kick`: waiting for
+					 * the workers */
 	uint32_t next_id;
 } ag;
 
 static void creq_free(struct creq *q);
-static void sessions_cancel(struct client *c);
+static void wreq_cancel(struct client *c);
 
 static void
 client_free(struct client *c)
@@ -273,7 +275,7 @@ client_free(struct client *c)
 	struct client **pp;
 
 	check_run_cancel(ag.cr, c);
-	sessions_cancel(c);
+	wreq_cancel(c);
 	if (c->req != NULL) {
 		if (!ag.stopping)
 			log_info("- ctl client-gone request=%s", c->req->op);
@@ -571,37 +573,40 @@ client_start(struct client *c, const struct ctl_msg *m)
 	jobs_add(q->on, creq_run, creq_done, q);
 }
 
-/* ---- `sessions`: the workers' open sessions ----------------------------
+/* ---- requests to every worker: `sessions`, `kick` ---------------------
  *
- * The request goes to every worker through the parent, which says how
- * many it reached (FANOUT); each worker answers with its sessions in one
- * or more frames, the last one marked. The client is answered when every
- * worker reached has, or after AGENT_SESSIONS_MS with what came and the
- * number that did not answer. */
+ * A request goes to every worker through the parent, which says how many
+ * it reached (FANOUT); each worker answers: `sessions` with its sessions in
+ * one or more frames, the last one marked; `kick` with how many sessions
+ * it ended. The client is answered when every worker reached has, or after
+ * AGENT_WORKERS_MS with what came and the number that did not answer. */
 
-#define AGENT_SESSIONS_MS 3000
+#define AGENT_WORKERS_MS 3000
 
 static const char *const sessions_header[] = {
 	"worker", "id", "user", "client", "proto", "state", "backend", "since",
 	"bytes_in", "bytes_out",
 };
 
-struct sessions_req {
-	struct sessions_req *next;
+struct wreq {
+	struct wreq *next;
 	struct client *c;
+	uint8_t type;			/* SESSIONS_REQ or KICK */
 	uint32_t id;
 	int64_t workers;		/* -1 until the parent says */
 	uint64_t done;			/* workers that answered in full */
+	uint64_t kicked;		/* KICK: sessions ended */
+	char user[MM_IMSG_USER_MAX + 1];
 	struct ctl_rows rows;
 	struct event *timer;
 };
 
 static void
-sessions_free(struct sessions_req *q)
+wreq_free(struct wreq *q)
 {
-	struct sessions_req **pp;
+	struct wreq **pp;
 
-	for (pp = &ag.sreqs; *pp != NULL; pp = &(*pp)->next)
+	for (pp = &ag.wreqs; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == q) {
 			*pp = q->next;
 			break;
@@ -612,78 +617,102 @@ sessions_free(struct sessions_req *q)
 }
 
 static void
-sessions_answer(struct sessions_req *q)
+wreq_answer(struct wreq *q)
 {
 	struct client *c = q->c;
-	char *msg;
+	bool all = q->workers >= 0 && (uint64_t)q->workers == q->done;
+	char *what, *msg;
 	size_t n = q->rows.n > 0 ? q->rows.n - 1 : 0;
 
+	if (q->type == MM_IMSG_KICK) {
+		what = xasprintf("%llu sessions ended",
+		    (unsigned long long)q->kicked);
+		log_info("- ctl kick user=%s sessions=%llu workers=%llu/%lld",
+		    q->user, (unsigned long long)q->kicked,
+		    (unsigned long long)q->done, (long long)q->workers);
+	} else {
+		what = xasprintf("%zu sessions", n);
+	}
 	if (q->workers < 0)
-		msg = xasprintf("%zu sessions; the workers could not be "
-		    "asked", n);
-	else if ((uint64_t)q->workers > q->done)
-		msg = xasprintf("%zu sessions; %llu of %lld workers did not "
-		    "answer in time", n,
+		msg = xasprintf("%s; the workers could not be asked", what);
+	else if (!all)
+		msg = xasprintf("%s; %llu of %lld workers did not answer in "
+		    "time", what,
 		    (unsigned long long)((uint64_t)q->workers - q->done),
 		    (long long)q->workers);
 	else
-		msg = xasprintf("%zu sessions on %llu workers", n,
+		msg = xasprintf("%s on %llu workers", what,
 		    (unsigned long long)q->done);
-	client_reply(c, q->workers >= 0 && (uint64_t)q->workers == q->done ?
-	    CTL_OK : CTL_TEMP, msg, &q->rows);
+	client_reply(c, all ? CTL_OK : CTL_TEMP, msg, &q->rows);
+	free(what);
 	free(msg);
-	sessions_free(q);
+	wreq_free(q);
 	bufferevent_enable(c->bev, EV_READ);
 }
 
 static void
-sessions_timeout_cb(evutil_socket_t fd, short what, void *arg)
+wreq_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	sessions_answer(arg);
+	wreq_answer(arg);
 }
 
 static void
-sessions_cancel(struct client *c)
+wreq_cancel(struct client *c)
 {
-	struct sessions_req *q, *next;
+	struct wreq *q, *next;
 
-	for (q = ag.sreqs; q != NULL; q = next) {
+	for (q = ag.wreqs; q != NULL; q = next) {
 		next = q->next;
 		if (q->c == c)
-			sessions_free(q);
+			wreq_free(q);
 	}
 }
 
-/* Starts `sessions [USER]` for c: true when the answer will come later
- * (c reads no more requests until then), false when it was given now. */
+/* Starts `sessions [USER]` or `kick USER` for c: true when the answer
+ * will come later (c reads no more requests until then), false when it
+ * was given now. */
 static bool
-sessions_start(struct client *c, const struct ctl_msg *m)
+wreq_start(struct client *c, const struct ctl_msg *m)
 {
-	struct timeval tv = { AGENT_SESSIONS_MS / 1000,
-		(AGENT_SESSIONS_MS % 1000) * 1000 };
+	struct timeval tv = { AGENT_WORKERS_MS / 1000,
+		(AGENT_WORKERS_MS % 1000) * 1000 };
+	bool kick = strcmp(m->op, "kick") == 0;
 	struct mm_imsg_body *b;
-	struct sessions_req *q;
+	struct wreq *q;
 	struct ctl_rows none;
-	uint8_t out[MM_IMSG_USER_MAX + 16];
+	uint8_t out[MM_IMSG_USER_MAX + MM_IMSG_TEXT_MAX + 16];
+	char user[MM_IMSG_USER_MAX + 1];
 	int len;
 
 	ctl_rows_init(&none);
 	if (!c->admin) {
-		log_warnx("- ctl refused request=sessions uid=%lu pid=%ld "
-		    "reason=not-admin", (unsigned long)c->uid, (long)c->pid);
-		client_reply(c, CTL_PERM, "permission denied: the sessions "
+		log_warnx("- ctl refused request=%s uid=%lu pid=%ld "
+		    "reason=not-admin", m->op, (unsigned long)c->uid,
+		    (long)c->pid);
+		client_reply(c, CTL_PERM, kick ? "permission denied: kick "
+		    "ends users' sessions; run mmctl as root or as a member "
+		    "of admin-group" : "permission denied: the sessions "
 		    "name users and their addresses; run mmctl as root or as "
 		    "a member of admin-group", &none);
 		return false;
 	}
-	if (m->argc > 1 || (m->argc == 1 && strlen(m->argv[0]) >
-	    MM_IMSG_USER_MAX)) {
-		client_reply(c, CTL_FAILED, "usage: sessions [USER]", &none);
+	if ((kick ? m->argc != 1 : m->argc > 1) || (m->argc == 1 &&
+	    strlen(m->argv[0]) > MM_IMSG_USER_MAX)) {
+		client_reply(c, CTL_FAILED, kick ? "usage: kick USER" :
+		    "usage: sessions [USER]", &none);
+		return false;
+	}
+	user[0] = '\0';
+	if (m->argc == 1 && dir_normalise_user(ag.conf, m->argv[0], user,
+	    sizeof(user)) != 0) {
+		client_reply(c, CTL_FAILED, "not a user name", &none);
 		return false;
 	}
 	b = xcalloc(1, sizeof(*b));
-	b->user = mm_imsg_str(m->argc == 1 ? m->argv[0] : "");
-	len = mm_imsg_body_encode(MM_IMSG_SESSIONS_REQ, b, out, sizeof(out));
+	b->user = mm_imsg_str(user);
+	b->reason = mm_imsg_str("Disconnected by the administrator");
+	len = mm_imsg_body_encode(kick ? MM_IMSG_KICK : MM_IMSG_SESSIONS_REQ,
+	    b, out, sizeof(out));
 	free(b);
 	if (len < 0) {
 		client_reply(c, CTL_FAILED, "not a user name", &none);
@@ -691,38 +720,40 @@ sessions_start(struct client *c, const struct ctl_msg *m)
 	}
 	q = xcalloc(1, sizeof(*q));
 	q->c = c;
+	q->type = kick ? MM_IMSG_KICK : MM_IMSG_SESSIONS_REQ;
 	q->id = ++ag.next_id;
 	q->workers = -1;
+	mm_strlcpy(q->user, user, sizeof(q->user));
 	ctl_rows_init(&q->rows);
-	(void)ctl_rows_add(&q->rows, MM_ARRAY_SIZE(sessions_header),
-	    sessions_header);
-	q->timer = evtimer_new(ag.base, sessions_timeout_cb, q);
-	q->next = ag.sreqs;
-	ag.sreqs = q;
+	if (!kick)
+		(void)ctl_rows_add(&q->rows, MM_ARRAY_SIZE(sessions_header),
+		    sessions_header);
+	q->timer = evtimer_new(ag.base, wreq_timeout_cb, q);
+	q->next = ag.wreqs;
+	ag.wreqs = q;
 	bufferevent_disable(c->bev, EV_READ);
-	if (ag.ic == NULL || ichan_send(ag.ic, MM_IMSG_SESSIONS_REQ,
-	    MM_IMSG_AGENT, MM_IMSG_WORKERS, q->id, out, (size_t)len) != 0) {
-		sessions_answer(q);
+	if (ag.ic == NULL || ichan_send(ag.ic, q->type, MM_IMSG_AGENT,
+	    MM_IMSG_WORKERS, q->id, out, (size_t)len) != 0) {
+		wreq_answer(q);
 		return true;
 	}
 	evtimer_add(q->timer, &tv);
 	return true;
 }
 
-static struct sessions_req *
-sessions_find(uint32_t id)
+static struct wreq *
+wreq_find(uint32_t id)
 {
-	struct sessions_req *q;
+	struct wreq *q;
 
-	for (q = ag.sreqs; q != NULL; q = q->next)
+	for (q = ag.wreqs; q != NULL; q = q->next)
 		if (q->id == id)
 			return q;
 	return NULL;
 }
 
 static void
-sessions_rows(struct sessions_req *q, uint16_t src,
-    const struct mm_imsg_body *b)
+sessions_rows(struct wreq *q, uint16_t src, const struct mm_imsg_body *b)
 {
 	char f[10][MM_IMSG_USER_MAX + 1];
 	const char *col[10];
@@ -758,12 +789,14 @@ static void
 agent_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
     const uint8_t *body, void *arg)
 {
-	struct sessions_req *q = sessions_find(h->id);
+	struct wreq *q = wreq_find(h->id);
 	struct mm_imsg_body *b;
 	const char *why = NULL;
+	uint8_t answer = q != NULL && q->type == MM_IMSG_KICK ?
+	    MM_IMSG_KICKED : MM_IMSG_SESSIONS;
 
 	if (q == NULL || h->dst != MM_IMSG_AGENT ||
-	    (h->type != MM_IMSG_FANOUT && h->type != MM_IMSG_SESSIONS))
+	    (h->type != MM_IMSG_FANOUT && h->type != answer))
 		return;		/* late, or not for a request of ours */
 	b = xcalloc(1, sizeof(*b));
 	if (mm_imsg_body_decode(h->type, body, h->len, b, &why) < 0) {
@@ -775,6 +808,9 @@ agent_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
 	if (h->type == MM_IMSG_FANOUT) {
 		q->workers = b->workers > INT64_MAX ? INT64_MAX :
 		    (int64_t)b->workers;
+	} else if (h->src >= MM_IMSG_WORKER && h->type == MM_IMSG_KICKED) {
+		q->kicked += b->kicked;
+		q->done++;
 	} else if (h->src >= MM_IMSG_WORKER) {
 		sessions_rows(q, h->src, b);
 		if (b->last)
@@ -782,7 +818,7 @@ agent_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
 	}
 	free(b);
 	if (q->workers >= 0 && q->done >= (uint64_t)q->workers)
-		sessions_answer(q);
+		wreq_answer(q);
 }
 
 static void
@@ -841,8 +877,9 @@ client_read_cb(struct bufferevent *bev, void *arg)
 			ctl_msg_free(m);
 			continue;
 		}
-		if (strcmp(m->op, "sessions") == 0) {
-			if (sessions_start(c, m)) {
+		if (strcmp(m->op, "sessions") == 0 ||
+		    strcmp(m->op, "kick") == 0) {
+			if (wreq_start(c, m)) {
 				ctl_msg_free(m);
 				return;
 			}

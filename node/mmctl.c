@@ -99,7 +99,9 @@ usage(void)
 	    "  keys list\n"
 	    "  stats\n"
 	    "  sites\n"
-	    "  sessions [--user USER]   (this node's open sessions)\n");
+	    "  sessions [--user USER]   (this node's open sessions)\n"
+	    "  kick USER   (ends the user's IMAP and POP3 sessions on this "
+	    "node)\n");
 	exit(EXIT_USAGE);
 }
 
@@ -602,6 +604,38 @@ cmd_sessions(int argc, char **argv)
 		    "--direct)");
 	args[0] = user;
 	return simple("sessions", user != NULL ? 1 : 0, args, true, false);
+}
+
+static int
+cmd_kick(int argc, char **argv)
+{
+	const char *args[1];
+	struct ctl_rows rows;
+	enum ctl_status st;
+	char *msg = NULL;
+
+	if (argc != 1)
+		usage();
+	if (ctl.direct)
+		fail(EXIT_FAIL, "kick needs the running node (not --direct)");
+	args[0] = argv[0];
+	open_directory(false);
+	ctl_rows_init(&rows);
+	st = call("kick", 1, args, &msg, &rows);
+	if (ctl.json && st == CTL_OK) {
+		printf("{\"result\": ");
+		json_str(stdout, msg);
+		printf("}\n");
+	} else if (ctl.json) {
+		json_error(msg, (int)st);
+	}
+	if (!ctl.json || st != CTL_OK)
+		fprintf(st == CTL_OK ? stdout : stderr, "%s%s\n",
+		    st == CTL_OK ? "" : "mmctl: ", msg);
+	free(msg);
+	ctl_rows_clear(&rows);
+	close_directory();
+	return (int)st;
 }
 
 /* ---- user ----------------------------------------------------------- */
@@ -1677,6 +1711,8 @@ main(int argc, char **argv)
 		rc = cmd_sites(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "sessions") == 0)
 		rc = cmd_sessions(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "kick") == 0)
+		rc = cmd_kick(argc - 1, argv + 1);
 	else
 		usage();
 	mm_config_free(ctl.conf);

@@ -613,6 +613,32 @@ sess_cb(const struct proxy_session_view *v, void *arg)
 		sess_send(c, false);
 }
 
+/* The agent asks this worker to end a user's sessions: it answers how
+ * many it ended. */
+static void
+worker_kick(const struct mm_imsg_hdr *h, const struct mm_imsg_body *req)
+{
+	char user[MM_IMSG_USER_MAX + 1], reason[MM_IMSG_TEXT_MAX + 1];
+	struct mm_imsg_body *ans;
+	uint8_t out[64];
+	int len;
+
+	memcpy(user, req->user.p, req->user.len);
+	user[req->user.len] = '\0';
+	memcpy(reason, req->reason.len > 0 ? req->reason.p : "",
+	    req->reason.len);
+	reason[req->reason.len] = '\0';
+	ans = xcalloc(1, sizeof(*ans));
+	ans->kicked = proxy_kick_user(worker_px, user, reason[0] != '\0' ?
+	    reason : "Disconnected by the administrator");
+	len = mm_imsg_body_encode(MM_IMSG_KICKED, ans, out, sizeof(out));
+	free(ans);
+	if (len < 0 || ichan_send(worker_ic, MM_IMSG_KICKED,
+	    (uint16_t)(MM_IMSG_WORKER + worker_index), h->src, h->id, out,
+	    (size_t)len) != 0)
+		log_warnx("- node kick-answer-failed");
+}
+
 static void
 worker_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
     const uint8_t *body, void *arg)
@@ -622,12 +648,17 @@ worker_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
 	const char *why = NULL;
 	char user[MM_IMSG_USER_MAX + 1];
 
-	if (h->type != MM_IMSG_SESSIONS_REQ)
+	if (h->type != MM_IMSG_SESSIONS_REQ && h->type != MM_IMSG_KICK)
 		return;
 	req = xcalloc(1, sizeof(*req));
 	if (mm_imsg_body_decode(h->type, body, h->len, req, &why) < 0) {
 		log_warnx("- node imsg-dropped type=%u reason=\"%s\"",
 		    (unsigned)h->type, why);
+		free(req);
+		return;
+	}
+	if (h->type == MM_IMSG_KICK) {
+		worker_kick(h, req);
 		free(req);
 		return;
 	}

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -299,6 +300,67 @@ proxy_foreach_session(const struct proxy *px, const char *user,
 		v.bytes_out = s->bytes_b2c;
 		cb(&v, arg);
 	}
+}
+
+/* Whether s is logged in (or logging in) as user, a normalised name. */
+static bool
+session_of_user(const struct session *s, const char *user)
+{
+	char norm[DIR_USER_MAX + 1];
+
+	if (s->user[0] == '\0' || s->proto->kick_code == NULL ||
+	    dir_normalise_user(s->px->conf, s->user, norm, sizeof(norm)) != 0)
+		return false;
+	return strcmp(norm, user) == 0;
+}
+
+/* Ends a logged-in session for `mmctl kick` or a move's freeze. What the
+ * back end already sent is delivered first (the pipe's bytes, then what
+ * its bufferevent holds); then the farewell, then the close. A session
+ * kicked while a response was still arriving sees it cut short, as it
+ * would with any dropped connection: the farewell is then read as part
+ * of the unfinished response and the close ends it. */
+static void
+session_kick(struct session *s, const char *reason)
+{
+	struct evbuffer *out = bufferevent_get_output(s->cbev);
+	char text[256];
+
+	if (s->piped[1] > 0 && s->pipefd[1][0] >= 0) {
+		while (s->piped[1] > 0) {
+			int n = evbuffer_read(out, s->pipefd[1][0],
+			    s->piped[1] > INT_MAX ? INT_MAX : (int)s->piped[1]);
+
+			if (n <= 0)
+				break;
+			s->piped[1] -= (size_t)n;
+		}
+	}
+	if (s->bbev != NULL)
+		evbuffer_add_buffer(out, bufferevent_get_input(s->bbev));
+	snprintf(text, sizeof(text), "%s%s", s->proto->kick_code, reason);
+	s->proto->bye(s, text);
+	session_close(s, "kicked");
+}
+
+size_t
+proxy_kick_user(struct proxy *px, const char *user, const char *reason)
+{
+	char norm[DIR_USER_MAX + 1];
+	struct session *s, *next;
+	size_t n = 0;
+
+	if (dir_normalise_user(px->conf, user, norm, sizeof(norm)) != 0)
+		return 0;
+	for (s = px->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state != S_RELAY || s->cbev == NULL ||
+		    !session_of_user(s, norm))
+			continue;
+		session_kick(s, reason);
+		n++;
+	}
+	return n;
 }
 
 const struct mm_config *

@@ -68,4 +68,12 @@ typedef void (*proxy_session_cb)(const struct proxy_session_view *v,
 void proxy_foreach_session(const struct proxy *px, const char *user,
     proxy_session_cb cb, void *arg);
 
+/* Ends every logged-in IMAP and POP3 session of user (normalised here as
+ * for a login): what the back end sent is delivered, then IMAP's
+ * "* BYE [UNAVAILABLE] reason" or POP3's "-ERR [SYS/TEMP] reason", then
+ * the close. Logins still in progress are left to finish or to be held.
+ * Returns how many sessions it ended. */
+size_t proxy_kick_user(struct proxy *px, const char *user,
+    const char *reason);
+
 #endif

@@ -614,5 +614,6 @@ const struct proxy_proto proxy_imap = {
 	.backend_tls_done = imap_backend_tls_done,
 	.login_failed = imap_login_failed,
 	.bye = imap_bye,
+	.kick_code = "[UNAVAILABLE] ",
 	.free_state = imap_free_state,
 };

@@ -76,6 +76,10 @@ struct proxy_proto {
 	void (*login_failed)(struct session *s, enum login_fail kind);
 	/* Says goodbye with text (a limit, shutdown) before the close. */
 	void (*bye)(struct session *s, const char *text);
+	/* Starts the text of a kick's farewell: the response code of a
+	 * temporary refusal. NULL: sessions of this protocol are not a
+	 * user's and are never kicked (SMTP). */
+	const char *kick_code;
 	/* Frees the protocol's pre-login state. */
 	void (*free_state)(struct session *s);
 	/* Optional, for protocols that talk to the back end outside

@@ -387,5 +387,6 @@ const struct proxy_proto proxy_pop3 = {
 	.backend_tls_done = pop3_backend_tls_done,
 	.login_failed = pop3_login_failed,
 	.bye = pop3_bye,
+	.kick_code = "[SYS/TEMP] ",
 	.free_state = pop3_free_state,
 };

@@ -99,6 +99,9 @@ mm_imsg_body_decode(uint8_t type, const uint8_t *buf, size_t len,
 	b->last = false;
 	b->n_sessions = 0;
 	b->workers = 0;
+	b->reason.p = NULL;
+	b->reason.len = 0;
+	b->kicked = 0;
 	if (len > MM_IMSG_BODY_MAX) {
 		*why_r = "body too long";
 		return -1;
@@ -123,6 +126,21 @@ mm_imsg_body_decode(uint8_t type, const uint8_t *buf, size_t len,
 	case MM_IMSG_FANOUT:
 		if (mm_mp_get_array_n(&r, 1) < 0 ||
 		    mm_mp_get_uint(&r, &b->workers) < 0)
+			goto fail;
+		break;
+	case MM_IMSG_KICK:
+		if (mm_mp_get_array_n(&r, 2) < 0 ||
+		    get_text(&r, MM_IMSG_USER_MAX, &b->user) < 0 ||
+		    get_text(&r, MM_IMSG_TEXT_MAX, &b->reason) < 0)
+			goto fail;
+		if (b->user.len == 0) {
+			*why_r = "no user to kick";
+			return -1;
+		}
+		break;
+	case MM_IMSG_KICKED:
+		if (mm_mp_get_array_n(&r, 1) < 0 ||
+		    mm_mp_get_uint(&r, &b->kicked) < 0)
 			goto fail;
 		break;
 	default:
@@ -196,6 +214,18 @@ mm_imsg_body_encode(uint8_t type, const struct mm_imsg_body *b,
 	case MM_IMSG_FANOUT:
 		mm_mp_put_array(&w, 1);
 		mm_mp_put_uint(&w, b->workers);
+		break;
+	case MM_IMSG_KICK:
+		if (b->user.len == 0 || !str_ok(&b->user, MM_IMSG_USER_MAX) ||
+		    !str_ok(&b->reason, MM_IMSG_TEXT_MAX))
+			return -1;
+		mm_mp_put_array(&w, 2);
+		put_str(&w, &b->user);
+		put_str(&w, &b->reason);
+		break;
+	case MM_IMSG_KICKED:
+		mm_mp_put_array(&w, 1);
+		mm_mp_put_uint(&w, b->kicked);
 		break;
 	default:
 		return -1;

@@ -25,6 +25,9 @@
  *                 it was sent
  *   FANOUT        [workers]          the parent, to the sender of a frame
  *                 for MM_IMSG_WORKERS: how many workers it went to
+ *   KICK          [user, reason]     end the user's logged-in sessions,
+ *                 each with the protocol's temporary farewell and reason
+ *   KICKED        [sessions]         one worker: how many it ended
  * Every string, count and the body are bounded (MM_IMSG_*_MAX), on encode
  * and on decode; a frame of another version is refused whole. */
 #ifndef MM_IMSG_H
@@ -50,9 +53,11 @@ enum mm_imsg_type {
 	MM_IMSG_SESSIONS_REQ = 1,
 	MM_IMSG_SESSIONS = 2,
 	MM_IMSG_FANOUT = 3,
+	MM_IMSG_KICK = 4,
+	MM_IMSG_KICKED = 5,
 };
 
-#define MM_IMSG_TYPES (MM_IMSG_FANOUT + 1)
+#define MM_IMSG_TYPES (MM_IMSG_KICKED + 1)
 
 struct mm_imsg_hdr {
 	uint32_t len;
@@ -78,7 +83,9 @@ struct mm_imsg_session {
 /* One body; only the fields of its type are meaningful. Large: keep it on
  * the heap. */
 struct mm_imsg_body {
-	struct mm_imsg_str user;		/* SESSIONS_REQ */
+	struct mm_imsg_str user;		/* SESSIONS_REQ, KICK */
+	struct mm_imsg_str reason;		/* KICK */
+	uint64_t kicked;			/* KICKED */
 	bool last;				/* SESSIONS */
 	size_t n_sessions;
 	struct mm_imsg_session sessions[MM_IMSG_SESSIONS_MAX];

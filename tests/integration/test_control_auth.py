@@ -232,6 +232,10 @@ class ControlAuthTest(unittest.TestCase):
         self.assertIn("permission denied", r.err, r)
         self.assertIn("admin-group", r.err, r)
         self.assertEqual(node.ctl("sessions").rc, 0)
+        # Nor may nobody end a user's sessions.
+        r = self.as_nobody(node, "kick", ALICE)
+        self.assertEqual(r.rc, EXIT_PERM, r)
+        self.assertIn("permission denied: kick", r.err, r)
         # Nothing changed.
         self.assertEqual(self.backend_of(node, ALICE), "be2")
         self.assertEqual(self.backend_of(node, BOB), "be2")
@@ -243,9 +247,9 @@ class ControlAuthTest(unittest.TestCase):
         mf.wait_for(lambda: "request=import-rows" in node.log_since(pos), 3)
         log = node.log_since(pos)
         refused = [ln for ln in log.splitlines() if "ctl refused" in ln]
-        self.assertEqual(len(refused), 7, log)
+        self.assertEqual(len(refused), 8, log)
         for req in ("user-set", "user-del", "user-add", "import-users",
-                    "keys-accept", "import-rows", "sessions"):
+                    "keys-accept", "import-rows", "sessions", "kick"):
             self.assertTrue(any("request=%s" % req in ln and
                                 "uid=%d" % self.nobody in ln and
                                 "pid=" in ln for ln in refused),

@@ -58,6 +58,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (body.n_sessions > MM_IMSG_SESSIONS_MAX)
 		abort();
 	inside(data, size, &body.user, MM_IMSG_USER_MAX);
+	inside(data, size, &body.reason, MM_IMSG_TEXT_MAX);
 	for (i = 0; i < body.n_sessions; i++) {
 		const struct mm_imsg_session *s = &body.sessions[i];
 

@@ -99,6 +99,24 @@ test_bodies_round_trip(void **state)
 	assert_int_equal(mm_imsg_body_decode(MM_IMSG_FANOUT, buf, (size_t)n,
 	    &d, &why), 0);
 	assert_int_equal(d.workers, 7);
+
+	memset(&b, 0, sizeof(b));
+	b.user = mm_imsg_str("bob@a.test");
+	b.reason = mm_imsg_str("Mailbox is being moved, log in again");
+	n = mm_imsg_body_encode(MM_IMSG_KICK, &b, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(mm_imsg_body_decode(MM_IMSG_KICK, buf, (size_t)n,
+	    &d, &why), 0);
+	str_is(&d.user, "bob@a.test");
+	str_is(&d.reason, "Mailbox is being moved, log in again");
+
+	memset(&b, 0, sizeof(b));
+	b.kicked = 3;
+	n = mm_imsg_body_encode(MM_IMSG_KICKED, &b, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(mm_imsg_body_decode(MM_IMSG_KICKED, buf, (size_t)n,
+	    &d, &why), 0);
+	assert_int_equal(d.kicked, 3);
 }
 
 static void
@@ -160,6 +178,22 @@ test_refused(void **state)
 	b.n_sessions = MM_IMSG_SESSIONS_MAX + 1;
 	assert_int_equal(mm_imsg_body_encode(MM_IMSG_SESSIONS, &b, buf,
 	    sizeof(buf)), -1);
+	/* A kick names a user: never "everyone". */
+	memset(&b, 0, sizeof(b));
+	b.user = mm_imsg_str("");
+	assert_int_equal(mm_imsg_body_encode(MM_IMSG_KICK, &b, buf,
+	    sizeof(buf)), -1);
+	mm_mp_writer_init(&w, buf, sizeof(buf));
+	mm_mp_put_array(&w, 2);
+	mm_mp_put_str(&w, "");
+	mm_mp_put_str(&w, "why");
+	decode_fails(MM_IMSG_KICK, buf, mm_mp_writer_len(&w), "no user");
+	mm_mp_writer_init(&w, buf, sizeof(buf));
+	mm_mp_put_array(&w, 2);
+	mm_mp_put_str(&w, "carol");
+	mm_mp_put_str(&w, "bye\r\n* OK");
+	decode_fails(MM_IMSG_KICK, buf, mm_mp_writer_len(&w),
+	    "control character");
 }
 
 int
