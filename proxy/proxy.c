@@ -34,6 +34,7 @@
 #define RELAY_READ_CHUNK (128 * 1024)		/* bytes asked of one readv */
 #define RELAY_READ_BURST (512 * 1024)		/* bytes read per wakeup */
 #define RELAY_PIPE_SIZE (1024 * 1024)		/* splice pipe capacity */
+#define HOLD_POLL_MS 10		/* a held login looks its user up again */
 #define PROXY2_HEADER_MAX 232
 #define PARK_MAX 64			/* idle back-end connections per worker */
 #define PARK_IDLE_MS 30000		/* an idle one is closed after this */
@@ -109,6 +110,7 @@ static void session_free(struct session *s);
 static void timer_set(struct session *s, uint64_t ms);
 static void close_flushed(struct session *s);
 static void login_end(struct session *s, bool failed);
+static void login_route(struct session *s);
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -1437,10 +1439,10 @@ session_login(struct session *s, struct login *l)
 {
 	struct proxy *px = s->px;
 	const struct mm_limits *lim = &px->conf->limits;
-	enum dir_result r;
 
 	login_free(s->login);
 	s->login = l;
+	s->held = false;
 	mm_strlcpy(s->user, l->user, sizeof(s->user));
 	s->state = S_LOGIN;
 	s->login_start_ms = mm_now_ms();
@@ -1455,7 +1457,44 @@ session_login(struct session *s, struct login *l)
 		return;
 	}
 	s->login_counted = true;
-	r = dir_lookup(px->dir, l->user, s->lc->proto, &s->route);
+	login_route(s);
+}
+
+/* Looks the login's user up and goes where the directory says. A user
+ * frozen mid-move is held: looked up again every HOLD_POLL_MS until the
+ * move commits (the new owner's route) or aborts (the old one), or
+ * login-hold has passed (a temporary failure). */
+static void
+login_route(struct session *s)
+{
+	struct proxy *px = s->px;
+	uint64_t now = mm_now_ms(), hold = px->conf->limits.login_hold_ms;
+	enum dir_result r;
+
+	r = dir_lookup(px->dir, s->login->user, s->lc->proto, &s->route);
+	if (r == DIR_FROZEN) {
+		if (!s->held) {
+			s->held = true;
+			s->hold_start_ms = now;
+		}
+		if (now - s->hold_start_ms < hold) {
+			uint64_t left = hold - (now - s->hold_start_ms);
+
+			timer_set(s, left < HOLD_POLL_MS ? left : HOLD_POLL_MS);
+			return;
+		}
+	}
+	if (s->held) {
+		char user[4 * DIR_USER_MAX + 1];
+
+		s->held = false;
+		mm_metrics_login_held(session_metrics(s), now -
+		    s->hold_start_ms);
+		log_info("%s proxy held user=%s ms=%llu result=%s", s->sid,
+		    mm_log_escape(s->user, user, sizeof(user)),
+		    (unsigned long long)(now - s->hold_start_ms),
+		    dir_result_name(r));
+	}
 	switch (r) {
 	case DIR_FOUND:
 		backend_connect(s);
@@ -2353,7 +2392,11 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		break;
 	case S_LOGIN:
-		session_login_fail(s, LOGIN_FAIL_TEMP, "backend-timeout");
+		if (s->held)
+			login_route(s);
+		else
+			session_login_fail(s, LOGIN_FAIL_TEMP,
+			    "backend-timeout");
 		break;
 	case S_DELAY:
 		delay_done(s);

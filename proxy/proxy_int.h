@@ -154,6 +154,8 @@ struct session {
 	char *fail_text;
 	bool login_counted;		/* holds a login-in-flight slot */
 	uint64_t login_start_ms;	/* the login command arrived */
+	bool held;			/* waits: the user is frozen mid-move */
+	uint64_t hold_start_ms;
 	/* The client must be done by then: logged in (IMAP, POP3), or have
 	 * sent a message (SMTP, outside a message's data). */
 	uint64_t deadline_ms;

@@ -176,6 +176,8 @@ static const struct limit_def limit_defs[] = {
 	    "clients would be cut off while they connect" },
 	{ "timeout", "before-login", VAL_DURATION, LIM_FIELD(login_ms),
 	    2 * MIN, SEC, HOUR, "clients would be cut off while they log in" },
+	{ "timeout", "login-hold", VAL_DURATION, LIM_FIELD(login_hold_ms),
+	    15 * SEC, 0, 10 * MIN, NULL },
 	{ "timeout", "idle", VAL_DURATION, LIM_FIELD(idle_ms),
 	    30 * MIN, SEC, 24 * HOUR, "every session would end at once" },
 	{ "timeout", "backend", VAL_DURATION, LIM_FIELD(backend_connect_ms),

@@ -81,6 +81,7 @@ struct mm_limits {
 	uint32_t conn_per_ip_max;	/* client connections per address */
 	uint64_t idle_prelogin_ms;	/* client idle before login */
 	uint64_t login_ms;		/* connect to a successful login */
+	uint64_t login_hold_ms;		/* a login for a frozen user waits */
 	uint64_t idle_ms;		/* idle after login, either side */
 	uint64_t backend_connect_ms;	/* connect + greeting + login reply */
 	uint64_t drain_ms;		/* SIGTERM: time sessions get to end */

@@ -15,6 +15,12 @@
 #include "mm_log.h"
 #include "mm_util.h"
 
+/* Upper bounds of the held-login histogram's buckets, in ms. */
+#define HOLD_BUCKETS 10
+static const uint64_t hold_le_ms[HOLD_BUCKETS] = {
+	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+};
+
 struct metrics_key {
 	uint8_t family;
 	uint8_t proto;
@@ -30,6 +36,8 @@ struct mm_metrics_slot {
 	struct metrics_key keys[MM_METRICS_KEYS_MAX];
 	uint64_t counts[MM_METRICS_KEYS_MAX];
 	uint64_t other[MM_METRICS_FAMILY_COUNT][MM_PROTO_COUNT];
+	uint64_t hold[HOLD_BUCKETS + 1];	/* + the +Inf bucket */
+	uint64_t hold_ms;			/* sum */
 };
 
 /* The directory agent's figures, in the order of dir_rows below. */
@@ -193,6 +201,19 @@ mm_metrics_session_end(struct mm_metrics_slot *s, enum mm_proto p)
 	if (get(&s->active[p]) > 0)
 		__atomic_store_n(&s->active[p], get(&s->active[p]) - 1,
 		    __ATOMIC_RELAXED);
+}
+
+void
+mm_metrics_login_held(struct mm_metrics_slot *s, uint64_t ms)
+{
+	size_t i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < HOLD_BUCKETS && ms > hold_le_ms[i]; i++)
+		;
+	add(&s->hold[i], 1);
+	add(&s->hold_ms, ms);
 }
 
 void
@@ -434,6 +455,33 @@ static const struct {
 	    offsetof(struct mm_metrics_slot, active) },
 };
 
+static void
+render_hold(struct out *o, const struct mm_metrics *m)
+{
+	uint64_t n = 0, sum = 0;
+	unsigned w;
+	size_t i;
+
+	header(o, "mailmesh_login_hold_seconds", "histogram",
+	    "How long logins for a user frozen mid-move were held.");
+	for (i = 0; i <= HOLD_BUCKETS; i++) {
+		for (w = 0; w < m->workers; w++)
+			n += get(&m->slot[w].hold[i]);
+		if (i < HOLD_BUCKETS)
+			put(o, "mailmesh_login_hold_seconds_bucket{le=\"%g\"} "
+			    "%llu\n", (double)hold_le_ms[i] / 1000,
+			    (unsigned long long)n);
+		else
+			put(o, "mailmesh_login_hold_seconds_bucket{le=\"+Inf\"} "
+			    "%llu\n", (unsigned long long)n);
+	}
+	for (w = 0; w < m->workers; w++)
+		sum += get(&m->slot[w].hold_ms);
+	put(o, "mailmesh_login_hold_seconds_sum %.3f\n"
+	    "mailmesh_login_hold_seconds_count %llu\n", (double)sum / 1000,
+	    (unsigned long long)n);
+}
+
 size_t
 mm_metrics_render(const struct mm_metrics *m, char *out, size_t outlen)
 {
@@ -490,6 +538,7 @@ mm_metrics_render(const struct mm_metrics *m, char *out, size_t outlen)
 		put(&o, "%s %llu\n", dir_rows[i].name,
 		    (unsigned long long)get(&m->dir[i]));
 	}
+	render_hold(&o, m);
 	header(&o, "mailmesh_worker_restarts_total", "counter",
 	    "Proxy workers that died and were started again.");
 	put(&o, "mailmesh_worker_restarts_total %llu\n",

@@ -66,6 +66,10 @@ void mm_metrics_count(struct mm_metrics_slot *s, enum mm_metrics_family f,
 void mm_metrics_backend_fail(struct mm_metrics_slot *s, enum mm_proto p,
     const char *backend, const char *reason);
 
+/* A login held while its user was frozen mid-move: how long it waited
+ * (histogram mailmesh_login_hold_seconds). */
+void mm_metrics_login_held(struct mm_metrics_slot *s, uint64_t ms);
+
 /* What the directory agent publishes about its store and gossip. */
 struct mm_metrics_directory {
 	uint64_t records, certs, revoked, origins, evidence;

@@ -1368,8 +1368,9 @@ class _TimedResult(unittest.TextTestResult):
 
     def _done(self, word):
         if self.showAll:
-            self.stream.writeln("%s (%.2fs)" % (
-                word, time.monotonic() - self._t0))
+            # A module's set-up fails before any test has started.
+            t0 = getattr(self, "_t0", time.monotonic())
+            self.stream.writeln("%s (%.2fs)" % (word, time.monotonic() - t0))
             self.stream.flush()
 
     def addSuccess(self, test):

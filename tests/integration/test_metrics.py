@@ -29,7 +29,7 @@ CAROL = "carol@b.test"      # be2
 SENDER = "sender@example.net"
 GHOST = "ghost@dead.test"    # on a back end that is down
 
-SAMPLE = re.compile(r'^([a-z_]+)(?:\{([^}]*)\})? (\d+)$')
+SAMPLE = re.compile(r'^([a-z_]+)(?:\{([^}]*)\})? (\d+(?:\.\d+)?)$')
 LABEL = re.compile(r'([a-z_]+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -81,14 +81,17 @@ def scrape():
             continue
         if ln.startswith("# TYPE "):
             name, kind = ln[7:].split(" ")
-            assert kind in ("counter", "gauge"), ln
+            assert kind in ("counter", "gauge", "histogram"), ln
             assert name not in typed, "TYPE twice: " + ln
             typed.add(name)
             continue
         m = SAMPLE.match(ln)
         assert m, "bad sample line %r" % ln
-        name, labels, value = m.group(1), m.group(2) or "", int(m.group(3))
-        assert name in typed, "sample before its TYPE: " + ln
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        value = float(value) if "." in value else int(value)
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in typed or family in typed, \
+            "sample before its TYPE: " + ln
         key = (name, tuple(sorted(LABEL.findall(labels))))
         assert key not in out, "sample twice: " + ln
         out[key] = value
@@ -217,7 +220,7 @@ class DirectoryTest(unittest.TestCase):
         with urllib.request.urlopen("http://%s:%d/metrics" % (
                 mf.HOST, node.port["metrics"]), timeout=10) as r:
             text = r.read().decode()
-        return {m.group(1): int(m.group(3)) for m in
+        return {m.group(1): float(m.group(3)) for m in
                 map(SAMPLE.match, text.splitlines()) if m and not
                 m.group(2)}
 
