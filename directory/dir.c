@@ -407,6 +407,18 @@ dir_result_name(enum dir_result r)
 	return "unknown";
 }
 
+int
+dir_user_record(struct dir *dir, const char *user, struct record_user *u_r)
+{
+	char key[DIR_USER_MAX + 1];
+	struct store *st;
+
+	if (dir->conf->directory == NULL || (st = dir_store(dir)) == NULL ||
+	    dir_normalise_user(dir->conf, user, key, sizeof(key)) != 0)
+		return -1;
+	return store_get_user(st, key, u_r, NULL, NULL);
+}
+
 /* ---- trust for the inter-node channel ------------------------------- */
 
 enum trust_verdict

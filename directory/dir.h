@@ -63,6 +63,13 @@ enum dir_result dir_lookup(struct dir *dir, const char *user,
 
 const char *dir_result_name(enum dir_result r);
 
+/* The signed directory's current record of user (normalised here), for
+ * the checks of a move's dsync stream: 1 with *u_r (its transfer field
+ * is not available), 0 when there is none, -1 without a directory or on a
+ * store error. */
+int dir_user_record(struct dir *dir, const char *user,
+    struct record_user *u_r);
+
 /* Splits "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address
  * into host (hostlen bytes, brackets removed) and port (0 if none). Host
  * names are letters, digits, '.', '-' and '_'; IPv6 literals must be

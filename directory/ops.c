@@ -1402,8 +1402,8 @@ static enum ctl_status
 op_needs_node(struct ops *o, size_t argc, char *const *argv, char **msg_r,
     struct ctl_rows *rows)
 {
-	*msg_r = xasprintf("this command asks the node's workers, so it needs "
-	    "the running node: none answers on %s", o->conf->control_socket);
+	*msg_r = xasprintf("this command needs the running node: none answers "
+	    "on %s", o->conf->control_socket);
 	return CTL_TEMP;
 }
 
@@ -1429,6 +1429,9 @@ static const struct op op_table[] = {
 	{ "sites", OP_READ, 0, 0, op_sites, NULL, true },
 	{ "sessions", OP_READ, 0, 1, op_needs_node, NULL, true },
 	{ "kick", OP_READ, 1, 1, op_needs_node, NULL, true },
+	{ "move", OP_WRITE, 4, 4, op_needs_node, NULL, true },
+	{ "move-abort", OP_WRITE, 1, 1, op_needs_node, NULL, true },
+	{ "moves", OP_READ, 0, 1, op_needs_node, NULL, true },
 	{ "check", OP_READ, 0, 0, op_check, NULL, false },
 };
 
@@ -1580,6 +1583,46 @@ ops_req_publish(struct ops *o, struct ops_req *r)
 		log_warnx("- gossip publish-failed kind=trust");
 	free(r->view.held);
 	r->view.held = NULL;
+}
+
+/* ---- moves ---------------------------------------------------------- */
+
+enum accept_result
+ops_move_sign(struct ops *o, struct store *st, const char *user,
+    const char *backend, enum user_state state, const char *target,
+    uint8_t *env_r, size_t *len_r)
+{
+	struct record_user u;
+	enum accept_result res;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t now = (uint64_t)time(NULL);
+
+	*len_r = 0;
+	if (state == USTATE_TRANSFER)
+		res = store_put_transfer(st, &o->sg, user, target, backend,
+		    now);
+	else
+		res = store_put_user(st, &o->sg, user, backend, state, target,
+		    now);
+	log_info("- dir move-sign user=%s state=%s target=%s result=%s",
+	    user, record_state_name(state), target[0] != '\0' ? target : "-",
+	    store_accept_name(res));
+	if (res != ACCEPT_STORED && res != ACCEPT_DUPLICATE)
+		return res;
+	if (store_get_user(st, user, &u, &buf, &len) == 1 &&
+	    len <= RECORD_MAX) {
+		memcpy(env_r, buf, len);
+		*len_r = len;
+	}
+	free(buf);
+	return res;
+}
+
+void
+ops_publish(struct ops *o)
+{
+	publish_own(o);
 }
 
 /* ---- gossip --------------------------------------------------------- */

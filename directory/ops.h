@@ -54,6 +54,8 @@
 #include "dkey.h"
 #include "gossip.h"
 #include "mm_config.h"
+#include "record.h"
+#include "store.h"
 
 #define OPS_CHECK_STUCK_S 3600	/* a move older than this is stuck */
 /* A node that gossips says it may lack users this long after it starts,
@@ -174,6 +176,18 @@ void ops_gossip_accept_batch(struct store *st, const char *from,
 /* The same for one envelope, on o's store. */
 enum gossip_accept ops_gossip_accept(struct ops *o, const char *from,
     const uint8_t *env, size_t len, uint64_t now);
+
+/* The move engine's writes, on the writer's thread (st its handle):
+ * signs user's next record with this node's key, state ACTIVE, MOVING or
+ * FROZEN (target: the move's site, "" for ACTIVE) on backend, or
+ * TRANSFER to site target (backend: the back end there). The record as
+ * stored goes to env_r (RECORD_MAX bytes), its length to *len_r (0 when
+ * it could not be read back). The accept rule's result. */
+enum accept_result ops_move_sign(struct ops *o, struct store *st,
+    const char *user, const char *backend, enum user_state state,
+    const char *target, uint8_t *env_r, size_t *len_r);
+/* Then, on the loop: gossips what this node signed. */
+void ops_publish(struct ops *o);
 
 /* This node's part of a check report (check.h): its tree, origins, back
  * ends, a scrub of its store (store_scrub; signatures are checked by

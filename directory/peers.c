@@ -62,6 +62,7 @@ struct pconn {
 	struct peers *p;
 	struct chan_ev *ce;
 	char name[RECORD_NAME_MAX + 1];	/* "" until the handshake says */
+	char site[RECORD_SITE_MAX + 1];	/* its certificate's, likewise */
 	char want[RECORD_NAME_MAX + 1];	/* dialled for this member, or "" */
 	char addr[GOSSIP_ADDR_MAX + 1];	/* dialled, or the remote end */
 	int seed;			/* index in seeds when dialling one */
@@ -131,7 +132,7 @@ struct peers {
 	struct {
 		peers_frame_cb cb;
 		void *arg;
-	} on[PEER_FRAME_CHECK + 1];	/* by type; gossip's is the core */
+	} on[PEER_FRAME_MOVE + 1];	/* by type; gossip's is the core */
 	/* the membership snapshot */
 	struct {
 		struct snap last;	/* as last written */
@@ -477,6 +478,7 @@ peer_ready_cb(struct chan_ev *ce, const struct chan_peer *peer, void *arg)
 	const char *self = p->conf->node_name;
 
 	mm_strlcpy(c->name, peer->name, sizeof(c->name));
+	mm_strlcpy(c->site, peer->site, sizeof(c->site));
 	if (strcmp(peer->name, self) == 0) {
 		/* A seed that is this node's own address. */
 		if (c->seed >= 0)
@@ -659,6 +661,12 @@ const char *
 peers_conn_name(const struct pconn *c)
 {
 	return c->name;
+}
+
+const char *
+peers_conn_site(const struct pconn *c)
+{
+	return c->site;
 }
 
 void

@@ -28,6 +28,7 @@
 enum peer_frame {
 	PEER_FRAME_GOSSIP = 1,	/* a gossip message: to the gossip core */
 	PEER_FRAME_CHECK = 2,	/* a check message (check.h) */
+	PEER_FRAME_MOVE = 3,	/* a move message (migrate/move_msg.h) */
 };
 
 struct event_base;
@@ -76,8 +77,10 @@ void peers_send(struct peers *p, const char *to, enum peer_frame type,
 /* The same on channel c, from a peers_frame_cb. */
 void peers_send_conn(struct pconn *c, enum peer_frame type,
     const uint8_t *msg, size_t len);
-/* The name of c's peer (its certificate's), valid as long as c. */
+/* The name and site of c's peer (its certificate's), valid as long as
+ * c. */
 const char *peers_conn_name(const struct pconn *c);
+const char *peers_conn_site(const struct pconn *c);
 
 /* For a node without gossip: removes the membership snapshot an earlier
  * run left in st, which must not route sessions. */

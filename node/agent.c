@@ -37,6 +37,7 @@
 #include "ichan.h"
 #include "jobs.h"
 #include "mm_imsg.h"
+#include "move.h"
 #include "mm_metrics.h"
 #include "mm_log.h"
 #include "mm_util.h"
@@ -261,6 +262,7 @@ static struct {
 	struct event *metrics_ev;
 	bool stopping;			/* the loop is over */
 	struct ichan *ic;		/* to the parent, and the workers */
+	struct moves *moves;		/* with peers */
 	struct wreq *wreqs;		/* `sessions`, `kick`: waiting for
 					 * the workers */
 	uint32_t next_id;
@@ -590,8 +592,10 @@ static const char *const sessions_header[] = {
 
 struct wreq {
 	struct wreq *next;
-	struct client *c;
-	uint8_t type;			/* SESSIONS_REQ or KICK */
+	struct client *c;		/* or: */
+	move_workers_cb cb;		/* the move engine's */
+	void *cbarg;
+	uint8_t type;			/* SESSIONS_REQ, KICK or ROUTE */
 	uint32_t id;
 	int64_t workers;		/* -1 until the parent says */
 	uint64_t done;			/* workers that answered in full */
@@ -623,6 +627,17 @@ wreq_answer(struct wreq *q)
 	bool all = q->workers >= 0 && (uint64_t)q->workers == q->done;
 	char *what, *msg;
 	size_t n = q->rows.n > 0 ? q->rows.n - 1 : 0;
+
+	if (c == NULL) {
+		move_workers_cb cb = q->cb;
+		void *cbarg = q->cbarg;
+		uint64_t count = q->kicked;
+
+		wreq_free(q);
+		if (cb != NULL)
+			cb(cbarg, all, count);
+		return;
+	}
 
 	if (q->type == MM_IMSG_KICK) {
 		what = xasprintf("%llu sessions ended",
@@ -666,6 +681,62 @@ wreq_cancel(struct client *c)
 		if (q->c == c)
 			wreq_free(q);
 	}
+}
+
+/* Sends a request of type with body b to every worker, for the move
+ * engine: cb(cbarg, all answered, count) once, from the loop. */
+static void
+workers_ask(uint8_t type, const struct mm_imsg_body *b, const char *user,
+    move_workers_cb cb, void *cbarg)
+{
+	struct timeval tv = { AGENT_WORKERS_MS / 1000,
+		(AGENT_WORKERS_MS % 1000) * 1000 };
+	uint8_t out[MM_IMSG_USER_MAX + 3 * MM_IMSG_TEXT_MAX + 32];
+	struct wreq *q;
+	int len = mm_imsg_body_encode(type, b, out, sizeof(out));
+
+	q = xcalloc(1, sizeof(*q));
+	q->cb = cb;
+	q->cbarg = cbarg;
+	q->type = type;
+	q->id = ++ag.next_id;
+	q->workers = -1;
+	mm_strlcpy(q->user, user, sizeof(q->user));
+	ctl_rows_init(&q->rows);
+	q->timer = evtimer_new(ag.base, wreq_timeout_cb, q);
+	q->next = ag.wreqs;
+	ag.wreqs = q;
+	if (len < 0 || ag.ic == NULL || ichan_send(ag.ic, type, MM_IMSG_AGENT,
+	    MM_IMSG_WORKERS, q->id, out, (size_t)len) != 0) {
+		wreq_answer(q);
+		return;
+	}
+	evtimer_add(q->timer, &tv);
+}
+
+static void
+move_kick(void *env_arg, const char *user, const char *reason,
+    move_workers_cb cb, void *arg)
+{
+	struct mm_imsg_body *b = xcalloc(1, sizeof(*b));
+
+	b->user = mm_imsg_str(user);
+	b->reason = mm_imsg_str(reason);
+	workers_ask(MM_IMSG_KICK, b, user, cb, arg);
+	free(b);
+}
+
+static void
+move_route(void *env_arg, const char *user, const char *site,
+    const char *backend, move_workers_cb cb, void *arg)
+{
+	struct mm_imsg_body *b = xcalloc(1, sizeof(*b));
+
+	b->user = mm_imsg_str(user);
+	b->site = mm_imsg_str(site);
+	b->backend = mm_imsg_str(backend);
+	workers_ask(MM_IMSG_ROUTE, b, user, cb, arg);
+	free(b);
 }
 
 /* Starts `sessions [USER]` or `kick USER` for c: true when the answer
@@ -768,11 +839,8 @@ sessions_rows(struct wreq *q, uint16_t src, const struct mm_imsg_body *b)
 		    (unsigned)(src - MM_IMSG_WORKER));
 		snprintf(f[1], sizeof(f[1]), "%llu",
 		    (unsigned long long)s->id);
-		for (k = 0; k < 5; k++) {
-			memcpy(f[2 + k], str[k]->len > 0 ? str[k]->p : "",
-			    str[k]->len);
-			f[2 + k][str[k]->len] = '\0';
-		}
+		for (k = 0; k < 5; k++)
+			mm_imsg_str_copy(str[k], f[2 + k], sizeof(f[2 + k]));
 		snprintf(f[7], sizeof(f[7]), "%llu",
 		    (unsigned long long)s->since);
 		snprintf(f[8], sizeof(f[8]), "%llu",
@@ -792,8 +860,9 @@ agent_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
 	struct wreq *q = wreq_find(h->id);
 	struct mm_imsg_body *b;
 	const char *why = NULL;
-	uint8_t answer = q != NULL && q->type == MM_IMSG_KICK ?
-	    MM_IMSG_KICKED : MM_IMSG_SESSIONS;
+	uint8_t answer = q == NULL ? 0 : q->type == MM_IMSG_KICK ?
+	    MM_IMSG_KICKED : q->type == MM_IMSG_ROUTE ? MM_IMSG_ACK :
+	    MM_IMSG_SESSIONS;
 
 	if (q == NULL || h->dst != MM_IMSG_AGENT ||
 	    (h->type != MM_IMSG_FANOUT && h->type != answer))
@@ -811,6 +880,9 @@ agent_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
 	} else if (h->src >= MM_IMSG_WORKER && h->type == MM_IMSG_KICKED) {
 		q->kicked += b->kicked;
 		q->done++;
+	} else if (h->src >= MM_IMSG_WORKER && h->type == MM_IMSG_ACK) {
+		q->kicked += b->ok ? 1 : 0;
+		q->done++;
 	} else if (h->src >= MM_IMSG_WORKER) {
 		sessions_rows(q, h->src, b);
 		if (b->last)
@@ -819,6 +891,28 @@ agent_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
 	free(b);
 	if (q->workers >= 0 && q->done >= (uint64_t)q->workers)
 		wreq_answer(q);
+}
+
+static void
+moves_answer(void *arg, enum ctl_status st, const char *msg,
+    struct ctl_rows *rows)
+{
+	client_reply(arg, st, msg, rows);
+}
+
+/* move, move-abort, moves: the engine answers at once. */
+static void
+client_moves(struct client *c, const struct ctl_msg *m)
+{
+	struct ctl_rows none;
+
+	if (ag.moves == NULL) {
+		ctl_rows_init(&none);
+		client_reply(c, CTL_FAILED, "moves need the directory and "
+		    "gossip (peer-listen) on this node", &none);
+		return;
+	}
+	moves_request(ag.moves, m->op, m->argc, m->argv, moves_answer, c);
 }
 
 static void
@@ -883,6 +977,11 @@ client_read_cb(struct bufferevent *bev, void *arg)
 				ctl_msg_free(m);
 				return;
 			}
+			ctl_msg_free(m);
+			continue;
+		}
+		if (moves_takes(m->op)) {
+			client_moves(c, m);
 			ctl_msg_free(m);
 			continue;
 		}
@@ -1077,6 +1176,15 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	if (imsg_fd >= 0 && (ag.ic = ichan_new(ag.base, imsg_fd,
 	    agent_frame_cb, agent_ichan_closed_cb, NULL)) == NULL)
 		close(imsg_fd);
+	if (ag.peers != NULL) {
+		struct move_env env = { ag.base, conf, ag.ops, ag.peers,
+			ag.writer, move_kick, move_route, NULL };
+
+		if ((ag.moves = moves_new(&env, &err)) == NULL) {
+			log_warnx("- dir moves-unavailable error=\"%s\"", err);
+			free(err);
+		}
+	}
 	if (ag.metrics != NULL) {
 		struct timeval sec = { 1, 0 };
 
@@ -1095,6 +1203,8 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 	ag.reader = NULL;
 	jobs_free(ag.writer);
 	ag.writer = NULL;
+	moves_free(ag.moves);
+	ag.moves = NULL;
 	check_run_free(ag.cr);
 	ag.cr = NULL;
 	peers_free(ag.peers);

@@ -101,7 +101,10 @@ usage(void)
 	    "  sites\n"
 	    "  sessions [--user USER]   (this node's open sessions)\n"
 	    "  kick USER   (ends the user's IMAP and POP3 sessions on this "
-	    "node)\n");
+	    "node)\n"
+	    "  move USER SITE [--backend NAME] [--wait] [--dry-run]\n"
+	    "  move --abort USER\n"
+	    "  moves [--user USER]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -604,6 +607,148 @@ cmd_sessions(int argc, char **argv)
 		    "--direct)");
 	args[0] = user;
 	return simple("sessions", user != NULL ? 1 : 0, args, true, false);
+}
+
+/* ---- moves ---------------------------------------------------------- */
+
+/* The column of rows's header named name, or -1. */
+static int
+col_of(const struct ctl_rows *rows, const char *name)
+{
+	size_t i;
+
+	if (rows->n == 0)
+		return -1;
+	for (i = 0; i < rows->row[0].n; i++)
+		if (strcmp(rows->row[0].col[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Follows the move of user until it is done or aborted, a line per
+ * change: phase, passes, time in it. 0 done, 1 aborted, 3 lost sight. */
+static int
+move_wait(const char *user)
+{
+	char last[256] = "";
+	const char *args[1] = { user };
+	int misses = 0;
+
+	for (;;) {
+		struct ctl_rows rows;
+		enum ctl_status st;
+		char *msg = NULL, line[256];
+		const char *phase, *err;
+		int cp, cs, ce, ca;
+
+		ctl_rows_init(&rows);
+		st = call("moves", 1, args, &msg, &rows);
+		free(msg);
+		if (st != CTL_OK || rows.n < 2) {
+			ctl_rows_clear(&rows);
+			if (++misses > 20) {
+				fprintf(stderr, "mmctl: lost sight of the move "
+				    "of %s\n", user);
+				return EXIT_TEMP;
+			}
+			usleep(250000);
+			continue;
+		}
+		misses = 0;
+		cp = col_of(&rows, "phase");
+		cs = col_of(&rows, "passes");
+		ce = col_of(&rows, "error");
+		ca = col_of(&rows, "phase_s");
+		if (cp < 0 || cs < 0 || ce < 0 || ca < 0) {
+			ctl_rows_clear(&rows);
+			fprintf(stderr, "mmctl: the node's answer lacks columns\n");
+			return EXIT_TEMP;
+		}
+		phase = rows.row[1].col[cp];
+		err = rows.row[1].col[ce];
+		snprintf(line, sizeof(line), "%s: %s, %s passes%s%s", user,
+		    phase, rows.row[1].col[cs], err[0] != '\0' ? "; " : "",
+		    err);
+		if (strcmp(line, last) != 0) {
+			printf("%s\n", line);
+			fflush(stdout);
+			mm_strlcpy(last, line, sizeof(last));
+		}
+		if (strcmp(phase, "done") == 0 ||
+		    strcmp(phase, "aborted") == 0) {
+			int rc = strcmp(phase, "done") == 0 ? 0 : EXIT_FAIL;
+
+			ctl_rows_clear(&rows);
+			return rc;
+		}
+		ctl_rows_clear(&rows);
+		usleep(250000);
+	}
+}
+
+static int
+cmd_move(int argc, char **argv)
+{
+	const char *backend = "", *abort_user = NULL, *args[4];
+	bool wait = false, dry = false;
+	const char *pos[2];
+	size_t npos = 0;
+	struct ctl_rows rows;
+	enum ctl_status st;
+	char *msg = NULL;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--wait") == 0)
+			wait = true;
+		else if (strcmp(argv[i], "--dry-run") == 0)
+			dry = true;
+		else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
+			backend = argv[++i];
+		else if (strcmp(argv[i], "--abort") == 0 && i + 1 < argc)
+			abort_user = argv[++i];
+		else if (argv[i][0] != '-' && npos < 2)
+			pos[npos++] = argv[i];
+		else
+			usage();
+	}
+	if (ctl.direct)
+		fail(EXIT_FAIL, "move needs the running node (not --direct)");
+	if (abort_user != NULL ? npos != 0 : npos != 2)
+		usage();
+	open_directory(false);
+	ctl_rows_init(&rows);
+	if (abort_user != NULL) {
+		args[0] = abort_user;
+		st = call("move-abort", 1, args, &msg, &rows);
+	} else {
+		args[0] = pos[0];
+		args[1] = pos[1];
+		args[2] = backend;
+		args[3] = dry ? "1" : "0";
+		st = call("move", 4, args, &msg, &rows);
+	}
+	fprintf(st == CTL_OK ? stdout : stderr, "%s%s\n",
+	    st == CTL_OK ? "" : "mmctl: ", msg);
+	free(msg);
+	ctl_rows_clear(&rows);
+	if (st == CTL_OK && wait && !dry && abort_user == NULL)
+		st = (enum ctl_status)move_wait(pos[0]);
+	close_directory();
+	return (int)st;
+}
+
+static int
+cmd_moves(int argc, char **argv)
+{
+	const char *user = NULL, *args[1];
+	const struct opt opts[] = { { "--user", &user }, { NULL, NULL } };
+
+	parse_opts(argc, argv, opts);
+	if (ctl.direct)
+		fail(EXIT_FAIL, "moves needs the running node (not --direct)");
+	args[0] = user;
+	return simple("moves", user != NULL ? 1 : 0, args, true, false);
 }
 
 static int
@@ -1713,6 +1858,10 @@ main(int argc, char **argv)
 		rc = cmd_sessions(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "kick") == 0)
 		rc = cmd_kick(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "move") == 0)
+		rc = cmd_move(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "moves") == 0)
+		rc = cmd_moves(argc - 1, argv + 1);
 	else
 		usage();
 	mm_config_free(ctl.conf);

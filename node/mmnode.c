@@ -71,6 +71,7 @@ static struct {
 	 * worker's session-listen socket (NULL: none). */
 	struct dkey tkey;
 	int *sfds;
+	int *dfds;		/* dsync-listen, one per worker; or NULL */
 } node = { .ctl_fd = -1, .peer_fd = -1 };
 
 static void start_worker(unsigned i);
@@ -387,6 +388,8 @@ close_listeners(void)
 			close(node.fds[w][l]);
 		if (node.sfds != NULL)
 			close(node.sfds[w]);
+		if (node.dfds != NULL)
+			close(node.dfds[w]);
 	}
 }
 
@@ -417,15 +420,24 @@ transport_setup_root(char **errstr_r)
 		free(err);
 		return -1;
 	}
-	if (node.conf->session_listen == NULL)
-		return 0;
-	node.sfds = xcalloc(node.n_workers, sizeof(int));
-	for (w = 0; w < node.n_workers; w++)
-		node.sfds[w] = -1;
-	for (w = 0; w < node.n_workers; w++)
-		if ((node.sfds[w] = bind_one(node.conf->session_listen,
-		    errstr_r)) < 0)
-			return -1;
+	if (node.conf->session_listen != NULL) {
+		node.sfds = xcalloc(node.n_workers, sizeof(int));
+		for (w = 0; w < node.n_workers; w++)
+			node.sfds[w] = -1;
+		for (w = 0; w < node.n_workers; w++)
+			if ((node.sfds[w] = bind_one(
+			    node.conf->session_listen, errstr_r)) < 0)
+				return -1;
+	}
+	if (node.conf->dsync_listen != NULL) {
+		node.dfds = xcalloc(node.n_workers, sizeof(int));
+		for (w = 0; w < node.n_workers; w++)
+			node.dfds[w] = -1;
+		for (w = 0; w < node.n_workers; w++)
+			if ((node.dfds[w] = bind_one(node.conf->dsync_listen,
+			    errstr_r)) < 0)
+				return -1;
+	}
 	return 0;
 }
 
@@ -623,11 +635,8 @@ worker_kick(const struct mm_imsg_hdr *h, const struct mm_imsg_body *req)
 	uint8_t out[64];
 	int len;
 
-	memcpy(user, req->user.p, req->user.len);
-	user[req->user.len] = '\0';
-	memcpy(reason, req->reason.len > 0 ? req->reason.p : "",
-	    req->reason.len);
-	reason[req->reason.len] = '\0';
+	mm_imsg_str_copy(&req->user, user, sizeof(user));
+	mm_imsg_str_copy(&req->reason, reason, sizeof(reason));
 	ans = xcalloc(1, sizeof(*ans));
 	ans->kicked = proxy_kick_user(worker_px, user, reason[0] != '\0' ?
 	    reason : "Disconnected by the administrator");
@@ -639,6 +648,31 @@ worker_kick(const struct mm_imsg_hdr *h, const struct mm_imsg_body *req)
 		log_warnx("- node kick-answer-failed");
 }
 
+/* The agent says where a move's dsync streams for a user go. */
+static void
+worker_route(const struct mm_imsg_hdr *h, const struct mm_imsg_body *req)
+{
+	char user[MM_IMSG_USER_MAX + 1], site[MM_IMSG_TEXT_MAX + 1];
+	char backend[MM_IMSG_TEXT_MAX + 1];
+	struct mm_imsg_body *ans;
+	uint8_t out[16];
+	int len;
+
+	mm_imsg_str_copy(&req->user, user, sizeof(user));
+	mm_imsg_str_copy(&req->site, site, sizeof(site));
+	mm_imsg_str_copy(&req->backend, backend, sizeof(backend));
+	ans = xcalloc(1, sizeof(*ans));
+	ans->ok = proxy_dsync_route(worker_px, user, site, backend) == 0;
+	if (!ans->ok)
+		log_warnx("- node dsync-route-failed user=%s", user);
+	len = mm_imsg_body_encode(MM_IMSG_ACK, ans, out, sizeof(out));
+	free(ans);
+	if (len < 0 || ichan_send(worker_ic, MM_IMSG_ACK,
+	    (uint16_t)(MM_IMSG_WORKER + worker_index), h->src, h->id, out,
+	    (size_t)len) != 0)
+		log_warnx("- node route-answer-failed");
+}
+
 static void
 worker_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
     const uint8_t *body, void *arg)
@@ -648,7 +682,8 @@ worker_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
 	const char *why = NULL;
 	char user[MM_IMSG_USER_MAX + 1];
 
-	if (h->type != MM_IMSG_SESSIONS_REQ && h->type != MM_IMSG_KICK)
+	if (h->type != MM_IMSG_SESSIONS_REQ && h->type != MM_IMSG_KICK &&
+	    h->type != MM_IMSG_ROUTE)
 		return;
 	req = xcalloc(1, sizeof(*req));
 	if (mm_imsg_body_decode(h->type, body, h->len, req, &why) < 0) {
@@ -662,8 +697,12 @@ worker_frame_cb(struct ichan *ic, const struct mm_imsg_hdr *h,
 		free(req);
 		return;
 	}
-	memcpy(user, req->user.p != NULL ? req->user.p : "", req->user.len);
-	user[req->user.len] = '\0';
+	if (h->type == MM_IMSG_ROUTE) {
+		worker_route(h, req);
+		free(req);
+		return;
+	}
+	mm_imsg_str_copy(&req->user, user, sizeof(user));
 	free(req);
 	c = xcalloc(1, sizeof(*c));
 	c->req = h;
@@ -709,6 +748,8 @@ worker_main(unsigned i, int sv[2])
 			close(node.fds[w][l]);
 		if (node.sfds != NULL)
 			close(node.sfds[w]);
+		if (node.dfds != NULL)
+			close(node.dfds[w]);
 	}
 	/* The parent's loop and its signal handlers are not ours. The epoll
 	 * instance is shared across fork: reinit gives the child its own
@@ -732,6 +773,9 @@ worker_main(unsigned i, int sv[2])
 	if (node.sfds != NULL &&
 	    proxy_listen_sessions(worker_px, node.sfds[i]) != 0)
 		fatalx("session listener failed");
+	if (node.dfds != NULL &&
+	    proxy_listen_dsync(worker_px, node.dfds[i]) != 0)
+		fatalx("dsync listener failed");
 	for (l = 0; l < node.conf->n_listeners; l++)
 		if (proxy_listen(worker_px, &node.conf->listeners[l],
 		    node.fds[i][l]) != 0)

@@ -22,6 +22,7 @@
 #include <event2/listener.h>
 #include <openssl/err.h>
 
+#include "dsync_tunnel.h"
 #include "lookup.h"
 #include "mm_metrics.h"
 #include "mm_log.h"
@@ -82,6 +83,7 @@ struct proxy {
 	struct listener *listeners;
 	size_t n_listeners;
 	struct xsite *xs;		/* cross-site links */
+	struct dtun *dt;		/* moves' dsync streams (with xs) */
 	struct lookup *lookups;		/* socketmap and auth_http answers */
 	struct evconnlistener *sevl;	/* session-listen */
 	/* What a cross-site session uses in place of a back end's settings
@@ -189,6 +191,8 @@ proxy_new(struct event_base *base, const struct mm_config *conf,
 		px->dns = evdns_base_new(base, 0);
 	px->next_id = ((uint64_t)getpid() << 24);
 	px->xs = xsite_new(base, conf, dir, transport_key);
+	if (transport_key != NULL)
+		px->dt = dtun_new(base, conf, dir, px->xs);
 	px->lookups = lookup_new(base, conf, dir);
 	px->xsite_be.name = (char *)"xsite";
 	px->xsite_be.host = (char *)"";
@@ -232,6 +236,7 @@ proxy_free(struct proxy *px)
 		parked_free(px->parked);
 	if (px->sevl != NULL)
 		evconnlistener_free(px->sevl);
+	dtun_free(px->dt);
 	xsite_free(px->xs);
 	lookup_free(px->lookups);
 	for (i = 0; i < px->n_listeners; i++)
@@ -1009,6 +1014,15 @@ incoming_up(struct xlink *xl, struct bufferevent *outer,
 	struct session *s;
 	char port[8];
 
+	if (req->dsync) {
+		if (px->dt == NULL) {
+			bufferevent_free(outer);
+			xlink_close(xl);
+			return;
+		}
+		dtun_accept_link(px->dt, xl, outer, req);
+		return;
+	}
 	s = session_new(px, &px->xsite_lc[req->proto], SIZE_MAX);
 	s->xl_client = xl;
 	s->hops = req->hops - 1;
@@ -1060,6 +1074,20 @@ session_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 
 	xsite_accept(px->xs, fd, &incoming_cbs, px,
 	    px->conf->limits.backend_connect_ms);
+}
+
+int
+proxy_listen_dsync(struct proxy *px, int fd)
+{
+	return px->dt != NULL ? dtun_listen(px->dt, fd) : -1;
+}
+
+int
+proxy_dsync_route(struct proxy *px, const char *user, const char *site,
+    const char *backend)
+{
+	return px->dt != NULL ? dtun_route(px->dt, user, site, backend,
+	    mm_now_ms()) : -1;
 }
 
 int

@@ -41,6 +41,14 @@ int proxy_listen(struct proxy *px, const struct mm_listener_conf *lc, int fd);
  * session-listen). Returns 0 or -1. */
 int proxy_listen_sessions(struct proxy *px, int fd);
 
+/* Moves' dsync streams (dsync_tunnel.h): takes this site's back ends'
+ * dsync connections on fd (bound to dsync-listen); and the agent's word
+ * on where user's streams go (site "" forgets). Both 0 or -1 (no
+ * transport key, or the table full). */
+int proxy_listen_dsync(struct proxy *px, int fd);
+int proxy_dsync_route(struct proxy *px, const char *user, const char *site,
+    const char *backend);
+
 /* SIGTERM: stop accepting; sessions carry on until they end or until
  * deadline (monotonic ms), when the rest are closed. done_cb runs once
  * no session is left. */

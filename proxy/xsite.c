@@ -84,15 +84,21 @@ xsite_req_encode(const struct xsite_req *rq, uint8_t *out, size_t outlen)
 {
 	struct mm_mp_writer w;
 
+	if (rq->dsync && (rq->backend[0] == '\0' ||
+	    strlen(rq->backend) > XSITE_BACKEND_MAX))
+		return -1;
 	mm_mp_writer_init(&w, out, outlen);
-	mm_mp_put_array(&w, XSITE_REQ_FIELDS);
+	mm_mp_put_array(&w, XSITE_REQ_FIELDS + (rq->dsync ? 1 : 0));
 	mm_mp_put_uint(&w, XSITE_VERSION);
-	mm_mp_put_uint(&w, (uint64_t)rq->proto);
+	mm_mp_put_uint(&w, rq->dsync ? XSITE_PROTO_DSYNC :
+	    (uint64_t)rq->proto);
 	mm_mp_put_str(&w, rq->user);
 	mm_mp_put_str(&w, rq->caddr);
 	mm_mp_put_uint(&w, rq->cport);
 	mm_mp_put_uint(&w, rq->hops);
 	mm_mp_put_uint(&w, rq->sid);
+	if (rq->dsync)
+		mm_mp_put_str(&w, rq->backend);
 	if (!mm_mp_writer_ok(&w))
 		return -1;
 	return (int)mm_mp_writer_len(&w);
@@ -106,6 +112,7 @@ xsite_req_decode(const uint8_t *buf, size_t len, struct xsite_req *rq,
 	struct in6_addr a6;
 	struct in_addr a4;
 	uint64_t version = 0, proto = 0, port = 0, hops = 0;
+	uint32_t n = 0;
 
 	memset(rq, 0, sizeof(*rq));
 	if (len > XSITE_REQ_MAX) {
@@ -113,8 +120,8 @@ xsite_req_decode(const uint8_t *buf, size_t len, struct xsite_req *rq,
 		return -1;
 	}
 	mm_mp_reader_init(&r, buf, len);
-	if (mm_mp_get_array_n(&r, XSITE_REQ_FIELDS) != 0 ||
-	    mm_mp_get_uint(&r, &version) != 0) {
+	if (mm_mp_get_array(&r, XSITE_REQ_FIELDS + 1, &n) != 0 ||
+	    n < XSITE_REQ_FIELDS || mm_mp_get_uint(&r, &version) != 0) {
 		*why_r = r.why != NULL ? r.why : "malformed request";
 		return -1;
 	}
@@ -122,13 +129,22 @@ xsite_req_decode(const uint8_t *buf, size_t len, struct xsite_req *rq,
 		*why_r = "unknown request version";
 		return -1;
 	}
-	if (mm_mp_get_uint_max(&r, MM_PROTO_COUNT - 1, &proto) != 0 ||
+	if (mm_mp_get_uint_max(&r, XSITE_PROTO_DSYNC, &proto) != 0 ||
 	    mm_mp_get_str(&r, rq->user, DIR_USER_MAX) != 0 ||
 	    mm_mp_get_str(&r, rq->caddr, XSITE_ADDR_MAX - 1) != 0 ||
 	    mm_mp_get_uint_max(&r, 65535, &port) != 0 ||
 	    mm_mp_get_uint_max(&r, XSITE_HOPS, &hops) != 0 ||
-	    mm_mp_get_uint(&r, &rq->sid) != 0 || mm_mp_end(&r) != 0) {
+	    mm_mp_get_uint(&r, &rq->sid) != 0 ||
+	    (n > XSITE_REQ_FIELDS && mm_mp_get_str(&r, rq->backend,
+	    XSITE_BACKEND_MAX) != 0) || mm_mp_end(&r) != 0) {
 		*why_r = r.why != NULL ? r.why : "malformed request";
+		return -1;
+	}
+	rq->dsync = proto == XSITE_PROTO_DSYNC;
+	/* The back end comes with a dsync stream, and only with one. */
+	if (rq->dsync != (n > XSITE_REQ_FIELDS) ||
+	    (rq->dsync && rq->backend[0] == '\0')) {
+		*why_r = "back end and dsync stream go together";
 		return -1;
 	}
 	if (rq->user[0] == '\0') {
@@ -140,7 +156,7 @@ xsite_req_decode(const uint8_t *buf, size_t len, struct xsite_req *rq,
 		*why_r = "client address not numeric";
 		return -1;
 	}
-	rq->proto = (enum mm_proto)proto;
+	rq->proto = rq->dsync ? MM_PROTO_IMAP : (enum mm_proto)proto;
 	rq->cport = (uint16_t)port;
 	rq->hops = (unsigned)hops;
 	return 0;

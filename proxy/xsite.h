@@ -12,6 +12,9 @@
  * initiator then speaks the protocol to it as to any back end (greeting,
  * SASL PLAIN login, relay). Every later frame carries stream bytes.
  *
+ * A dsync stream for a move has proto XSITE_PROTO_DSYNC and an eighth
+ * field, the name of the target back end: [..., session id, back end].
+ *
  * Each side's session sees the link as one end of a bufferevent pair; the
  * other end is glued to the channel here, with the relay's backpressure:
  * a frame source stops reading while the other side holds relay-buffer
@@ -47,8 +50,16 @@
 #define XSITE_ENDPOINTS_MAX 8		/* nodes of a site tried per session */
 #define XSITE_EP_MIN_MS 500		/* least time one endpoint gets */
 
+/* The proto value of a dsync stream for a move (see dsync_tunnel.h). */
+#define XSITE_PROTO_DSYNC MM_PROTO_COUNT
+#define XSITE_BACKEND_MAX 64		/* a back-end name (as the config's) */
+
 struct xsite_req {
+	/* A protocol session, or (dsync true) a move's dsync stream to
+	 * back end `backend` of the site dialled; proto is then unused. */
 	enum mm_proto proto;
+	bool dsync;
+	char backend[XSITE_BACKEND_MAX + 1];
 	char user[DIR_USER_MAX + 1];
 	char caddr[XSITE_ADDR_MAX];	/* numeric IPv4 or IPv6 */
 	uint16_t cport;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mm_net.h"
@@ -59,7 +60,8 @@ static directive_cb parse_string, parse_bool, parse_workers, parse_log,
     parse_node_name, parse_ttl, parse_peer_listen, parse_peer,
     parse_peer_address, parse_admin_group;
 
-static directive_cb parse_session_listen, parse_session_address,
+static directive_cb parse_dsync_listen, parse_session_listen,
+    parse_session_address,
     parse_site_route, parse_lookup_relay, parse_hostname;
 static const char *host_problem(const char *host);
 
@@ -86,7 +88,8 @@ static const struct directive directives[] = {
 	    "[proxy-protocol=NET,...]", 2, 6, true, parse_listen, 0 },
 	{ "backend", "NAME HOST [imap=PORT] [pop3=PORT] [lmtp=PORT|smtp=PORT] "
 	    "[tls=none|starttls|implicit] [ca=FILE] [tls-name=NAME] "
-	    "[client-addr=none|id|proxy]", 2, 9, true, parse_backend, 0 },
+	    "[client-addr=none|id|proxy] [doveadm=PORT doveadm-secret=FILE "
+	    "move=dsync]", 2, 12, true, parse_backend, 0 },
 	{ "lookup-relay", "imap|pop3|smtp ADDRESS:PORT", 2, 2, true,
 	    parse_lookup_relay, 0 },
 	{ "hostname", "NAME", 1, 1, false, parse_hostname, 0 },
@@ -110,6 +113,8 @@ static const struct directive directives[] = {
 	    0 },
 	{ "transport-key", "FILE", 1, 1, false, parse_string,
 	    CONF_FIELD(transport_key) },
+	{ "dsync-listen", "ADDRESS:PORT", 1, 1, false, parse_dsync_listen,
+	    0 },
 	{ "session-listen", "ADDRESS:PORT", 1, 1, false, parse_session_listen,
 	    0 },
 	{ "session-address", "ADDRESS:PORT", 1, 1, false,
@@ -178,6 +183,10 @@ static const struct limit_def limit_defs[] = {
 	    2 * MIN, SEC, HOUR, "clients would be cut off while they log in" },
 	{ "timeout", "login-hold", VAL_DURATION, LIM_FIELD(login_hold_ms),
 	    15 * SEC, 0, 10 * MIN, NULL },
+	{ "timeout", "move-freeze", VAL_DURATION, LIM_FIELD(move_freeze_ms),
+	    10 * SEC, SEC, 10 * MIN, NULL },
+	{ "limit", "move-passes", VAL_COUNT, LIM_FIELD(move_passes),
+	    5, 1, 100, NULL },
 	{ "timeout", "idle", VAL_DURATION, LIM_FIELD(idle_ms),
 	    30 * MIN, SEC, 24 * HOUR, "every session would end at once" },
 	{ "timeout", "backend", VAL_DURATION, LIM_FIELD(backend_connect_ms),
@@ -666,6 +675,22 @@ listener_clear(struct mm_listener_conf *l)
 /* ---- cross-site sessions ---------------------------------------------- */
 
 static int
+parse_dsync_listen(struct parser *p, const struct directive *d, int argc,
+    char **argv)
+{
+	struct mm_listener_conf *l = xcalloc(1, sizeof(*l));
+
+	if (parse_addr(p, "dsync-listen", false, argv[1], &l->host,
+	    &l->port) != 0) {
+		free(l);
+		return -1;
+	}
+	l->line = p->line;
+	p->conf->dsync_listen = l;
+	return 0;
+}
+
+static int
 parse_session_listen(struct parser *p, const struct directive *d, int argc,
     char **argv)
 {
@@ -1015,11 +1040,58 @@ backend_clear(struct mm_backend_conf *b)
 	free(b->host);
 	free(b->ca_file);
 	free(b->tls_name);
+	if (b->doveadm_password != NULL) {
+		mm_wipe(b->doveadm_password, strlen(b->doveadm_password));
+		free(b->doveadm_password);
+	}
+	free(b->move_engine);
+}
+
+/* The first line of file path (a doveadm_password) into *secret_r. The
+ * file must be readable by its owner only: it lets anyone run any doveadm
+ * command on the back end. */
+static int
+read_secret(struct parser *p, const char *path, char **secret_r)
+{
+	char buf[512];
+	struct stat st;
+	FILE *f;
+	size_t n;
+	int rc = -1;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		conf_error(p, "backend: doveadm-secret '%s': %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) != 0 || (st.st_mode & 077) != 0) {
+		conf_error(p, "backend: doveadm-secret '%s': readable by "
+		    "others (chmod 600 it)", path);
+		goto done;
+	}
+	if (fgets(buf, sizeof(buf), f) == NULL) {
+		conf_error(p, "backend: doveadm-secret '%s': empty", path);
+		goto done;
+	}
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	if (n == 0 || n == sizeof(buf) - 1) {
+		conf_error(p, "backend: doveadm-secret '%s': the first line "
+		    "must hold the password (1-510 bytes)", path);
+		goto done;
+	}
+	*secret_r = xstrdup(buf);
+	rc = 0;
+done:
+	mm_wipe(buf, sizeof(buf));
+	fclose(f);
+	return rc;
 }
 
 enum backend_opt {
 	BOPT_IMAP, BOPT_POP3, BOPT_LMTP, BOPT_SMTP, BOPT_TLS, BOPT_CA,
-	BOPT_TLS_NAME, BOPT_CLIENT_ADDR, BOPT_COUNT
+	BOPT_TLS_NAME, BOPT_CLIENT_ADDR, BOPT_DOVEADM, BOPT_DOVEADM_SECRET,
+	BOPT_MOVE, BOPT_COUNT
 };
 
 static int
@@ -1028,7 +1100,7 @@ parse_backend(struct parser *p, const struct directive *d, int argc,
 {
 	static const char *const opt_keys[BOPT_COUNT] = {
 		"imap", "pop3", "lmtp", "smtp", "tls", "ca", "tls-name",
-		"client-addr",
+		"client-addr", "doveadm", "doveadm-secret", "move",
 	};
 	struct mm_config *conf = p->conf;
 	struct mm_backend_conf b;
@@ -1144,7 +1216,37 @@ parse_backend(struct parser *p, const struct directive *d, int argc,
 				goto done;
 			}
 			break;
+		case BOPT_DOVEADM:
+			if (parse_port(val, &b.doveadm_port) != 0) {
+				conf_error(p, "backend: '%s': not a port "
+				    "(1-65535)", argv[a]);
+				goto done;
+			}
+			break;
+		case BOPT_DOVEADM_SECRET:
+			if (read_secret(p, val, &b.doveadm_password) != 0)
+				goto done;
+			break;
+		case BOPT_MOVE:
+			if (strcmp(val, "dsync") != 0) {
+				conf_error(p, "backend: '%s': the move engine "
+				    "is dsync (the only one built)", argv[a]);
+				goto done;
+			}
+			b.move_engine = xstrdup(val);
+			break;
 		}
+	}
+	if (seen[BOPT_DOVEADM] != seen[BOPT_DOVEADM_SECRET]) {
+		conf_error(p, "backend: doveadm= and doveadm-secret= go "
+		    "together");
+		goto done;
+	}
+	if (seen[BOPT_MOVE] && !seen[BOPT_DOVEADM]) {
+		conf_error(p, "backend: move=dsync needs doveadm= and "
+		    "doveadm-secret=: dsync is driven through the back end's "
+		    "doveadm server");
+		goto done;
 	}
 
 	/* Certificate settings on a plaintext back end suggest the TLS mode
@@ -1381,7 +1483,8 @@ static int
 check_xsite(struct parser *p)
 {
 	static const char *const needs[] = { "transport-key",
-		"session-listen", "session-address", "site-route" };
+		"session-listen", "session-address", "site-route",
+		"dsync-listen" };
 	struct mm_config *conf = p->conf;
 	size_t i;
 
@@ -1628,6 +1731,9 @@ mm_config_free(struct mm_config *conf)
 	if (conf->session_listen != NULL)
 		listener_clear(conf->session_listen);
 	free(conf->session_listen);
+	if (conf->dsync_listen != NULL)
+		listener_clear(conf->dsync_listen);
+	free(conf->dsync_listen);
 	free(conf->session_address);
 	for (i = 0; i < conf->n_site_routes; i++)
 		site_route_clear(&conf->site_routes[i]);

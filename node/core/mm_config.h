@@ -64,6 +64,13 @@ struct mm_backend_conf {
 	char *tls_name;		/* name checked in its certificate; never NULL:
 				 * tls-name= if given, else host */
 	enum mm_client_addr client_addr;
+	/* Moves: the back end's doveadm server (0: none) and its
+	 * doveadm_password, read from doveadm-secret= at load; move= names
+	 * the copy engine ("dsync"; NULL: the back end takes no part in
+	 * moves). */
+	uint16_t doveadm_port;
+	char *doveadm_password;
+	char *move_engine;
 	int line;		/* line in the config file, for messages */
 };
 
@@ -82,6 +89,8 @@ struct mm_limits {
 	uint64_t idle_prelogin_ms;	/* client idle before login */
 	uint64_t login_ms;		/* connect to a successful login */
 	uint64_t login_hold_ms;		/* a login for a frozen user waits */
+	uint64_t move_freeze_ms;	/* a move's freeze ends by then */
+	uint32_t move_passes;		/* catch-up passes before freezing */
 	uint64_t idle_ms;		/* idle after login, either side */
 	uint64_t backend_connect_ms;	/* connect + greeting + login reply */
 	uint64_t drain_ms;		/* SIGTERM: time sessions get to end */
@@ -152,6 +161,9 @@ struct mm_config {
 	 * the inter-node session listener (host and port only; NULL: none)
 	 * and the endpoints of other sites. */
 	char *transport_key;	/* NULL: no cross-site sessions */
+	/* Moves: where this node's workers take the dsync connections of
+	 * this site's back ends (their address for it, so never "*"). */
+	struct mm_listener_conf *dsync_listen;
 	struct mm_listener_conf *session_listen;
 	char *session_address;	/* advertised to other nodes by gossip;
 				 * default: session-listen unless on '*';

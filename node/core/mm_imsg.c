@@ -48,6 +48,16 @@ mm_imsg_str(const char *s)
 	return r;
 }
 
+void
+mm_imsg_str_copy(const struct mm_imsg_str *s, char *out, size_t size)
+{
+	size_t n = s->len < size ? s->len : size - 1;
+
+	if (n > 0)
+		memcpy(out, s->p, n);
+	out[n] = '\0';
+}
+
 /* Text a process may print: no control characters. */
 static bool
 printable(const char *p, size_t len)
@@ -102,6 +112,9 @@ mm_imsg_body_decode(uint8_t type, const uint8_t *buf, size_t len,
 	b->reason.p = NULL;
 	b->reason.len = 0;
 	b->kicked = 0;
+	b->site.p = b->backend.p = NULL;
+	b->site.len = b->backend.len = 0;
+	b->ok = false;
 	if (len > MM_IMSG_BODY_MAX) {
 		*why_r = "body too long";
 		return -1;
@@ -141,6 +154,22 @@ mm_imsg_body_decode(uint8_t type, const uint8_t *buf, size_t len,
 	case MM_IMSG_KICKED:
 		if (mm_mp_get_array_n(&r, 1) < 0 ||
 		    mm_mp_get_uint(&r, &b->kicked) < 0)
+			goto fail;
+		break;
+	case MM_IMSG_ROUTE:
+		if (mm_mp_get_array_n(&r, 3) < 0 ||
+		    get_text(&r, MM_IMSG_USER_MAX, &b->user) < 0 ||
+		    get_text(&r, MM_IMSG_TEXT_MAX, &b->site) < 0 ||
+		    get_text(&r, MM_IMSG_TEXT_MAX, &b->backend) < 0)
+			goto fail;
+		if (b->user.len == 0) {
+			*why_r = "no user to route";
+			return -1;
+		}
+		break;
+	case MM_IMSG_ACK:
+		if (mm_mp_get_array_n(&r, 1) < 0 ||
+		    mm_mp_get_bool(&r, &b->ok) < 0)
 			goto fail;
 		break;
 	default:
@@ -226,6 +255,20 @@ mm_imsg_body_encode(uint8_t type, const struct mm_imsg_body *b,
 	case MM_IMSG_KICKED:
 		mm_mp_put_array(&w, 1);
 		mm_mp_put_uint(&w, b->kicked);
+		break;
+	case MM_IMSG_ROUTE:
+		if (b->user.len == 0 || !str_ok(&b->user, MM_IMSG_USER_MAX) ||
+		    !str_ok(&b->site, MM_IMSG_TEXT_MAX) ||
+		    !str_ok(&b->backend, MM_IMSG_TEXT_MAX))
+			return -1;
+		mm_mp_put_array(&w, 3);
+		put_str(&w, &b->user);
+		put_str(&w, &b->site);
+		put_str(&w, &b->backend);
+		break;
+	case MM_IMSG_ACK:
+		mm_mp_put_array(&w, 1);
+		mm_mp_put_bool(&w, b->ok);
 		break;
 	default:
 		return -1;

@@ -28,6 +28,9 @@
  *   KICK          [user, reason]     end the user's logged-in sessions,
  *                 each with the protocol's temporary farewell and reason
  *   KICKED        [sessions]         one worker: how many it ended
+ *   ROUTE         [user, site, backend]   a move's dsync streams for user
+ *                 go to back end backend of site site (site "": none)
+ *   ACK           [ok (bool)]        one worker: done, or it could not
  * Every string, count and the body are bounded (MM_IMSG_*_MAX), on encode
  * and on decode; a frame of another version is refused whole. */
 #ifndef MM_IMSG_H
@@ -55,9 +58,11 @@ enum mm_imsg_type {
 	MM_IMSG_FANOUT = 3,
 	MM_IMSG_KICK = 4,
 	MM_IMSG_KICKED = 5,
+	MM_IMSG_ROUTE = 6,
+	MM_IMSG_ACK = 7,
 };
 
-#define MM_IMSG_TYPES (MM_IMSG_KICKED + 1)
+#define MM_IMSG_TYPES (MM_IMSG_ACK + 1)
 
 struct mm_imsg_hdr {
 	uint32_t len;
@@ -83,7 +88,9 @@ struct mm_imsg_session {
 /* One body; only the fields of its type are meaningful. Large: keep it on
  * the heap. */
 struct mm_imsg_body {
-	struct mm_imsg_str user;		/* SESSIONS_REQ, KICK */
+	struct mm_imsg_str user;		/* SESSIONS_REQ, KICK, ROUTE */
+	struct mm_imsg_str site, backend;	/* ROUTE */
+	bool ok;				/* ACK */
 	struct mm_imsg_str reason;		/* KICK */
 	uint64_t kicked;			/* KICKED */
 	bool last;				/* SESSIONS */
@@ -109,5 +116,7 @@ int mm_imsg_body_encode(uint8_t type, const struct mm_imsg_body *b,
 
 /* A NUL-terminated string as an mm_imsg_str. */
 struct mm_imsg_str mm_imsg_str(const char *s);
+/* s into out (size bytes), NUL-terminated, cut to fit. */
+void mm_imsg_str_copy(const struct mm_imsg_str *s, char *out, size_t size);
 
 #endif

@@ -59,6 +59,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	inside(data, size, &body.user, MM_IMSG_USER_MAX);
 	inside(data, size, &body.reason, MM_IMSG_TEXT_MAX);
+	inside(data, size, &body.site, MM_IMSG_TEXT_MAX);
+	inside(data, size, &body.backend, MM_IMSG_TEXT_MAX);
 	for (i = 0; i < body.n_sessions; i++) {
 		const struct mm_imsg_session *s = &body.sessions[i];
 

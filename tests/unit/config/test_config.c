@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -590,7 +591,7 @@ test_syntax_errors(void **state)
 	    2, "unexpected 'b'");
 	expect_error(LISTEN "backend b h imap=1 pop3=2 tls=none "
 	    "client-addr=id x1 x2 x3 x4 x5 x6 x7 x8 x9 x10 x11\n", 2,
-	    "unexpected 'x4'");
+	    "unexpected 'x7'");
 }
 
 static void
@@ -1161,6 +1162,49 @@ test_backend_errors(void **state)
 	    "bad 'tls-name=a:b'");
 }
 
+/* Moves: the doveadm server, its secret and the engine go together; the
+ * secret file must be the owner's alone. */
+static void
+test_backend_doveadm(void **state)
+{
+	char path[] = "/tmp/mmcfgXXXXXX", text[512];
+	struct mm_config *conf;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "s3cret pass\nignored\n", 20), 20);
+	close(fd);
+	assert_int_equal(chmod(path, 0600), 0);
+	snprintf(text, sizeof(text), LISTEN "backend b h doveadm=2425 "
+	    "doveadm-secret=%s move=dsync\n", path);
+	conf = parse_ok(text);
+	assert_int_equal(conf->backends[0].doveadm_port, 2425);
+	assert_string_equal(conf->backends[0].doveadm_password, "s3cret pass");
+	assert_string_equal(conf->backends[0].move_engine, "dsync");
+	assert_int_equal(conf->limits.move_passes, 5);
+	assert_int_equal(conf->limits.move_freeze_ms, 10000);
+	mm_config_free(conf);
+
+	snprintf(text, sizeof(text), LISTEN "backend b h doveadm=2425\n");
+	expect_error(text, 2, "doveadm= and doveadm-secret= go together");
+	snprintf(text, sizeof(text), LISTEN "backend b h move=dsync\n");
+	expect_error(text, 2, "move=dsync needs doveadm=");
+	snprintf(text, sizeof(text), LISTEN "backend b h doveadm=1 "
+	    "doveadm-secret=%s move=imap\n", path);
+	expect_error(text, 2, "the move engine is dsync");
+	snprintf(text, sizeof(text), LISTEN "backend b h doveadm=1 "
+	    "doveadm-secret=%s.none\n", path);
+	expect_error(text, 2, "No such file");
+	assert_int_equal(chmod(path, 0640), 0);
+	snprintf(text, sizeof(text), LISTEN "backend b h doveadm=1 "
+	    "doveadm-secret=%s\n", path);
+	expect_error(text, 2, "readable by others (chmod 600 it)");
+	unlink(path);
+	expect_error(LISTEN "dsync-listen *:7600\n", 2, "dsync-listen");
+}
+
 static void
 test_backend_max(void **state)
 {
@@ -1447,6 +1491,7 @@ main(void)
 		cmocka_unit_test(test_smtp_directives),
 		cmocka_unit_test(test_backend_errors),
 		cmocka_unit_test(test_backend_max),
+		cmocka_unit_test(test_backend_doveadm),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_limit_errors),
 		cmocka_unit_test(test_load),

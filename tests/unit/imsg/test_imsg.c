@@ -117,6 +117,26 @@ test_bodies_round_trip(void **state)
 	assert_int_equal(mm_imsg_body_decode(MM_IMSG_KICKED, buf, (size_t)n,
 	    &d, &why), 0);
 	assert_int_equal(d.kicked, 3);
+
+	memset(&b, 0, sizeof(b));
+	b.user = mm_imsg_str("bob@a.test");
+	b.site = mm_imsg_str("fra");
+	b.backend = mm_imsg_str("ms7");
+	n = mm_imsg_body_encode(MM_IMSG_ROUTE, &b, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(mm_imsg_body_decode(MM_IMSG_ROUTE, buf, (size_t)n,
+	    &d, &why), 0);
+	str_is(&d.user, "bob@a.test");
+	str_is(&d.site, "fra");
+	str_is(&d.backend, "ms7");
+
+	memset(&b, 0, sizeof(b));
+	b.ok = true;
+	n = mm_imsg_body_encode(MM_IMSG_ACK, &b, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(mm_imsg_body_decode(MM_IMSG_ACK, buf, (size_t)n,
+	    &d, &why), 0);
+	assert_true(d.ok);
 }
 
 static void

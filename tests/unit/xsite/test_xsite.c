@@ -47,6 +47,18 @@ test_round_trip(void **state)
 	n = xsite_req_encode(&in, buf, sizeof(buf));
 	assert_int_equal(xsite_req_decode(buf, (size_t)n, &out, &why), 0);
 	assert_string_equal(out.caddr, "2001:db8::5");
+	assert_false(out.dsync);
+
+	/* A move's dsync stream names the target back end. */
+	in.dsync = true;
+	strcpy(in.backend, "ms7");
+	n = xsite_req_encode(&in, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(xsite_req_decode(buf, (size_t)n, &out, &why), 0);
+	assert_true(out.dsync);
+	assert_string_equal(out.backend, "ms7");
+	in.backend[0] = '\0';
+	assert_int_equal(xsite_req_encode(&in, buf, sizeof(buf)), -1);
 }
 
 static void
