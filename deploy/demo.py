@@ -99,10 +99,12 @@ class DemoEnv:
         self.tls = tls
         self.dovecots = {BACKEND: dovecot}
 
-    def backend_line(self, name, client_addr="id"):
+    def backend_line(self, name, secret, client_addr="id"):
         d = self.dovecots[name]
-        return "%s %s imap=%d pop3=%d lmtp=%d client-addr=%s" % (
-            name, mf.HOST, d.imap, d.pop3, d.lmtp, client_addr)
+        return ("%s %s imap=%d pop3=%d lmtp=%d client-addr=%s doveadm=%d "
+                "doveadm-secret=%s move=dsync" % (
+                    name, mf.HOST, d.imap, d.pop3, d.lmtp, client_addr,
+                    d.doveadm, secret))
 
 
 def wait_for(pred, timeout, what):
@@ -131,6 +133,13 @@ def start(state, build, env_file):
         "alice@example.com": "alice-demo-pw",
         "bob@example.com": "bob-demo-pw",
     }
+    # The back ends' doveadm_password: the nodes drive dsync through
+    # their doveadm servers when a mailbox moves.
+    doveadm_pass = "".join(secrets.choice(alphabet) for _ in range(24))
+    secret = os.path.join(state, "doveadm.secret")
+    with open(secret, "w") as f:
+        f.write(doveadm_pass + "\n")
+    os.chmod(secret, 0o600)
     tls = mf.TLS(os.path.join(state, "tls"))
     ntls = NodeTLS(tls)
     root = mf.RootKey(os.path.join(state, "root"))
@@ -142,10 +151,20 @@ def start(state, build, env_file):
         for site, ip in SITES:
             d = os.path.join(state, site)
             os.makedirs(d)
-            # A site's back end holds only the mailboxes of its users.
-            users = {u: p for u, p in passwords.items() if HOME[u] == site}
+            # Every back end knows every user; a site's back end holds
+            # only the mailboxes of its users (a move brings one).
+            dport = mf.free_port()
             dov = mf.Dovecot(BACKEND, os.path.join(d, "backend"),
-                             tls.cert, tls.key, users=users, big=False)
+                             tls.cert, tls.key, users=passwords, big=False,
+                             extra_conf=[
+                                 "doveadm_password = " + doveadm_pass,
+                                 "service doveadm {\n inet_listener {\n"
+                                 "  address = 127.0.0.1\n  port = %d\n"
+                                 " }\n}" % dport])
+            dov.doveadm = dport
+            for u in passwords:
+                if HOME[u] != site:
+                    shutil.rmtree(os.path.join(dov.dir, "mail", u))
             dov.start()
             pids.append(dov.proc.pid)
             env = DemoEnv(d, ntls, dov)
@@ -155,11 +174,12 @@ def start(state, build, env_file):
                 listeners=mf.Mmnode.DEFAULT_LISTENERS + [
                     ("smtp", "smtp", {"tls": True}),
                     ("metrics", "metrics", {})],
-                backends=[env.backend_line(BACKEND)],
+                backends=[env.backend_line(BACKEND, secret)],
                 peer_listen="%s:%d" % (ip, peer_port[site]),
                 peers=[] if site == SITES[0][0] else [seed],
                 extra=["transport-key %s" % tkey,
-                       "session-listen %s:%d" % (ip, mf.free_port())],
+                       "session-listen %s:%d" % (ip, mf.free_port()),
+                       "dsync-listen %s:%d" % (ip, mf.free_port())],
                 limits={"auth-failure-delay": "1s",
                         "auth-failure-delay-max": "8s"},
                 timeouts={"drain": "5s", "backend": "10s"})
@@ -257,6 +277,13 @@ recipient's site and acknowledged only once that back end has it.
 
 The node's counters, as Prometheus reads them:
   curl -s http://%(metrics)s/metrics
+
+Move demo's mailbox from fra to ams while it is live (dsync between the
+back ends, carried by the nodes; logins wait a blink, mail gets 4xx
+meanwhile), then read it again at fra: the session now goes to ams.
+  %(mmctl)s move demo@example.com ams --wait
+  curl 'imap://%(u)s@%(imap)s/INBOX;UID=1'
+  %(mmctl)s moves
 
 The directory and the sites:
   %(mmctl)s sites

@@ -126,6 +126,7 @@ static void request(struct run *r, enum move_msg_type type,
     enum move_msg_type answer);
 static void abort_begin(struct run *r, const char *why);
 static void copy_signed(struct run *r, bool ok);
+static void moving_signed(struct run *r, bool ok);
 static void freeze_abandon(struct run *r, const char *why);
 static void tjob_answer(struct tjob *t);
 
@@ -392,7 +393,7 @@ request(struct run *r, enum move_msg_type type, enum move_msg_type answer)
 	mm_strlcpy(m->msg->site, r->mv->from_site, sizeof(m->msg->site));
 	mm_strlcpy(m->msg->backend, r->mv->to_backend,
 	    sizeof(m->msg->backend));
-	if (type == MOVE_MSG_COMMIT) {
+	if (type == MOVE_MSG_COMMIT || type == MOVE_MSG_PREPARE) {
 		m->msg->record = r->record;
 		m->msg->record_len = r->record_len;
 	}
@@ -467,6 +468,19 @@ src_inbox_done(void *arg, const struct doveadm_result *res)
 		r->have_src_inbox = false;
 		abort_begin(r, res->status != DOVEADM_OK ? res->error :
 		    "the source's INBOX status could not be read");
+		return;
+	}
+	/* MOVING first: PREPARE carries it, so that the target's store has
+	 * it (and lets the dsync stream in) before the first pass. */
+	sign(r, USTATE_MOVING, r->mv->from_backend, r->mv->to_site,
+	    moving_signed);
+}
+
+static void
+moving_signed(struct run *r, bool ok)
+{
+	if (!ok) {
+		abort_begin(r, r->mv->error);
 		return;
 	}
 	r->step = R_PREPARE;
@@ -1080,8 +1094,7 @@ answer_in(struct moves *m, const struct move_msg *a, const char *from)
 		    sizeof(r->mv->to_backend));
 		mm_strlcpy(r->peer, from, sizeof(r->peer));
 		enter_phase(r, MOVE_COPY);
-		sign(r, USTATE_MOVING, r->mv->from_backend, r->mv->to_site,
-		    copy_signed);
+		run_next(r);
 		return;
 	case MOVE_MSG_VERIFIED:
 		if (r->step != R_VERIFY || r->have_theirs)
@@ -1517,6 +1530,10 @@ accept_done(void *arg)
 		    "Mailbox is being moved, log in again", kick_in_done, t);
 		return;
 	}
+	if (t->q.type == MOVE_MSG_PREPARE) {
+		prepare_in(t);
+		return;
+	}
 	/* COMMIT: the TRANSFER is here; ACTIVE at this site (unless it is
 	 * already). */
 	if (current(t->m, t->q.user, &u) != 1 ||
@@ -1596,7 +1613,12 @@ request_in(struct moves *m, const struct move_msg *q, const char *from,
 	    q->type), q->user, from);
 	switch (q->type) {
 	case MOVE_MSG_PREPARE:
-		prepare_in(t);
+		if (t->record_len == 0) {
+			tjob_fail(t, "no MOVING record came with the request");
+			return;
+		}
+		t->busy = true;
+		jobs_add(m->env.writer, accept_run, accept_done, t);
 		return;
 	case MOVE_MSG_VERIFY:
 		verify_in(t);

@@ -2,14 +2,16 @@
  * `mmctl move USER SITE` hands a live mailbox to another site.
  *
  * The node mmctl asks must be of the owner site A; it coordinates:
- *   1. PREPARE: a node of the target site B agrees and names its back
- *      end. What that back end holds for the user must be a copy of this
+ *   1. PREPARE: A signs MOVING (target B) and sends it to a node of the
+ *      target site B, which stores it, agrees and names its back end.
+ *      What that back end holds for the user must be a copy of this
  *      mailbox (an earlier move's: the passes bring it up to date) or an
- *      INBOX never used (given the source's GUID and UIDVALIDITY); another
- *      mailbox of the user's there refuses the move, with the reason.
- *   2. COPY: A signs MOVING (target B); this site's back end runs dsync
- *      passes into B's through this node's dsync-listen and the channel
- *      (proxy/dsync_tunnel.h), until a pass is quick or move-passes ran.
+ *      INBOX never used (given the source's GUID and UIDVALIDITY);
+ *      another mailbox of the user's there refuses the move, with the
+ *      reason.
+ *   2. COPY: this site's back end runs dsync passes into B's through
+ *      this node's dsync-listen and the channel (proxy/dsync_tunnel.h),
+ *      until a pass is quick or move-passes ran.
  *   3. FREEZE: A signs FROZEN; every other alive node of A stores it and
  *      ends the user's sessions, and says so within MOVE_FREEZE_ACK_MS
  *      (else the freeze is abandoned: MOVING again, and copy on); logins
@@ -32,7 +34,7 @@
  *
  * Not built yet: moves asked of a node of another site than the owner,
  * the IMAP engine, --from-file / --parallel, `--purge` of the old copy,
- * a body digest in the verify. */
+ * a body digest in the verify, moves in `mmctl check`. */
 #ifndef MOVE_H
 #define MOVE_H
 

@@ -5,7 +5,8 @@
  * The coordinator is a node of the owner site A; the target is a node of
  * site B; A's other nodes take part in the freeze.
  *
- *   PREPARE   A -> B   take user from site A; backend "" = B's choice;
+ *   PREPARE   A -> B   the MOVING record (envelope): store it and take
+ *                      user from site A; backend "" = B's choice;
  *                      folders[0]: the source's INBOX (UIDVALIDITY, and
  *                      its GUID in the first 16 bytes of digest)
  *   PREPARED  B -> A   ok, the back end B chose, or error
@@ -83,7 +84,7 @@ struct move_msg {
 	char backend[RECORD_NAME_MAX + 1];	/* PREPARE, PREPARED */
 	bool ok;				/* answers */
 	char error[MOVE_MSG_ERROR_MAX + 1];	/* answers with ok false */
-	/* FREEZE, COMMIT: a record envelope. Decoding points into the
+	/* PREPARE, FREEZE, COMMIT: a record envelope. Decoding points into the
 	 * buffer; encoding reads from the caller's memory. */
 	const uint8_t *record;
 	size_t record_len;			/* <= RECORD_MAX */
