@@ -18,6 +18,7 @@
 #include "jobs.h"
 #include "mm_config.h"
 #include "mm_log.h"
+#include "mm_metrics.h"
 #include "mm_util.h"
 #include "move_db.h"
 #include "move_msg.h"
@@ -55,6 +56,7 @@ struct run {
 	struct doveadm_cmd *cmd;
 	struct verify *ver;
 	uint64_t req_start_ms, pass_start_ms, freeze_start_ms;
+	uint64_t copy_start_ms;
 	char peer[RECORD_NAME_MAX + 1];	/* the target node asked */
 	enum move_msg_type waiting;	/* the answer expected */
 	/* The freeze: nodes of this site to confirm, and what is done. */
@@ -558,6 +560,8 @@ pass_done(void *arg, const struct doveadm_result *res)
 		freeze_begin(r);
 		return;
 	case MOVE_FREEZE:
+		mm_metrics_move_phase(r->m->env.metrics, MM_METRICS_MOVE_FINAL,
+		    took);
 		r->final_pass = true;
 		verify_begin(r);
 		return;
@@ -637,37 +641,26 @@ pass_begin(struct run *r)
 
 static void kick_backend_done(void *arg, const struct doveadm_result *res);
 
-/* Every node of this site has the freeze and has ended the user's
- * sessions: the back end's own sessions of the user go too (any that
- * did not come through a node), then the last pass. */
+/* The last pass starts once every node of this site has the freeze and
+ * has ended the user's sessions, and the back end has ended its own (any
+ * that did not come through a node; one a node opened before it had the
+ * freeze is ended by that node before it confirms). */
 static void
 freeze_check(struct run *r)
 {
-	const struct mm_backend_conf *be;
-	const char *argv[2] = { "kick", r->mv->user };
-	const char *why = "the back end is gone from the config";
 	size_t i;
 
-	if (r->step != R_FREEZE_WAIT || !r->kicked_local)
+	if (r->step != R_FREEZE_WAIT || !r->kicked_local ||
+	    !r->kicked_backend)
 		return;
 	for (i = 0; i < r->n_need; i++)
 		if (!r->acked[i])
 			return;
-	if (r->kicked_backend) {
-		log_info("- move frozen user=%s nodes=%zu ms=%llu",
-		    r->mv->user, r->n_need + 1,
-		    (unsigned long long)(mm_now_ms() - r->freeze_start_ms));
-		event_del(r->timer);
-		pass_begin(r);
-		return;
-	}
-	if (r->cmd != NULL)
-		return;
-	be = mm_config_backend(r->m->env.conf, r->mv->from_backend);
-	if (be == NULL || (r->cmd = doveadm_run(r->m->env.base, be->host,
-	    be->doveadm_port, be->doveadm_password, r->mv->user, argv, 2,
-	    MOVE_KICK_MS, NULL, kick_backend_done, r, &why)) == NULL)
-		freeze_abandon(r, why);
+	log_info("- move frozen user=%s nodes=%zu ms=%llu", r->mv->user,
+	    r->n_need + 1,
+	    (unsigned long long)(mm_now_ms() - r->freeze_start_ms));
+	event_del(r->timer);
+	pass_begin(r);
 }
 
 static void
@@ -724,6 +717,10 @@ frozen_signed(struct run *r, bool ok)
 	struct moves *m = r->m;
 	struct pick p = { m->env.conf->site, NULL, "", 0, NULL, 0, 0 };
 	struct gossip *g = peers_gossip(m->env.peers);
+	const struct mm_backend_conf *be = mm_config_backend(m->env.conf,
+	    r->mv->from_backend);
+	const char *kargv[2] = { "kick", r->mv->user };
+	const char *why = "the back end is gone from the config";
 
 	if (r->mv->phase != MOVE_FREEZE) {
 		/* Abandoned while it was being signed. */
@@ -750,6 +747,10 @@ frozen_signed(struct run *r, bool ok)
 	freeze_send(r);
 	m->env.kick(m->env.env_arg, r->mv->user,
 	    "Mailbox is being moved, log in again", kick_local_done, r);
+	if (be == NULL || (r->cmd = doveadm_run(m->env.base, be->host,
+	    be->doveadm_port, be->doveadm_password, r->mv->user, kargv, 2,
+	    MOVE_KICK_MS, NULL, kick_backend_done, r, &why)) == NULL)
+		freeze_abandon(r, why);
 }
 
 static void
@@ -769,6 +770,10 @@ freeze_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static void
 freeze_begin(struct run *r)
 {
+	if (r->copy_start_ms != 0)
+		mm_metrics_move_phase(r->m->env.metrics, MM_METRICS_MOVE_COPY,
+		    mm_now_ms() - r->copy_start_ms);
+	r->copy_start_ms = 0;
 	r->mv->freezes++;
 	r->freeze_start_ms = mm_now_ms();
 	r->final_pass = false;
@@ -805,7 +810,10 @@ freeze_abandon(struct run *r, const char *why)
 		abort_begin(r, r->mv->error);
 		return;
 	}
+	mm_metrics_move_outcome(r->m->env.metrics,
+	    MM_METRICS_MOVE_FREEZE_ABANDONED);
 	enter_phase(r, MOVE_COPY);
+	r->copy_start_ms = mm_now_ms();
 	if (r->busy) {
 		/* The signing in flight comes back first. */
 		return;
@@ -886,6 +894,8 @@ transfer_signed(struct run *r, bool ok)
 	}
 	event_del(r->freeze_timer);
 	r->mv->freeze_ms = mm_now_ms() - r->freeze_start_ms;
+	mm_metrics_move_phase(r->m->env.metrics, MM_METRICS_MOVE_FREEZE,
+	    r->mv->freeze_ms);
 	log_info("- move committed user=%s to=%s backend=%s freeze_ms=%llu",
 	    r->mv->user, r->mv->to_site, r->mv->to_backend,
 	    (unsigned long long)r->mv->freeze_ms);
@@ -908,6 +918,7 @@ commit_begin(struct run *r)
 static void
 aborted(struct run *r)
 {
+	mm_metrics_move_outcome(r->m->env.metrics, MM_METRICS_MOVE_ABORTED);
 	enter_phase(r, MOVE_ABORTED);
 	r->m->env.route(r->m->env.env_arg, r->mv->user, "", "", NULL, NULL);
 	r->step = R_DONE;
@@ -1094,6 +1105,7 @@ answer_in(struct moves *m, const struct move_msg *a, const char *from)
 		    sizeof(r->mv->to_backend));
 		mm_strlcpy(r->peer, from, sizeof(r->peer));
 		enter_phase(r, MOVE_COPY);
+		r->copy_start_ms = mm_now_ms();
 		run_next(r);
 		return;
 	case MOVE_MSG_VERIFIED:
@@ -1124,6 +1136,7 @@ answer_in(struct moves *m, const struct move_msg *a, const char *from)
 			return;
 		}
 		r->mv->error[0] = '\0';
+		mm_metrics_move_outcome(m->env.metrics, MM_METRICS_MOVE_DONE);
 		enter_phase(r, MOVE_DONE);
 		log_info("- move done user=%s to=%s backend=%s passes=%u "
 		    "freeze_ms=%llu", r->mv->user, r->mv->to_site,

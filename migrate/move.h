@@ -54,6 +54,7 @@
 struct event_base;
 struct jobs;
 struct mm_config;
+struct mm_metrics;
 struct ops;
 struct peers;
 
@@ -65,6 +66,7 @@ struct move_env {
 	struct ops *ops;
 	struct peers *peers;
 	struct jobs *writer;
+	struct mm_metrics *metrics;	/* NULL: none kept */
 	/* Every worker of this node ends user's sessions (count: how many)
 	 * / routes user's dsync streams to backend of site (site "": no
 	 * more; count: workers that did). cb once, from the loop. */

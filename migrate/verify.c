@@ -14,14 +14,9 @@
 
 #define VERIFY_FLAGS_MAX 64	/* flags and keywords of one message */
 
-enum verify_step {
-	VS_STATUS,	/* mailbox status: name, messages, uidnext,
-			 * uidvalidity per folder */
-	VS_FETCH,	/* fetch: uid, flags, guid, mailbox per message */
-};
-
 /* A message as fetched, for sorting before the digest. */
 struct vmsg {
+	char *folder_name;
 	size_t folder;
 	uint64_t uid;
 	char *flags;		/* sorted, space-separated */
@@ -35,8 +30,10 @@ struct verify {
 	uint64_t timeout_ms;
 	verify_done_cb done;
 	void *arg;
-	enum verify_step step;
-	struct doveadm_cmd *cmd;
+	/* Both at once: mailbox status (name, messages, uidnext,
+	 * uidvalidity per folder) and fetch (uid, flags, guid, mailbox per
+	 * message). */
+	struct doveadm_cmd *status, *fetch;
 	struct move_folder *folders;	/* MOVE_FOLDERS_MAX */
 	size_t n_folders;
 	bool truncated;
@@ -90,46 +87,49 @@ folder_find(const struct verify *v, const char *name)
 	return SIZE_MAX;
 }
 
-/* One row: a folder's status (name, messages, uidnext, uidvalidity) or
- * a message (uid, flags, guid, mailbox). */
+/* A folder's status: name, messages, uidnext, uidvalidity. */
 static bool
-row_cb(void *arg, size_t n, const char *const *field)
+status_row(void *arg, size_t n, const char *const *field)
 {
 	struct verify *v = arg;
 	struct move_folder *f;
-	struct vmsg *m;
-	size_t k;
 
-	if (v->step == VS_STATUS) {
-		if (v->n_folders == MOVE_FOLDERS_MAX) {
-			v->truncated = true;
-			return true;
-		}
-		if (n != 4)
-			return false;
-		if (strlen(field[0]) > MOVE_FOLDER_NAME_MAX) {
-			snprintf(v->error, sizeof(v->error), "a folder name "
-			    "over %d bytes", MOVE_FOLDER_NAME_MAX);
-			return false;
-		}
-		f = &v->folders[v->n_folders++];
-		memset(f, 0, sizeof(*f));
-		mm_strlcpy(f->name, field[0], sizeof(f->name));
-		f->messages = strtoull(field[1], NULL, 10);
-		f->uidnext = strtoull(field[2], NULL, 10);
-		f->uidvalidity = strtoull(field[3], NULL, 10);
+	if (v->n_folders == MOVE_FOLDERS_MAX) {
+		v->truncated = true;
 		return true;
 	}
 	if (n != 4)
 		return false;
-	if ((k = folder_find(v, field[3])) == SIZE_MAX)
-		return true;	/* created since the status: next pass */
+	if (strlen(field[0]) > MOVE_FOLDER_NAME_MAX) {
+		snprintf(v->error, sizeof(v->error), "a folder name over %d "
+		    "bytes", MOVE_FOLDER_NAME_MAX);
+		return false;
+	}
+	f = &v->folders[v->n_folders++];
+	memset(f, 0, sizeof(*f));
+	mm_strlcpy(f->name, field[0], sizeof(f->name));
+	f->messages = strtoull(field[1], NULL, 10);
+	f->uidnext = strtoull(field[2], NULL, 10);
+	f->uidvalidity = strtoull(field[3], NULL, 10);
+	return true;
+}
+
+/* A message: uid, flags, guid, mailbox. */
+static bool
+fetch_row(void *arg, size_t n, const char *const *field)
+{
+	struct verify *v = arg;
+	struct vmsg *m;
+
+	if (n != 4)
+		return false;
 	if (v->n_msgs == v->cap_msgs) {
 		v->cap_msgs = v->cap_msgs == 0 ? 1024 : v->cap_msgs * 2;
 		v->msgs = xrealloc(v->msgs, v->cap_msgs * sizeof(*v->msgs));
 	}
 	m = &v->msgs[v->n_msgs++];
-	m->folder = k;
+	m->folder_name = xstrdup(field[3]);
+	m->folder = SIZE_MAX;
 	m->uid = strtoull(field[0], NULL, 10);
 	m->flags = flags_canonical(field[1]);
 	m->guid = xstrdup(field[2]);
@@ -161,6 +161,11 @@ digests(struct verify *v)
 	size_t i = 0, k;
 	char num[24];
 
+	/* A message of a folder the status did not list (created between
+	 * the two commands) sorts last and counts nowhere. */
+	for (i = 0; i < v->n_msgs; i++)
+		v->msgs[i].folder = folder_find(v, v->msgs[i].folder_name);
+	i = 0;
 	qsort(v->msgs, v->n_msgs, sizeof(*v->msgs), cmp_msg);
 	for (k = 0; k < v->n_folders; k++) {
 		crypto_hash_sha256_init(&st);
@@ -182,38 +187,38 @@ digests(struct verify *v)
 }
 
 static void
-cmd_done(void *arg, const struct doveadm_result *r)
+cmd_done(struct verify *v, struct doveadm_cmd **which,
+    const struct doveadm_result *r)
+{
+	*which = NULL;
+	if (r->status != DOVEADM_OK && v->error[0] == '\0')
+		snprintf(v->error, sizeof(v->error), "%s", r->error);
+	if (v->status != NULL || v->fetch != NULL) {
+		if (v->error[0] == '\0')
+			return;		/* the other one is still running */
+		doveadm_cancel(v->status);
+		doveadm_cancel(v->fetch);
+		v->status = v->fetch = NULL;
+	}
+	if (v->error[0] == '\0')
+		digests(v);
+	verify_finish(v);
+}
+
+static void
+status_done(void *arg, const struct doveadm_result *r)
 {
 	struct verify *v = arg;
-	const char *why = NULL;
-	static const char *const fetch_args[] = { "fetch", "-u", NULL,
-		"uid flags guid mailbox", "all" };
-	const char *argv[5];
 
-	v->cmd = NULL;
-	if (r->status != DOVEADM_OK) {
-		if (v->error[0] == '\0')
-			snprintf(v->error, sizeof(v->error), "%s", r->error);
-		verify_finish(v);
-		return;
-	}
-	if (v->step == VS_FETCH) {
-		digests(v);
-		verify_finish(v);
-		return;
-	}
-	v->step = VS_FETCH;
-	memcpy(argv, fetch_args, sizeof(argv));
-	argv[2] = v->user;
-	v->cmd = doveadm_run(v->base, v->be->host, v->be->doveadm_port,
-	    v->be->doveadm_password, v->user, argv, MM_ARRAY_SIZE(argv),
-	    v->timeout_ms, row_cb, cmd_done, v, &why);
-	if (v->cmd == NULL) {
-		snprintf(v->error, sizeof(v->error), "%s", why);
-		verify_finish(v);
-		return;
-	}
-	(void)doveadm_set_row_fields(v->cmd, 4);
+	cmd_done(v, &v->status, r);
+}
+
+static void
+fetch_done(void *arg, const struct doveadm_result *r)
+{
+	struct verify *v = arg;
+
+	cmd_done(v, &v->fetch, r);
 }
 
 static void
@@ -221,10 +226,12 @@ verify_free(struct verify *v)
 {
 	size_t i;
 
-	doveadm_cancel(v->cmd);
+	doveadm_cancel(v->status);
+	doveadm_cancel(v->fetch);
 	for (i = 0; i < v->n_msgs; i++) {
 		free(v->msgs[i].flags);
 		free(v->msgs[i].guid);
+		free(v->msgs[i].folder_name);
 	}
 	free(v->msgs);
 	free(v->folders);
@@ -247,8 +254,10 @@ verify_start(struct event_base *base, const struct mm_backend_conf *be,
     const char **why_r)
 {
 	struct verify *v;
-	const char *argv[] = { "mailbox status", "-u", user,
+	const char *sargv[] = { "mailbox status", "-u", user,
 		"messages uidnext uidvalidity", "*" };
+	const char *fargv[] = { "fetch", "-u", user, "uid flags guid mailbox",
+		"all" };
 
 	if (be->doveadm_port == 0) {
 		*why_r = "the back end has no doveadm server configured";
@@ -262,15 +271,19 @@ verify_start(struct event_base *base, const struct mm_backend_conf *be,
 	v->done = done;
 	v->arg = arg;
 	v->folders = xcalloc(MOVE_FOLDERS_MAX, sizeof(*v->folders));
-	v->step = VS_STATUS;
-	v->cmd = doveadm_run(base, be->host, be->doveadm_port,
-	    be->doveadm_password, v->user, argv, MM_ARRAY_SIZE(argv),
-	    timeout_ms, row_cb, cmd_done, v, why_r);
-	if (v->cmd == NULL) {
+	v->status = doveadm_run(base, be->host, be->doveadm_port,
+	    be->doveadm_password, v->user, sargv, MM_ARRAY_SIZE(sargv),
+	    timeout_ms, status_row, status_done, v, why_r);
+	if (v->status != NULL)
+		v->fetch = doveadm_run(base, be->host, be->doveadm_port,
+		    be->doveadm_password, v->user, fargv, MM_ARRAY_SIZE(fargv),
+		    timeout_ms, fetch_row, fetch_done, v, why_r);
+	if (v->status == NULL || v->fetch == NULL) {
 		verify_free(v);
 		return NULL;
 	}
-	(void)doveadm_set_row_fields(v->cmd, 4);
+	(void)doveadm_set_row_fields(v->status, 4);
+	(void)doveadm_set_row_fields(v->fetch, 4);
 	return v;
 }
 

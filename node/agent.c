@@ -1178,7 +1178,7 @@ agent_main(const struct mm_config *conf, const struct dkey *key,
 		close(imsg_fd);
 	if (ag.peers != NULL) {
 		struct move_env env = { ag.base, conf, ag.ops, ag.peers,
-			ag.writer, move_kick, move_route, NULL };
+			ag.writer, ag.metrics, move_kick, move_route, NULL };
 
 		if ((ag.moves = moves_new(&env, &err)) == NULL) {
 			log_warnx("- dir moves-unavailable error=\"%s\"", err);

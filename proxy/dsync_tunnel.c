@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "mm_log.h"
+#include "mm_metrics.h"
 #include "mm_util.h"
 
 #define DTUN_FLUSH_MS 5000	/* a closing stream's last bytes */
@@ -66,6 +67,7 @@ struct dtun {
 	struct dir *dir;
 	struct xsite *xs;
 	struct evconnlistener *evl;
+	struct mm_metrics_slot *metrics;
 	struct dtun_route_entry *routes;
 	size_t n_routes;
 	struct dtun_conn *conns;
@@ -100,6 +102,7 @@ conn_free(struct dtun_conn *c)
 	    c->result != NULL ? c->result : "closed",
 	    (unsigned long long)c->bytes_out,
 	    (unsigned long long)c->bytes_in);
+	mm_metrics_move_bytes(dt->metrics, c->bytes_out + c->bytes_in);
 	if (c->near != NULL)
 		bufferevent_free(c->near);
 	if (c->far != NULL)
@@ -132,6 +135,12 @@ dtun_free(struct dtun *dt)
 		evconnlistener_free(dt->evl);
 	free(dt->routes);
 	free(dt);
+}
+
+void
+dtun_set_metrics(struct dtun *dt, struct mm_metrics_slot *slot)
+{
+	dt->metrics = slot;
 }
 
 size_t

@@ -54,6 +54,10 @@ struct dtun *dtun_new(struct event_base *base, const struct mm_config *conf,
 /* Closes the listener and every stream. NULL is fine. */
 void dtun_free(struct dtun *dt);
 
+/* Counts the bytes of the streams in slot (NULL: none). */
+struct mm_metrics_slot;
+void dtun_set_metrics(struct dtun *dt, struct mm_metrics_slot *slot);
+
 /* Takes connections on fd (bound and listening; the dtun owns it). 0/-1. */
 int dtun_listen(struct dtun *dt, int fd);
 

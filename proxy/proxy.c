@@ -213,6 +213,8 @@ proxy_set_metrics(struct proxy *px, struct mm_metrics *m)
 {
 	px->metrics = mm_metrics_slot(m, px->worker);
 	lookup_set_metrics(px->lookups, m);
+	if (px->dt != NULL)
+		dtun_set_metrics(px->dt, px->metrics);
 }
 
 struct mm_metrics_slot *

@@ -15,10 +15,20 @@
 #include "mm_log.h"
 #include "mm_util.h"
 
-/* Upper bounds of the held-login histogram's buckets, in ms. */
-#define HOLD_BUCKETS 10
-static const uint64_t hold_le_ms[HOLD_BUCKETS] = {
+/* Upper bounds of the histograms' buckets, in ms: short waits (a held
+ * login, a freeze, a final pass) and long ones (a whole copy). */
+#define HIST_BUCKETS 10
+static const uint64_t short_le_ms[HIST_BUCKETS] = {
 	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+};
+static const uint64_t long_le_ms[HIST_BUCKETS] = {
+	1000, 5000, 15000, 60000, 300000, 900000, 1800000, 3600000, 10800000,
+	43200000,
+};
+
+struct hist {
+	uint64_t b[HIST_BUCKETS + 1];	/* + the +Inf bucket */
+	uint64_t sum_ms;
 };
 
 struct metrics_key {
@@ -36,8 +46,8 @@ struct mm_metrics_slot {
 	struct metrics_key keys[MM_METRICS_KEYS_MAX];
 	uint64_t counts[MM_METRICS_KEYS_MAX];
 	uint64_t other[MM_METRICS_FAMILY_COUNT][MM_PROTO_COUNT];
-	uint64_t hold[HOLD_BUCKETS + 1];	/* + the +Inf bucket */
-	uint64_t hold_ms;			/* sum */
+	struct hist hold;			/* held logins */
+	uint64_t move_bytes;			/* dsync streams carried */
 };
 
 /* The directory agent's figures, in the order of dir_rows below. */
@@ -48,6 +58,9 @@ struct mm_metrics {
 	uint64_t restarts;
 	uint64_t dir_published;		/* 0: nothing yet; 2: with gossip */
 	uint64_t dir[DIR_VALUES];
+	/* The move engine's (the agent, the only writer). */
+	uint64_t moves[MM_METRICS_MOVE_OUTCOMES];
+	struct hist move_phase[MM_METRICS_MOVE_PHASES];
 	struct mm_metrics_slot slot[MM_METRICS_WORKERS_MAX];
 };
 
@@ -203,17 +216,45 @@ mm_metrics_session_end(struct mm_metrics_slot *s, enum mm_proto p)
 		    __ATOMIC_RELAXED);
 }
 
-void
-mm_metrics_login_held(struct mm_metrics_slot *s, uint64_t ms)
+static void
+hist_add(struct hist *h, const uint64_t *le, uint64_t ms)
 {
 	size_t i;
 
-	if (s == NULL)
-		return;
-	for (i = 0; i < HOLD_BUCKETS && ms > hold_le_ms[i]; i++)
+	for (i = 0; i < HIST_BUCKETS && ms > le[i]; i++)
 		;
-	add(&s->hold[i], 1);
-	add(&s->hold_ms, ms);
+	add(&h->b[i], 1);
+	add(&h->sum_ms, ms);
+}
+
+void
+mm_metrics_login_held(struct mm_metrics_slot *s, uint64_t ms)
+{
+	if (s != NULL)
+		hist_add(&s->hold, short_le_ms, ms);
+}
+
+void
+mm_metrics_move_bytes(struct mm_metrics_slot *s, uint64_t n)
+{
+	if (s != NULL)
+		add(&s->move_bytes, n);
+}
+
+void
+mm_metrics_move_outcome(struct mm_metrics *m, enum mm_metrics_move_outcome o)
+{
+	if (m != NULL && (unsigned)o < MM_METRICS_MOVE_OUTCOMES)
+		add(&m->moves[o], 1);
+}
+
+void
+mm_metrics_move_phase(struct mm_metrics *m, enum mm_metrics_move_phase p,
+    uint64_t ms)
+{
+	if (m != NULL && (unsigned)p < MM_METRICS_MOVE_PHASES)
+		hist_add(&m->move_phase[p], p == MM_METRICS_MOVE_COPY ?
+		    long_le_ms : short_le_ms, ms);
 }
 
 void
@@ -455,31 +496,74 @@ static const struct {
 	    offsetof(struct mm_metrics_slot, active) },
 };
 
+/* One histogram's samples (the sum of hs[0..n), each stride bytes after
+ * the last: the workers' slots), labelled with label (may be "") . */
 static void
-render_hold(struct out *o, const struct mm_metrics *m)
+render_hist(struct out *o, const char *name, const char *label,
+    const struct hist *h0, size_t n, size_t stride, const uint64_t *le)
 {
-	uint64_t n = 0, sum = 0;
+	uint64_t c = 0, sum = 0;
+	size_t i, w;
+
+	for (i = 0; i <= HIST_BUCKETS; i++) {
+		for (w = 0; w < n; w++)
+			c += get(&((const struct hist *)(const void *)(
+			    (const char *)h0 + w * stride))->b[i]);
+		if (i < HIST_BUCKETS)
+			put(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label,
+			    label[0] != '\0' ? "," : "",
+			    (double)le[i] / 1000, (unsigned long long)c);
+		else
+			put(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name,
+			    label, label[0] != '\0' ? "," : "",
+			    (unsigned long long)c);
+	}
+	for (w = 0; w < n; w++)
+		sum += get(&((const struct hist *)(const void *)(
+		    (const char *)h0 + w * stride))->sum_ms);
+	put(o, "%s_sum%s%s%s %.3f\n%s_count%s%s%s %llu\n", name,
+	    label[0] != '\0' ? "{" : "", label, label[0] != '\0' ? "}" : "",
+	    (double)sum / 1000, name, label[0] != '\0' ? "{" : "", label,
+	    label[0] != '\0' ? "}" : "", (unsigned long long)c);
+}
+
+static void
+render_moves(struct out *o, const struct mm_metrics *m)
+{
+	static const char *const outcome[MM_METRICS_MOVE_OUTCOMES] = {
+		"done", "aborted", "freeze_abandoned",
+	};
+	static const char *const phase[MM_METRICS_MOVE_PHASES] = {
+		"copy", "freeze", "final_pass",
+	};
+	char label[32];
+	uint64_t bytes = 0;
 	unsigned w;
 	size_t i;
 
 	header(o, "mailmesh_login_hold_seconds", "histogram",
 	    "How long logins for a user frozen mid-move were held.");
-	for (i = 0; i <= HOLD_BUCKETS; i++) {
-		for (w = 0; w < m->workers; w++)
-			n += get(&m->slot[w].hold[i]);
-		if (i < HOLD_BUCKETS)
-			put(o, "mailmesh_login_hold_seconds_bucket{le=\"%g\"} "
-			    "%llu\n", (double)hold_le_ms[i] / 1000,
-			    (unsigned long long)n);
-		else
-			put(o, "mailmesh_login_hold_seconds_bucket{le=\"+Inf\"} "
-			    "%llu\n", (unsigned long long)n);
+	render_hist(o, "mailmesh_login_hold_seconds", "", &m->slot[0].hold,
+	    m->workers, sizeof(m->slot[0]), short_le_ms);
+	header(o, "mailmesh_moves_total", "counter",
+	    "Moves this node coordinated, by outcome.");
+	for (i = 0; i < MM_METRICS_MOVE_OUTCOMES; i++)
+		put(o, "mailmesh_moves_total{outcome=\"%s\"} %llu\n",
+		    outcome[i], (unsigned long long)get(&m->moves[i]));
+	header(o, "mailmesh_move_phase_seconds", "histogram",
+	    "How long moves spent copying (MOVING), frozen, and in the last "
+	    "pass inside the freeze.");
+	for (i = 0; i < MM_METRICS_MOVE_PHASES; i++) {
+		snprintf(label, sizeof(label), "phase=\"%s\"", phase[i]);
+		render_hist(o, "mailmesh_move_phase_seconds", label,
+		    &m->move_phase[i], 1, 0, i == MM_METRICS_MOVE_COPY ?
+		    long_le_ms : short_le_ms);
 	}
+	header(o, "mailmesh_move_bytes_total", "counter",
+	    "Bytes of moves' dsync streams this node carried, both ways.");
 	for (w = 0; w < m->workers; w++)
-		sum += get(&m->slot[w].hold_ms);
-	put(o, "mailmesh_login_hold_seconds_sum %.3f\n"
-	    "mailmesh_login_hold_seconds_count %llu\n", (double)sum / 1000,
-	    (unsigned long long)n);
+		bytes += get(&m->slot[w].move_bytes);
+	put(o, "mailmesh_move_bytes_total %llu\n", (unsigned long long)bytes);
 }
 
 size_t
@@ -538,7 +622,7 @@ mm_metrics_render(const struct mm_metrics *m, char *out, size_t outlen)
 		put(&o, "%s %llu\n", dir_rows[i].name,
 		    (unsigned long long)get(&m->dir[i]));
 	}
-	render_hold(&o, m);
+	render_moves(&o, m);
 	header(&o, "mailmesh_worker_restarts_total", "counter",
 	    "Proxy workers that died and were started again.");
 	put(&o, "mailmesh_worker_restarts_total %llu\n",

@@ -69,6 +69,26 @@ void mm_metrics_backend_fail(struct mm_metrics_slot *s, enum mm_proto p,
 /* A login held while its user was frozen mid-move: how long it waited
  * (histogram mailmesh_login_hold_seconds). */
 void mm_metrics_login_held(struct mm_metrics_slot *s, uint64_t ms);
+/* Bytes of a move's dsync stream this worker carried. */
+void mm_metrics_move_bytes(struct mm_metrics_slot *s, uint64_t n);
+
+/* The move engine's, written by the agent alone; m may be NULL. */
+enum mm_metrics_move_outcome {
+	MM_METRICS_MOVE_DONE,
+	MM_METRICS_MOVE_ABORTED,
+	MM_METRICS_MOVE_FREEZE_ABANDONED,	/* a freeze; the move goes on */
+	MM_METRICS_MOVE_OUTCOMES,
+};
+enum mm_metrics_move_phase {
+	MM_METRICS_MOVE_COPY,		/* MOVING until the freeze */
+	MM_METRICS_MOVE_FREEZE,		/* FROZEN until TRANSFER */
+	MM_METRICS_MOVE_FINAL,		/* the last pass, inside the freeze */
+	MM_METRICS_MOVE_PHASES,
+};
+void mm_metrics_move_outcome(struct mm_metrics *m,
+    enum mm_metrics_move_outcome o);
+void mm_metrics_move_phase(struct mm_metrics *m,
+    enum mm_metrics_move_phase p, uint64_t ms);
 
 /* What the directory agent publishes about its store and gossip. */
 struct mm_metrics_directory {

@@ -56,9 +56,11 @@ def setUpModule():
         d = mf.Dovecot(name, os.path.join(ENV.dir, name), ENV.tls.cert,
                        ENV.tls.key, big=False, extra_conf=[
                            "doveadm_password = " + SECRET,
+                           # Warm doveadm processes: a pass in the
+                           # freeze does not wait for one to start.
                            "service doveadm {\n inet_listener {\n"
-                           "  address = 127.0.0.1\n  port = %d\n }\n}"
-                           % port])
+                           "  address = 127.0.0.1\n  port = %d\n }\n"
+                           " process_min_avail = 2\n}" % port])
         d.doveadm = port
         if name == "mb":
             # Users that have never lived at b have no mailbox there.
@@ -98,7 +100,7 @@ def make_node(name, peer_port, seeds, secret):
         name, site, "%s:%d" % (host, peer_port), peers=seeds, start=False,
         host=host,
         listeners=[("imap", "imap", {}), ("pop3", "pop3", {}),
-                   ("smtp", "smtp", {})],
+                   ("smtp", "smtp", {}), ("metrics", "metrics", {})],
         backends=["%s 127.0.0.1 imap=%d pop3=%d lmtp=%d client-addr=id "
                   "doveadm=%d doveadm-secret=%s move=dsync" % (
                       be, d.imap, d.pop3, d.lmtp, d.doveadm, secret)],
@@ -339,6 +341,13 @@ class MoveTest(unittest.TestCase):
         self.assertIn("move committed user=%s" % ALICE, log)
         self.assertNotIn(SECRET, log + b1.log_text())
         self.assertGreaterEqual(idler.byes, 1, idler.errors)
+        # The metrics: the outcome, the phases, the bytes at both ends.
+        self.assertGreaterEqual(mf.metric(a1, "mailmesh_moves_total"), 1)
+        self.assertGreaterEqual(mf.metric(
+            a1, "mailmesh_move_phase_seconds_count"), 3)
+        for node in (a1, b1):
+            self.assertGreater(mf.metric(node, "mailmesh_move_bytes_total"),
+                               0)
         sys.stderr.write("\n  move took %.1fs, freeze %s ms, %d sent, %d "
                          "deferred, idler %d logins %d byes\n" % (
                              took, rows[0]["freeze_ms"], len(sender.sent),
