@@ -1941,8 +1941,21 @@ gossip_add_seed(struct gossip *g, const char *name, const char *site,
 	    !text_valid(site, strlen(site), GOSSIP_SITE_MAX, true) ||
 	    !text_valid(addr, strlen(addr), GOSSIP_ADDR_MAX, true))
 		return -1;
-	if (lookup(g, name, strlen(name)) != NONE)
+	if ((idx = lookup(g, name, strlen(name))) != NONE) {
+		/* Known by name only (met on an incoming channel before any
+		 * announcement of its own): its certificate's site will do
+		 * until one comes. */
+		if (idx != SELF && g->m[idx].site[0] == '\0' &&
+		    site[0] != '\0') {
+			set_text(&g->m[idx].site, site, strlen(site));
+			notify(g, idx);
+		}
+		/* A channel to it came up: it may have restarted and know
+		 * us by name only, so we announce ourselves again. */
+		if (idx != SELF)
+			bcast(g, SELF);
 		return 0;
+	}
 	idx = member_add(g, name, strlen(name), site, strlen(site), addr,
 	    strlen(addr), "", 0, 0);
 	if (idx == NONE)

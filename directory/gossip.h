@@ -201,7 +201,10 @@ struct gossip *gossip_new(const struct gossip_conf *conf,
 void gossip_free(struct gossip *g);
 
 /* Adds a member we know of (alive, incarnation 0) to probe and gossip
- * with; its own updates fill in the rest. site and addr may be "".
+ * with; its own updates fill in the rest. site and addr may be "". A
+ * member known already only gets site, when it has none yet, and this
+ * node's own announcement goes out again (the peer may have restarted
+ * and know this node by name only).
  * 0, or -1 if a field is invalid or the table is full. */
 int gossip_add_seed(struct gossip *g, const char *name, const char *site,
     const char *addr);

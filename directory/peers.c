@@ -505,6 +505,11 @@ peer_ready_cb(struct chan_ev *ce, const struct chan_peer *peer, void *arg)
 	if (c->seed >= 0) {
 		p->seeds[c->seed].known = true;
 		(void)gossip_add_seed(p->g, peer->name, peer->site, c->addr);
+	} else {
+		/* Its certificate says its site, before it announces itself
+		 * (it may have done so already, before this node started). */
+		(void)gossip_add_seed(p->g, peer->name, peer->site,
+		    c->outbound ? c->addr : "");
 	}
 	/* One channel per pair: of two, both ends keep the one whose
 	 * initiator has the lower name. */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,22 @@ static void moving_signed(struct run *r, bool ok);
 static void freeze_abandon(struct run *r, const char *why);
 static void tjob_answer(struct tjob *t);
 
+/* Fault injection for the tests: with MM_FAILPOINT=NAME in the
+ * environment, the node's whole process group is killed (as kill -9
+ * would) when a move reaches the point NAME (move-PHASE as a move enters
+ * PHASE, move-frozen, move-committed; move-target-REQUEST at the target
+ * when REQUEST comes). */
+static void
+failpoint(const char *name)
+{
+	const char *fp = getenv("MM_FAILPOINT");
+
+	if (fp != NULL && strcmp(fp, name) == 0) {
+		log_warnx("- move failpoint name=%s", name);
+		(void)kill(0, SIGKILL);
+	}
+}
+
 static uint64_t
 wall_ms(void)
 {
@@ -247,6 +264,12 @@ enter_phase(struct run *r, enum move_phase p)
 	r->mv->phase = p;
 	r->mv->phase_ms = now;
 	persist(r);
+	{
+		char fp[32];
+
+		snprintf(fp, sizeof(fp), "move-%s", move_phase_name(p));
+		failpoint(fp);
+	}
 }
 
 static void
@@ -659,6 +682,7 @@ freeze_check(struct run *r)
 	log_info("- move frozen user=%s nodes=%zu ms=%llu", r->mv->user,
 	    r->n_need + 1,
 	    (unsigned long long)(mm_now_ms() - r->freeze_start_ms));
+	failpoint("move-frozen");
 	event_del(r->timer);
 	pass_begin(r);
 }
@@ -900,6 +924,7 @@ transfer_signed(struct run *r, bool ok)
 	    r->mv->user, r->mv->to_site, r->mv->to_backend,
 	    (unsigned long long)r->mv->freeze_ms);
 	persist(r);
+	failpoint("move-committed");
 	r->late_pass = false;
 	r->pass_fails = 0;
 	pass_begin(r);
@@ -1624,6 +1649,13 @@ request_in(struct moves *m, const struct move_msg *q, const char *from,
 	m->tjobs = t;
 	log_info("- move request=%s user=%s from=%s", move_msg_type_name(
 	    q->type), q->user, from);
+	{
+		char fp[40];
+
+		snprintf(fp, sizeof(fp), "move-target-%s",
+		    move_msg_type_name(q->type));
+		failpoint(fp);
+	}
 	switch (q->type) {
 	case MOVE_MSG_PREPARE:
 		if (t->record_len == 0) {
@@ -1690,6 +1722,23 @@ frame_cb(void *arg, struct pconn *from, const uint8_t *msg, size_t len)
 
 /* ---- resuming after a restart --------------------------------------- */
 
+/* The user's record as this node holds it, as the last one signed. */
+static void
+record_load(struct run *r)
+{
+	struct record_user u;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	r->record_len = 0;
+	if (store_get_user(ops_store(r->m->env.ops), r->mv->user, &u, &buf,
+	    &len) == 1 && len <= RECORD_MAX) {
+		memcpy(r->record, buf, len);
+		r->record_len = len;
+	}
+	free(buf);
+}
+
 static bool
 resume_cb(const struct move *mv, void *arg)
 {
@@ -1734,6 +1783,9 @@ resume_all(struct moves *m)
 				    "the commit");
 				continue;
 			}
+			/* The TRANSFER (or what followed it), for the
+			 * target's COMMIT. */
+			record_load(r);
 			break;
 		default:
 			break;

@@ -78,6 +78,26 @@ def mmctl_bin():
     return os.path.join(build_dir(), "node", "mmctl")
 
 
+def mail_owner():
+    """The uid and gid the test Dovecots' mail belongs to."""
+    if is_root():
+        import pwd
+        import grp
+        return pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    return os.getuid(), os.getgid()
+
+
+def chown_tree(path, recurse=True):
+    """Gives PATH (and what is under it) to mail_owner()."""
+    uid, gid = mail_owner()
+    os.chown(path, uid, gid)
+    if not recurse:
+        return
+    for root, dirs, files in os.walk(path):
+        for n in dirs + files:
+            os.chown(os.path.join(root, n), uid, gid)
+
+
 def is_root():
     return os.geteuid() == 0
 
@@ -431,13 +451,6 @@ class Dovecot(LogFile):
                 f.write(ln + "\n")
 
     def _write_mail(self):
-        if is_root():
-            import pwd
-            import grp
-            uid = pwd.getpwnam("nobody").pw_uid
-            gid = grp.getgrnam("nogroup").gr_gid
-        else:
-            uid, gid = os.getuid(), os.getgid()
         for u in self.users:
             home = os.path.join(self.dir, "mail", u)
             md = os.path.join(home, "Maildir")
@@ -470,11 +483,8 @@ class Dovecot(LogFile):
                 t = 1704067200 + i
                 os.utime(fn, (t, t))
             self.messages[u] = msgs
-            for root, dirs, files in os.walk(home):
-                os.chown(root, uid, gid)
-                for n in files:
-                    os.chown(os.path.join(root, n), uid, gid)
-        os.chown(os.path.join(self.dir, "mail"), uid, gid)
+            chown_tree(home)
+        chown_tree(os.path.join(self.dir, "mail"), recurse=False)
 
     def spawn(self):
         # Spawned from the main thread: the death signal follows the

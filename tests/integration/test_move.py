@@ -18,251 +18,40 @@ unchanged. Logins at either site reach mb. Also: an abort before the
 commit leaves the user at a, untouched; the refusals name their reason.
 """
 
-import hashlib
 import os
-import re
-import shutil
-import smtplib
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mmfixture as mf  # noqa: E402
+import movefix as mv  # noqa: E402
 
-ENV = None
+ENV = S = None
 ALICE = "alice@a.test"
 BOB = "bob@a.test"
 DAVE = "dave@be1.test"
 ERIN = "erin@be2.test"
-HOST = {"a1": "127.0.0.2", "b1": "127.0.0.3"}
-SITE = {"a1": "a", "b1": "b"}
-BACKEND = {"a": "ma", "b": "mb"}
-SECRET = "doveadm-Secret-7"
-N = {}
-DV = {}
 
 
 def setUpModule():
-    global ENV
+    global ENV, S
     ENV = mf.env()
-    secret = os.path.join(ENV.dir, "doveadm.secret")
-    with open(secret, "w") as f:
-        f.write(SECRET + "\n")
-    os.chmod(secret, 0o600)
-    for site, name in BACKEND.items():
-        port = mf.free_port()
-        d = mf.Dovecot(name, os.path.join(ENV.dir, name), ENV.tls.cert,
-                       ENV.tls.key, big=False, extra_conf=[
-                           "doveadm_password = " + SECRET,
-                           # Warm doveadm processes: a pass in the
-                           # freeze does not wait for one to start.
-                           "service doveadm {\n inet_listener {\n"
-                           "  address = 127.0.0.1\n  port = %d\n }\n"
-                           " process_min_avail = 2\n}" % port])
-        d.doveadm = port
-        if name == "mb":
-            # Users that have never lived at b have no mailbox there.
-            for u in (ALICE, BOB, DAVE):
-                shutil.rmtree(os.path.join(d.dir, "mail", u))
-        ENV.others.append(d)
-        d.start()
-        DV[name] = d
-    peer = {n: mf.free_port() for n in HOST}
-    seed = "%s:%d" % (HOST["a1"], peer["a1"])
-    for name in ("a1", "b1"):
-        N[name] = make_node(name, peer[name], [] if name == "a1" else [seed],
-                            secret)
-    for n in N.values():
-        n.start()
-    for u in (ALICE, BOB, DAVE, ERIN):
-        N["a1"].ctl("user", "add", u, "ma").check()
-    mf.wait_or_fail(lambda: all(
-        record(N["b1"], u).get("site") == "a"
-        for u in (ALICE, BOB, DAVE, ERIN))
-        and
-        len(N["a1"].members()) == 2 and len(N["b1"].members()) == 2,
-        30, "gossip between the sites")
+    S = mv.Sites(ENV, (ALICE, BOB, DAVE, ERIN), keep_at_b=(ERIN,))
 
 
 def tearDownModule():
     mf.shutdown()
 
 
-def make_node(name, peer_port, seeds, secret):
-    host = HOST[name]
-    site = SITE[name]
-    be = BACKEND[site]
-    d = DV[be]
-    key = os.path.join(ENV.dir, name, "transport.key")
-    n = ENV.gossip_node(
-        name, site, "%s:%d" % (host, peer_port), peers=seeds, start=False,
-        host=host,
-        listeners=[("imap", "imap", {}), ("pop3", "pop3", {}),
-                   ("smtp", "smtp", {}), ("metrics", "metrics", {})],
-        backends=["%s 127.0.0.1 imap=%d pop3=%d lmtp=%d client-addr=id "
-                  "doveadm=%d doveadm-secret=%s move=dsync" % (
-                      be, d.imap, d.pop3, d.lmtp, d.doveadm, secret)],
-        timeouts={"drain": "2s", "backend": "5s", "move-freeze": "10s"},
-        limits={"auth-failure-delay": "0", "auth-failure-delay-max": "0",
-                "auth-failures-per-ip": "100000",
-                "connections-per-ip": "1000"},
-        extra=["transport-key %s" % key,
-               "session-listen %s:%d" % (host, mf.free_port()),
-               "dsync-listen %s:%d" % (host, mf.free_port())])
-    mf.mmctl(["keys", "new", key]).check("keys new")
-    n.certify(role="transport", pub=key + ".pub", name=name + "-transport")
-    return n
-
-
-def record(node, user):
-    r = node.ctl("user", "show", user, json=True)
-    if r.rc != 0:
-        return {}
-    return r.json()
-
-
-def imap_direct(dv, user):
-    m = mf.imaplib.IMAP4("127.0.0.1", dv.imap, timeout=mf.IO_TIMEOUT)
-    m.login(user, mf.USERS[user])
-    return m
-
-
-def mailbox_state(dv, user):
-    """Everything clients can tell of USER's mailbox on DV: per folder
-    UIDVALIDITY and, per message, UID, flags (without \\Recent), Message-ID
-    and a digest of the body; and the subscriptions."""
-    m = imap_direct(dv, user)
-    try:
-        state = {"folders": {}, "subscribed": set()}
-        typ, data = m.list()
-        names = []
-        for ln in data:
-            mm = re.match(rb'\(([^)]*)\) "(.)" (.*)$', ln)
-            name = mm.group(3).decode()
-            names.append(name.strip('"'))
-        typ, data = m.lsub()
-        for ln in data or []:
-            if ln:
-                mm = re.match(rb'\(([^)]*)\) "(.)" (.*)$', ln)
-                state["subscribed"].add(mm.group(3).decode().strip('"'))
-        for name in names:
-            typ, data = m.select('"%s"' % name, readonly=True)
-            typ, uv = m.response("UIDVALIDITY")
-            msgs = {}
-            typ, data = m.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
-            for item in data:
-                if not isinstance(item, tuple):
-                    continue
-                head = item[0].decode()
-                uid = int(re.search(r"UID (\d+)", head).group(1))
-                flags = set(re.search(r"FLAGS \(([^)]*)\)", head)
-                            .group(1).split()) - {"\\Recent"}
-                body = item[1]
-                mid = re.search(rb"(?im)^Message-ID:\s*(\S+)", body)
-                msgs[uid] = (frozenset(flags),
-                             mid.group(1).decode() if mid else None,
-                             hashlib.sha256(body).hexdigest())
-            state["folders"][name] = (uv[0].decode() if uv and uv[0]
-                                      else None, msgs)
-        return state
-    finally:
-        m.logout()
-
-
-class Sender(threading.Thread):
-    """Sends USER a message through NODE's SMTP every 50 ms; a message
-    deferred (4xx) is sent again, as a real sender would; a message is
-    counted as sent once the node accepted it (250)."""
-
-    def __init__(self, node, user):
-        super().__init__(daemon=True)
-        self.node, self.user = node, user
-        self.sent, self.deferred = [], 0
-        self.stop = threading.Event()
-        self.errors = []
-
-    def run(self):
-        i = 0
-        while not self.stop.is_set():
-            mid = "<move-%d-%d@sender.test>" % (os.getpid(), i)
-            msg = ("From: sender@sender.test\r\nTo: %s\r\nSubject: live %d"
-                   "\r\nMessage-ID: %s\r\n\r\nbody %d\r\n"
-                   % (self.user, i, mid, i))
-            try:
-                with smtplib.SMTP(self.node.host, self.node.port["smtp"],
-                                  timeout=20) as s:
-                    s.sendmail("sender@sender.test", [self.user], msg)
-                self.sent.append(mid)
-                i += 1
-            except smtplib.SMTPResponseException as e:
-                if 400 <= e.smtp_code < 500:
-                    self.deferred += 1
-                else:
-                    self.errors.append(str(e))
-            except smtplib.SMTPRecipientsRefused as e:
-                codes = [c for c, _ in e.recipients.values()]
-                if all(400 <= c < 500 for c in codes):
-                    self.deferred += 1
-                else:
-                    self.errors.append(str(e))
-            except OSError as e:
-                self.errors.append(str(e))
-            time.sleep(0.05)
-
-
-class Idler(threading.Thread):
-    """An IMAP client in IDLE at NODE that logs in again when told BYE."""
-
-    def __init__(self, node, user):
-        super().__init__(daemon=True)
-        self.node, self.user = node, user
-        self.byes, self.logins, self.errors = 0, 0, []
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                c = mf.Conv(self.node.port["imap"], host=self.node.host,
-                            timeout=20)
-                c.cmd('a1 LOGIN "%s" "%s"' % (self.user,
-                                              mf.USERS[self.user]))
-                ln = c.line()
-                while ln.startswith("* "):
-                    ln = c.line()
-                if not ln.startswith("a1 OK"):
-                    self.errors.append(ln)
-                    c.close()
-                    time.sleep(0.2)
-                    continue
-                self.logins += 1
-                c.cmd("a2 SELECT INBOX")
-                ln = c.line()
-                while not ln.startswith("a2 "):
-                    ln = c.line()
-                c.cmd("a3 IDLE")
-                while not self.stop.is_set():
-                    try:
-                        ln = c.line(timeout=0.5)
-                    except mf.socket.timeout:
-                        continue
-                    if ln.startswith("* BYE"):
-                        self.byes += 1
-                        break
-                c.close()
-            except mf.Closed:
-                time.sleep(0.02)
-            except OSError as e:
-                self.errors.append(str(e))
-                time.sleep(0.1)
+record = mv.record
 
 
 class MoveTest(unittest.TestCase):
     def test_1_live_move_loses_nothing(self):
-        a1, b1 = N["a1"], N["b1"]
+        a1, b1 = S.n["a1"], S.n["b1"]
         # Flags, keywords, a folder and a subscription to keep.
-        m = imap_direct(DV["ma"], ALICE)
+        m = mv.imap_direct(S.dv["ma"], ALICE)
         m.select("INBOX")
         m.store("1", "+FLAGS", "(\\Seen $Label1)")
         m.store("2", "+FLAGS", "(\\Flagged Custom_kw)")
@@ -272,9 +61,9 @@ class MoveTest(unittest.TestCase):
                  b"From: x@y.test\r\nSubject: kept\r\nMessage-ID: "
                  b"<kept@x.test>\r\n\r\nkept\r\n")
         m.logout()
-        before = mailbox_state(DV["ma"], ALICE)
-        sender = Sender(a1, ALICE)
-        idler = Idler(a1, ALICE)
+        before = mv.mailbox_state(S.dv["ma"], ALICE)
+        sender = mv.Sender(a1, ALICE)
+        idler = mv.Idler(a1, ALICE)
         sender.start()
         idler.start()
         mf.wait_or_fail(lambda: len(sender.sent) >= 5 and idler.logins,
@@ -303,21 +92,8 @@ class MoveTest(unittest.TestCase):
         self.assertEqual(record(b1, ALICE).get("backend"), "mb")
 
         # The census at mb.
-        after = mailbox_state(DV["mb"], ALICE)
-        mids = [mid for _, msgs in after["folders"].values()
-                for _, mid, _ in msgs.values()]
-        for mid in sender.sent:
-            self.assertEqual(mids.count(mid), 1, mid)
-        self.assertEqual(len(mids), len(set(mids)), "duplicates")
-        for name, (uv, msgs) in before["folders"].items():
-            self.assertIn(name, after["folders"])
-            auv, amsgs = after["folders"][name]
-            self.assertEqual(auv, uv, name)
-            for uid, (flags, mid, digest) in msgs.items():
-                self.assertIn(uid, amsgs, (name, uid))
-                self.assertEqual(amsgs[uid][1:], (mid, digest), (name, uid))
-                self.assertEqual(amsgs[uid][0], flags, (name, uid))
-        self.assertEqual(after["subscribed"], before["subscribed"])
+        after = mv.mailbox_state(S.dv["mb"], ALICE)
+        mv.census(self, before, after, sender.sent)
 
         # Logins at either site reach the mailbox at mb.
         count = sum(len(msgs) for name, (_, msgs) in after["folders"].items()
@@ -339,7 +115,7 @@ class MoveTest(unittest.TestCase):
         self.assertGreater(int(rows[0]["freeze_ms"]), 0)
         log = a1.log_text()
         self.assertIn("move committed user=%s" % ALICE, log)
-        self.assertNotIn(SECRET, log + b1.log_text())
+        self.assertNotIn(mv.SECRET, log + b1.log_text())
         self.assertGreaterEqual(idler.byes, 1, idler.errors)
         # The metrics: the outcome, the phases, the bytes at both ends.
         self.assertGreaterEqual(mf.metric(a1, "mailmesh_moves_total"), 1)
@@ -354,8 +130,8 @@ class MoveTest(unittest.TestCase):
                              sender.deferred, idler.logins, idler.byes))
 
     def test_2_abort_before_commit(self):
-        a1 = N["a1"]
-        before = mailbox_state(DV["ma"], BOB)
+        a1 = S.n["a1"]
+        before = mv.mailbox_state(S.dv["ma"], BOB)
         r = a1.ctl("move", BOB, "b")
         self.assertEqual(r.rc, 0, r)
         r = a1.ctl("move", "--abort", BOB)
@@ -365,14 +141,14 @@ class MoveTest(unittest.TestCase):
                                  x["phase"] == "aborted"], 60, "the abort")
         rec = record(a1, BOB)
         self.assertEqual((rec.get("site"), rec.get("state")), ("a", "active"))
-        self.assertEqual(mailbox_state(DV["ma"], BOB), before)
+        self.assertEqual(mv.mailbox_state(S.dv["ma"], BOB), before)
         # Bob still logs in at a.
         c = mf.imaplib.IMAP4(a1.host, a1.port["imap"], timeout=mf.IO_TIMEOUT)
         c.login(BOB, mf.USERS[BOB])
         c.logout()
 
     def test_3_refusals(self):
-        a1, b1 = N["a1"], N["b1"]
+        a1, b1 = S.n["a1"], S.n["b1"]
         cases = [
             (a1, ["move", "nobody@a.test", "b"], "no such user"),
             (a1, ["move", DAVE, "zz"], "cannot be reached"),
@@ -391,7 +167,7 @@ class MoveTest(unittest.TestCase):
         self.assertIn("holds another mailbox of the user", r.out)
         rec = record(a1, ERIN)
         self.assertEqual((rec.get("site"), rec.get("state")), ("a", "active"))
-        self.assertEqual(mf.inbox_count(DV["mb"], ERIN),
+        self.assertEqual(mf.inbox_count(S.dv["mb"], ERIN),
                          3)
         r = a1.ctl("move", DAVE, "b", "--dry-run")
         self.assertEqual(r.rc, 0, r)
