@@ -106,7 +106,10 @@ class DirectoryRoutingTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        node = cls.node = ENV.directory_node("dira", site="a", start=False)
+        # Logins of a frozen user wait this long (test_hold.py has the
+        # rest), then get a temporary failure.
+        node = cls.node = ENV.directory_node(
+            "dira", site="a", start=False, timeouts={"login-hold": "1s"})
         # No node runs: mmctl writes the store itself.
         assert not os.path.exists(node.control_socket)
         cls.direct_add = node.ctl("user", "add", ALICE, "be1").check()
@@ -234,7 +237,9 @@ class DirectoryRoutingTest(unittest.TestCase):
             self.assertEqual(rec.get("state"), "frozen", rec)
             self.assertEqual(rec.get("target_site"), "b", rec)
             self.assertEqual(rec.get("site"), "a", rec)
+            t0 = time.monotonic()
             self.assertTrue(imap_subject(node, DAVE).startswith("error"))
+            self.assertGreaterEqual(time.monotonic() - t0, 0.9)
             self.assert_tempfail(DAVE)
         finally:
             r = node.ctl("user", "set", DAVE, "be1", "--state", "active")
