@@ -312,7 +312,8 @@ dir_store(struct dir *dir)
 
 /*
  * The signed record decides. Deleted or unknown: NOTFOUND (like a wrong
- * password). Owned by another site: REMOTE. Frozen mid-move: FROZEN.
+ * password). Frozen mid-move, whoever owns it: FROZEN. Owned by another
+ * site: REMOTE.
  * Active or moving at this site: the back end the record names, which must
  * be one this site's config defines (a record never carries an address).
  */
@@ -332,12 +333,15 @@ store_lookup(struct dir *dir, const char *key, enum mm_proto proto,
 		return DIR_TEMPFAIL;
 	if (r == 0 || u.state == USTATE_DELETED)
 		return DIR_NOTFOUND;
+	/* Frozen wherever the client is: the login waits here, and goes
+	 * on to the new owner once this node has the TRANSFER, which the
+	 * owner's nodes might not yet know, and not the reverse. */
+	if (u.state == USTATE_FROZEN)
+		return DIR_FROZEN;
 	if (strcmp(u.site, dir->conf->site) != 0) {
 		mm_strlcpy(route_r->site, u.site, sizeof(route_r->site));
 		return DIR_REMOTE;
 	}
-	if (u.state == USTATE_FROZEN)
-		return DIR_FROZEN;
 	if (mm_config_backend(dir->conf, u.backend) == NULL) {
 		log_warnx("- dir unknown-backend backend=%s",
 		    mm_log_escape(u.backend, esc, sizeof(esc)));

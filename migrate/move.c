@@ -1,6 +1,7 @@
 /* The move engine (move.h says the design). */
 #include "move.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 #define MOVE_PASS_FAILS_MAX 5	/* failed passes in a row before it aborts */
 #define MOVE_VERIFY_MS 120000
 #define MOVE_KICK_MS 5000
+#define MOVE_STATE_MAX 4096	/* dsync's state between passes */
 
 /* Where a coordinated move is inside its phase. */
 enum run_step {
@@ -75,6 +77,10 @@ struct run {
 	 * PREPARE shows the target. */
 	struct move_folder src_inbox;
 	bool have_src_inbox;
+	/* dsync's state after the last good pass (base64, "" for none):
+	 * the next backup copies what changed since, not the mailbox. */
+	char state[MOVE_STATE_MAX + 1];
+	char next_state[MOVE_STATE_MAX + 1];	/* the running pass's */
 	/* The last record signed. */
 	uint8_t record[RECORD_MAX];
 	size_t record_len;
@@ -418,7 +424,8 @@ request(struct run *r, enum move_msg_type type, enum move_msg_type answer)
 	mm_strlcpy(m->msg->site, r->mv->from_site, sizeof(m->msg->site));
 	mm_strlcpy(m->msg->backend, r->mv->to_backend,
 	    sizeof(m->msg->backend));
-	if (type == MOVE_MSG_COMMIT || type == MOVE_MSG_PREPARE) {
+	if (type == MOVE_MSG_COMMIT || type == MOVE_MSG_PREPARE ||
+	    type == MOVE_MSG_VERIFY) {
 		m->msg->record = r->record;
 		m->msg->record_len = r->record_len;
 	}
@@ -536,6 +543,8 @@ pass_done(void *arg, const struct doveadm_result *res)
 
 	r->cmd = NULL;
 	if (res->status != DOVEADM_OK) {
+		/* What the target holds is not known: a whole pass next. */
+		r->state[0] = '\0';
 		set_error(r, "dsync pass: %s", res->error);
 		if (r->mv->phase == MOVE_FREEZE) {
 			freeze_abandon(r, "the last pass failed");
@@ -568,6 +577,8 @@ pass_done(void *arg, const struct doveadm_result *res)
 		return;
 	}
 	r->pass_fails = 0;
+	memcpy(r->state, r->next_state, sizeof(r->state));
+	r->next_state[0] = '\0';
 	r->mv->passes++;
 	log_info("- move pass user=%s phase=%s pass=%u ms=%llu", r->mv->user,
 	    move_phase_name(r->mv->phase), r->mv->passes,
@@ -599,6 +610,23 @@ pass_done(void *arg, const struct doveadm_result *res)
 	}
 }
 
+/* A backup with -s prints the new state. */
+static bool
+pass_state_row(void *arg, size_t n, const char *const *field)
+{
+	struct run *r = arg;
+	size_t len = n == 1 ? strlen(field[0]) : 0;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)field[0][i]) &&
+		    strchr("+/=", field[0][i]) == NULL)
+			len = 0;
+	if (len > 0 && len <= MOVE_STATE_MAX)
+		memcpy(r->next_state, field[0], len + 1);
+	return true;
+}
+
 static void
 pass_start(struct run *r)
 {
@@ -610,13 +638,13 @@ pass_start(struct run *r)
 	const char *why = NULL;
 	/* Before the commit the target's copy is the move's alone: backup
 	 * makes it the source's, and puts back what an earlier copy there
-	 * had expunged. After it the target takes mail of its own: a
-	 * one-way sync adds what reached the source late and reverts
+	 * had expunged; with the state of the pass before, it copies only
+	 * what changed since. After the commit the target takes mail of its
+	 * own: a one-way sync adds what reached the source late and reverts
 	 * nothing. */
 	bool late = r->mv->phase == MOVE_COMMIT;
-	const char *argv[5] = { late ? "sync" : "backup", late ? "-1" : "-u",
-		late ? "-u" : r->mv->user, late ? r->mv->user : dest,
-		late ? dest : NULL };
+	const char *argv[7];
+	size_t argc = 0;
 
 	if (be == NULL || be->move_engine == NULL || dl == NULL) {
 		abort_begin(r, "this node cannot copy: its back end lost move= "
@@ -625,11 +653,22 @@ pass_start(struct run *r)
 	}
 	snprintf(dest, sizeof(dest), strchr(dl->host, ':') != NULL ?
 	    "tcp:[%s]:%s" : "tcp:%s:%s", dl->host, dl->port);
+	argv[argc++] = late ? "sync" : "backup";
+	if (late)
+		argv[argc++] = "-1";
+	argv[argc++] = "-u";
+	argv[argc++] = r->mv->user;
+	if (!late) {
+		argv[argc++] = "-s";
+		argv[argc++] = r->state;
+	}
+	argv[argc++] = dest;
 	r->step = R_PASS;
+	r->next_state[0] = '\0';
 	r->pass_start_ms = mm_now_ms();
 	r->cmd = doveadm_run(m->env.base, be->host, be->doveadm_port,
-	    be->doveadm_password, r->mv->user, argv, late ? 5 : 4,
-	    MOVE_DOVEADM_MS, NULL, pass_done, r, &why);
+	    be->doveadm_password, r->mv->user, argv, argc, MOVE_DOVEADM_MS,
+	    late ? NULL : pass_state_row, pass_done, r, &why);
 	if (r->cmd == NULL) {
 		struct doveadm_result res = { DOVEADM_PROTOCOL, -1, why };
 
@@ -1572,6 +1611,10 @@ accept_done(void *arg)
 		prepare_in(t);
 		return;
 	}
+	if (t->q.type == MOVE_MSG_VERIFY) {
+		verify_in(t);
+		return;
+	}
 	/* COMMIT: the TRANSFER is here; ACTIVE at this site (unless it is
 	 * already). */
 	if (current(t->m, t->q.user, &u) != 1 ||
@@ -1666,7 +1709,14 @@ request_in(struct moves *m, const struct move_msg *q, const char *from,
 		jobs_add(m->env.writer, accept_run, accept_done, t);
 		return;
 	case MOVE_MSG_VERIFY:
-		verify_in(t);
+		if (t->record_len == 0) {
+			verify_in(t);
+			return;
+		}
+		/* The FROZEN record first: the target holds the user's
+		 * logins from now until the TRANSFER comes. */
+		t->busy = true;
+		jobs_add(m->env.writer, accept_run, accept_done, t);
 		return;
 	case MOVE_MSG_FREEZE:
 		if (strcmp(from_site, m->env.conf->site) != 0) {

@@ -59,34 +59,6 @@ move_phase_name(enum move_phase p)
 
 /* ---- the entry codec ------------------------------------------------- */
 
-/* Shown by the control tool and logged: no control characters. */
-static bool
-printable(const char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
-			return false;
-	return true;
-}
-
-/* A string copied into out (max + 1 bytes), within max and printable. */
-static int
-get_text(struct mm_mp_reader *r, char *out, size_t max)
-{
-	const char *s;
-	size_t len;
-
-	if (mm_mp_get_strp(r, max, &s, &len) < 0)
-		return -1;
-	if (!printable(s, len))
-		return mm_mp_fail(r, "control character in a string");
-	memcpy(out, s, len);
-	out[len] = '\0';
-	return 0;
-}
-
 int
 move_decode(const uint8_t *buf, size_t len, struct move *mv,
     const char **why_r)
@@ -120,12 +92,12 @@ move_decode(const uint8_t *buf, size_t len, struct move *mv,
 		goto done;
 	}
 	if (mm_mp_get_uint(&r, &mv->id) < 0 ||
-	    get_text(&r, mv->user, RECORD_USER_MAX) < 0 ||
-	    get_text(&r, mv->from_site, RECORD_SITE_MAX) < 0 ||
-	    get_text(&r, mv->to_site, RECORD_SITE_MAX) < 0 ||
-	    get_text(&r, mv->from_backend, RECORD_NAME_MAX) < 0 ||
-	    get_text(&r, mv->to_backend, RECORD_NAME_MAX) < 0 ||
-	    get_text(&r, mv->engine, MOVE_ENGINE_MAX) < 0 ||
+	    mm_mp_get_text(&r, mv->user, RECORD_USER_MAX) < 0 ||
+	    mm_mp_get_text(&r, mv->from_site, RECORD_SITE_MAX) < 0 ||
+	    mm_mp_get_text(&r, mv->to_site, RECORD_SITE_MAX) < 0 ||
+	    mm_mp_get_text(&r, mv->from_backend, RECORD_NAME_MAX) < 0 ||
+	    mm_mp_get_text(&r, mv->to_backend, RECORD_NAME_MAX) < 0 ||
+	    mm_mp_get_text(&r, mv->engine, MOVE_ENGINE_MAX) < 0 ||
 	    mm_mp_get_uint(&r, &phase) < 0)
 		goto done;
 	if (!phase_valid(phase)) {
@@ -141,7 +113,7 @@ move_decode(const uint8_t *buf, size_t len, struct move *mv,
 	    mm_mp_get_uint_max(&r, UINT32_MAX, &freezes) < 0 ||
 	    mm_mp_get_uint(&r, &mv->freeze_ms) < 0 ||
 	    mm_mp_get_bool(&r, &mv->abort_requested) < 0 ||
-	    get_text(&r, mv->error, MOVE_MSG_ERROR_MAX) < 0 ||
+	    mm_mp_get_text(&r, mv->error, MOVE_MSG_ERROR_MAX) < 0 ||
 	    mm_mp_get_array(&r, MOVE_FOLDERS_MAX, &n) < 0)
 		goto done;
 	mv->passes = (uint32_t)passes;
@@ -150,7 +122,7 @@ move_decode(const uint8_t *buf, size_t len, struct move *mv,
 		struct move_body_from *b = &mv->body_from[i];
 
 		if (mm_mp_get_array_n(&r, BODY_FROM_FIELDS) < 0 ||
-		    get_text(&r, b->name, MOVE_FOLDER_NAME_MAX) < 0 ||
+		    mm_mp_get_text(&r, b->name, MOVE_FOLDER_NAME_MAX) < 0 ||
 		    mm_mp_get_uint(&r, &b->uid) < 0)
 			goto done;
 	}
@@ -164,33 +136,23 @@ done:
 	return rc;
 }
 
-/* s (an array of max + 1 bytes) is NUL-terminated within max bytes and
- * printable. */
-static bool
-text_ok(const char *s, size_t max)
-{
-	size_t len = strnlen(s, max + 1);
-
-	return len <= max && printable(s, len);
-}
-
 static bool
 move_valid(const struct move *mv)
 {
 	size_t i;
 
-	if (!text_ok(mv->user, RECORD_USER_MAX) ||
-	    !text_ok(mv->from_site, RECORD_SITE_MAX) ||
-	    !text_ok(mv->to_site, RECORD_SITE_MAX) ||
-	    !text_ok(mv->from_backend, RECORD_NAME_MAX) ||
-	    !text_ok(mv->to_backend, RECORD_NAME_MAX) ||
-	    !text_ok(mv->engine, MOVE_ENGINE_MAX) ||
+	if (!mm_mp_text_ok(mv->user, RECORD_USER_MAX) ||
+	    !mm_mp_text_ok(mv->from_site, RECORD_SITE_MAX) ||
+	    !mm_mp_text_ok(mv->to_site, RECORD_SITE_MAX) ||
+	    !mm_mp_text_ok(mv->from_backend, RECORD_NAME_MAX) ||
+	    !mm_mp_text_ok(mv->to_backend, RECORD_NAME_MAX) ||
+	    !mm_mp_text_ok(mv->engine, MOVE_ENGINE_MAX) ||
 	    !phase_valid((uint64_t)mv->phase) ||
-	    !text_ok(mv->error, MOVE_MSG_ERROR_MAX) ||
+	    !mm_mp_text_ok(mv->error, MOVE_MSG_ERROR_MAX) ||
 	    mv->n_body_from > MOVE_FOLDERS_MAX)
 		return false;
 	for (i = 0; i < mv->n_body_from; i++)
-		if (!text_ok(mv->body_from[i].name, MOVE_FOLDER_NAME_MAX))
+		if (!mm_mp_text_ok(mv->body_from[i].name, MOVE_FOLDER_NAME_MAX))
 			return false;
 	return true;
 }

@@ -38,39 +38,11 @@ move_msg_type_name(enum move_msg_type t)
 	return type_valid((uint64_t)t) ? type_names[t] : "?";
 }
 
-/* Logged and shown to operators: no control characters. */
-static bool
-printable(const char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
-			return false;
-	return true;
-}
-
-/* A string copied into out (max + 1 bytes), within max and printable. */
-static int
-get_text(struct mm_mp_reader *r, char *out, size_t max)
-{
-	const char *s;
-	size_t len;
-
-	if (mm_mp_get_strp(r, max, &s, &len) < 0)
-		return -1;
-	if (!printable(s, len))
-		return mm_mp_fail(r, "control character in a string");
-	memcpy(out, s, len);
-	out[len] = '\0';
-	return 0;
-}
-
 static int
 get_folder(struct mm_mp_reader *r, struct move_folder *f)
 {
 	if (mm_mp_get_array_n(r, FOLDER_FIELDS) < 0 ||
-	    get_text(r, f->name, MOVE_FOLDER_NAME_MAX) < 0 ||
+	    mm_mp_get_text(r, f->name, MOVE_FOLDER_NAME_MAX) < 0 ||
 	    mm_mp_get_uint(r, &f->uidvalidity) < 0 ||
 	    mm_mp_get_uint(r, &f->uidnext) < 0 ||
 	    mm_mp_get_uint(r, &f->messages) < 0 ||
@@ -83,7 +55,7 @@ static int
 get_body_from(struct mm_mp_reader *r, struct move_body_from *b)
 {
 	if (mm_mp_get_array_n(r, BODY_FROM_FIELDS) < 0 ||
-	    get_text(r, b->name, MOVE_FOLDER_NAME_MAX) < 0 ||
+	    mm_mp_get_text(r, b->name, MOVE_FOLDER_NAME_MAX) < 0 ||
 	    mm_mp_get_uint(r, &b->uid) < 0)
 		return -1;
 	return 0;
@@ -132,11 +104,11 @@ move_msg_decode(const uint8_t *buf, size_t len, struct move_msg *m,
 	}
 	m->type = (enum move_msg_type)type;
 	if (mm_mp_get_uint(&r, &m->id) < 0 ||
-	    get_text(&r, m->user, RECORD_USER_MAX) < 0 ||
-	    get_text(&r, m->site, RECORD_SITE_MAX) < 0 ||
-	    get_text(&r, m->backend, RECORD_NAME_MAX) < 0 ||
+	    mm_mp_get_text(&r, m->user, RECORD_USER_MAX) < 0 ||
+	    mm_mp_get_text(&r, m->site, RECORD_SITE_MAX) < 0 ||
+	    mm_mp_get_text(&r, m->backend, RECORD_NAME_MAX) < 0 ||
 	    mm_mp_get_bool(&r, &m->ok) < 0 ||
-	    get_text(&r, m->error, MOVE_MSG_ERROR_MAX) < 0 ||
+	    mm_mp_get_text(&r, m->error, MOVE_MSG_ERROR_MAX) < 0 ||
 	    mm_mp_get_bin(&r, RECORD_MAX, &m->record, &m->record_len) < 0 ||
 	    mm_mp_get_uint(&r, &m->kicked) < 0)
 		goto done;
@@ -168,36 +140,26 @@ done:
 	return rc;
 }
 
-/* s (an array of max + 1 bytes) is NUL-terminated within max bytes and
- * printable. */
-static bool
-text_ok(const char *s, size_t max)
-{
-	size_t len = strnlen(s, max + 1);
-
-	return len <= max && printable(s, len);
-}
-
 static bool
 msg_valid(const struct move_msg *m)
 {
 	size_t i;
 
 	if (!type_valid((uint64_t)m->type) ||
-	    !text_ok(m->user, RECORD_USER_MAX) ||
-	    !text_ok(m->site, RECORD_SITE_MAX) ||
-	    !text_ok(m->backend, RECORD_NAME_MAX) ||
-	    !text_ok(m->error, MOVE_MSG_ERROR_MAX) ||
+	    !mm_mp_text_ok(m->user, RECORD_USER_MAX) ||
+	    !mm_mp_text_ok(m->site, RECORD_SITE_MAX) ||
+	    !mm_mp_text_ok(m->backend, RECORD_NAME_MAX) ||
+	    !mm_mp_text_ok(m->error, MOVE_MSG_ERROR_MAX) ||
 	    m->record_len > RECORD_MAX ||
 	    (m->record_len > 0 && m->record == NULL) ||
 	    m->n_folders > MOVE_FOLDERS_MAX ||
 	    m->n_body_from > MOVE_FOLDERS_MAX)
 		return false;
 	for (i = 0; i < m->n_folders; i++)
-		if (!text_ok(m->folders[i].name, MOVE_FOLDER_NAME_MAX))
+		if (!mm_mp_text_ok(m->folders[i].name, MOVE_FOLDER_NAME_MAX))
 			return false;
 	for (i = 0; i < m->n_body_from; i++)
-		if (!text_ok(m->body_from[i].name, MOVE_FOLDER_NAME_MAX))
+		if (!mm_mp_text_ok(m->body_from[i].name, MOVE_FOLDER_NAME_MAX))
 			return false;
 	return true;
 }

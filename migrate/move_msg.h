@@ -13,7 +13,9 @@
  *   FREEZE    A -> A'  the FROZEN record (envelope): store it, end the
  *                      user's sessions, answer
  *   FROZEN    A' -> A  ok, sessions ended, or error
- *   VERIFY    A -> B   describe your copy: every folder, and the bodies
+ *   VERIFY    A -> B   the FROZEN record (stored first, so that B holds
+ *                      the user's logins until the TRANSFER); describe
+ *                      your copy: every folder, and the bodies
  *                      of messages at or above body_from's UID per folder
  *                      (folders not listed: every body)
  *   VERIFIED  B -> A   ok and the folders, or error
@@ -84,7 +86,7 @@ struct move_msg {
 	char backend[RECORD_NAME_MAX + 1];	/* PREPARE, PREPARED */
 	bool ok;				/* answers */
 	char error[MOVE_MSG_ERROR_MAX + 1];	/* answers with ok false */
-	/* PREPARE, FREEZE, COMMIT: a record envelope. Decoding points into the
+	/* PREPARE, FREEZE, VERIFY, COMMIT: a record envelope. Decoding points into the
 	 * buffer; encoding reads from the caller's memory. */
 	const uint8_t *record;
 	size_t record_len;			/* <= RECORD_MAX */

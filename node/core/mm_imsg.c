@@ -58,24 +58,12 @@ mm_imsg_str_copy(const struct mm_imsg_str *s, char *out, size_t size)
 	out[n] = '\0';
 }
 
-/* Text a process may print: no control characters. */
-static bool
-printable(const char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
-			return false;
-	return true;
-}
-
 static int
 get_text(struct mm_mp_reader *r, size_t max, struct mm_imsg_str *s)
 {
 	if (mm_mp_get_strp(r, max, &s->p, &s->len) < 0)
 		return -1;
-	if (!printable(s->p, s->len))
+	if (!mm_mp_printable(s->p, s->len))
 		return mm_mp_fail(r, "control character in a string");
 	return 0;
 }
@@ -188,7 +176,7 @@ static bool
 str_ok(const struct mm_imsg_str *s, size_t max)
 {
 	return s->len <= max && (s->len == 0 || s->p != NULL) &&
-	    (s->len == 0 || printable(s->p, s->len));
+	    (s->len == 0 || mm_mp_printable(s->p, s->len));
 }
 
 static void

@@ -487,3 +487,37 @@ mm_mp_end(struct mm_mp_reader *r)
 		return mm_mp_fail(r, "trailing bytes");
 	return 0;
 }
+
+bool
+mm_mp_printable(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+int
+mm_mp_get_text(struct mm_mp_reader *r, char *out, size_t max)
+{
+	const char *s;
+	size_t len;
+
+	if (mm_mp_get_strp(r, max, &s, &len) < 0)
+		return -1;
+	if (!mm_mp_printable(s, len))
+		return mm_mp_fail(r, "control character in a string");
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return 0;
+}
+
+bool
+mm_mp_text_ok(const char *s, size_t max)
+{
+	size_t len = strnlen(s, max + 1);
+
+	return len <= max && mm_mp_printable(s, len);
+}

@@ -88,4 +88,14 @@ int mm_mp_get_bin_fixed(struct mm_mp_reader *r, uint8_t *out, size_t want);
 /* 0 if the whole buffer was consumed, -1 ("trailing bytes") otherwise. */
 int mm_mp_end(struct mm_mp_reader *r);
 
+/* Whether s (len bytes) has no control character (below 0x20, or DEL):
+ * text a process may log or show an operator. */
+bool mm_mp_printable(const char *s, size_t len);
+/* A str of at most max bytes and no control character, copied into out
+ * (max + 1 bytes) and NUL-terminated. 0 or -1 (sticky, as the getters). */
+int mm_mp_get_text(struct mm_mp_reader *r, char *out, size_t max);
+/* For the writer's side: s is NUL-terminated within max bytes (s holds at
+ * least max + 1) and printable. */
+bool mm_mp_text_ok(const char *s, size_t max);
+
 #endif

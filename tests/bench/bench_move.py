@@ -186,6 +186,9 @@ def sizes_part(s, sizes, moves):
                     for uid in msgs
                     if uid not in after["folders"].get(name, (0, {}))[1])
         held = held_ms((a1, b1), user, since)
+        if prb.failed:
+            bl.log("%d MB: logins that failed: %s" % (
+                mb, "; ".join(sorted(set(prb.failed))[:3])))
         rows.append([
             "%d MB" % mb, bl.fmt(direct), bl.fmt(copy),
             bl.ratio(copy, direct), str(pct(freezes, 50)),

@@ -169,6 +169,13 @@ class MoveTest(unittest.TestCase):
         self.assertEqual((rec.get("site"), rec.get("state")), ("a", "active"))
         self.assertEqual(mf.inbox_count(S.dv["mb"], ERIN),
                          3)
+        # A back end site b does not define (or that does not move).
+        r = a1.ctl("move", DAVE, "b", "--backend", "nope", "--wait",
+                   timeout=120)
+        self.assertNotEqual(r.rc, 0, r)
+        self.assertIn("site b has no back end nope that moves by dsync",
+                      r.out)
+        self.assertEqual(record(a1, DAVE).get("state"), "active")
         r = a1.ctl("move", DAVE, "b", "--dry-run")
         self.assertEqual(r.rc, 0, r)
         self.assertIn("would move %s from site a (back end ma, engine dsync)"
