@@ -128,6 +128,7 @@ struct moves {
 
 static void run_next(struct run *r);
 static void pass_begin(struct run *r);
+static void pass_start(struct run *r);
 static void freeze_begin(struct run *r);
 static void verify_begin(struct run *r);
 static void commit_begin(struct run *r);
@@ -542,6 +543,16 @@ pass_done(void *arg, const struct doveadm_result *res)
 	uint64_t took = mm_now_ms() - r->pass_start_ms;
 
 	r->cmd = NULL;
+	if (res->status == DOVEADM_FAILED && r->state[0] != '\0' &&
+	    r->mv->phase != MOVE_COMMIT) {
+		/* dsync could not go on from its state (the target's
+		 * transaction log moved on): a whole pass, at once. */
+		log_info("- move pass-again user=%s phase=%s reason=\"%s\"",
+		    r->mv->user, move_phase_name(r->mv->phase), res->error);
+		r->state[0] = '\0';
+		pass_start(r);
+		return;
+	}
 	if (res->status != DOVEADM_OK) {
 		/* What the target holds is not known: a whole pass next. */
 		r->state[0] = '\0';
