@@ -2056,8 +2056,14 @@ moves_request(struct moves *m, const char *op, size_t argc,
 	} else if (strcmp(op, "move-abort") == 0 && argc == 1) {
 		st = move_abort(m, argv[0], &msg);
 	} else if (strcmp(op, "moves") == 0 && argc <= 1) {
-		struct list_ctx lc = { &rows, argc == 1 ? argv[0] : NULL,
-			wall_ms() };
+		char user[RECORD_USER_MAX + 1];
+		struct list_ctx lc = { &rows, NULL, wall_ms() };
+
+		if (argc == 1 && dir_normalise_user(m->env.conf, argv[0],
+		    user, sizeof(user)) == 0)
+			lc.user = user;
+		else if (argc == 1)
+			lc.user = argv[0];
 
 		(void)ctl_rows_add(&rows, MM_ARRAY_SIZE(moves_header),
 		    moves_header);

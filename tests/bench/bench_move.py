@@ -253,22 +253,28 @@ def soak_part(s, users, n_moves, kill_rate, seed):
         snd.join(30)
     resumed = sum(n.log_text().count("move resume")
                   for n in s.n.values()) - resumed0
-    lost = dup = sent = 0
+    lost = dup = unsure = sent = 0
     for u, snd in zip(users, senders):
         home = s.dv["mb"] if owner[u] == "b1" else s.dv["ma"]
         mids = mv.message_ids(mv.mailbox_state(home, u))
         sent += len(snd.sent)
         lost += sum(1 for m in snd.sent if m not in mids)
-        dup += sum(1 for m in set(mids) if mids.count(m) > 1)
+        twice = [m for m in set(mids) if mids.count(m) > 1]
+        # A message sent again after its first reply was lost may be
+        # there twice: SMTP's own (RFC 1047), not the move's.
+        dup += sum(1 for m in twice if m not in snd.unsure)
+        unsure += sum(1 for m in twice if m in snd.unsure)
     print()
     print("Soak: moves of small mailboxes back and forth, kill -9 of a "
           "random node in %.0f%% of them:" % (kill_rate * 100))
     bl.print_rows(["moves", "done", "aborted", "kills", "resumed",
-                   "sent", "lost", "dup", "seconds"],
+                   "sent", "lost", "dup", "dup (reply lost)", "seconds"],
                   [[str(n_moves), str(done), str(aborted), str(kills),
                     str(resumed), str(sent), str(lost), str(dup),
-                    "%.0f" % (time.monotonic() - t0)]])
-    print("(target: 0 lost and 0 duplicated over >= 1,000 moves)")
+                    str(unsure), "%.0f" % (time.monotonic() - t0)]])
+    print("(target: 0 lost and 0 duplicated over >= 1,000 moves; \"dup "
+          "(reply lost)\": sent again after the node died between the "
+          "message's data and its reply)")
 
 
 def main():

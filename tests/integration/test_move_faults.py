@@ -115,7 +115,8 @@ class FaultTest(unittest.TestCase):
                                 to, user, node.name))
             self.assertEqual(int(mv.record(node, user)["epoch"]), epoch + 1)
         after = mv.mailbox_state(dst_dv, user)
-        mv.census(self, before, after, snd.sent if snd else ())
+        mv.census(self, before, after, snd.sent if snd else (),
+                  snd.unsure if snd else ())
         return row
 
     def test_1_owner_killed_mid_copy(self):
