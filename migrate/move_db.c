@@ -64,7 +64,7 @@ move_decode(const uint8_t *buf, size_t len, struct move *mv,
     const char **why_r)
 {
 	struct mm_mp_reader r;
-	uint64_t version, phase, passes, freezes;
+	uint64_t phase, passes, freezes;
 	uint32_t n, i;
 	int rc = -1;
 
@@ -75,22 +75,9 @@ move_decode(const uint8_t *buf, size_t len, struct move *mv,
 		mm_mp_fail(&r, "entry too long");
 		goto done;
 	}
-	if (mm_mp_get_array(&r, ENTRY_FIELDS_READ_MAX, &n) < 0)
+	if (mm_mp_get_versioned(&r, MOVE_DB_VERSION, ENTRY_FIELDS,
+	    ENTRY_FIELDS_READ_MAX) < 0)
 		goto done;
-	if (n == 0) {
-		mm_mp_fail(&r, "wrong element count");
-		goto done;
-	}
-	if (mm_mp_get_uint(&r, &version) < 0)
-		goto done;
-	if (version != MOVE_DB_VERSION) {
-		mm_mp_fail(&r, "unknown version");
-		goto done;
-	}
-	if (n != ENTRY_FIELDS) {
-		mm_mp_fail(&r, "wrong element count");
-		goto done;
-	}
 	if (mm_mp_get_uint(&r, &mv->id) < 0 ||
 	    mm_mp_get_text(&r, mv->user, RECORD_USER_MAX) < 0 ||
 	    mm_mp_get_text(&r, mv->from_site, RECORD_SITE_MAX) < 0 ||

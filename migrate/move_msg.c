@@ -66,7 +66,7 @@ move_msg_decode(const uint8_t *buf, size_t len, struct move_msg *m,
     const char **why_r)
 {
 	struct mm_mp_reader r;
-	uint64_t version, type;
+	uint64_t type;
 	uint32_t n, i;
 	int rc = -1;
 
@@ -80,22 +80,9 @@ move_msg_decode(const uint8_t *buf, size_t len, struct move_msg *m,
 		mm_mp_fail(&r, "message too long");
 		goto done;
 	}
-	if (mm_mp_get_array(&r, MSG_FIELDS_READ_MAX, &n) < 0)
+	if (mm_mp_get_versioned(&r, MOVE_MSG_VERSION, MSG_FIELDS,
+	    MSG_FIELDS_READ_MAX) < 0)
 		goto done;
-	if (n == 0) {
-		mm_mp_fail(&r, "wrong element count");
-		goto done;
-	}
-	if (mm_mp_get_uint(&r, &version) < 0)
-		goto done;
-	if (version != MOVE_MSG_VERSION) {
-		mm_mp_fail(&r, "unknown version");
-		goto done;
-	}
-	if (n != MSG_FIELDS) {
-		mm_mp_fail(&r, "wrong element count");
-		goto done;
-	}
 	if (mm_mp_get_uint(&r, &type) < 0)
 		goto done;
 	if (!type_valid(type)) {

@@ -521,3 +521,23 @@ mm_mp_text_ok(const char *s, size_t max)
 
 	return len <= max && mm_mp_printable(s, len);
 }
+
+int
+mm_mp_get_versioned(struct mm_mp_reader *r, uint64_t version,
+    uint32_t fields, uint32_t read_max)
+{
+	uint64_t v;
+	uint32_t n;
+
+	if (mm_mp_get_array(r, read_max, &n) < 0)
+		return -1;
+	if (n == 0)
+		return mm_mp_fail(r, "wrong element count");
+	if (mm_mp_get_uint(r, &v) < 0)
+		return -1;
+	if (v != version)
+		return mm_mp_fail(r, "unknown version");
+	if (n != fields)
+		return mm_mp_fail(r, "wrong element count");
+	return 0;
+}

@@ -88,6 +88,14 @@ int mm_mp_get_bin_fixed(struct mm_mp_reader *r, uint8_t *out, size_t want);
 /* 0 if the whole buffer was consumed, -1 ("trailing bytes") otherwise. */
 int mm_mp_end(struct mm_mp_reader *r);
 
+/* The head of a versioned format: an array of fields elements whose
+ * first is the version. The version is checked before the count (at
+ * most read_max elements, so that another version's count does not
+ * hide its version): "unknown version", then "wrong element count".
+ * 0 or -1 (sticky). */
+int mm_mp_get_versioned(struct mm_mp_reader *r, uint64_t version,
+    uint32_t fields, uint32_t read_max);
+
 /* Whether s (len bytes) has no control character (below 0x20, or DEL):
  * text a process may log or show an operator. */
 bool mm_mp_printable(const char *s, size_t len);
