@@ -212,8 +212,9 @@ class Sender(threading.Thread):
     refused with 4xx, or not taken because the node is down, is sent
     again, as a real sender would; it counts as sent once the node
     accepted it (250). A connection lost after the message's data went
-    out leaves the sender not knowing whether it was delivered: it sends
-    it again, and the Message-ID is kept in `unsure` (SMTP may then
+    out, or a 4xx to the data (a relay that lost the next hop before its
+    reply), leaves the sender not knowing whether it was delivered: it
+    sends it again, and the Message-ID is kept in `unsure` (SMTP may then
     deliver it twice, whatever the node does: RFC 1047)."""
 
     def __init__(self, node, user):
@@ -231,7 +232,7 @@ class Sender(threading.Thread):
             msg = ("From: sender@sender.test\r\nTo: %s\r\nSubject: live %d"
                    "\r\nMessage-ID: %s\r\n\r\nbody %d\r\n"
                    % (self.user, i, mid, i))
-            in_data = False
+            in_data = accepted = False
             try:
                 with smtplib.SMTP(self.node.host, self.node.port["smtp"],
                                   timeout=20) as s:
@@ -247,14 +248,24 @@ class Sender(threading.Thread):
                     in_data = False
                     if code != 250:
                         raise smtplib.SMTPResponseException(code, resp)
+                    accepted = True
                 self.sent.append(mid)
                 i += 1
             except smtplib.SMTPResponseException as e:
                 if 400 <= e.smtp_code < 500:
                     self.deferred += 1
+                    # A 4xx to the data: a relay that lost the hop after
+                    # it says so, though the back end may have the mail.
+                    if in_data:
+                        self.unsure.add(mid)
                 else:
                     self.errors.append(str(e))
             except (OSError, smtplib.SMTPServerDisconnected):
+                if accepted:
+                    # Taken (250); only the QUIT after it failed.
+                    self.sent.append(mid)
+                    i += 1
+                    continue
                 self.deferred += 1      # the node is down: later
                 if in_data:
                     self.unsure.add(mid)
