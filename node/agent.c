@@ -683,11 +683,12 @@ wreq_cancel(struct client *c)
 	}
 }
 
-/* Sends a request of type with body b to every worker, for the move
- * engine: cb(cbarg, all answered, count) once, from the loop. */
+/* Sends a request of type with body b to every worker, for client c
+ * (answered by wreq_answer) or, c NULL, for the move engine: cb(cbarg,
+ * all answered, count) once, from the loop. */
 static void
-workers_ask(uint8_t type, const struct mm_imsg_body *b, const char *user,
-    move_workers_cb cb, void *cbarg)
+workers_ask(struct client *c, uint8_t type, const struct mm_imsg_body *b,
+    const char *user, move_workers_cb cb, void *cbarg)
 {
 	struct timeval tv = { AGENT_WORKERS_MS / 1000,
 		(AGENT_WORKERS_MS % 1000) * 1000 };
@@ -696,6 +697,7 @@ workers_ask(uint8_t type, const struct mm_imsg_body *b, const char *user,
 	int len = mm_imsg_body_encode(type, b, out, sizeof(out));
 
 	q = xcalloc(1, sizeof(*q));
+	q->c = c;
 	q->cb = cb;
 	q->cbarg = cbarg;
 	q->type = type;
@@ -703,9 +705,14 @@ workers_ask(uint8_t type, const struct mm_imsg_body *b, const char *user,
 	q->workers = -1;
 	mm_strlcpy(q->user, user, sizeof(q->user));
 	ctl_rows_init(&q->rows);
+	if (type == MM_IMSG_SESSIONS_REQ)
+		(void)ctl_rows_add(&q->rows, MM_ARRAY_SIZE(sessions_header),
+		    sessions_header);
 	q->timer = evtimer_new(ag.base, wreq_timeout_cb, q);
 	q->next = ag.wreqs;
 	ag.wreqs = q;
+	if (c != NULL)
+		bufferevent_disable(c->bev, EV_READ);
 	if (len < 0 || ag.ic == NULL || ichan_send(ag.ic, type, MM_IMSG_AGENT,
 	    MM_IMSG_WORKERS, q->id, out, (size_t)len) != 0) {
 		wreq_answer(q);
@@ -722,7 +729,7 @@ move_kick(void *env_arg, const char *user, const char *reason,
 
 	b->user = mm_imsg_str(user);
 	b->reason = mm_imsg_str(reason);
-	workers_ask(MM_IMSG_KICK, b, user, cb, arg);
+	workers_ask(NULL, MM_IMSG_KICK, b, user, cb, arg);
 	free(b);
 }
 
@@ -735,7 +742,7 @@ move_route(void *env_arg, const char *user, const char *site,
 	b->user = mm_imsg_str(user);
 	b->site = mm_imsg_str(site);
 	b->backend = mm_imsg_str(backend);
-	workers_ask(MM_IMSG_ROUTE, b, user, cb, arg);
+	workers_ask(NULL, MM_IMSG_ROUTE, b, user, cb, arg);
 	free(b);
 }
 
@@ -745,15 +752,10 @@ move_route(void *env_arg, const char *user, const char *site,
 static bool
 wreq_start(struct client *c, const struct ctl_msg *m)
 {
-	struct timeval tv = { AGENT_WORKERS_MS / 1000,
-		(AGENT_WORKERS_MS % 1000) * 1000 };
 	bool kick = strcmp(m->op, "kick") == 0;
 	struct mm_imsg_body *b;
-	struct wreq *q;
 	struct ctl_rows none;
-	uint8_t out[MM_IMSG_USER_MAX + MM_IMSG_TEXT_MAX + 16];
 	char user[MM_IMSG_USER_MAX + 1];
-	int len;
 
 	ctl_rows_init(&none);
 	if (!c->admin) {
@@ -782,33 +784,9 @@ wreq_start(struct client *c, const struct ctl_msg *m)
 	b = xcalloc(1, sizeof(*b));
 	b->user = mm_imsg_str(user);
 	b->reason = mm_imsg_str("Disconnected by the administrator");
-	len = mm_imsg_body_encode(kick ? MM_IMSG_KICK : MM_IMSG_SESSIONS_REQ,
-	    b, out, sizeof(out));
+	workers_ask(c, kick ? MM_IMSG_KICK : MM_IMSG_SESSIONS_REQ, b, user,
+	    NULL, NULL);
 	free(b);
-	if (len < 0) {
-		client_reply(c, CTL_FAILED, "not a user name", &none);
-		return false;
-	}
-	q = xcalloc(1, sizeof(*q));
-	q->c = c;
-	q->type = kick ? MM_IMSG_KICK : MM_IMSG_SESSIONS_REQ;
-	q->id = ++ag.next_id;
-	q->workers = -1;
-	mm_strlcpy(q->user, user, sizeof(q->user));
-	ctl_rows_init(&q->rows);
-	if (!kick)
-		(void)ctl_rows_add(&q->rows, MM_ARRAY_SIZE(sessions_header),
-		    sessions_header);
-	q->timer = evtimer_new(ag.base, wreq_timeout_cb, q);
-	q->next = ag.wreqs;
-	ag.wreqs = q;
-	bufferevent_disable(c->bev, EV_READ);
-	if (ag.ic == NULL || ichan_send(ag.ic, q->type, MM_IMSG_AGENT,
-	    MM_IMSG_WORKERS, q->id, out, (size_t)len) != 0) {
-		wreq_answer(q);
-		return true;
-	}
-	evtimer_add(q->timer, &tv);
 	return true;
 }
 
