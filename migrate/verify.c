@@ -76,15 +76,27 @@ flags_canonical(const char *flags)
 	return out;
 }
 
+static int
+cmp_folder(const void *a, const void *b)
+{
+	return strcmp(((const struct move_folder *)a)->name,
+	    ((const struct move_folder *)b)->name);
+}
+
+/* The index of folder name in the folders, sorted by name; SIZE_MAX for
+ * none. */
 static size_t
 folder_find(const struct verify *v, const char *name)
 {
-	size_t i;
+	struct move_folder key;
+	const struct move_folder *f;
 
-	for (i = 0; i < v->n_folders; i++)
-		if (strcmp(v->folders[i].name, name) == 0)
-			return i;
-	return SIZE_MAX;
+	if (strlen(name) > MOVE_FOLDER_NAME_MAX)
+		return SIZE_MAX;
+	mm_strlcpy(key.name, name, sizeof(key.name));
+	f = bsearch(&key, v->folders, v->n_folders, sizeof(*v->folders),
+	    cmp_folder);
+	return f != NULL ? (size_t)(f - v->folders) : SIZE_MAX;
 }
 
 /* A folder's status: name, messages, uidnext, uidvalidity. */
@@ -146,13 +158,6 @@ cmp_msg(const void *a, const void *b)
 	return x->uid < y->uid ? -1 : x->uid > y->uid;
 }
 
-static int
-cmp_folder(const void *a, const void *b)
-{
-	return strcmp(((const struct move_folder *)a)->name,
-	    ((const struct move_folder *)b)->name);
-}
-
 /* Each folder's digest over its messages in UID order. */
 static void
 digests(struct verify *v)
@@ -163,6 +168,7 @@ digests(struct verify *v)
 
 	/* A message of a folder the status did not list (created between
 	 * the two commands) sorts last and counts nowhere. */
+	qsort(v->folders, v->n_folders, sizeof(*v->folders), cmp_folder);
 	for (i = 0; i < v->n_msgs; i++)
 		v->msgs[i].folder = folder_find(v, v->msgs[i].folder_name);
 	i = 0;
@@ -183,7 +189,6 @@ digests(struct verify *v)
 		}
 		crypto_hash_sha256_final(&st, v->folders[k].digest);
 	}
-	qsort(v->folders, v->n_folders, sizeof(*v->folders), cmp_folder);
 }
 
 static void
