@@ -48,22 +48,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import benchlib as bl  # noqa: E402
 
 
-def build_dir():
-    d = os.environ.get("MM_BUILD_DIR")
-    if d:
-        return d
-    d = os.path.join(TOP, "build-bench")
-    if not os.path.exists(os.path.join(d, "node", "mmnode")):
-        bl.log("building Release into %s" % d)
-        subprocess.run(["cmake", "-S", TOP, "-B", d,
-                        "-DCMAKE_BUILD_TYPE=Release"], check=True,
-                       stdout=subprocess.DEVNULL)
-        subprocess.run(["cmake", "--build", d, "-j2"], check=True,
-                       stdout=subprocess.DEVNULL)
-    return d
-
-
-os.environ["MM_BUILD_DIR"] = build_dir()
+bl.build_dir()
 import mmfixture as mf  # noqa: E402
 import movefix as mv  # noqa: E402
 

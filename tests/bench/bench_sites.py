@@ -29,7 +29,6 @@ import ctypes
 import imaplib
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -44,22 +43,6 @@ import benchlib as bl  # noqa: E402
 HOSTS = {"a": "127.0.0.2", "b": "127.0.0.3"}
 USER = "alice@a.test"          # a real mailbox of be1, signed last at a
 STORM = 10000
-
-
-def build_dir():
-    d = os.environ.get("MM_BUILD_DIR")
-    if d:
-        return d
-    d = os.path.join(TOP, "build-bench")
-    if not os.path.exists(os.path.join(d, "node", "mmnode")):
-        bl.log("building Release into %s" % d)
-        subprocess.run(["cmake", "-S", TOP, "-B", d,
-                        "-DCMAKE_BUILD_TYPE=Release"], check=True,
-                       stdout=subprocess.DEVNULL)
-        subprocess.run(["cmake", "--build", d, "-j2"], check=True,
-                       stdout=subprocess.DEVNULL)
-    os.environ["MM_BUILD_DIR"] = d
-    return d
 
 
 def verifies_per_second(seconds=2.0):
@@ -229,7 +212,7 @@ def main():
     args = ap.parse_args()
     if args.keep:
         os.environ["MM_KEEP"] = "1"
-    build_dir()
+    bl.build_dir()
     import mmfixture as mf
     bl.exit_on_signals()
     limit = verifies_per_second()

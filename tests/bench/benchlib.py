@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 
 HOST = "127.0.0.1"
@@ -18,6 +19,27 @@ def log(msg):
 
 class StartError(Exception):
     """Something the benchmark needs could not be started."""
+
+
+def build_dir():
+    """Where the binaries are: $MM_BUILD_DIR, else build-bench/ at the top
+    of the tree, configured Release and built on first use. Sets
+    $MM_BUILD_DIR for the fixture."""
+    d = os.environ.get("MM_BUILD_DIR")
+    if d:
+        return d
+    top = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    d = os.path.join(top, "build-bench")
+    if not os.path.exists(os.path.join(d, "node", "mmnode")):
+        log("building Release into %s" % d)
+        subprocess.run(["cmake", "-S", top, "-B", d,
+                        "-DCMAKE_BUILD_TYPE=Release"], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "--build", d, "-j2"], check=True,
+                       stdout=subprocess.DEVNULL)
+    os.environ["MM_BUILD_DIR"] = d
+    return d
 
 
 def child_setup():
